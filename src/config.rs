@@ -1,0 +1,541 @@
+//! Typed settings, loaded in layers and validated before anything starts.
+//!
+//! Order, later wins: the compiled-in `config/default.toml`, the same file
+//! on disk if present, `config/<LAKEHOUSE_ENV>.toml`, `--config FILE`,
+//! environment variables `LAKEHOUSE__SECTION__KEY`, then CLI flags.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub data: DataSettings,
+    pub embed: EmbedSettings,
+    pub supervision: SupervisionSettings,
+    pub vectors: VectorSettings,
+    pub matrix: MatrixSettings,
+    pub storage: StorageSettings,
+    pub ingest: IngestSettings,
+    pub query: QuerySettings,
+    pub limits: LimitSettings,
+    pub faults: FaultSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    pub request_timeout_ms: u64,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSettings {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbedProvider {
+    Hash,
+    Ollama,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedSettings {
+    pub provider: EmbedProvider,
+    pub dimension: usize,
+    pub cache_capacity: usize,
+    pub max_texts: usize,
+    pub max_text_chars: usize,
+    pub ollama: OllamaSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OllamaSettings {
+    /// e.g. `http://127.0.0.1:11434`
+    pub url: String,
+    pub model: String,
+    pub timeout_ms: u64,
+    /// Texts per request to Ollama.
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisionSettings {
+    pub max_restarts: u32,
+    pub period_secs: u64,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub shutdown_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorSettings {
+    /// HNSW defaults for indexes created without them.
+    pub hnsw_m: u32,
+    pub hnsw_ef_construction: u32,
+    pub hnsw_ef_search: u32,
+    /// Items per add request.
+    pub max_batch: usize,
+    /// Serialised metadata per item.
+    pub max_metadata_bytes: usize,
+    /// Write a faiss snapshot after this many written rows.
+    pub snapshot_every: usize,
+    /// Remove superseded rows from Lance once this many have piled up.
+    pub cleanup_superseded: usize,
+    /// Compact the Lance dataset when it has more fragments than this.
+    pub max_fragments: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixSettings {
+    /// A recording applies to a search whose query is within this cosine
+    /// distance of the recorded query (and has the same role).
+    pub playbook_max_distance: f32,
+    /// Nearest recordings considered per search.
+    pub playbook_candidates: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Unset or empty: a local directory under `data.dir/objects`;
+    /// `s3://bucket/prefix` for S3-compatible storage.
+    pub url: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: String,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<Secret>,
+    pub max_object_bytes: u64,
+    pub max_concurrent_transfers: usize,
+}
+
+/// A credential: usable by the code, never printed by `Debug`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl std::ops::Deref for Secret {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    /// Largest CSV body.
+    pub max_bytes: u64,
+    /// How long one ingest (upload + write) may take.
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuerySettings {
+    /// Rows returned at most (and the default `limit`).
+    pub max_rows: usize,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSettings {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// Where to load settings from.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Folder holding `default.toml` and `<env>.toml`; `config` if unset.
+    pub config_dir: Option<PathBuf>,
+    /// The `LAKEHOUSE_ENV` layer; read from the environment if unset.
+    pub environment: Option<String>,
+    /// An extra file (`--config FILE`), required to exist.
+    pub file: Option<PathBuf>,
+    /// Environment variables to use instead of the process's own (tests).
+    pub env_vars: Option<HashMap<String, String>>,
+    /// Final overrides such as CLI flags: (`section.key`, value).
+    pub overrides: Vec<(String, String)>,
+}
+
+impl Settings {
+    pub fn load(options: LoadOptions) -> Result<Self, ConfigError> {
+        let config_dir = options
+            .config_dir
+            .unwrap_or_else(|| PathBuf::from("config"));
+        let environment = options
+            .environment
+            .or_else(|| std::env::var("LAKEHOUSE_ENV").ok())
+            .filter(|e| !e.is_empty());
+
+        let mut builder = Config::builder()
+            .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+            .add_source(File::from(config_dir.join("default.toml")).required(false));
+        if let Some(env) = &environment {
+            builder = builder
+                .add_source(File::from(config_dir.join(format!("{env}.toml"))).required(true));
+        }
+        if let Some(file) = &options.file {
+            builder = builder.add_source(File::from(file.as_path()).required(true));
+        }
+        builder = builder.add_source(
+            Environment::with_prefix("LAKEHOUSE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(options.env_vars),
+        );
+        for (key, value) in options.overrides {
+            builder = builder.set_override(key, value)?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        fn check(ok: bool, key: &'static str, message: &str) -> Result<(), ConfigError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    message: message.to_string(),
+                })
+            }
+        }
+        check(
+            !self.server.host.trim().is_empty(),
+            "server.host",
+            "must not be empty",
+        )?;
+        check(
+            self.server.workers <= 256,
+            "server.workers",
+            "must be at most 256 (0 = one per core)",
+        )?;
+        check(
+            (1..=600_000).contains(&self.server.request_timeout_ms),
+            "server.request_timeout_ms",
+            "must be between 1 and 600000",
+        )?;
+        check(
+            self.server.shutdown_timeout_secs <= 600,
+            "server.shutdown_timeout_secs",
+            "must be at most 600",
+        )?;
+        check(
+            !self.data.dir.as_os_str().is_empty(),
+            "data.dir",
+            "must not be empty",
+        )?;
+        check(
+            (1..=4096).contains(&self.embed.dimension),
+            "embed.dimension",
+            "must be between 1 and 4096",
+        )?;
+        check(
+            self.embed.cache_capacity <= 10_000_000,
+            "embed.cache_capacity",
+            "must be at most 10000000 (0 disables the cache)",
+        )?;
+        check(
+            (1..=10_000).contains(&self.embed.max_texts),
+            "embed.max_texts",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.embed.max_text_chars),
+            "embed.max_text_chars",
+            "must be between 1 and 1000000",
+        )?;
+        if self.embed.provider == EmbedProvider::Ollama {
+            let url = &self.embed.ollama.url;
+            check(
+                (url.starts_with("http://") || url.starts_with("https://")) && url.len() > 8,
+                "embed.ollama.url",
+                "must be an http(s) URL such as http://127.0.0.1:11434",
+            )?;
+            check(
+                !self.embed.ollama.model.trim().is_empty(),
+                "embed.ollama.model",
+                "must not be empty",
+            )?;
+        }
+        check(
+            (1..=600_000).contains(&self.embed.ollama.timeout_ms),
+            "embed.ollama.timeout_ms",
+            "must be between 1 and 600000",
+        )?;
+        check(
+            (1..=10_000).contains(&self.embed.ollama.batch_size),
+            "embed.ollama.batch_size",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            self.supervision.max_restarts >= 1,
+            "supervision.max_restarts",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=86_400).contains(&self.supervision.period_secs),
+            "supervision.period_secs",
+            "must be between 1 and 86400",
+        )?;
+        check(
+            self.supervision.backoff_initial_ms <= self.supervision.backoff_max_ms,
+            "supervision.backoff_initial_ms",
+            "must not exceed supervision.backoff_max_ms",
+        )?;
+        check(
+            self.supervision.backoff_max_ms <= 60_000,
+            "supervision.backoff_max_ms",
+            "must be at most 60000",
+        )?;
+        check(
+            (1..=600_000).contains(&self.supervision.shutdown_timeout_ms),
+            "supervision.shutdown_timeout_ms",
+            "must be between 1 and 600000",
+        )?;
+        let v = &self.vectors;
+        check(
+            (4..=128).contains(&v.hnsw_m),
+            "vectors.hnsw_m",
+            "must be between 4 and 128",
+        )?;
+        check(
+            (8..=2048).contains(&v.hnsw_ef_construction),
+            "vectors.hnsw_ef_construction",
+            "must be between 8 and 2048",
+        )?;
+        check(
+            (1..=4096).contains(&v.hnsw_ef_search),
+            "vectors.hnsw_ef_search",
+            "must be between 1 and 4096",
+        )?;
+        check(
+            (1..=100_000).contains(&v.max_batch),
+            "vectors.max_batch",
+            "must be between 1 and 100000",
+        )?;
+        check(
+            (2..=10 << 20).contains(&v.max_metadata_bytes),
+            "vectors.max_metadata_bytes",
+            "must be between 2 and 10485760",
+        )?;
+        check(
+            v.snapshot_every >= 1,
+            "vectors.snapshot_every",
+            "must be at least 1",
+        )?;
+        check(
+            v.cleanup_superseded >= 1,
+            "vectors.cleanup_superseded",
+            "must be at least 1",
+        )?;
+        check(
+            v.max_fragments >= 2,
+            "vectors.max_fragments",
+            "must be at least 2",
+        )?;
+        check(
+            (0.0..=2.0).contains(&self.matrix.playbook_max_distance),
+            "matrix.playbook_max_distance",
+            "must be between 0 and 2 (cosine distance)",
+        )?;
+        check(
+            (1..=1000).contains(&self.matrix.playbook_candidates),
+            "matrix.playbook_candidates",
+            "must be between 1 and 1000",
+        )?;
+        if let Some(url) = self.storage.url.as_deref().filter(|u| !u.is_empty()) {
+            check(
+                url.starts_with("s3://") && url.len() > 5,
+                "storage.url",
+                "must be empty (local directory) or s3://bucket[/prefix]",
+            )?;
+        }
+        check(
+            (1..=1 << 40).contains(&self.storage.max_object_bytes),
+            "storage.max_object_bytes",
+            "must be between 1 and 1099511627776",
+        )?;
+        check(
+            (1..=1024).contains(&self.storage.max_concurrent_transfers),
+            "storage.max_concurrent_transfers",
+            "must be between 1 and 1024",
+        )?;
+        check(
+            self.ingest.max_bytes >= 1,
+            "ingest.max_bytes",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=86_400_000).contains(&self.ingest.timeout_ms),
+            "ingest.timeout_ms",
+            "must be between 1 and 86400000",
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.query.max_rows),
+            "query.max_rows",
+            "must be between 1 and 1000000",
+        )?;
+        check(
+            (1..=3_600_000).contains(&self.query.timeout_ms),
+            "query.timeout_ms",
+            "must be between 1 and 3600000",
+        )?;
+        check(
+            (1024..=1 << 30).contains(&self.limits.max_body_bytes),
+            "limits.max_body_bytes",
+            "must be between 1024 and 1073741824",
+        )?;
+        check(
+            tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
+            "log.level",
+            "is not a valid filter (try info, debug or lakehouse=debug,warn)",
+        )?;
+        Ok(())
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.server.request_timeout_ms)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_with(
+        env: &[(&str, &str)],
+        overrides: &[(&str, &str)],
+    ) -> Result<Settings, ConfigError> {
+        Settings::load(LoadOptions {
+            config_dir: Some(PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/config"
+            ))),
+            environment: Some(String::new()),
+            file: None,
+            env_vars: Some(
+                env.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            overrides: overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let settings = load_with(&[], &[]).expect("defaults load");
+        assert_eq!(settings.server.host, "127.0.0.1");
+        assert_eq!(settings.server.port, 3100);
+        assert_eq!(settings.data.dir, PathBuf::from("./data"));
+        assert_eq!(settings.embed.provider, EmbedProvider::Hash);
+        assert_eq!(settings.embed.dimension, 768);
+        assert!(!settings.faults.enabled);
+    }
+
+    #[test]
+    fn environment_overrides_files_and_flags_override_environment() {
+        let settings = load_with(
+            &[
+                ("LAKEHOUSE__SERVER__PORT", "4000"),
+                ("LAKEHOUSE__FAULTS__ENABLED", "true"),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(settings.server.port, 4000);
+        assert!(settings.faults.enabled);
+
+        let settings = load_with(
+            &[("LAKEHOUSE__SERVER__PORT", "4000")],
+            &[("server.port", "4100")],
+        )
+        .unwrap();
+        assert_eq!(settings.server.port, 4100);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let err = load_with(&[("LAKEHOUSE__SERVER__PORT", "not-a-port")], &[]).unwrap_err();
+        assert!(err.to_string().contains("server.port"), "{err}");
+
+        let err = load_with(&[("LAKEHOUSE__EMBED__DIMENSION", "0")], &[]).unwrap_err();
+        assert!(err.to_string().contains("embed.dimension"), "{err}");
+
+        let err = load_with(&[("LAKEHOUSE__EMBED__PROVIDER", "word2vec")], &[]).unwrap_err();
+        assert!(err.to_string().contains("embed.provider"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let err = load_with(&[("LAKEHOUSE__SERVER__PROT", "1")], &[]).unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+    }
+}

@@ -1,0 +1,9 @@
+//! Plain types and pure logic, no I/O: what can be unit-tested without a
+//! runtime. Actors call into it; it never calls actors.
+
+pub mod datasets;
+pub mod embedding;
+pub mod matrix;
+pub mod validate;
+pub mod vectors;
+pub mod workers;

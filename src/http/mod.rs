@@ -1,0 +1,108 @@
+//! The HTTP edge: routes, extractors and the mapping of actor replies to
+//! responses. Handlers are thin: extract, validate the shape, make one call
+//! to the owning actor (by name, with a timeout), map the reply.
+
+mod admin;
+mod data;
+mod embed;
+pub mod error;
+mod matrix;
+mod middleware;
+mod ops;
+mod validate;
+mod vectors;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+
+use crate::config::Settings;
+use crate::supervision::{CallError, Directory, StatusBoard};
+use crate::telemetry::Metrics;
+
+pub use error::ApiError;
+
+/// What every handler can reach: the directory to find actors by name, the
+/// root board to draw the tree, metrics and settings.
+#[derive(Clone, Debug)]
+pub struct ApiContext {
+    pub directory: Directory,
+    pub board: StatusBoard,
+    pub metrics: Arc<Metrics>,
+    pub settings: Arc<Settings>,
+}
+
+impl ApiContext {
+    /// One request/reply to the actor called `actor`, bounded by
+    /// `server.request_timeout_ms`.
+    pub async fn call<M, T, F>(&self, actor: &str, build: F) -> Result<T, CallError>
+    where
+        M: ractor::Message,
+        T: Send + 'static,
+        F: FnOnce(ractor::RpcReplyPort<T>) -> M,
+    {
+        self.directory.call(actor, build, self.timeout()).await
+    }
+
+    /// As [`ApiContext::call`], with a timeout of its own (long transfers,
+    /// queries with their own time limit).
+    pub async fn call_with<M, T, F>(
+        &self,
+        actor: &str,
+        build: F,
+        timeout: Duration,
+    ) -> Result<T, CallError>
+    where
+        M: ractor::Message,
+        T: Send + 'static,
+        F: FnOnce(ractor::RpcReplyPort<T>) -> M,
+    {
+        self.directory.call(actor, build, timeout).await
+    }
+
+    fn timeout(&self) -> Duration {
+        self.settings.request_timeout()
+    }
+}
+
+/// Builds the actix-web server on `listener` (not yet running).
+pub fn server(listener: TcpListener, context: ApiContext) -> std::io::Result<Server> {
+    let workers = match context.settings.server.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let shutdown = context.settings.server.shutdown_timeout_secs;
+    let data = web::Data::new(context);
+    let server = HttpServer::new(move || {
+        let max_body = data.settings.limits.max_body_bytes;
+        App::new()
+            .app_data(data.clone())
+            .app_data(error::json_config(max_body))
+            .app_data(error::path_config())
+            .app_data(error::query_config())
+            .app_data(web::PayloadConfig::new(max_body))
+            .wrap(error::uniform_errors())
+            .wrap(actix_web::middleware::from_fn(middleware::observe))
+            .configure(ops::configure)
+            .service(
+                web::scope("/v1")
+                    .configure(ops::configure_v1)
+                    .configure(admin::configure)
+                    .configure(embed::configure)
+                    .configure(vectors::configure)
+                    .configure(matrix::configure)
+                    .configure(validate::configure)
+                    .configure(data::configure),
+            )
+            .default_service(web::to(error::not_found))
+    })
+    .workers(workers)
+    .shutdown_timeout(shutdown)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

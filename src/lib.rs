@@ -1,0 +1,28 @@
+//! Lakehouse: a self-healing knowledge service for staffing analytics.
+//!
+//! One process, in which every component is an actor under an Erlang/OTP
+//! style supervision tree (ractor). A failed actor is restarted from durable
+//! state in milliseconds; callers find it again by name.
+//!
+//! # Layout
+//!
+//! - [`config`]: typed settings, layered loading, validation.
+//! - [`telemetry`]: tracing subscriber and the Prometheus registry.
+//! - [`startup`]: [`startup::Application`] binds the socket and starts the tree.
+//! - [`supervision`]: the OTP-style supervisor (child specs, strategies,
+//!   intensity, backoff, ordered shutdown), the status board and the directory.
+//! - [`actors`]: one file per actor (`embed`, `http`, ...).
+//! - [`http`]: thin handlers, one per resource, and the one error shape.
+//! - [`domain`]: plain types and pure logic (the hashing embedder, ...).
+//! - [`doctor`]: `lakehouse doctor`, checks of what the configuration needs.
+//! - [`seed`]: `lakehouse seed`, the synthetic workers corpus loaded through the API.
+
+pub mod actors;
+pub mod config;
+pub mod doctor;
+pub mod domain;
+pub mod http;
+pub mod seed;
+pub mod startup;
+pub mod supervision;
+pub mod telemetry;

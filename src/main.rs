@@ -1,0 +1,190 @@
+//! The `lakehouse` binary: parse the command line, load settings, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lakehouse::config::{LoadOptions, Settings};
+use lakehouse::startup::Application;
+
+#[derive(Parser)]
+#[command(
+    name = "lakehouse",
+    version,
+    about = "A self-healing knowledge service for staffing analytics"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the main job).
+    Serve(ConfigArgs),
+    /// Check what the configuration needs and say how to fix each gap.
+    Doctor(ConfigArgs),
+    /// Load a deterministic synthetic workers corpus into a running service.
+    Seed(SeedArgs),
+}
+
+#[derive(clap::Args)]
+struct SeedArgs {
+    /// How many workers.
+    #[arg(long, value_name = "N")]
+    workers: usize,
+    /// Same seed, same corpus.
+    #[arg(long, value_name = "S", default_value_t = 42)]
+    seed: u64,
+    /// The service to load into (default: server.host:server.port from the configuration).
+    #[arg(long, value_name = "URL")]
+    target: Option<String>,
+    /// Workers per request.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 2)]
+    concurrency: usize,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// An extra TOML file layered over config/default.toml and config/<LAKEHOUSE_ENV>.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Overrides server.port.
+    #[arg(long, value_name = "N")]
+    port: Option<u16>,
+    /// Overrides server.host.
+    #[arg(long, value_name = "ADDR")]
+    host: Option<String>,
+    /// Overrides data.dir.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<Settings, lakehouse::config::ConfigError> {
+        let mut overrides = Vec::new();
+        if let Some(port) = self.port {
+            overrides.push(("server.port".to_string(), port.to_string()));
+        }
+        if let Some(host) = &self.host {
+            overrides.push(("server.host".to_string(), host.clone()));
+        }
+        if let Some(dir) = &self.data_dir {
+            overrides.push(("data.dir".to_string(), dir.display().to_string()));
+        }
+        Settings::load(LoadOptions {
+            file: self.config.clone(),
+            overrides,
+            ..LoadOptions::default()
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match &cli.command {
+        Command::Serve(args) | Command::Doctor(args) => args,
+        Command::Seed(seed) => &seed.config,
+    };
+    let settings = match args.load() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("lakehouse: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Serve(_) => serve(settings),
+        Command::Doctor(_) => doctor(&settings),
+        Command::Seed(args) => seed(args, &settings),
+    }
+}
+
+fn serve(settings: Settings) -> ExitCode {
+    // faiss's OpenMP threads would otherwise spin after every parallel
+    // graph insert, stealing the cores that searches need. Set before any
+    // thread exists (and so before OpenMP reads it).
+    if std::env::var_os("OMP_WAIT_POLICY").is_none() {
+        std::env::set_var("OMP_WAIT_POLICY", "PASSIVE");
+    }
+    lakehouse::telemetry::init_tracing(&settings.log.level, settings.log.format, std::io::stdout);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("lakehouse: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        let app = Application::build(settings).await?;
+        app.run_until_stopped().await
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("lakehouse: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn seed(args: SeedArgs, settings: &Settings) -> ExitCode {
+    let target = args
+        .target
+        .unwrap_or_else(|| format!("http://{}:{}", settings.server.host, settings.server.port));
+    let options = lakehouse::seed::SeedOptions {
+        target,
+        workers: args.workers,
+        seed: args.seed,
+        batch: args.batch,
+        concurrency: args.concurrency,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("lakehouse: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(lakehouse::seed::run(options)) {
+        Ok(report) => {
+            println!(
+                "seeded {} workers in {:.1} s ({:.0} items/s)",
+                report.workers,
+                report.seconds,
+                report.workers as f64 / report.seconds.max(1e-9)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("lakehouse seed: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn doctor(settings: &Settings) -> ExitCode {
+    let checks = lakehouse::doctor::run(settings);
+    for check in &checks {
+        let mark = if check.ok { "ok  " } else { "FAIL" };
+        println!("{mark} {:<10} {}", check.name, check.detail);
+        if let Some(fix) = &check.fix {
+            println!("     {:<10} fix: {fix}", "");
+        }
+    }
+    if checks.iter().all(|c| c.ok) {
+        println!("everything lakehouse serve needs is in place");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

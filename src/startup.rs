@@ -1,0 +1,312 @@
+//! Building and running the application: bind the socket, start the
+//! supervision tree, wait for it to end.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ractor::{Actor, ActorRef};
+use tokio::task::JoinHandle;
+
+use crate::actors::catalog::{self as dataset_catalog, CatalogActor, CatalogArguments};
+use crate::actors::embed::{self, EmbedActor, EmbedArguments};
+use crate::actors::http::{self, HttpActor, HttpArguments};
+use crate::actors::ingest::{self, IngestActor, IngestArguments};
+use crate::actors::matrix::{self, MatrixActor, MatrixArguments};
+use crate::actors::query::{self, QueryActor, QueryArguments};
+use crate::actors::storage::{self, StorageActor, StorageArguments};
+use crate::actors::validate::{self, ValidateActor, ValidateArguments};
+use crate::actors::vectors::catalog::{self, VectorCatalogActor};
+use crate::actors::vectors::VectorsContext;
+use crate::config::Settings;
+use crate::http::ApiContext;
+use crate::supervision::{
+    Backoff, ChildSpec, Directory, Intensity, StatusBoard, Strategy, Supervisor,
+    SupervisorArguments, SupervisorMessage,
+};
+use crate::telemetry::Metrics;
+
+/// A running Lakehouse: the supervision tree and the socket it serves.
+pub struct Application {
+    address: SocketAddr,
+    context: ApiContext,
+    root: ActorRef<SupervisorMessage>,
+    root_task: JoinHandle<()>,
+}
+
+impl Application {
+    /// Binds `server.host:server.port` (port 0 picks a free one), prepares
+    /// the data dir and starts the tree. Returns once every child has started.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&settings.data.dir)
+            .with_context(|| format!("cannot create data.dir {}", settings.data.dir.display()))?;
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+            .with_context(|| {
+                format!(
+                    "cannot bind {}:{}",
+                    settings.server.host, settings.server.port
+                )
+            })?;
+        listener.set_nonblocking(true)?;
+        let address = listener.local_addr()?;
+
+        let context = ApiContext {
+            directory: Directory::new(),
+            board: StatusBoard::new(Strategy::OneForOne),
+            metrics: Arc::new(Metrics::new()?),
+            settings: Arc::new(settings),
+        };
+        let arguments = root_arguments(&context, Arc::new(listener));
+        let (root, root_task) = Actor::spawn(
+            Some(context.directory.registered_name("root")),
+            Supervisor,
+            arguments,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("the supervision tree failed to start: {e}"))?;
+        tracing::info!(%address, data_dir = %context.settings.data.dir.display(), "lakehouse is serving");
+        Ok(Self {
+            address,
+            context,
+            root,
+            root_task,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    pub fn context(&self) -> &ApiContext {
+        &self.context
+    }
+
+    /// Runs until SIGINT/SIGTERM (then shuts down in order) or until the
+    /// root supervisor dies (restart intensity exceeded all the way up),
+    /// which is an error: the process should exit non-zero and let its own
+    /// supervisor (systemd, Kubernetes) take over.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application {
+            context,
+            root,
+            mut root_task,
+            ..
+        } = self;
+        tokio::select! {
+            _ = &mut root_task => {
+                let tree = serde_json::to_string(&context.board.view("root", crate::supervision::ChildStatus::Failed))
+                    .unwrap_or_default();
+                anyhow::bail!("the root supervisor stopped: {tree}");
+            }
+            _ = shutdown_signal() => {
+                tracing::info!("shutdown requested; stopping actors in reverse start order");
+                let budget = Duration::from_secs(context.settings.server.shutdown_timeout_secs + 30);
+                if root.stop_and_wait(Some("shutdown".into()), Some(budget)).await.is_err() {
+                    root.kill();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops the tree in reverse start order and waits for it.
+    pub async fn shutdown(self) {
+        let budget = Duration::from_secs(self.context.settings.server.shutdown_timeout_secs + 30);
+        if self
+            .root
+            .stop_and_wait(Some("shutdown".into()), Some(budget))
+            .await
+            .is_err()
+        {
+            self.root.kill();
+        }
+        let _ = self.root_task.await;
+    }
+}
+
+/// The root supervisor's children, in start order. The HTTP edge comes
+/// last, so it only accepts requests once everything behind it is up, and
+/// it is the first to stop.
+fn root_arguments(context: &ApiContext, listener: Arc<TcpListener>) -> SupervisorArguments {
+    let settings = &context.settings;
+    let shutdown = Duration::from_millis(settings.supervision.shutdown_timeout_ms);
+
+    let (storage_settings, data_dir) = (settings.storage.clone(), settings.data.dir.clone());
+    let storage = ChildSpec::worker(storage::NAME, move || {
+        (
+            StorageActor,
+            StorageArguments {
+                settings: storage_settings.clone(),
+                data_dir: data_dir.clone(),
+            },
+        )
+    })
+    .shutdown(shutdown);
+    let data_dir = settings.data.dir.clone();
+    let catalog = ChildSpec::worker(dataset_catalog::NAME, move || {
+        (
+            CatalogActor,
+            CatalogArguments {
+                data_dir: data_dir.clone(),
+            },
+        )
+    })
+    .shutdown(shutdown);
+    let (data_dir, ingest_settings, directory, metrics) = (
+        settings.data.dir.clone(),
+        settings.ingest.clone(),
+        context.directory.clone(),
+        context.metrics.clone(),
+    );
+    let call_timeout = settings.request_timeout();
+    let ingest = ChildSpec::worker(ingest::NAME, move || {
+        (
+            IngestActor,
+            IngestArguments {
+                data_dir: data_dir.clone(),
+                settings: ingest_settings.clone(),
+                directory: directory.clone(),
+                metrics: metrics.clone(),
+                call_timeout,
+            },
+        )
+    })
+    .shutdown(shutdown);
+    let (query_settings, directory) = (settings.query.clone(), context.directory.clone());
+    let query = ChildSpec::worker(query::NAME, move || {
+        (
+            QueryActor,
+            QueryArguments {
+                settings: query_settings.clone(),
+                directory: directory.clone(),
+                call_timeout,
+            },
+        )
+    })
+    .shutdown(shutdown);
+
+    let embed_settings = settings.embed.clone();
+    let metrics = context.metrics.clone();
+    let embed = ChildSpec::worker(embed::NAME, move || {
+        (
+            EmbedActor,
+            EmbedArguments {
+                settings: embed_settings.clone(),
+                metrics: metrics.clone(),
+            },
+        )
+    })
+    .shutdown(shutdown);
+
+    let vectors = VectorsContext::new(
+        context.settings.clone(),
+        context.directory.clone(),
+        context.metrics.clone(),
+    );
+    let vectors_supervisor = vectors.supervisor_spec().shutdown(shutdown * 4);
+    let vector_catalog =
+        ChildSpec::worker(catalog::NAME, move || (VectorCatalogActor, vectors.clone()))
+            .shutdown(shutdown);
+
+    let (directory, matrix_settings, timeout) = (
+        context.directory.clone(),
+        settings.matrix.clone(),
+        settings.request_timeout(),
+    );
+    let matrix = ChildSpec::worker(matrix::NAME, move || {
+        (
+            MatrixActor,
+            MatrixArguments {
+                directory: directory.clone(),
+                settings: matrix_settings.clone(),
+                call_timeout: timeout,
+            },
+        )
+    })
+    .shutdown(shutdown);
+    let directory = context.directory.clone();
+    let validate = ChildSpec::worker(validate::NAME, move || {
+        (
+            ValidateActor,
+            ValidateArguments {
+                directory: directory.clone(),
+                call_timeout: timeout,
+            },
+        )
+    })
+    .shutdown(shutdown);
+
+    let http_context = context.clone();
+    let http = ChildSpec::worker(http::NAME, move || {
+        (
+            HttpActor,
+            HttpArguments {
+                listener: listener.clone(),
+                context: http_context.clone(),
+            },
+        )
+    })
+    .shutdown(shutdown);
+
+    SupervisorArguments {
+        name: "root".to_string(),
+        strategy: Strategy::OneForOne,
+        intensity: intensity(settings),
+        backoff: backoff(settings),
+        children: vec![
+            storage,
+            catalog,
+            ingest,
+            query,
+            embed,
+            vectors_supervisor,
+            vector_catalog,
+            matrix,
+            validate,
+            http,
+        ],
+        board: context.board.clone(),
+        directory: context.directory.clone(),
+        metrics: context.metrics.clone(),
+    }
+}
+
+pub fn intensity(settings: &Settings) -> Intensity {
+    Intensity {
+        max_restarts: settings.supervision.max_restarts,
+        period: Duration::from_secs(settings.supervision.period_secs),
+    }
+}
+
+pub fn backoff(settings: &Settings) -> Backoff {
+    Backoff {
+        initial: Duration::from_millis(settings.supervision.backoff_initial_ms),
+        max: Duration::from_millis(settings.supervision.backoff_max_ms),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,226 @@
+//! The status board: what every supervisor knows about its children, kept
+//! where readers (`/v1/supervision`, `/ready`, tests) can see it at any moment
+//! without a message round trip to a supervisor that may be busy restarting.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use parking_lot::RwLock;
+use serde::Serialize;
+
+use super::spec::Strategy;
+
+/// A child's lifecycle as the supervisor sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChildStatus {
+    /// Not started yet (only before the supervisor's first start).
+    Starting,
+    Running,
+    /// Exited or failed and waiting for (or in) its restart.
+    Restarting,
+    /// Exited normally and not restarted, or stopped by shutdown.
+    Stopped,
+    /// Failed and will not be restarted (temporary child, or escalation).
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Failure {
+    pub at: DateTime<Utc>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+struct ChildEntry {
+    name: String,
+    status: ChildStatus,
+    restarts: u64,
+    last_failure: Option<Failure>,
+    /// The child's own board when it is a supervisor.
+    board: Option<StatusBoard>,
+}
+
+#[derive(Debug)]
+struct BoardInner {
+    strategy: Strategy,
+    children: Vec<ChildEntry>,
+}
+
+/// Shared, cheaply cloneable view of one supervisor's children.
+///
+/// A std-style lock (parking_lot) rather than a tokio one: every critical
+/// section is a few field updates, never held across an `.await`.
+#[derive(Debug, Clone)]
+pub struct StatusBoard {
+    inner: Arc<RwLock<BoardInner>>,
+}
+
+/// One node of the drawn tree (the wire format of `/v1/supervision`).
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    pub name: String,
+    pub status: ChildStatus,
+    pub restarts: u64,
+    pub last_failure: Option<Failure>,
+    /// `null` for workers.
+    pub strategy: Option<Strategy>,
+    pub children: Vec<NodeView>,
+}
+
+impl StatusBoard {
+    pub fn new(strategy: Strategy) -> Self {
+        Self {
+            inner: Arc::new(RwLock::new(BoardInner {
+                strategy,
+                children: Vec::new(),
+            })),
+        }
+    }
+
+    /// Adds a child entry, or keeps the existing one (and its history) when
+    /// a restarted supervisor declares the same child again.
+    pub(crate) fn declare(&self, name: &str, board: Option<StatusBoard>) {
+        let mut inner = self.inner.write();
+        if let Some(entry) = inner.children.iter_mut().find(|c| c.name == name) {
+            entry.board = board;
+            return;
+        }
+        inner.children.push(ChildEntry {
+            name: name.to_string(),
+            status: ChildStatus::Starting,
+            restarts: 0,
+            last_failure: None,
+            board,
+        });
+    }
+
+    pub(crate) fn remove(&self, name: &str) {
+        self.inner.write().children.retain(|c| c.name != name);
+    }
+
+    pub(crate) fn set_status(&self, name: &str, status: ChildStatus) {
+        self.update(name, |entry| entry.status = status);
+    }
+
+    pub(crate) fn record_failure(&self, name: &str, reason: &str) {
+        let failure = Failure {
+            at: Utc::now(),
+            reason: reason.to_string(),
+        };
+        self.update(name, |entry| entry.last_failure = Some(failure));
+    }
+
+    pub(crate) fn count_restart(&self, name: &str) {
+        self.update(name, |entry| entry.restarts += 1);
+    }
+
+    fn update(&self, name: &str, f: impl FnOnce(&mut ChildEntry)) {
+        if let Some(entry) = self
+            .inner
+            .write()
+            .children
+            .iter_mut()
+            .find(|c| c.name == name)
+        {
+            f(entry);
+        }
+    }
+
+    /// The status of a direct child, if this board has it.
+    pub fn status(&self, name: &str) -> Option<ChildStatus> {
+        self.find(name).map(|entry| entry.status)
+    }
+
+    /// The restart count of a direct child.
+    pub fn restarts(&self, name: &str) -> Option<u64> {
+        self.find(name).map(|entry| entry.restarts)
+    }
+
+    pub fn last_failure(&self, name: &str) -> Option<Failure> {
+        self.find(name).and_then(|entry| entry.last_failure)
+    }
+
+    fn find(&self, name: &str) -> Option<ChildEntry> {
+        self.inner
+            .read()
+            .children
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
+    }
+
+    /// Draws this board as the tree under a node called `name`.
+    pub fn view(&self, name: &str, status: ChildStatus) -> NodeView {
+        self.view_with(name, status, 0, None)
+    }
+
+    fn view_with(
+        &self,
+        name: &str,
+        status: ChildStatus,
+        restarts: u64,
+        last_failure: Option<Failure>,
+    ) -> NodeView {
+        let (strategy, children) = {
+            let inner = self.inner.read();
+            (inner.strategy, inner.children.clone())
+        };
+        NodeView {
+            name: name.to_string(),
+            status,
+            restarts,
+            last_failure,
+            strategy: Some(strategy),
+            children: children.into_iter().map(ChildEntry::into_view).collect(),
+        }
+    }
+
+    /// Every node below this board, depth first, with its status — what
+    /// `/ready` and the `actor_up` checks walk.
+    pub fn flatten(&self) -> Vec<(String, ChildStatus)> {
+        let mut out = Vec::new();
+        fn walk(node: &NodeView, out: &mut Vec<(String, ChildStatus)>) {
+            for child in &node.children {
+                out.push((child.name.clone(), child.status));
+                walk(child, out);
+            }
+        }
+        walk(&self.view("", ChildStatus::Running), &mut out);
+        out
+    }
+
+    /// Finds a node anywhere in the tree below this board.
+    pub fn find_node(&self, name: &str) -> Option<NodeView> {
+        fn walk(node: NodeView, name: &str) -> Option<NodeView> {
+            if node.name == name {
+                return Some(node);
+            }
+            node.children
+                .into_iter()
+                .find_map(|child| walk(child, name))
+        }
+        self.view("", ChildStatus::Running)
+            .children
+            .into_iter()
+            .find_map(|child| walk(child, name))
+    }
+}
+
+impl ChildEntry {
+    fn into_view(self) -> NodeView {
+        match self.board {
+            Some(board) => {
+                board.view_with(&self.name, self.status, self.restarts, self.last_failure)
+            }
+            None => NodeView {
+                name: self.name,
+                status: self.status,
+                restarts: self.restarts,
+                last_failure: self.last_failure,
+                strategy: None,
+                children: Vec::new(),
+            },
+        }
+    }
+}

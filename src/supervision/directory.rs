@@ -1,0 +1,179 @@
+//! Finding actors by name, and calling them with a timeout.
+//!
+//! ractor's name registry is process-wide, and one process may hold several
+//! applications (the integration tests spawn many), so every registered
+//! name is prefixed with the application's namespace. Callers never keep an
+//! `ActorRef`: after a restart the old one is dead, and resolving the name
+//! again is what finds the new incarnation.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, Message, RpcReplyPort};
+
+use super::fault::Fault;
+use super::spec::FaultFn;
+
+static NEXT_NAMESPACE: AtomicU64 = AtomicU64::new(1);
+
+/// Why a call to a named actor did not produce a reply.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum CallError {
+    /// No actor of that name is registered: it is restarting, or gone.
+    #[error("actor '{actor}' is not available (restarting or stopped)")]
+    Unavailable { actor: String },
+    /// The actor did not answer in time.
+    #[error("actor '{actor}' did not answer within {timeout_ms} ms")]
+    Timeout { actor: String, timeout_ms: u64 },
+    /// The name is not part of the tree at all.
+    #[error("no actor named '{actor}'")]
+    Unknown { actor: String },
+    /// The actor exists but does not take injected faults (supervisors).
+    #[error("actor '{actor}' does not accept injected faults")]
+    FaultsUnsupported { actor: String },
+}
+
+#[derive(Debug)]
+struct DirectoryInner {
+    namespace: String,
+    /// Fault delivery per child name; registered by the supervisor that
+    /// owns the child. Lives as long as the child spec does.
+    faults: RwLock<HashMap<String, FaultFnDebug>>,
+}
+
+#[derive(Clone)]
+struct FaultFnDebug(FaultFn);
+
+impl std::fmt::Debug for FaultFnDebug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FaultFn")
+    }
+}
+
+/// Name resolution for one application's actors.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    inner: Arc<DirectoryInner>,
+}
+
+impl Default for Directory {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Directory {
+    /// A directory with a fresh namespace, unique in this process.
+    pub fn new() -> Self {
+        let n = NEXT_NAMESPACE.fetch_add(1, Ordering::Relaxed);
+        Self {
+            inner: Arc::new(DirectoryInner {
+                namespace: format!("lakehouse-{n}"),
+                faults: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The name registered with ractor for the tree name `name`.
+    pub fn registered_name(&self, name: &str) -> String {
+        format!("{}/{}", self.inner.namespace, name)
+    }
+
+    /// The current incarnation of `name`, if one is registered.
+    pub fn lookup<M: Message>(&self, name: &str) -> Option<ActorRef<M>> {
+        ActorRef::<M>::where_is(self.registered_name(name))
+    }
+
+    /// Sends one request to the actor called `name` and waits at most
+    /// `timeout` for its reply. A dead or restarting actor is an
+    /// [`CallError::Unavailable`] at once: calls in flight to an actor that
+    /// dies fail immediately because its reply port is dropped.
+    pub async fn call<M, T, F>(
+        &self,
+        name: &str,
+        build: F,
+        timeout: Duration,
+    ) -> Result<T, CallError>
+    where
+        M: Message,
+        T: Send + 'static,
+        F: FnOnce(RpcReplyPort<T>) -> M,
+    {
+        let unavailable = || CallError::Unavailable {
+            actor: name.to_string(),
+        };
+        let actor = self.lookup::<M>(name).ok_or_else(unavailable)?;
+        match actor.call(build, Some(timeout)).await {
+            Ok(CallResult::Success(reply)) => Ok(reply),
+            Ok(CallResult::Timeout) => Err(CallError::Timeout {
+                actor: name.to_string(),
+                timeout_ms: timeout.as_millis() as u64,
+            }),
+            Ok(CallResult::SenderError) | Err(_) => Err(unavailable()),
+        }
+    }
+
+    /// Sends a message without waiting for anything.
+    pub fn cast<M: Message>(&self, name: &str, message: M) -> Result<(), CallError> {
+        let actor = self
+            .lookup::<M>(name)
+            .ok_or_else(|| CallError::Unavailable {
+                actor: name.to_string(),
+            })?;
+        actor
+            .send_message(message)
+            .map_err(|_| CallError::Unavailable {
+                actor: name.to_string(),
+            })
+    }
+
+    pub(crate) fn register_faults(&self, name: &str, fault: Option<FaultFn>) {
+        let mut faults = self.inner.faults.write();
+        match fault {
+            Some(fault) => faults.insert(name.to_string(), FaultFnDebug(fault)),
+            None => faults.remove(name),
+        };
+    }
+
+    /// Whether a worker of that name is part of the tree (running or not).
+    pub fn known(&self, name: &str) -> bool {
+        self.inner.faults.read().contains_key(name)
+    }
+
+    pub(crate) fn forget(&self, name: &str) {
+        self.inner.faults.write().remove(name);
+    }
+
+    /// Delivers `fault` to the mailbox of the actor called `name`.
+    /// `known` says whether the tree has a node of that name at all.
+    pub fn inject(&self, name: &str, fault: Fault, known: bool) -> Result<(), CallError> {
+        let hook = self.inner.faults.read().get(name).cloned();
+        let Some(FaultFnDebug(hook)) = hook else {
+            return Err(if known {
+                CallError::FaultsUnsupported {
+                    actor: name.to_string(),
+                }
+            } else {
+                CallError::Unknown {
+                    actor: name.to_string(),
+                }
+            });
+        };
+        let cell = ractor::registry::where_is(self.registered_name(name)).ok_or_else(|| {
+            CallError::Unavailable {
+                actor: name.to_string(),
+            }
+        })?;
+        if hook(&cell, fault) {
+            Ok(())
+        } else {
+            Err(CallError::Unavailable {
+                actor: name.to_string(),
+            })
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! Actor-level tests of the supervisor: small trees of probe actors, driven
+//! through their mailboxes and read back through the status board.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use super::*;
+use crate::telemetry::Metrics;
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// A child that records its starts and stops, and fails on request.
+struct Probe;
+
+struct ProbeArguments {
+    name: String,
+    log: Log,
+    /// How many of the next starts should fail in `pre_start`.
+    failing_starts: Arc<AtomicU32>,
+}
+
+enum ProbeMessage {
+    /// Stop normally.
+    Exit,
+    /// Panic while the caller is waiting for this reply.
+    PanicHolding(RpcReplyPort<()>),
+    Fault(Fault),
+}
+
+impl From<Fault> for ProbeMessage {
+    fn from(fault: Fault) -> Self {
+        Self::Fault(fault)
+    }
+}
+
+struct ProbeState {
+    name: String,
+    log: Log,
+}
+
+impl Actor for Probe {
+    type Msg = ProbeMessage;
+    type State = ProbeState;
+    type Arguments = ProbeArguments;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: ProbeArguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let refused = args
+            .failing_starts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refused {
+            return Err(format!("{} refuses to start", args.name).into());
+        }
+        args.log.lock().push(format!("start:{}", args.name));
+        Ok(ProbeState {
+            name: args.name,
+            log: args.log,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.log.lock().push(format!("stop:{}", state.name));
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ProbeMessage::Exit => myself.stop(None),
+            ProbeMessage::PanicHolding(_reply) => panic!("{} panics mid-call", state.name),
+            ProbeMessage::Fault(fault) => fault.apply(&state.name).await?,
+        }
+        Ok(())
+    }
+}
+
+/// A test tree: shared directory, metrics and start/stop log.
+struct Tree {
+    directory: Directory,
+    metrics: Arc<Metrics>,
+    log: Log,
+}
+
+impl Tree {
+    fn new() -> Self {
+        Self {
+            directory: Directory::new(),
+            metrics: Arc::new(Metrics::new().unwrap()),
+            log: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    fn probe(&self, name: &str, failing_starts: u32) -> ChildSpec {
+        let name = name.to_string();
+        let log = self.log.clone();
+        let failing = Arc::new(AtomicU32::new(failing_starts));
+        ChildSpec::worker(name.clone(), move || {
+            (
+                Probe,
+                ProbeArguments {
+                    name: name.clone(),
+                    log: log.clone(),
+                    failing_starts: failing.clone(),
+                },
+            )
+        })
+        .shutdown(Duration::from_secs(2))
+    }
+
+    fn arguments(
+        &self,
+        name: &str,
+        strategy: Strategy,
+        max_restarts: u32,
+        children: Vec<ChildSpec>,
+        board: StatusBoard,
+    ) -> SupervisorArguments {
+        SupervisorArguments {
+            name: name.to_string(),
+            strategy,
+            intensity: Intensity {
+                max_restarts,
+                period: Duration::from_secs(10),
+            },
+            backoff: Backoff {
+                initial: Duration::from_millis(1),
+                max: Duration::from_millis(20),
+            },
+            children,
+            board,
+            directory: self.directory.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    async fn start(
+        &self,
+        strategy: Strategy,
+        max_restarts: u32,
+        children: Vec<ChildSpec>,
+    ) -> Result<(ActorRef<SupervisorMessage>, StatusBoard), ractor::SpawnErr> {
+        let board = StatusBoard::new(strategy);
+        let arguments = self.arguments("root", strategy, max_restarts, children, board.clone());
+        let (supervisor, _) = Actor::spawn(
+            Some(self.directory.registered_name("root")),
+            Supervisor,
+            arguments,
+        )
+        .await?;
+        Ok((supervisor, board))
+    }
+
+    fn id(&self, name: &str) -> Option<ActorId> {
+        self.directory
+            .lookup::<ProbeMessage>(name)
+            .map(|a| a.get_id())
+    }
+
+    fn panic(&self, name: &str) {
+        self.directory.inject(name, Fault::panic(), true).unwrap();
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().clone()
+    }
+}
+
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn running_with(board: &StatusBoard, name: &str, restarts: u64) -> bool {
+    board.status(name) == Some(ChildStatus::Running) && board.restarts(name) == Some(restarts)
+}
+
+#[tokio::test]
+async fn one_for_one_restarts_only_the_failed_child() {
+    let tree = Tree::new();
+    let children = vec![tree.probe("a", 0), tree.probe("b", 0), tree.probe("c", 0)];
+    let (_sup, board) = tree.start(Strategy::OneForOne, 5, children).await.unwrap();
+    let (a, b, c) = (tree.id("a"), tree.id("b"), tree.id("c"));
+
+    tree.panic("b");
+    eventually("b restarted", || {
+        running_with(&board, "b", 1) && tree.id("b").is_some()
+    })
+    .await;
+
+    assert_ne!(tree.id("b"), b, "b is a new incarnation");
+    assert_eq!(tree.id("a"), a);
+    assert_eq!(tree.id("c"), c);
+    assert_eq!(board.restarts("a"), Some(0));
+    assert_eq!(board.restarts("c"), Some(0));
+    let failure = board.last_failure("b").expect("failure recorded");
+    assert!(
+        failure.reason.contains("injected fault"),
+        "{}",
+        failure.reason
+    );
+    assert_eq!(
+        tree.metrics.actor_restarts.with_label_values(&["b"]).get(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn one_for_all_restarts_every_child() {
+    let tree = Tree::new();
+    let children = vec![tree.probe("a", 0), tree.probe("b", 0), tree.probe("c", 0)];
+    let (_sup, board) = tree.start(Strategy::OneForAll, 5, children).await.unwrap();
+    let before = [tree.id("a"), tree.id("b"), tree.id("c")];
+
+    tree.panic("b");
+    eventually("all restarted", || {
+        ["a", "b", "c"].iter().all(|n| running_with(&board, n, 1))
+    })
+    .await;
+
+    let after = [tree.id("a"), tree.id("b"), tree.id("c")];
+    for (old, new) in before.iter().zip(after.iter()) {
+        assert!(new.is_some());
+        assert_ne!(old, new);
+    }
+    // The survivors were stopped in reverse start order, then all started in order.
+    let log = tree.log();
+    let tail: Vec<&str> = log[3..].iter().map(String::as_str).collect();
+    assert_eq!(tail, ["stop:c", "stop:a", "start:a", "start:b", "start:c"]);
+}
+
+#[tokio::test]
+async fn rest_for_one_restarts_the_failed_child_and_those_started_after_it() {
+    let tree = Tree::new();
+    let children = vec![tree.probe("a", 0), tree.probe("b", 0), tree.probe("c", 0)];
+    let (_sup, board) = tree.start(Strategy::RestForOne, 5, children).await.unwrap();
+    let (a, b, c) = (tree.id("a"), tree.id("b"), tree.id("c"));
+
+    tree.panic("b");
+    eventually("b and c restarted", || {
+        running_with(&board, "b", 1) && running_with(&board, "c", 1)
+    })
+    .await;
+
+    assert_eq!(tree.id("a"), a, "a started before b and is untouched");
+    assert_ne!(tree.id("b"), b);
+    assert_ne!(tree.id("c"), c);
+    assert_eq!(board.restarts("a"), Some(0));
+}
+
+#[tokio::test]
+async fn exceeding_the_intensity_escalates_to_the_parent() {
+    let tree = Tree::new();
+    let inner_board = StatusBoard::new(Strategy::OneForOne);
+    let inner = {
+        let tree_directory = tree.directory.clone();
+        let metrics = tree.metrics.clone();
+        let board = inner_board.clone();
+        let child = tree.probe("a", 0);
+        ChildSpec::supervisor("inner", inner_board.clone(), move || SupervisorArguments {
+            name: "inner".into(),
+            strategy: Strategy::OneForOne,
+            intensity: Intensity {
+                max_restarts: 2,
+                period: Duration::from_secs(10),
+            },
+            backoff: Backoff {
+                initial: Duration::from_millis(1),
+                max: Duration::from_millis(5),
+            },
+            children: vec![child.clone()],
+            board: board.clone(),
+            directory: tree_directory.clone(),
+            metrics: metrics.clone(),
+        })
+    };
+    let (_root, root_board) = tree
+        .start(Strategy::OneForOne, 5, vec![inner])
+        .await
+        .unwrap();
+
+    for restarts in 1..=2 {
+        tree.panic("a");
+        eventually("a restarted", || running_with(&inner_board, "a", restarts)).await;
+    }
+    assert_eq!(root_board.restarts("inner"), Some(0));
+
+    // The third restart within the period is one too many for `inner`.
+    tree.panic("a");
+    eventually("inner restarted by root", || {
+        root_board.restarts("inner") == Some(1)
+            && root_board.status("inner") == Some(ChildStatus::Running)
+    })
+    .await;
+    let failure = root_board
+        .last_failure("inner")
+        .expect("escalation recorded");
+    assert!(failure.reason.contains("gave up"), "{}", failure.reason);
+    eventually("a running under the new inner", || {
+        inner_board.status("a") == Some(ChildStatus::Running) && tree.id("a").is_some()
+    })
+    .await;
+    assert_eq!(
+        tree.metrics
+            .supervision_events
+            .with_label_values(&["inner", "escalation"])
+            .get(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn transient_children_are_not_restarted_after_a_normal_exit() {
+    let tree = Tree::new();
+    let children = vec![
+        tree.probe("t", 0).restart(Restart::Transient),
+        tree.probe("u", 0).restart(Restart::Transient),
+    ];
+    let (_sup, board) = tree.start(Strategy::OneForOne, 5, children).await.unwrap();
+
+    tree.directory
+        .cast::<ProbeMessage>("t", ProbeMessage::Exit)
+        .unwrap();
+    eventually("t stopped", || {
+        board.status("t") == Some(ChildStatus::Stopped)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(board.restarts("t"), Some(0));
+    assert!(tree.id("t").is_none());
+
+    // An abnormal exit of a transient child is restarted.
+    tree.panic("u");
+    eventually("u restarted", || running_with(&board, "u", 1)).await;
+}
+
+#[tokio::test]
+async fn temporary_children_are_never_restarted() {
+    let tree = Tree::new();
+    let children = vec![tree.probe("tmp", 0).restart(Restart::Temporary)];
+    let (_sup, board) = tree.start(Strategy::OneForOne, 5, children).await.unwrap();
+
+    tree.panic("tmp");
+    eventually("tmp failed", || {
+        board.status("tmp") == Some(ChildStatus::Failed)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(board.restarts("tmp"), Some(0));
+    assert!(tree.id("tmp").is_none());
+}
+
+#[tokio::test]
+async fn a_failing_pre_start_counts_as_a_restart() {
+    let tree = Tree::new();
+    let (_sup, board) = tree
+        .start(Strategy::OneForOne, 5, vec![tree.probe("flaky", 2)])
+        .await
+        .unwrap();
+
+    assert_eq!(board.status("flaky"), Some(ChildStatus::Running));
+    assert_eq!(board.restarts("flaky"), Some(2));
+    let failure = board.last_failure("flaky").unwrap();
+    assert!(
+        failure.reason.contains("start failed"),
+        "{}",
+        failure.reason
+    );
+}
+
+#[tokio::test]
+async fn a_failing_pre_start_counts_toward_the_intensity() {
+    let tree = Tree::new();
+    let outcome = tree
+        .start(
+            Strategy::OneForOne,
+            3,
+            vec![tree.probe("ok", 0), tree.probe("broken", 10)],
+        )
+        .await;
+
+    let err = outcome.err().expect("the supervisor gives up");
+    assert!(err.to_string().contains("gave up"), "{err}");
+    // What had started was stopped again before giving up.
+    assert_eq!(tree.log(), ["start:ok", "stop:ok"]);
+}
+
+#[tokio::test]
+async fn shutdown_stops_children_in_reverse_start_order() {
+    let tree = Tree::new();
+    let children = vec![tree.probe("a", 0), tree.probe("b", 0), tree.probe("c", 0)];
+    let (supervisor, board) = tree.start(Strategy::OneForOne, 5, children).await.unwrap();
+
+    supervisor
+        .stop_and_wait(None, Some(Duration::from_secs(5)))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        tree.log(),
+        ["start:a", "start:b", "start:c", "stop:c", "stop:b", "stop:a"]
+    );
+    for name in ["a", "b", "c"] {
+        assert_eq!(board.status(name), Some(ChildStatus::Stopped));
+        assert!(tree.id(name).is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_caller_waiting_on_an_actor_that_panics_gets_an_error_at_once() {
+    let tree = Tree::new();
+    let (_sup, board) = tree
+        .start(Strategy::OneForOne, 5, vec![tree.probe("a", 0)])
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let outcome = tree
+        .directory
+        .call::<ProbeMessage, (), _>("a", ProbeMessage::PanicHolding, Duration::from_secs(30))
+        .await;
+
+    assert_eq!(outcome, Err(CallError::Unavailable { actor: "a".into() }));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    eventually("a restarted", || running_with(&board, "a", 1)).await;
+}
+
+#[tokio::test]
+async fn dynamic_children_can_be_added_and_terminated() {
+    let tree = Tree::new();
+    let (supervisor, board) = tree
+        .start(Strategy::OneForOne, 5, vec![tree.probe("a", 0)])
+        .await
+        .unwrap();
+
+    let added = supervisor
+        .call(
+            |reply| SupervisorMessage::StartChild(tree.probe("d", 0), reply),
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(added.is_ok());
+    assert_eq!(board.status("d"), Some(ChildStatus::Running));
+    let duplicate = supervisor
+        .call(
+            |reply| SupervisorMessage::StartChild(tree.probe("d", 0), reply),
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(duplicate, Err(SupervisorError::DuplicateChild(_))));
+
+    supervisor
+        .call(
+            |reply| SupervisorMessage::TerminateChild("d".into(), reply),
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(board.status("d"), None);
+    assert!(tree.id("d").is_none());
+    assert_eq!(tree.log(), ["start:a", "start:d", "stop:d"]);
+}
+
+#[test]
+fn backoff_doubles_up_to_its_cap() {
+    let backoff = Backoff {
+        initial: Duration::from_millis(5),
+        max: Duration::from_millis(30),
+    };
+    let delays: Vec<u64> = (0..6)
+        .map(|n| backoff.delay(n).as_millis() as u64)
+        .collect();
+    assert_eq!(delays, [0, 5, 10, 20, 30, 30]);
+}

@@ -1,0 +1,192 @@
+//! Logs and metrics.
+//!
+//! Every application owns its own Prometheus [`Registry`] (not the global
+//! default one) so that several applications in one process — the
+//! integration tests run many — never mix their counters.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global tracing subscriber. `level` is the default filter
+/// (overridden by `RUST_LOG`); `sink` is where lines go (stdout in `main`,
+/// a sink in tests).
+pub fn init_tracing<W>(level: &str, format: LogFormat, sink: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let registry = tracing_subscriber::registry().with(filter);
+    // `try_init` so a second application in the same process is harmless.
+    let _ = match format {
+        LogFormat::Human => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(sink)
+                    .with_target(false),
+            )
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_writer(sink),
+            )
+            .try_init(),
+    };
+}
+
+/// The application's metrics (names as in DESIGN.md).
+pub struct Metrics {
+    pub registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub actor_restarts: IntCounterVec,
+    pub actor_up: IntGaugeVec,
+    pub supervision_events: IntCounterVec,
+    pub embed_cache_hits: IntCounter,
+    pub embed_cache_misses: IntCounter,
+    pub vector_index_items: IntGaugeVec,
+    pub vector_search_duration: HistogramVec,
+    pub lance_commits: IntCounterVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "lakehouse_http_requests_total",
+                "HTTP requests by method, route template and status.",
+            ),
+            &["method", "route", "status"],
+        )?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "lakehouse_http_request_duration_seconds",
+                "HTTP request latency by method and route template.",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["method", "route"],
+        )?;
+        let actor_restarts = IntCounterVec::new(
+            Opts::new(
+                "lakehouse_actor_restarts_total",
+                "Restarts of each supervised actor.",
+            ),
+            &["actor"],
+        )?;
+        let actor_up = IntGaugeVec::new(
+            Opts::new(
+                "lakehouse_actor_up",
+                "1 while the actor is running, 0 otherwise.",
+            ),
+            &["actor"],
+        )?;
+        let supervision_events = IntCounterVec::new(
+            Opts::new(
+                "lakehouse_supervision_events_total",
+                "Supervision events (start, failure, exit, restart, escalation) per actor.",
+            ),
+            &["actor", "event"],
+        )?;
+        let embed_cache_hits =
+            IntCounter::new("lakehouse_embed_cache_hits_total", "Embedding cache hits.")?;
+        let embed_cache_misses = IntCounter::new(
+            "lakehouse_embed_cache_misses_total",
+            "Embedding cache misses.",
+        )?;
+
+        let vector_index_items = IntGaugeVec::new(
+            Opts::new(
+                "lakehouse_vector_index_items",
+                "Live items per vector index.",
+            ),
+            &["index"],
+        )?;
+        let vector_search_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "lakehouse_vector_search_duration_seconds",
+                "Vector search latency inside the index (embedding included for text queries).",
+            )
+            .buckets(vec![
+                0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                0.25, 1.0,
+            ]),
+            &["index"],
+        )?;
+        let lance_commits = IntCounterVec::new(
+            Opts::new(
+                "lakehouse_lance_commits_total",
+                "Lance commits (appends, deletes, compactions) per dataset.",
+            ),
+            &["dataset"],
+        )?;
+        registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(actor_restarts.clone()))?;
+        registry.register(Box::new(actor_up.clone()))?;
+        registry.register(Box::new(supervision_events.clone()))?;
+        registry.register(Box::new(embed_cache_hits.clone()))?;
+        registry.register(Box::new(embed_cache_misses.clone()))?;
+        registry.register(Box::new(vector_index_items.clone()))?;
+        registry.register(Box::new(vector_search_duration.clone()))?;
+        registry.register(Box::new(lance_commits.clone()))?;
+
+        Ok(Self {
+            registry,
+            http_requests,
+            http_duration,
+            actor_restarts,
+            actor_up,
+            supervision_events,
+            embed_cache_hits,
+            embed_cache_misses,
+            vector_index_items,
+            vector_search_duration,
+            lance_commits,
+        })
+    }
+
+    pub fn supervision_event(&self, actor: &str, event: &str) {
+        self.supervision_events
+            .with_label_values(&[actor, event])
+            .inc();
+    }
+
+    /// Makes sure an actor's restart counter exists (at 0) before its first
+    /// restart, so dashboards and alerts see the series from the start.
+    pub fn declare_actor(&self, actor: &str) {
+        self.actor_restarts.with_label_values(&[actor]);
+    }
+
+    /// The Prometheus text exposition of everything registered.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buffer = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
+        String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}

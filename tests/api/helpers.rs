@@ -1,0 +1,212 @@
+//! `spawn_app()`: the real application on port 0 with a temporary data dir,
+//! and a `TestApp` with one helper per thing the tests do over HTTP.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use lakehouse::config::{LoadOptions, Settings};
+use lakehouse::startup::Application;
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub data_dir: PathBuf,
+    /// Kept alive until the test ends (deleted on drop).
+    _data_guard: Option<TempDir>,
+    app: Option<Application>,
+}
+
+fn init_tracing() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            lakehouse::telemetry::init_tracing(
+                "debug",
+                lakehouse::config::LogFormat::Human,
+                std::io::stdout,
+            );
+        }
+    });
+}
+
+/// The application with `config/test.toml`, port 0 and a fresh data dir.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// As [`spawn_app`], with extra `section.key = value` overrides.
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().to_path_buf();
+    let mut app = spawn_app_on(path, overrides).await;
+    app._data_guard = Some(dir);
+    app
+}
+
+/// As [`spawn_app_with`], on an existing data dir (process-restart tests).
+pub async fn spawn_app_on(data_dir: PathBuf, overrides: &[(&str, &str)]) -> TestApp {
+    init_tracing();
+    let mut all = vec![
+        ("server.port".to_string(), "0".to_string()),
+        ("data.dir".to_string(), data_dir.display().to_string()),
+    ];
+    all.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let settings = Settings::load(LoadOptions {
+        config_dir: Some(PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config"
+        ))),
+        environment: Some("test".into()),
+        file: None,
+        // The tests' own environment must not leak into the settings.
+        env_vars: Some(HashMap::new()),
+        overrides: all,
+    })
+    .expect("test settings load");
+    let app = Application::build(settings)
+        .await
+        .expect("application starts");
+    TestApp {
+        address: format!("http://127.0.0.1:{}", app.port()),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        data_dir,
+        _data_guard: None,
+        app: Some(app),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn embed(&self, texts: &[&str]) -> Response {
+        self.post_json("/v1/embed", &json!({ "texts": texts }))
+            .await
+    }
+
+    pub async fn inject_fault(&self, actor: &str, fault: &str) -> Response {
+        self.post_json(
+            "/v1/admin/faults",
+            &json!({ "actor": actor, "fault": fault }),
+        )
+        .await
+    }
+
+    pub async fn supervision(&self) -> Value {
+        let response = self.get("/v1/supervision").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// The supervision node called `name`, anywhere in the tree.
+    pub async fn node(&self, name: &str) -> Option<Value> {
+        fn find(node: &Value, name: &str) -> Option<Value> {
+            if node["name"] == name {
+                return Some(node.clone());
+            }
+            node["children"]
+                .as_array()?
+                .iter()
+                .find_map(|c| find(c, name))
+        }
+        find(&self.supervision().await, name)
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.text().await.unwrap()
+    }
+
+    /// Stops the tree in order; returns the data dir's guard so a second
+    /// `spawn_app_on` can reopen the same data.
+    pub async fn shutdown(mut self) -> (PathBuf, Option<TempDir>) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+        (self.data_dir.clone(), self._data_guard.take())
+    }
+}
+
+/// Asserts the one error shape and returns the body.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert_eq!(body["error"]["code"], code, "code in {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "message in {body}"
+    );
+    body
+}
+
+/// Polls `check` every few milliseconds until it holds or `within` passes;
+/// returns how long it took.
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The value of one sample line of a Prometheus exposition.
+pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

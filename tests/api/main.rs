@@ -1,0 +1,14 @@
+//! The one integration-test binary: everything through HTTP against the
+//! real application (one binary keeps link time down; Lance is large).
+
+mod helpers;
+
+mod data;
+mod embed;
+mod errors;
+mod matrix;
+mod ollama;
+mod ops;
+mod supervision;
+mod validate;
+mod vectors;

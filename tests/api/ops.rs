@@ -1,0 +1,147 @@
+//! Health, readiness, metrics and the supervision tree.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{metric_value, spawn_app};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_ok() {
+    let app = spawn_app().await;
+    let response = app.get("/health").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_once_every_actor_runs() {
+    let app = spawn_app().await;
+    let response = app.get("/ready").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_a_request_id_and_keeps_a_valid_one() {
+    let app = spawn_app().await;
+    let generated = app.get("/health").await;
+    let id = generated.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(id.len() >= 16, "{id}");
+
+    let echoed = app
+        .client
+        .get(app.url("/health"))
+        .header("x-request-id", "trace-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "trace-42");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_use_the_design_names_and_route_templates() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.embed(&["warm up the counters"]).await.status(),
+        StatusCode::OK
+    );
+    app.get("/no/such/route/123").await;
+
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let metrics = response.text().await.unwrap();
+
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"lakehouse_http_requests_total{method="POST",route="/v1/embed",status="200"}"#
+        ),
+        Some(1.0)
+    );
+    assert!(
+        metrics.contains(r#"route="unmatched""#),
+        "unknown paths share one label"
+    );
+    assert!(
+        !metrics.contains("/no/such/route"),
+        "raw paths never become labels"
+    );
+    assert!(metrics.contains("lakehouse_http_request_duration_seconds_bucket"));
+    assert_eq!(
+        metric_value(&metrics, r#"lakehouse_actor_up{actor="embed"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(&metrics, r#"lakehouse_actor_up{actor="http"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(&metrics, r#"lakehouse_actor_restarts_total{actor="embed"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric_value(&metrics, "lakehouse_embed_cache_misses_total"),
+        Some(1.0)
+    );
+    assert!(metric_value(&metrics, "process_resident_memory_bytes").unwrap() > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervision_draws_the_tree() {
+    let app = spawn_app().await;
+    let tree = app.supervision().await;
+
+    assert_eq!(tree["name"], "root");
+    assert_eq!(tree["strategy"], "one_for_one");
+    let names: Vec<&str> = tree["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "storage",
+            "catalog",
+            "ingest",
+            "query",
+            "embed",
+            "vectors",
+            "vector_catalog",
+            "matrix",
+            "validate",
+            "http"
+        ],
+        "start order"
+    );
+    let embed = tree["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "embed")
+        .unwrap()
+        .clone();
+    assert_eq!(embed["status"], "running");
+    assert_eq!(embed["restarts"], 0);
+    assert_eq!(embed["last_failure"], Value::Null);
+    assert_eq!(embed["strategy"], Value::Null);
+    assert_eq!(embed["children"], serde_json::json!([]));
+    let vectors = tree["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "vectors")
+        .unwrap()
+        .clone();
+    assert_eq!(vectors["strategy"], "one_for_one", "a nested supervisor");
+}
