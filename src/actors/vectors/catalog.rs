@@ -1,0 +1,193 @@
+//! The `vector_catalog` actor: creates, lists and drops indexes. Its
+//! mailbox serialises those changes, so two creates of one name cannot race.
+
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use super::index::{actor_name, IndexMessage};
+use super::snapshot::SnapshotPaths;
+use super::{write_atomically, IndexError, VectorsContext, SUPERVISOR};
+use crate::domain::vectors::{validate_name, CreateIndex, IndexDefinition, IndexSummary};
+use crate::supervision::{ChildStatus, Fault, SupervisorError, SupervisorMessage};
+
+/// Tree name of the catalog.
+pub const NAME: &str = "vector_catalog";
+
+/// How long a `List` waits for each index's count.
+const COUNT_TIMEOUT: Duration = Duration::from_millis(500);
+
+pub struct VectorCatalogActor;
+
+pub enum VectorCatalogMessage {
+    Create {
+        request: CreateIndex,
+        reply: RpcReplyPort<Result<IndexDefinition, IndexError>>,
+    },
+    List {
+        reply: RpcReplyPort<Vec<IndexSummary>>,
+    },
+    Drop {
+        name: String,
+        reply: RpcReplyPort<Result<(), IndexError>>,
+    },
+    Fault(Fault),
+}
+
+impl From<Fault> for VectorCatalogMessage {
+    fn from(fault: Fault) -> Self {
+        Self::Fault(fault)
+    }
+}
+
+impl Actor for VectorCatalogActor {
+    type Msg = VectorCatalogMessage;
+    type State = VectorsContext;
+    type Arguments = VectorsContext;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        context: VectorsContext,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        std::fs::create_dir_all(&context.dir)?;
+        Ok(context)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        context: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            VectorCatalogMessage::Create { request, reply } => {
+                let _ = reply.send(create(context, request).await);
+            }
+            VectorCatalogMessage::List { reply } => {
+                let _ = reply.send(list(context).await);
+            }
+            VectorCatalogMessage::Drop { name, reply } => {
+                let _ = reply.send(drop_index(context, &name).await);
+            }
+            VectorCatalogMessage::Fault(fault) => fault.apply(NAME).await?,
+        }
+        Ok(())
+    }
+}
+
+fn exists(context: &VectorsContext, name: &str) -> bool {
+    context.definition_path(name).exists() || context.board.status(&actor_name(name)).is_some()
+}
+
+async fn create(
+    context: &VectorsContext,
+    request: CreateIndex,
+) -> Result<IndexDefinition, IndexError> {
+    let definition = request.into_definition(context.hnsw_defaults())?;
+    let name = definition.name.clone();
+    if exists(context, &name) {
+        return Err(IndexError::AlreadyExists(name));
+    }
+    // Leftovers of a drop interrupted by a crash belong to no index.
+    remove_data(context, &name).await;
+    let json =
+        serde_json::to_vec_pretty(&definition).map_err(|e| IndexError::Internal(e.to_string()))?;
+    write_atomically(&context.definition_path(&name), &json)
+        .map_err(|e| IndexError::Storage(e.to_string()))?;
+
+    let spec = context.index_spec(definition.clone());
+    let started = context
+        .directory
+        .call(
+            SUPERVISOR,
+            |reply| SupervisorMessage::StartChild(spec, reply),
+            context.settings.request_timeout(),
+        )
+        .await;
+    match started {
+        Ok(Ok(())) => {
+            tracing::info!(index = %name, dimension = definition.dimension, "index created");
+            Ok(definition)
+        }
+        // Started meanwhile by a restart of the supervisor, from the definition.
+        Ok(Err(SupervisorError::DuplicateChild(_))) => Ok(definition),
+        Ok(Err(err)) => {
+            let _ = std::fs::remove_file(context.definition_path(&name));
+            Err(IndexError::Internal(err.to_string()))
+        }
+        Err(err) => {
+            // The supervisor may still start it; the definition stays so a
+            // restart brings the index up either way.
+            Err(IndexError::Internal(format!(
+                "starting the index actor: {err}"
+            )))
+        }
+    }
+}
+
+async fn list(context: &VectorsContext) -> Vec<IndexSummary> {
+    let mut summaries = Vec::new();
+    for definition in context.definitions() {
+        let actor = actor_name(&definition.name);
+        let status = match context.board.status(&actor) {
+            Some(ChildStatus::Running) => "running",
+            Some(ChildStatus::Starting) => "starting",
+            Some(ChildStatus::Restarting) => "restarting",
+            Some(ChildStatus::Stopped) => "stopped",
+            Some(ChildStatus::Failed) => "failed",
+            None => "not_started",
+        };
+        let count = context
+            .directory
+            .call(&actor, |reply| IndexMessage::Info { reply }, COUNT_TIMEOUT)
+            .await
+            .ok()
+            .map(|info| info.count);
+        summaries.push(IndexSummary {
+            name: definition.name,
+            dimension: definition.dimension,
+            metric: definition.metric,
+            status: status.to_string(),
+            count,
+        });
+    }
+    summaries
+}
+
+async fn drop_index(context: &VectorsContext, name: &str) -> Result<(), IndexError> {
+    if validate_name(name).is_err() || !exists(context, name) {
+        return Err(IndexError::NotFound(name.to_string()));
+    }
+    // Definition first: from here on no restart brings the index back.
+    let _ = std::fs::remove_file(context.definition_path(name));
+    let stopped = context
+        .directory
+        .call(
+            SUPERVISOR,
+            |reply| SupervisorMessage::TerminateChild(actor_name(name), reply),
+            context.settings.request_timeout() * 4,
+        )
+        .await;
+    if let Err(err) = stopped {
+        tracing::warn!(index = %name, %err, "stopping the index actor");
+    }
+    remove_data(context, name).await;
+    tracing::info!(index = %name, "index dropped");
+    Ok(())
+}
+
+/// Deletes an index's data once no commit can be running on it.
+async fn remove_data(context: &VectorsContext, name: &str) {
+    let lock = context.writer_lock(name);
+    let mut generation = lock.lock().await;
+    // Any commit still queued from the dropped index must not write.
+    *generation += 1;
+    let dataset = context.dir.join(format!("{name}.lance"));
+    if dataset.exists() {
+        if let Err(err) = std::fs::remove_dir_all(&dataset) {
+            tracing::warn!(index = %name, %err, "removing the Lance dataset");
+        }
+    }
+    SnapshotPaths::new(&context.dir, name).remove();
+}

@@ -1,0 +1,377 @@
+//! The in-memory side of one index: the faiss graph plus the live rows,
+//! shared by the actor (which writes) and its search tasks (which read).
+//!
+//! A `parking_lot` read-write lock rather than a tokio one: searches run on
+//! blocking threads and hold it only for the graph walk; writers hold it for
+//! one chunk of graph inserts or one map update, never across an `.await`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use serde_json::{Map, Value};
+
+use super::hnsw::{Hnsw, HnswError};
+use crate::domain::vectors::{filter_key, Hit, IndexDefinition, Metric};
+
+/// Graph inserts per write-lock acquisition: small enough that searches
+/// interleave with a bulk load, large enough for faiss to use its threads.
+const ADD_CHUNK: usize = 256;
+
+/// Filtered searches whose candidate set is at most this large are answered
+/// exactly (faster and exact for selective filters); larger ones walk the
+/// graph with the candidates as the allowed set.
+const EXACT_SEARCH_LIMIT: usize = 2048;
+
+/// A live item.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The seq of the write that made it; also its faiss label.
+    pub seq: u64,
+    /// Serialised metadata object.
+    pub metadata: Arc<str>,
+}
+
+/// Bitmap over faiss labels (= seqs): bit set means live.
+#[derive(Debug, Default, Clone)]
+struct Bitmap(Vec<u8>);
+
+impl Bitmap {
+    fn set(&mut self, label: u64) {
+        let byte = (label / 8) as usize;
+        if byte >= self.0.len() {
+            self.0.resize((byte + 1).next_power_of_two(), 0);
+        }
+        self.0[byte] |= 1 << (label % 8);
+    }
+
+    fn clear(&mut self, label: u64) {
+        if let Some(byte) = self.0.get_mut((label / 8) as usize) {
+            *byte &= !(1 << (label % 8));
+        }
+    }
+
+    fn from_labels(labels: impl IntoIterator<Item = u64>) -> Self {
+        let mut bitmap = Bitmap::default();
+        for label in labels {
+            bitmap.set(label);
+        }
+        bitmap
+    }
+}
+
+pub struct CoreInner {
+    hnsw: Hnsw,
+    rows: HashMap<String, Entry>,
+    /// label -> id, for live labels only.
+    by_label: HashMap<u64, String>,
+    live: Bitmap,
+    /// Lazily built per filtered field: value key -> live labels.
+    fields: HashMap<String, HashMap<String, HashSet<u64>>>,
+    /// Labels in the graph that are no longer live (HNSW cannot remove).
+    tombstones: u64,
+    max_seq: u64,
+}
+
+pub struct Core {
+    pub definition: IndexDefinition,
+    inner: RwLock<CoreInner>,
+}
+
+/// One search, validated and with its vector prepared.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub vector: Vec<f32>,
+    pub k: usize,
+    pub filter: Vec<(String, String)>,
+    pub exclude_ids: Vec<String>,
+    pub ef_search: Option<u32>,
+}
+
+/// An applied write, in seq order.
+pub enum Applied<'a> {
+    Upsert {
+        id: &'a str,
+        seq: u64,
+        metadata: Arc<str>,
+    },
+    Delete {
+        id: &'a str,
+    },
+}
+
+impl Core {
+    pub fn new(definition: IndexDefinition, hnsw: Hnsw) -> Self {
+        Self {
+            definition,
+            inner: RwLock::new(CoreInner {
+                hnsw,
+                rows: HashMap::new(),
+                by_label: HashMap::new(),
+                live: Bitmap::default(),
+                fields: HashMap::new(),
+                tombstones: 0,
+                max_seq: 0,
+            }),
+        }
+    }
+
+    /// Installs the live rows found in Lance (load path). Every label in the
+    /// graph that is not among them counts as a tombstone.
+    pub fn install(&self, rows: HashMap<String, Entry>, max_seq: u64) {
+        let mut inner = self.inner.write();
+        inner.by_label = rows.iter().map(|(id, e)| (e.seq, id.clone())).collect();
+        inner.live = Bitmap::from_labels(rows.values().map(|e| e.seq));
+        inner.tombstones = inner.hnsw.len().saturating_sub(rows.len() as u64);
+        inner.rows = rows;
+        inner.fields.clear();
+        inner.max_seq = max_seq;
+    }
+
+    /// Adds vectors to the graph without making them visible: a label is
+    /// only found once [`Core::publish`] sets its live bit.
+    pub fn add_vectors(&self, vectors: &[f32], labels: &[u64]) -> Result<(), HnswError> {
+        let dimension = self.definition.dimension;
+        for (chunk, chunk_labels) in vectors
+            .chunks(ADD_CHUNK * dimension)
+            .zip(labels.chunks(ADD_CHUNK))
+        {
+            self.inner.write().hnsw.add(chunk, chunk_labels)?;
+        }
+        Ok(())
+    }
+
+    /// Makes committed writes visible, in seq order. Returns the seqs that
+    /// became superseded (old versions of updated or deleted items).
+    pub fn publish(&self, writes: &[Applied<'_>], max_seq: u64) -> Vec<u64> {
+        let mut inner = self.inner.write();
+        let mut superseded = Vec::new();
+        for write in writes {
+            let id = match write {
+                Applied::Upsert { id, .. } | Applied::Delete { id } => *id,
+            };
+            if let Some(old) = inner.rows.remove(id) {
+                inner.retire(old.seq, &old.metadata);
+                superseded.push(old.seq);
+            }
+            if let Applied::Upsert { id, seq, metadata } = write {
+                inner.live.set(*seq);
+                inner.by_label.insert(*seq, id.to_string());
+                let entry = Entry {
+                    seq: *seq,
+                    metadata: metadata.clone(),
+                };
+                inner.index_fields(*seq, &entry.metadata);
+                inner.rows.insert(id.to_string(), entry);
+            }
+        }
+        inner.max_seq = inner.max_seq.max(max_seq);
+        superseded
+    }
+
+    pub fn get(&self, id: &str) -> Option<Entry> {
+        self.inner.read().rows.get(id).cloned()
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.inner.read().rows.contains_key(id)
+    }
+
+    pub fn vector(&self, seq: u64) -> Result<Vec<f32>, HnswError> {
+        self.inner.read().hnsw.reconstruct(seq)
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.read().rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn max_seq(&self) -> u64 {
+        self.inner.read().max_seq
+    }
+
+    /// `(vectors in the graph, tombstones)`.
+    pub fn graph_size(&self) -> (u64, u64) {
+        let inner = self.inner.read();
+        (inner.hnsw.len(), inner.tombstones)
+    }
+
+    /// Runs `f` with the graph under the read lock (snapshots).
+    pub fn with_graph<T>(&self, f: impl FnOnce(&Hnsw, u64) -> T) -> T {
+        let inner = self.inner.read();
+        f(&inner.hnsw, inner.max_seq)
+    }
+
+    /// The k nearest live items passing the filter and not excluded.
+    pub fn search(&self, query: &Query) -> Result<Vec<Hit>, HnswError> {
+        for (field, _) in &query.filter {
+            if !self.inner.read().fields.contains_key(field) {
+                self.inner.write().build_field(field);
+            }
+        }
+        let needs_ef = query.filter.is_empty()
+            && query
+                .ef_search
+                .is_some_and(|ef| ef != self.inner.read().hnsw.ef_search());
+        let scored = if needs_ef {
+            // efSearch is global state in faiss: a per-query value takes the
+            // write lock for the duration of that one search.
+            let mut inner = self.inner.write();
+            let default = inner.hnsw.ef_search();
+            inner
+                .hnsw
+                .set_ef_search(query.ef_search.unwrap_or(default))?;
+            let allowed = inner.allowed_unfiltered(query);
+            let result = inner.graph_search(query, &allowed, self.definition.metric);
+            inner.hnsw.set_ef_search(default)?;
+            result?
+        } else {
+            let inner = self.inner.read();
+            if query.filter.is_empty() {
+                let allowed = inner.allowed_unfiltered(query);
+                inner.graph_search(query, &allowed, self.definition.metric)?
+            } else {
+                let candidates = inner.candidates(&query.filter, &inner.excluded(query));
+                if candidates.len() <= EXACT_SEARCH_LIMIT {
+                    inner.exact_search(query, &candidates, self.definition.metric)?
+                } else {
+                    let allowed = Bitmap::from_labels(candidates.iter().copied());
+                    inner.graph_search(query, &allowed, self.definition.metric)?
+                }
+            }
+        };
+
+        let inner = self.inner.read();
+        Ok(scored
+            .into_iter()
+            .filter_map(|(label, distance)| {
+                let id = inner.by_label.get(&label)?;
+                let entry = inner.rows.get(id)?;
+                Some(Hit {
+                    id: id.clone(),
+                    distance,
+                    metadata: serde_json::from_str(&entry.metadata)
+                        .unwrap_or(Value::Object(Map::new())),
+                })
+            })
+            .collect())
+    }
+}
+
+impl CoreInner {
+    fn excluded(&self, query: &Query) -> HashSet<u64> {
+        query
+            .exclude_ids
+            .iter()
+            .filter_map(|id| self.rows.get(id).map(|e| e.seq))
+            .collect()
+    }
+
+    /// Every live label except the excluded ones.
+    fn allowed_unfiltered(&self, query: &Query) -> Bitmap {
+        let mut allowed = self.live.clone();
+        for id in &query.exclude_ids {
+            if let Some(entry) = self.rows.get(id) {
+                allowed.clear(entry.seq);
+            }
+        }
+        allowed
+    }
+
+    fn retire(&mut self, seq: u64, metadata: &str) {
+        self.live.clear(seq);
+        self.by_label.remove(&seq);
+        self.tombstones += 1;
+        if self.fields.is_empty() {
+            return;
+        }
+        if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(metadata) {
+            for (field, values) in self.fields.iter_mut() {
+                if let Some(key) = map.get(field).and_then(filter_key) {
+                    if let Some(labels) = values.get_mut(&key) {
+                        labels.remove(&seq);
+                    }
+                }
+            }
+        }
+    }
+
+    fn index_fields(&mut self, seq: u64, metadata: &str) {
+        if self.fields.is_empty() {
+            return;
+        }
+        if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(metadata) {
+            for (field, values) in self.fields.iter_mut() {
+                if let Some(key) = map.get(field).and_then(filter_key) {
+                    values.entry(key).or_default().insert(seq);
+                }
+            }
+        }
+    }
+
+    /// Indexes one metadata field over every live row (first filter on it).
+    fn build_field(&mut self, field: &str) {
+        if self.fields.contains_key(field) {
+            return;
+        }
+        let mut values: HashMap<String, HashSet<u64>> = HashMap::new();
+        for entry in self.rows.values() {
+            if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&entry.metadata) {
+                if let Some(key) = map.get(field).and_then(filter_key) {
+                    values.entry(key).or_default().insert(entry.seq);
+                }
+            }
+        }
+        self.fields.insert(field.to_string(), values);
+    }
+
+    /// Live labels matching every `(field, key)`, minus the excluded ones.
+    fn candidates(&self, filter: &[(String, String)], excluded: &HashSet<u64>) -> Vec<u64> {
+        let mut sets: Vec<&HashSet<u64>> = Vec::with_capacity(filter.len());
+        for (field, key) in filter {
+            match self.fields.get(field).and_then(|values| values.get(key)) {
+                Some(set) => sets.push(set),
+                None => return Vec::new(),
+            }
+        }
+        sets.sort_by_key(|s| s.len());
+        let (smallest, rest) = sets.split_first().expect("filter is not empty");
+        smallest
+            .iter()
+            .copied()
+            .filter(|label| !excluded.contains(label) && rest.iter().all(|s| s.contains(label)))
+            .collect()
+    }
+
+    fn graph_search(
+        &self,
+        query: &Query,
+        allowed: &Bitmap,
+        metric: Metric,
+    ) -> Result<Vec<(u64, f32)>, HnswError> {
+        let found = self.hnsw.search(&query.vector, query.k, &allowed.0)?;
+        Ok(found
+            .into_iter()
+            .map(|(label, raw)| (label, metric.distance(raw)))
+            .collect())
+    }
+
+    fn exact_search(
+        &self,
+        query: &Query,
+        candidates: &[u64],
+        metric: Metric,
+    ) -> Result<Vec<(u64, f32)>, HnswError> {
+        let mut scored = Vec::with_capacity(candidates.len());
+        for &label in candidates {
+            let vector = self.hnsw.reconstruct(label)?;
+            scored.push((label, metric.exact(&query.vector, &vector)));
+        }
+        scored.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        scored.truncate(query.k);
+        Ok(scored)
+    }
+}

@@ -1,0 +1,209 @@
+//! The derived faiss index: `IDMap2,HNSW<M>,Flat`, labelled by `seq`.
+//!
+//! faiss-rs marks `search` as `&mut self` because it cannot know which
+//! index types are safe to share, but faiss's CPU HNSW search only reads the
+//! graph. [`Hnsw::search`] therefore takes `&self` and calls the C API
+//! directly, so many readers can search at once under a read lock while
+//! writers take the write lock. Each search passes its own
+//! `SearchParameters` with a bitmap `IDSelector` of the live labels, so
+//! tombstoned labels (HNSW cannot remove) and metadata filters are applied
+//! inside the graph walk rather than by over-fetching.
+
+use std::path::Path;
+use std::ptr;
+
+use faiss::index::autotune::ParameterSpace;
+use faiss::index::IndexImpl;
+use faiss::{Idx, Index, MetricType};
+use faiss_sys::{
+    faiss_IDSelectorBitmap_new, faiss_IDSelector_free, faiss_Index_reconstruct,
+    faiss_Index_search_with_params, faiss_SearchParameters_free, faiss_SearchParameters_new,
+    FaissIDSelector, FaissIDSelectorBitmap, FaissSearchParameters,
+};
+
+use crate::domain::vectors::{HnswParams, Metric};
+
+#[derive(Debug, thiserror::Error)]
+#[error("faiss: {0}")]
+pub struct HnswError(pub String);
+
+impl From<faiss::error::Error> for HnswError {
+    fn from(err: faiss::error::Error) -> Self {
+        Self(err.to_string())
+    }
+}
+
+pub struct Hnsw {
+    index: IndexImpl,
+    dimension: usize,
+    ef_search: u32,
+}
+
+// SAFETY: `IndexImpl` is Send + Sync in faiss-rs; the only `&self` entry
+// points used here (search with params, reconstruct, write) are read-only
+// in faiss for HNSW/IDMap2, and all mutation goes through `&mut self`.
+unsafe impl Send for Hnsw {}
+unsafe impl Sync for Hnsw {}
+
+/// One search result: `(label, raw faiss score)`.
+pub type Neighbour = (u64, f32);
+
+impl Hnsw {
+    pub fn new(dimension: usize, metric: Metric, params: HnswParams) -> Result<Self, HnswError> {
+        let description = format!("IDMap2,HNSW{},Flat", params.m);
+        let faiss_metric = match metric {
+            Metric::Cosine | Metric::InnerProduct => MetricType::InnerProduct,
+            Metric::L2 => MetricType::L2,
+        };
+        let index = faiss::index_factory(dimension as u32, description, faiss_metric)?;
+        let mut hnsw = Self {
+            index,
+            dimension,
+            ef_search: params.ef_search,
+        };
+        hnsw.set_parameter("efConstruction", params.ef_construction)?;
+        hnsw.set_parameter("efSearch", params.ef_search)?;
+        Ok(hnsw)
+    }
+
+    /// Loads a snapshot written by [`Hnsw::write`].
+    pub fn read(path: &Path, dimension: usize, params: HnswParams) -> Result<Self, HnswError> {
+        let path = path
+            .to_str()
+            .ok_or_else(|| HnswError("snapshot path is not UTF-8".into()))?;
+        let index = faiss::read_index(path)?;
+        if index.d() as usize != dimension {
+            return Err(HnswError(format!(
+                "snapshot has dimension {}, index has {dimension}",
+                index.d()
+            )));
+        }
+        let mut hnsw = Self {
+            index,
+            dimension,
+            ef_search: params.ef_search,
+        };
+        hnsw.set_parameter("efSearch", params.ef_search)?;
+        Ok(hnsw)
+    }
+
+    pub fn write(&self, path: &Path) -> Result<(), HnswError> {
+        let path = path
+            .to_str()
+            .ok_or_else(|| HnswError("snapshot path is not UTF-8".into()))?;
+        faiss::write_index(&self.index, path)?;
+        Ok(())
+    }
+
+    fn set_parameter(&mut self, name: &str, value: u32) -> Result<(), HnswError> {
+        ParameterSpace::new()?.set_index_parameter(&self.index, name, value)?;
+        Ok(())
+    }
+
+    /// Changes the default efSearch (takes `&mut`: it is index-global state).
+    pub fn set_ef_search(&mut self, ef_search: u32) -> Result<(), HnswError> {
+        if ef_search != self.ef_search {
+            self.set_parameter("efSearch", ef_search)?;
+            self.ef_search = ef_search;
+        }
+        Ok(())
+    }
+
+    pub fn ef_search(&self) -> u32 {
+        self.ef_search
+    }
+
+    /// Number of vectors in the graph, tombstoned ones included.
+    pub fn len(&self) -> u64 {
+        self.index.ntotal()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds `vectors` (row-major, `labels.len()` rows) under `labels`.
+    pub fn add(&mut self, vectors: &[f32], labels: &[u64]) -> Result<(), HnswError> {
+        debug_assert_eq!(vectors.len(), labels.len() * self.dimension);
+        let ids: Vec<Idx> = labels.iter().map(|&l| Idx::new(l)).collect();
+        self.index.add_with_ids(vectors, &ids)?;
+        Ok(())
+    }
+
+    /// The stored vector of `label` (IDMap2 keeps the reverse map).
+    pub fn reconstruct(&self, label: u64) -> Result<Vec<f32>, HnswError> {
+        let mut out = vec![0f32; self.dimension];
+        // SAFETY: `out` holds `dimension` floats; the index outlives the call.
+        let code = unsafe {
+            faiss_Index_reconstruct(self.index.inner_ptr(), label as i64, out.as_mut_ptr())
+        };
+        check(code)?;
+        Ok(out)
+    }
+
+    /// The `k` nearest labels among those whose bit is set in `allowed`
+    /// (bit `l` of byte `l / 8`), as `(label, raw score)`, best first.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        allowed: &[u8],
+    ) -> Result<Vec<Neighbour>, HnswError> {
+        if k == 0 || self.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut distances = vec![0f32; k];
+        let mut labels = vec![-1i64; k];
+        // SAFETY: the selector and parameters are created, used by this one
+        // call and freed here; `allowed`, `query` and the output buffers
+        // outlive the call; faiss HNSW search does not mutate the index.
+        unsafe {
+            let mut selector: *mut FaissIDSelectorBitmap = ptr::null_mut();
+            check(faiss_IDSelectorBitmap_new(
+                &mut selector,
+                allowed.len(),
+                allowed.as_ptr(),
+            ))?;
+            let mut params: *mut FaissSearchParameters = ptr::null_mut();
+            let created = faiss_SearchParameters_new(&mut params, selector as *mut FaissIDSelector);
+            if let Err(err) = check(created) {
+                faiss_IDSelector_free(selector as *mut FaissIDSelector);
+                return Err(err);
+            }
+            let searched = faiss_Index_search_with_params(
+                self.index.inner_ptr(),
+                1,
+                query.as_ptr(),
+                k as i64,
+                params,
+                distances.as_mut_ptr(),
+                labels.as_mut_ptr(),
+            );
+            faiss_SearchParameters_free(params);
+            faiss_IDSelector_free(selector as *mut FaissIDSelector);
+            check(searched)?;
+        }
+        Ok(labels
+            .into_iter()
+            .zip(distances)
+            .filter(|(label, _)| *label >= 0)
+            .map(|(label, score)| (label as u64, score))
+            .collect())
+    }
+}
+
+fn check(code: i32) -> Result<(), HnswError> {
+    if code == 0 {
+        return Ok(());
+    }
+    // SAFETY: faiss_get_last_error returns a thread-local C string or null.
+    let message = unsafe {
+        let err = faiss_sys::faiss_get_last_error();
+        if err.is_null() {
+            format!("error code {code}")
+        } else {
+            std::ffi::CStr::from_ptr(err).to_string_lossy().into_owned()
+        }
+    };
+    Err(HnswError(message))
+}

@@ -1,0 +1,216 @@
+//! Vector indexes: a `vectors` supervisor (one_for_one) with one
+//! `index:<name>` actor per index, and the `vector_catalog` actor that
+//! creates, lists and drops them.
+//!
+//! On disk, under `data.dir/vectors/`: `<name>.index.json` (the definition),
+//! `<name>.lance` (the truth, see [`store`]), `<name>.faiss` and
+//! `<name>.faiss.json` (the derived graph's snapshot, see [`snapshot`]).
+//! The `vectors` supervisor derives its children from the definitions on
+//! every start, so after a process restart (or a restart of the supervisor
+//! itself) every index is back.
+
+pub mod catalog;
+pub mod core;
+pub mod hnsw;
+pub mod index;
+pub mod snapshot;
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::actors::embed::EmbedError;
+use crate::config::Settings;
+use crate::domain::vectors::{HnswParams, IndexDefinition, ValidationError};
+use crate::startup::{backoff, intensity};
+use crate::supervision::{
+    CallError, ChildSpec, Directory, StatusBoard, Strategy, SupervisorArguments,
+};
+use crate::telemetry::Metrics;
+
+use self::index::{actor_name, IndexActor, IndexArguments};
+
+/// Held by whoever writes an index's Lance dataset. It outlives actor
+/// incarnations and guards a generation number: each load bumps it, and a
+/// commit task from an earlier incarnation that finds a newer generation
+/// writes nothing (its actor died; the new one has already read Lance).
+pub type WriterLock = Arc<tokio::sync::Mutex<u64>>;
+
+/// Tree name of the vectors supervisor.
+pub const SUPERVISOR: &str = "vectors";
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("index '{0}' does not exist")]
+    NotFound(String),
+    #[error("index '{0}' already exists")]
+    AlreadyExists(String),
+    #[error("item '{id}' is not in index '{index}'")]
+    ItemNotFound { index: String, id: String },
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error("embedder: {0}")]
+    EmbedCall(CallError),
+    #[error("storage: {0}")]
+    Storage(String),
+    #[error("faiss: {0}")]
+    Faiss(String),
+    #[error("the index is restarting; retry shortly")]
+    Unavailable,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<store::StoreError> for IndexError {
+    fn from(err: store::StoreError) -> Self {
+        Self::Storage(err.0)
+    }
+}
+
+impl From<hnsw::HnswError> for IndexError {
+    fn from(err: hnsw::HnswError) -> Self {
+        Self::Faiss(err.0)
+    }
+}
+
+/// What it takes to build index actors; shared by the supervisor's factory
+/// and the catalog.
+#[derive(Clone)]
+pub struct VectorsContext {
+    pub dir: PathBuf,
+    pub settings: Arc<Settings>,
+    pub directory: Directory,
+    pub metrics: Arc<Metrics>,
+    /// The `vectors` supervisor's board.
+    pub board: StatusBoard,
+    /// One writer lock per index name, outliving actor incarnations.
+    locks: Arc<Mutex<HashMap<String, WriterLock>>>,
+}
+
+impl VectorsContext {
+    pub fn new(settings: Arc<Settings>, directory: Directory, metrics: Arc<Metrics>) -> Self {
+        Self {
+            dir: settings.data.dir.join("vectors"),
+            settings,
+            directory,
+            metrics,
+            board: StatusBoard::new(Strategy::OneForOne),
+            locks: Arc::default(),
+        }
+    }
+
+    pub fn hnsw_defaults(&self) -> HnswParams {
+        let v = &self.settings.vectors;
+        HnswParams {
+            m: v.hnsw_m,
+            ef_construction: v.hnsw_ef_construction,
+            ef_search: v.hnsw_ef_search,
+        }
+    }
+
+    pub fn writer_lock(&self, name: &str) -> WriterLock {
+        self.locks
+            .lock()
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    pub fn definition_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.index.json"))
+    }
+
+    /// The child spec of index `definition.name`.
+    pub fn index_spec(&self, definition: IndexDefinition) -> ChildSpec {
+        let context = self.clone();
+        let name = actor_name(&definition.name);
+        let writer_lock = self.writer_lock(&definition.name);
+        let shutdown = Duration::from_millis(self.settings.supervision.shutdown_timeout_ms);
+        ChildSpec::worker(name, move || {
+            (
+                IndexActor,
+                IndexArguments {
+                    definition: definition.clone(),
+                    dir: context.dir.clone(),
+                    settings: context.settings.vectors.clone(),
+                    writer_lock: writer_lock.clone(),
+                    directory: context.directory.clone(),
+                    metrics: context.metrics.clone(),
+                    board: context.board.clone(),
+                    call_timeout: context.settings.request_timeout(),
+                    embed_chunk: context.settings.embed.max_texts,
+                },
+            )
+        })
+        .shutdown(shutdown)
+    }
+
+    /// Every persisted definition, by name. Unreadable files are logged and
+    /// skipped: one bad file must not keep the other indexes down.
+    pub fn definitions(&self) -> Vec<IndexDefinition> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut definitions: Vec<IndexDefinition> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().ends_with(".index.json"))
+            .filter_map(|path| match read_definition(&path) {
+                Ok(definition) => Some(definition),
+                Err(err) => {
+                    tracing::error!(path = %path.display(), %err, "skipping unreadable index definition");
+                    None
+                }
+            })
+            .collect();
+        definitions.sort_by(|a, b| a.name.cmp(&b.name));
+        definitions
+    }
+
+    /// The `vectors` supervisor: its children are re-derived from the
+    /// definitions on disk at every (re)start.
+    pub fn supervisor_spec(&self) -> ChildSpec {
+        let context = self.clone();
+        ChildSpec::supervisor(SUPERVISOR, self.board.clone(), move || {
+            let children = context
+                .definitions()
+                .into_iter()
+                .map(|definition| context.index_spec(definition))
+                .collect();
+            SupervisorArguments {
+                name: SUPERVISOR.to_string(),
+                strategy: Strategy::OneForOne,
+                intensity: intensity(&context.settings),
+                backoff: backoff(&context.settings),
+                children,
+                board: context.board.clone(),
+                directory: context.directory.clone(),
+                metrics: context.metrics.clone(),
+            }
+        })
+    }
+}
+
+fn read_definition(path: &Path) -> Result<IndexDefinition, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let definition: IndexDefinition = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    definition.validate().map_err(|e| e.to_string())?;
+    Ok(definition)
+}
+
+/// Writes `bytes` to `path` atomically (temporary file, then rename).
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+//! faiss snapshots: the derived HNSW index written beside its Lance
+//! dataset, so a restart loads it (~0.3 s at 100k) instead of rebuilding
+//! the graph (~a minute).
+//!
+//! A snapshot is two files: `<name>.faiss` and `<name>.faiss.json`, the
+//! latter recording the Lance version and the largest `seq` the index
+//! covers, the file's size and CRC-32. Both are written to temporary files
+//! and renamed into place, the index first: a crash between the renames
+//! leaves a new index with old metadata, which fails the size/CRC check and
+//! is ignored. A snapshot is trusted only when every check passes;
+//! otherwise the index is rebuilt from Lance.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::hnsw::Hnsw;
+use crate::domain::vectors::{IndexDefinition, Metric};
+
+const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SnapshotMeta {
+    pub format: u32,
+    pub dimension: usize,
+    pub metric: Metric,
+    pub m: u32,
+    /// The Lance version the index reflects.
+    pub lance_version: u64,
+    /// Every row with `seq <= max_seq` is in the index; none above.
+    pub max_seq: u64,
+    /// Vectors in the graph, tombstoned ones included.
+    pub ntotal: u64,
+    pub file_size: u64,
+    pub crc32: u32,
+    pub written_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SnapshotPaths {
+    pub index: PathBuf,
+    pub meta: PathBuf,
+}
+
+impl SnapshotPaths {
+    pub fn new(dir: &Path, name: &str) -> Self {
+        Self {
+            index: dir.join(format!("{name}.faiss")),
+            meta: dir.join(format!("{name}.faiss.json")),
+        }
+    }
+
+    fn tmp(path: &Path) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".tmp");
+        PathBuf::from(name)
+    }
+
+    pub fn remove(&self) {
+        for path in [
+            &self.index,
+            &self.meta,
+            &Self::tmp(&self.index),
+            &Self::tmp(&self.meta),
+        ] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// What the Lance dataset holds, which a snapshot must not exceed.
+pub struct Covering {
+    pub lance_version: u64,
+    pub lance_max_seq: u64,
+}
+
+/// Writes `hnsw` as a snapshot covering `lance_version` / `max_seq`.
+pub fn write(
+    paths: &SnapshotPaths,
+    hnsw: &Hnsw,
+    definition: &IndexDefinition,
+    lance_version: u64,
+    max_seq: u64,
+) -> Result<SnapshotMeta, String> {
+    let tmp_index = SnapshotPaths::tmp(&paths.index);
+    hnsw.write(&tmp_index).map_err(|e| e.to_string())?;
+    let (file_size, crc32) = checksum(&tmp_index)?;
+    let meta = SnapshotMeta {
+        format: FORMAT,
+        dimension: definition.dimension,
+        metric: definition.metric,
+        m: definition.hnsw.m,
+        lance_version,
+        max_seq,
+        ntotal: hnsw.len(),
+        file_size,
+        crc32,
+        written_at: Utc::now(),
+    };
+    let tmp_meta = SnapshotPaths::tmp(&paths.meta);
+    let json = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
+    std::fs::write(&tmp_meta, json).map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp_index, &paths.index).map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp_meta, &paths.meta).map_err(|e| e.to_string())?;
+    Ok(meta)
+}
+
+/// Loads the snapshot if it passes every check; says why not otherwise.
+pub fn load(
+    paths: &SnapshotPaths,
+    definition: &IndexDefinition,
+    lance: &Covering,
+) -> Result<(Hnsw, SnapshotMeta), String> {
+    let bytes = std::fs::read(&paths.meta).map_err(|e| format!("no snapshot metadata: {e}"))?;
+    let meta: SnapshotMeta =
+        serde_json::from_slice(&bytes).map_err(|e| format!("unreadable metadata: {e}"))?;
+    let checks = [
+        (meta.format == FORMAT, "format"),
+        (meta.dimension == definition.dimension, "dimension"),
+        (meta.metric == definition.metric, "metric"),
+        (meta.m == definition.hnsw.m, "hnsw.m"),
+        (
+            meta.lance_version <= lance.lance_version,
+            "newer than the Lance dataset",
+        ),
+        (
+            meta.max_seq <= lance.lance_max_seq,
+            "covers writes Lance does not have",
+        ),
+    ];
+    if let Some((_, what)) = checks.iter().find(|(ok, _)| !ok) {
+        return Err(format!("snapshot does not match: {what}"));
+    }
+    let (size, crc) = checksum(&paths.index)?;
+    if size != meta.file_size || crc != meta.crc32 {
+        return Err(format!(
+            "snapshot file is corrupt (size {size} vs {}, crc {crc:08x} vs {:08x})",
+            meta.file_size, meta.crc32
+        ));
+    }
+    let hnsw = Hnsw::read(&paths.index, definition.dimension, definition.hnsw)
+        .map_err(|e| e.to_string())?;
+    if hnsw.len() != meta.ntotal {
+        return Err(format!(
+            "snapshot holds {} vectors, metadata says {}",
+            hnsw.len(),
+            meta.ntotal
+        ));
+    }
+    Ok((hnsw, meta))
+}
+
+fn checksum(path: &Path) -> Result<(u64, u32), String> {
+    let mut file =
+        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buffer).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        size += n as u64;
+    }
+    Ok((size, hasher.finalize()))
+}

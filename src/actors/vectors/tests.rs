@@ -1,0 +1,575 @@
+//! Actor-level tests of the index actor: one actor (or the vectors
+//! supervisor with its children) on a temporary data dir, driven through
+//! its mailbox.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use serde_json::json;
+
+use super::index::{actor_name, IndexActor, IndexArguments, IndexMessage};
+use super::VectorsContext;
+use crate::config::{LoadOptions, Settings};
+use crate::domain::vectors::{
+    Hit, HnswParams, IndexDefinition, ItemInput, Metric, SearchRequest, UpsertOutcome,
+};
+use crate::supervision::{Directory, Fault, StatusBoard, Strategy, Supervisor};
+use crate::telemetry::Metrics;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A small deterministic generator (splitmix64), so tests need no RNG crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    fn float(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    fn unit_vector(&mut self, dimension: usize) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..dimension).map(|_| self.float()).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+        v
+    }
+}
+
+fn settings(dir: &Path) -> Arc<Settings> {
+    Arc::new(
+        Settings::load(LoadOptions {
+            config_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/config").into()),
+            environment: Some("test".into()),
+            file: None,
+            env_vars: Some(HashMap::new()),
+            overrides: vec![("data.dir".into(), dir.display().to_string())],
+        })
+        .unwrap(),
+    )
+}
+
+fn definition(name: &str, dimension: usize, hnsw: HnswParams) -> IndexDefinition {
+    IndexDefinition {
+        name: name.to_string(),
+        dimension,
+        metric: Metric::Cosine,
+        hnsw,
+        created_at: chrono::Utc::now(),
+    }
+}
+
+fn params() -> HnswParams {
+    HnswParams {
+        m: 16,
+        ef_construction: 64,
+        ef_search: 64,
+    }
+}
+
+async fn spawn_index(dir: &Path, definition: IndexDefinition) -> ActorRef<IndexMessage> {
+    let settings = settings(dir);
+    let arguments = IndexArguments {
+        definition,
+        dir: dir.join("vectors"),
+        settings: settings.vectors.clone(),
+        writer_lock: Arc::new(tokio::sync::Mutex::new(0)),
+        directory: Directory::new(),
+        metrics: Arc::new(Metrics::new().unwrap()),
+        board: StatusBoard::new(Strategy::OneForOne),
+        call_timeout: TIMEOUT,
+        embed_chunk: 64,
+    };
+    let (actor, _) = Actor::spawn(None, IndexActor, arguments).await.unwrap();
+    actor
+}
+
+fn item(id: &str, vector: Vec<f32>, metadata: serde_json::Value) -> ItemInput {
+    ItemInput {
+        id: id.to_string(),
+        vector: Some(vector),
+        text: None,
+        metadata: Some(metadata),
+    }
+}
+
+async fn upsert(actor: &ActorRef<IndexMessage>, items: Vec<ItemInput>) -> UpsertOutcome {
+    actor
+        .call(|reply| IndexMessage::Upsert { items, reply }, Some(TIMEOUT))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+}
+
+fn query(vector: Vec<f32>, k: usize) -> SearchRequest {
+    SearchRequest {
+        vector: Some(vector),
+        text: None,
+        k,
+        filter: None,
+        exclude_ids: None,
+        ef_search: None,
+    }
+}
+
+async fn search(actor: &ActorRef<IndexMessage>, request: SearchRequest) -> Vec<Hit> {
+    actor
+        .call(
+            |reply| IndexMessage::Search { request, reply },
+            Some(TIMEOUT),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+}
+
+async fn count(actor: &ActorRef<IndexMessage>) -> usize {
+    actor
+        .call(|reply| IndexMessage::Info { reply }, Some(TIMEOUT))
+        .await
+        .unwrap()
+        .unwrap()
+        .count
+}
+
+fn axis(dimension: usize, i: usize) -> Vec<f32> {
+    let mut v = vec![0.0; dimension];
+    v[i] = 1.0;
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_search_upsert_get_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let actor = spawn_index(dir.path(), definition("basics", 4, params())).await;
+
+    let outcome = upsert(
+        &actor,
+        vec![
+            item("a", axis(4, 0), json!({"role": "welder"})),
+            item("b", axis(4, 1), json!({"role": "cook"})),
+            item("c", vec![1.0, 1.0, 0.0, 0.0], json!({"role": "welder"})),
+        ],
+    )
+    .await;
+    assert_eq!(
+        outcome,
+        UpsertOutcome {
+            inserted: 3,
+            updated: 0
+        }
+    );
+
+    let hits = search(&actor, query(axis(4, 0), 2)).await;
+    assert_eq!(hits[0].id, "a");
+    assert!(
+        hits[0].distance.abs() < 1e-5,
+        "cosine distance of a vector to itself"
+    );
+    assert_eq!(hits[1].id, "c");
+    assert!((hits[1].distance - (1.0 - 0.5f32.sqrt())).abs() < 1e-4);
+
+    // Upsert by id replaces the vector and the metadata.
+    let outcome = upsert(
+        &actor,
+        vec![item("a", axis(4, 2), json!({"role": "driver"}))],
+    )
+    .await;
+    assert_eq!(
+        outcome,
+        UpsertOutcome {
+            inserted: 0,
+            updated: 1
+        }
+    );
+    let hits = search(&actor, query(axis(4, 2), 1)).await;
+    assert_eq!(
+        (hits[0].id.as_str(), &hits[0].metadata),
+        ("a", &json!({"role": "driver"}))
+    );
+    assert_eq!(count(&actor).await, 3);
+
+    let item = actor
+        .call(
+            |reply| IndexMessage::Get {
+                id: "a".into(),
+                reply,
+            },
+            Some(TIMEOUT),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(item.vector, axis(4, 2));
+
+    actor
+        .call(
+            |reply| IndexMessage::Delete {
+                id: "a".into(),
+                reply,
+            },
+            Some(TIMEOUT),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let hits = search(&actor, query(axis(4, 2), 3)).await;
+    assert!(
+        hits.iter().all(|h| h.id != "a"),
+        "deleted items are never returned"
+    );
+    assert_eq!(count(&actor).await, 2);
+    let missing = actor
+        .call(
+            |reply| IndexMessage::Delete {
+                id: "a".into(),
+                reply,
+            },
+            Some(TIMEOUT),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        missing,
+        Err(super::IndexError::ItemNotFound { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recall_at_10_is_at_least_095_against_exact_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let dimension = 128;
+    let hnsw = HnswParams {
+        m: 32,
+        ef_construction: 128,
+        ef_search: 128,
+    };
+    let actor = spawn_index(dir.path(), definition("recall", dimension, hnsw)).await;
+
+    let mut rng = Rng(42);
+    let vectors: Vec<Vec<f32>> = (0..10_000).map(|_| rng.unit_vector(dimension)).collect();
+    for (chunk_index, chunk) in vectors.chunks(1000).enumerate() {
+        let items = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| item(&(chunk_index * 1000 + i).to_string(), v.clone(), json!({})))
+            .collect();
+        upsert(&actor, items).await;
+    }
+
+    let mut found = 0;
+    let queries = 100;
+    for _ in 0..queries {
+        let q = rng.unit_vector(dimension);
+        let mut exact: Vec<(usize, f32)> = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i, v.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>()))
+            .collect();
+        exact.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let truth: BTreeSet<String> = exact[..10].iter().map(|(i, _)| i.to_string()).collect();
+        let hits = search(&actor, query(q, 10)).await;
+        found += hits.iter().filter(|h| truth.contains(&h.id)).count();
+    }
+    let recall = found as f64 / (queries * 10) as f64;
+    assert!(recall >= 0.95, "recall@10 = {recall}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn excluded_ids_are_never_returned_and_filters_are_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let actor = spawn_index(dir.path(), definition("filters", 8, params())).await;
+    let mut rng = Rng(7);
+    let items: Vec<ItemInput> = (0..300)
+        .map(|i| {
+            let role = ["welder", "cook", "driver"][i % 3];
+            item(
+                &format!("w{i}"),
+                rng.unit_vector(8),
+                json!({"role": role, "shift": i % 2 == 0}),
+            )
+        })
+        .collect();
+    upsert(&actor, items).await;
+
+    let q = rng.unit_vector(8);
+    let top = search(&actor, query(q.clone(), 20)).await;
+    let excluded: Vec<String> = top[..10].iter().map(|h| h.id.clone()).collect();
+    let mut request = query(q.clone(), 20);
+    request.exclude_ids = Some(excluded.clone());
+    let hits = search(&actor, request).await;
+    assert_eq!(hits.len(), 20);
+    assert!(hits.iter().all(|h| !excluded.contains(&h.id)));
+
+    let mut request = query(q.clone(), 50);
+    request.filter = Some(
+        json!({"role": "cook", "shift": true})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    request.exclude_ids = Some(vec!["w4".into()]);
+    let hits = search(&actor, request).await;
+    assert_eq!(
+        hits.len(),
+        49,
+        "50 cooks on even shifts exist, w4 is excluded"
+    );
+    for hit in &hits {
+        assert_eq!(hit.metadata["role"], "cook");
+        assert_eq!(hit.metadata["shift"], true);
+        assert_ne!(hit.id, "w4");
+    }
+    assert!(
+        hits.windows(2).all(|w| w[0].distance <= w[1].distance),
+        "sorted by distance"
+    );
+
+    let mut request = query(q, 5);
+    request.filter = Some(json!({"role": "astronaut"}).as_object().unwrap().clone());
+    assert!(search(&actor, request).await.is_empty());
+}
+
+/// The vectors supervisor with one index, as `serve` runs it.
+struct Tree {
+    context: VectorsContext,
+    supervisor: ActorRef<crate::supervision::SupervisorMessage>,
+}
+
+async fn start_tree(dir: &Path, definition: IndexDefinition) -> Tree {
+    let settings = settings(dir);
+    let context = VectorsContext::new(
+        settings,
+        Directory::new(),
+        Arc::new(Metrics::new().unwrap()),
+    );
+    std::fs::create_dir_all(&context.dir).unwrap();
+    let path = context.definition_path(&definition.name);
+    if !path.exists() {
+        super::write_atomically(&path, &serde_json::to_vec(&definition).unwrap()).unwrap();
+    }
+    let spec = context.supervisor_spec();
+    let root_board = StatusBoard::new(Strategy::OneForOne);
+    let (supervisor, _) = Actor::spawn(
+        Some(context.directory.registered_name("root")),
+        Supervisor,
+        crate::supervision::SupervisorArguments {
+            name: "root".into(),
+            strategy: Strategy::OneForOne,
+            intensity: crate::supervision::Intensity {
+                max_restarts: 100,
+                period: Duration::from_secs(10),
+            },
+            backoff: crate::supervision::Backoff {
+                initial: Duration::from_millis(1),
+                max: Duration::from_millis(10),
+            },
+            children: vec![spec],
+            board: root_board,
+            directory: context.directory.clone(),
+            metrics: context.metrics.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    Tree {
+        context,
+        supervisor,
+    }
+}
+
+impl Tree {
+    fn index(&self, name: &str) -> Option<ActorRef<IndexMessage>> {
+        self.context.directory.lookup(&actor_name(name))
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        name: &str,
+        build: impl FnOnce(ractor::RpcReplyPort<T>) -> IndexMessage,
+    ) -> Result<T, crate::supervision::CallError> {
+        self.context
+            .directory
+            .call(&actor_name(name), build, TIMEOUT)
+            .await
+    }
+
+    async fn stop(self) {
+        self.supervisor
+            .stop_and_wait(None, Some(Duration::from_secs(30)))
+            .await
+            .unwrap();
+    }
+}
+
+/// Writes at least `count` items and goes on until `stop` is set, retrying
+/// each until it is acknowledged (so the set written equals the set
+/// acknowledged); returns the acked ids.
+async fn write_until_acked(tree: &Tree, name: &str, count: usize, dimension: usize) -> Vec<String> {
+    write_while(
+        tree,
+        name,
+        count,
+        dimension,
+        &std::sync::atomic::AtomicBool::new(true),
+    )
+    .await
+}
+
+async fn write_while(
+    tree: &Tree,
+    name: &str,
+    count: usize,
+    dimension: usize,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<String> {
+    let mut rng = Rng(99);
+    let mut acked = Vec::new();
+    for i in 0.. {
+        if i >= count && stop.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        let id = format!("item-{i}");
+        let vector = rng.unit_vector(dimension);
+        loop {
+            let items = vec![item(&id, vector.clone(), json!({"i": i}))];
+            match tree
+                .call(name, |reply| IndexMessage::Upsert { items, reply })
+                .await
+            {
+                Ok(Ok(_)) => break,
+                _ => tokio::time::sleep(Duration::from_millis(2)).await,
+            }
+        }
+        acked.push(id);
+    }
+    acked
+}
+
+async fn assert_all_present(tree: &Tree, name: &str, acked: &[String], dimension: usize) {
+    let info = loop {
+        if let Ok(info) = tree.call(name, |reply| IndexMessage::Info { reply }).await {
+            break info;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        info.count,
+        acked.len(),
+        "count matches the acknowledged writes"
+    );
+    for id in acked {
+        let item = tree
+            .call(name, |reply| IndexMessage::Get {
+                id: id.clone(),
+                reply,
+            })
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{id} missing: {e}"));
+        let request = query(item.vector.clone(), 1);
+        let hits = tree
+            .call(name, |reply| IndexMessage::Search { request, reply })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(hits[0].id, *id, "{id} is searchable");
+    }
+    let _ = dimension;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panics_during_writes_lose_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let dimension = 16;
+    let tree = Arc::new(start_tree(dir.path(), definition("heal", dimension, params())).await);
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (tree, stop) = (tree.clone(), stop.clone());
+        tokio::spawn(async move { write_while(&tree, "heal", 200, dimension, &stop).await })
+    };
+    // Four panics while the writer runs, each after the previous restart.
+    for n in 1..=4u64 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        loop {
+            if let Some(actor) = tree.index("heal") {
+                if actor
+                    .send_message(IndexMessage::Fault(Fault::panic()))
+                    .is_ok()
+                {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while tree
+            .context
+            .board
+            .restarts(&actor_name("heal"))
+            .unwrap_or(0)
+            < n
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "restart {n} did not happen"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let acked = writer.await.unwrap();
+
+    let restarts = tree.context.board.restarts(&actor_name("heal")).unwrap();
+    assert!(restarts >= 4, "restarts = {restarts}");
+    assert!(acked.len() >= 200);
+    assert_all_present(&tree, "heal", &acked, dimension).await;
+
+    // The same after a whole-process restart on the same data dir.
+    let tree = Arc::try_unwrap(tree).ok().expect("writer finished");
+    tree.stop().await;
+    let tree = start_tree(dir.path(), definition("heal", dimension, params())).await;
+    assert_all_present(&tree, "heal", &acked, dimension).await;
+    tree.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_snapshot_is_ignored_and_the_index_rebuilt_from_lance() {
+    let dir = tempfile::tempdir().unwrap();
+    let dimension = 8;
+    let tree = start_tree(dir.path(), definition("snap", dimension, params())).await;
+    let acked = write_until_acked(&tree, "snap", 50, dimension).await;
+    tree.stop().await; // a graceful stop writes a snapshot
+
+    let snapshot = dir.path().join("vectors/snap.faiss");
+    let bytes = std::fs::read(&snapshot).expect("snapshot written at shutdown");
+    let mut corrupted = bytes.clone();
+    let middle = corrupted.len() / 2;
+    corrupted[middle] ^= 0xff;
+    std::fs::write(&snapshot, corrupted).unwrap();
+
+    let tree = start_tree(dir.path(), definition("snap", dimension, params())).await;
+    assert_all_present(&tree, "snap", &acked, dimension).await;
+    let info = tree
+        .call("snap", |reply| IndexMessage::Info { reply })
+        .await
+        .unwrap();
+    assert_eq!(info.graph_vectors, 50, "rebuilt from the live rows only");
+    tree.stop().await;
+}

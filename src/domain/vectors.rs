@@ -1,0 +1,496 @@
+//! Vector-index rules that need no I/O: names, metrics and distances,
+//! item and query validation, metadata filters.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Largest dimension an index may have.
+pub const MAX_DIMENSION: usize = 4096;
+/// Longest item id, in bytes.
+pub const MAX_ID_BYTES: usize = 256;
+/// `k` may be 1..=MAX_K.
+pub const MAX_K: usize = 1000;
+
+/// How nearness is measured. Distances are reported so that smaller is
+/// nearer: `1 - cos` for cosine, squared L2 for l2, `-dot` for inner product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    #[default]
+    Cosine,
+    L2,
+    InnerProduct,
+}
+
+impl Metric {
+    /// Whether vectors are L2-normalised before indexing and search.
+    pub fn normalises(self) -> bool {
+        self == Metric::Cosine
+    }
+
+    /// Converts faiss's raw score into the reported distance.
+    pub fn distance(self, raw: f32) -> f32 {
+        match self {
+            Metric::Cosine => (1.0 - raw).max(0.0),
+            Metric::L2 => raw,
+            Metric::InnerProduct => -raw,
+        }
+    }
+
+    /// The exact distance between two prepared vectors (brute-force path).
+    pub fn exact(self, a: &[f32], b: &[f32]) -> f32 {
+        match self {
+            Metric::Cosine => self.distance(dot(a, b)),
+            Metric::InnerProduct => -dot(a, b),
+            Metric::L2 => a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum(),
+        }
+    }
+}
+
+/// HNSW build and search parameters of one index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HnswParams {
+    pub m: u32,
+    pub ef_construction: u32,
+    pub ef_search: u32,
+}
+
+impl HnswParams {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let check = |field: &'static str, got: u32, min: u32, max: u32| {
+            if (min..=max).contains(&got) {
+                Ok(())
+            } else {
+                Err(ValidationError::InvalidHnsw {
+                    field,
+                    min,
+                    max,
+                    got,
+                })
+            }
+        };
+        check("m", self.m, 4, 128)?;
+        check("ef_construction", self.ef_construction, 8, 2048)?;
+        check("ef_search", self.ef_search, 1, 4096)
+    }
+}
+
+/// What defines an index; persisted beside its data and fixed at creation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexDefinition {
+    pub name: String,
+    pub dimension: usize,
+    pub metric: Metric,
+    pub hnsw: HnswParams,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl IndexDefinition {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate_name(&self.name)?;
+        validate_dimension(self.dimension)?;
+        self.hnsw.validate()
+    }
+}
+
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Why an index request is invalid. Each variant carries the values a
+/// caller needs to fix the request.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValidationError {
+    #[error("index name '{0}' is invalid: use 1 to 64 of a-z, 0-9, '_' and '-'")]
+    InvalidName(String),
+    #[error("dimension must be between 1 and {MAX_DIMENSION}, got {0}")]
+    InvalidDimension(usize),
+    #[error("expected dimension {expected}, got {got}")]
+    DimensionMismatch { expected: usize, got: usize },
+    #[error("{field}: {reason}")]
+    InvalidVector { field: String, reason: String },
+    #[error("{field}: {reason}")]
+    InvalidId { field: String, reason: String },
+    #[error("id '{0}' appears more than once in the batch")]
+    DuplicateId(String),
+    #[error("at most {max} items per batch, got {got}")]
+    BatchTooLarge { max: usize, got: usize },
+    #[error("items must not be empty")]
+    EmptyBatch,
+    #[error("{field}: {reason}")]
+    InvalidMetadata { field: String, reason: String },
+    #[error("{field}: give exactly one of 'vector' and 'text'")]
+    VectorOrText { field: String },
+    #[error("k must be between 1 and {MAX_K}, got {0}")]
+    InvalidK(usize),
+    #[error("ef_search must be between 1 and 4096, got {0}")]
+    InvalidEfSearch(u32),
+    #[error("hnsw.{field} must be between {min} and {max}, got {got}")]
+    InvalidHnsw {
+        field: &'static str,
+        min: u32,
+        max: u32,
+        got: u32,
+    },
+    #[error("filter.{field}: only strings, numbers and booleans can be matched")]
+    InvalidFilter { field: String },
+}
+
+/// `POST /v1/vectors/index` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIndex {
+    pub name: String,
+    pub dimension: usize,
+    pub metric: Option<Metric>,
+    pub hnsw: Option<HnswOverrides>,
+}
+
+/// Per-index HNSW settings; omitted ones come from `vectors.*` config.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HnswOverrides {
+    pub m: Option<u32>,
+    pub ef_construction: Option<u32>,
+    pub ef_search: Option<u32>,
+}
+
+impl CreateIndex {
+    /// The definition this request asks for, defaults filled in.
+    pub fn into_definition(self, defaults: HnswParams) -> Result<IndexDefinition, ValidationError> {
+        let overrides = self.hnsw.unwrap_or_default();
+        let definition = IndexDefinition {
+            name: self.name,
+            dimension: self.dimension,
+            metric: self.metric.unwrap_or_default(),
+            hnsw: HnswParams {
+                m: overrides.m.unwrap_or(defaults.m),
+                ef_construction: overrides
+                    .ef_construction
+                    .unwrap_or(defaults.ef_construction),
+                ef_search: overrides.ef_search.unwrap_or(defaults.ef_search),
+            },
+            created_at: chrono::Utc::now(),
+        };
+        definition.validate()?;
+        Ok(definition)
+    }
+}
+
+/// One item of `POST …/{name}/add`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemInput {
+    pub id: String,
+    pub vector: Option<Vec<f32>>,
+    pub text: Option<String>,
+    pub metadata: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddItems {
+    pub items: Vec<ItemInput>,
+}
+
+/// `POST …/{name}/add` reply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UpsertOutcome {
+    pub inserted: usize,
+    pub updated: usize,
+}
+
+/// `POST …/{name}/search` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    pub vector: Option<Vec<f32>>,
+    pub text: Option<String>,
+    pub k: usize,
+    pub filter: Option<Map<String, Value>>,
+    pub exclude_ids: Option<Vec<String>>,
+    pub ef_search: Option<u32>,
+}
+
+/// One search hit; smaller distance is nearer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    pub id: String,
+    pub distance: f32,
+    pub metadata: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResults {
+    pub hits: Vec<Hit>,
+}
+
+/// `GET …/{name}/items/{id}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub id: String,
+    pub vector: Vec<f32>,
+    pub metadata: Value,
+}
+
+/// `GET /v1/vectors/index/{name}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexInfo {
+    pub name: String,
+    pub dimension: usize,
+    pub metric: Metric,
+    pub hnsw: HnswParams,
+    /// Live items.
+    pub count: usize,
+    pub status: String,
+    pub restarts: u64,
+    pub lance_version: u64,
+    pub fragments: u64,
+    /// Vectors in the faiss graph, tombstoned ones included.
+    pub graph_vectors: u64,
+    pub tombstones: u64,
+    /// Seconds since the faiss snapshot was written; null if none.
+    pub snapshot_age_secs: Option<f64>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// `GET /v1/vectors/index`.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexList {
+    pub indexes: Vec<IndexSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexSummary {
+    pub name: String,
+    pub dimension: usize,
+    pub metric: Metric,
+    pub status: String,
+    pub count: Option<usize>,
+}
+
+/// `[a-z0-9_-]{1,64}`.
+pub fn validate_name(name: &str) -> Result<(), ValidationError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::InvalidName(
+            name.chars().take(80).collect(),
+        ))
+    }
+}
+
+pub fn validate_dimension(dimension: usize) -> Result<(), ValidationError> {
+    if (1..=MAX_DIMENSION).contains(&dimension) {
+        Ok(())
+    } else {
+        Err(ValidationError::InvalidDimension(dimension))
+    }
+}
+
+pub fn validate_k(k: usize) -> Result<(), ValidationError> {
+    if (1..=MAX_K).contains(&k) {
+        Ok(())
+    } else {
+        Err(ValidationError::InvalidK(k))
+    }
+}
+
+pub fn validate_id(id: &str, field: &str) -> Result<(), ValidationError> {
+    let reason = if id.is_empty() {
+        Some("must not be empty".to_string())
+    } else if id.len() > MAX_ID_BYTES {
+        Some(format!(
+            "must be at most {MAX_ID_BYTES} bytes, got {}",
+            id.len()
+        ))
+    } else if id.chars().any(char::is_control) {
+        Some("must not contain control characters".to_string())
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(ValidationError::InvalidId {
+            field: field.to_string(),
+            reason,
+        }),
+    }
+}
+
+/// Checks a vector's length and components and prepares it for the index
+/// (normalised for cosine).
+pub fn prepare_vector(
+    mut vector: Vec<f32>,
+    dimension: usize,
+    metric: Metric,
+    field: &str,
+) -> Result<Vec<f32>, ValidationError> {
+    if vector.len() != dimension {
+        return Err(ValidationError::DimensionMismatch {
+            expected: dimension,
+            got: vector.len(),
+        });
+    }
+    if let Some(position) = vector.iter().position(|x| !x.is_finite()) {
+        return Err(ValidationError::InvalidVector {
+            field: field.to_string(),
+            reason: format!("component {position} is not a finite number"),
+        });
+    }
+    if metric.normalises() {
+        let norm = dot(&vector, &vector).sqrt();
+        if norm == 0.0 || !norm.is_finite() {
+            return Err(ValidationError::InvalidVector {
+                field: field.to_string(),
+                reason: "a zero vector has no direction (cosine metric)".to_string(),
+            });
+        }
+        for x in vector.iter_mut() {
+            *x /= norm;
+        }
+    }
+    Ok(vector)
+}
+
+/// Metadata must be a JSON object within `max_bytes` when serialised.
+/// Returns its serialised form (what Lance stores).
+pub fn prepare_metadata(
+    metadata: Option<Value>,
+    max_bytes: usize,
+    field: &str,
+) -> Result<Map<String, Value>, ValidationError> {
+    let map = match metadata {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(_) => {
+            return Err(ValidationError::InvalidMetadata {
+                field: field.to_string(),
+                reason: "must be a JSON object".to_string(),
+            })
+        }
+    };
+    let size = serde_json::to_vec(&map)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > max_bytes {
+        return Err(ValidationError::InvalidMetadata {
+            field: field.to_string(),
+            reason: format!("is {size} bytes, at most {max_bytes} are allowed"),
+        });
+    }
+    Ok(map)
+}
+
+/// Rejects ids that occur twice in one batch (the batch would be ambiguous).
+pub fn check_unique_ids<'a>(ids: impl IntoIterator<Item = &'a str>) -> Result<(), ValidationError> {
+    let mut seen = HashSet::new();
+    for id in ids {
+        if !seen.insert(id) {
+            return Err(ValidationError::DuplicateId(id.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// The key under which a scalar metadata value is indexed for filters:
+/// strings as themselves (prefixed), numbers canonically (5 == 5.0),
+/// booleans as words. Objects, arrays and null are not indexed.
+pub fn filter_key(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(format!("s:{s}")),
+        Value::Bool(b) => Some(format!("b:{b}")),
+        Value::Number(n) => {
+            let f = n.as_f64()?;
+            if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                Some(format!("n:{}", f as i64))
+            } else {
+                Some(format!("n:{f}"))
+            }
+        }
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+/// Validates a search filter and turns it into `(field, key)` pairs.
+pub fn prepare_filter(
+    filter: Option<Map<String, Value>>,
+) -> Result<Vec<(String, String)>, ValidationError> {
+    let Some(filter) = filter else {
+        return Ok(Vec::new());
+    };
+    filter
+        .into_iter()
+        .map(|(field, value)| match filter_key(&value) {
+            Some(key) => Ok((field, key)),
+            None => Err(ValidationError::InvalidFilter { field }),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn names_follow_the_pattern() {
+        for ok in ["workers", "playbook_memory", "a", "x-1", &"a".repeat(64)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Workers", "a b", "../x", "ä", &"a".repeat(65), "a/b"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn vectors_are_checked_and_normalised_for_cosine() {
+        let v = prepare_vector(vec![3.0, 4.0], 2, Metric::Cosine, "items[0].vector").unwrap();
+        assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+        let raw = prepare_vector(vec![3.0, 4.0], 2, Metric::L2, "v").unwrap();
+        assert_eq!(raw, vec![3.0, 4.0]);
+        assert_eq!(
+            prepare_vector(vec![1.0], 2, Metric::L2, "v"),
+            Err(ValidationError::DimensionMismatch {
+                expected: 2,
+                got: 1
+            })
+        );
+        assert!(prepare_vector(vec![f32::NAN, 1.0], 2, Metric::L2, "v").is_err());
+        assert!(prepare_vector(vec![f32::INFINITY, 1.0], 2, Metric::L2, "v").is_err());
+        assert!(prepare_vector(vec![0.0, 0.0], 2, Metric::Cosine, "v").is_err());
+    }
+
+    #[test]
+    fn distances_are_smaller_when_nearer() {
+        assert_eq!(Metric::Cosine.distance(1.0), 0.0);
+        assert!((Metric::Cosine.distance(0.25) - 0.75).abs() < 1e-6);
+        assert_eq!(Metric::L2.exact(&[0.0, 0.0], &[3.0, 4.0]), 25.0);
+        assert!(Metric::InnerProduct.distance(2.0) < Metric::InnerProduct.distance(1.0));
+    }
+
+    #[test]
+    fn ids_metadata_and_filters_are_validated() {
+        assert!(validate_id("", "id").is_err());
+        assert!(validate_id(&"x".repeat(257), "id").is_err());
+        assert!(validate_id("a\u{0}b", "id").is_err());
+        assert!(validate_id("worker-42", "id").is_ok());
+
+        assert!(prepare_metadata(Some(json!([1])), 100, "m").is_err());
+        assert!(prepare_metadata(Some(json!({"a": "x".repeat(200)})), 100, "m").is_err());
+        assert_eq!(prepare_metadata(None, 100, "m").unwrap().len(), 0);
+
+        assert!(check_unique_ids(["a", "b", "a"]).is_err());
+        assert_eq!(filter_key(&json!(5)), filter_key(&json!(5.0)));
+        assert_ne!(filter_key(&json!("5")), filter_key(&json!(5)));
+        assert!(prepare_filter(Some(json!({"tags": ["a"]}).as_object().unwrap().clone())).is_err());
+    }
+}

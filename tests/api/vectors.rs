@@ -1,0 +1,412 @@
+//! `/v1/vectors/index…` through HTTP.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, eventually, spawn_app, spawn_app_on, spawn_app_with, TestApp};
+
+fn unit(dimension: usize, axis: usize) -> Vec<f32> {
+    let mut v = vec![0.0; dimension];
+    v[axis % dimension] = 1.0;
+    v
+}
+
+async fn create(app: &TestApp, name: &str, dimension: usize) -> reqwest::Response {
+    app.post_json(
+        "/v1/vectors/index",
+        &json!({"name": name, "dimension": dimension}),
+    )
+    .await
+}
+
+async fn add(app: &TestApp, name: &str, items: Value) -> reqwest::Response {
+    app.post_json(
+        &format!("/v1/vectors/index/{name}/add"),
+        &json!({ "items": items }),
+    )
+    .await
+}
+
+async fn search(app: &TestApp, name: &str, body: Value) -> reqwest::Response {
+    app.post_json(&format!("/v1/vectors/index/{name}/search"), &body)
+        .await
+}
+
+async fn count(app: &TestApp, name: &str) -> u64 {
+    let info: Value = app
+        .get(&format!("/v1/vectors/index/{name}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    info["count"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_add_search_get_and_delete_items() {
+    let app = spawn_app().await;
+    let response = create(&app, "people", 4).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let definition: Value = response.json().await.unwrap();
+    assert_eq!(definition["metric"], "cosine");
+    assert!(definition["hnsw"]["m"].as_u64().is_some());
+
+    let response = add(
+        &app,
+        "people",
+        json!([
+            {"id": "a", "vector": unit(4, 0), "metadata": {"role": "welder"}},
+            {"id": "b", "vector": unit(4, 1), "metadata": {"role": "cook"}},
+        ]),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"inserted": 2, "updated": 0})
+    );
+    let again = add(&app, "people", json!([{"id": "a", "vector": unit(4, 2)}])).await;
+    assert_eq!(
+        again.json::<Value>().await.unwrap(),
+        json!({"inserted": 0, "updated": 1})
+    );
+
+    let hits: Value = search(&app, "people", json!({"vector": unit(4, 2), "k": 2}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(hits["hits"][0]["id"], "a");
+    assert!(hits["hits"][0]["distance"].as_f64().unwrap().abs() < 1e-5);
+    let filtered: Value = search(
+        &app,
+        "people",
+        json!({"vector": unit(4, 2), "k": 2, "filter": {"role": "cook"}}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(filtered["hits"].as_array().unwrap().len(), 1);
+    assert_eq!(filtered["hits"][0]["id"], "b");
+
+    let item: Value = app
+        .get("/v1/vectors/index/people/items/b")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(item["metadata"], json!({"role": "cook"}));
+    let deleted = app
+        .client
+        .delete(app.url("/v1/vectors/index/people/items/b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::OK);
+    assert_error(
+        app.get("/v1/vectors/index/people/items/b").await,
+        StatusCode::NOT_FOUND,
+        "item_not_found",
+    )
+    .await;
+    assert_eq!(count(&app, "people").await, 1);
+
+    let list: Value = app.get("/v1/vectors/index").await.json().await.unwrap();
+    assert_eq!(list["indexes"][0]["name"], "people");
+    assert_eq!(list["indexes"][0]["count"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_items_and_queries_go_through_the_embedder() {
+    let app = spawn_app().await;
+    assert_eq!(
+        create(&app, "texts", 256).await.status(),
+        StatusCode::CREATED
+    );
+    let response = add(
+        &app,
+        "texts",
+        json!([
+            {"id": "fork", "text": "forklift operator with OSHA certification"},
+            {"id": "cook", "text": "line cook for a busy breakfast diner"},
+        ]),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let hits: Value = search(
+        &app,
+        "texts",
+        json!({"text": "certified forklift operators", "k": 1}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(hits["hits"][0]["id"], "fork");
+
+    // The embedder's dimension must match the index's.
+    assert_eq!(create(&app, "small", 8).await.status(), StatusCode::CREATED);
+    let body = assert_error(
+        add(&app, "small", json!([{"id": "x", "text": "hello"}])).await,
+        StatusCode::BAD_REQUEST,
+        "dimension_mismatch",
+    )
+    .await;
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("expected dimension 8, got 256"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_requests_are_validated() {
+    let app = spawn_app().await;
+    assert_eq!(create(&app, "v", 3).await.status(), StatusCode::CREATED);
+    assert_error(
+        create(&app, "v", 3).await,
+        StatusCode::CONFLICT,
+        "index_exists",
+    )
+    .await;
+    assert_error(
+        create(&app, "Bad Name", 3).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_name",
+    )
+    .await;
+    assert_error(
+        create(&app, "../etc", 3).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_name",
+    )
+    .await;
+    assert_error(
+        create(&app, "zero", 0).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_dimension",
+    )
+    .await;
+    assert_error(
+        create(&app, "huge", 4097).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_dimension",
+    )
+    .await;
+    let bad_hnsw = app
+        .post_json(
+            "/v1/vectors/index",
+            &json!({"name": "h", "dimension": 3, "hnsw": {"m": 1}}),
+        )
+        .await;
+    assert_error(bad_hnsw, StatusCode::BAD_REQUEST, "invalid_hnsw").await;
+
+    add(
+        &app,
+        "v",
+        json!([{"id": "keep", "vector": [1.0, 0.0, 0.0]}]),
+    )
+    .await;
+    let cases = [
+        (
+            json!([{"id": "x", "vector": [1.0, 0.0]}]),
+            StatusCode::BAD_REQUEST,
+            "dimension_mismatch",
+        ),
+        (
+            json!([{"id": "x", "vector": [1e39, 0.0, 0.0]}]),
+            StatusCode::BAD_REQUEST,
+            "invalid_vector",
+        ),
+        (
+            json!([{"id": "", "vector": [1.0, 0.0, 0.0]}]),
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+        ),
+        (
+            json!([{"id": "x".repeat(257), "vector": [1.0, 0.0, 0.0]}]),
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+        ),
+        (
+            json!([{"id": "d", "vector": [1.0, 0.0, 0.0]}, {"id": "d", "vector": [0.0, 1.0, 0.0]}]),
+            StatusCode::BAD_REQUEST,
+            "duplicate_id",
+        ),
+        (
+            json!([{"id": "m", "vector": [1.0, 0.0, 0.0], "metadata": [1, 2]}]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_metadata",
+        ),
+        (
+            json!([{"id": "m", "vector": [1.0, 0.0, 0.0], "metadata": {"blob": "x".repeat(20_000)}}]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_metadata",
+        ),
+        (
+            json!([{"id": "n"}]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "vector_or_text",
+        ),
+        (json!([]), StatusCode::UNPROCESSABLE_ENTITY, "empty_batch"),
+        // A later bad item rejects the whole batch: the good first one is not written.
+        (
+            json!([{"id": "good", "vector": [0.0, 1.0, 0.0]}, {"id": "bad", "vector": [1.0]}]),
+            StatusCode::BAD_REQUEST,
+            "dimension_mismatch",
+        ),
+    ];
+    for (items, status, code) in cases {
+        let body = assert_error(add(&app, "v", items.clone()).await, status, code).await;
+        if code == "dimension_mismatch" {
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains("expected dimension 3"), "{message}");
+        }
+    }
+    assert_eq!(
+        count(&app, "v").await,
+        1,
+        "rejected batches leave the index unchanged"
+    );
+    assert_error(
+        app.get("/v1/vectors/index/v/items/good").await,
+        StatusCode::NOT_FOUND,
+        "item_not_found",
+    )
+    .await;
+
+    for k in [0, 1001] {
+        let response = search(&app, "v", json!({"vector": [1.0, 0.0, 0.0], "k": k})).await;
+        assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_k").await;
+    }
+    let response = search(&app, "v", json!({"vector": [1.0, 0.0], "k": 1})).await;
+    assert_error(response, StatusCode::BAD_REQUEST, "dimension_mismatch").await;
+    let response = search(
+        &app,
+        "v",
+        json!({"vector": [1.0, 0.0, 0.0], "k": 1, "filter": {"a": [1]}}),
+    )
+    .await;
+    assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_filter").await;
+
+    assert_error(
+        app.get("/v1/vectors/index/nope").await,
+        StatusCode::NOT_FOUND,
+        "index_not_found",
+    )
+    .await;
+    let response = search(&app, "nope", json!({"vector": [1.0], "k": 1})).await;
+    assert_error(response, StatusCode::NOT_FOUND, "index_not_found").await;
+    let response = add(&app, "nope", json!([{"id": "x", "vector": [1.0]}])).await;
+    assert_error(response, StatusCode::NOT_FOUND, "index_not_found").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_batches_are_refused() {
+    let app = spawn_app_with(&[("vectors.max_batch", "5")]).await;
+    create(&app, "b", 2).await;
+    let items: Vec<Value> = (0..6)
+        .map(|i| json!({"id": format!("i{i}"), "vector": [1.0, 0.5]}))
+        .collect();
+    assert_error(
+        add(&app, "b", json!(items)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "batch_too_large",
+    )
+    .await;
+    assert_eq!(count(&app, "b").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_then_create_again_starts_empty() {
+    let app = spawn_app().await;
+    create(&app, "cycle", 2).await;
+    add(&app, "cycle", json!([{"id": "x", "vector": [1.0, 0.0]}])).await;
+    let dropped = app
+        .client
+        .delete(app.url("/v1/vectors/index/cycle"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dropped.status(), StatusCode::OK);
+    assert!(
+        !app.data_dir.join("vectors/cycle.lance").exists(),
+        "the data is removed"
+    );
+    assert_error(
+        app.get("/v1/vectors/index/cycle").await,
+        StatusCode::NOT_FOUND,
+        "index_not_found",
+    )
+    .await;
+    let again = app
+        .client
+        .delete(app.url("/v1/vectors/index/cycle"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(again, StatusCode::NOT_FOUND, "index_not_found").await;
+
+    assert_eq!(create(&app, "cycle", 3).await.status(), StatusCode::CREATED);
+    assert_eq!(count(&app, "cycle").await, 0);
+    let response = add(
+        &app,
+        "cycle",
+        json!([{"id": "y", "vector": [0.0, 0.0, 1.0]}]),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_an_index_heals_and_a_process_restart_keeps_everything() {
+    let app = spawn_app().await;
+    create(&app, "durable", 2).await;
+    for i in 0..20 {
+        // A write that meets the restart gets 503 and is retried, as a client would.
+        let item = json!([{"id": format!("i{i}"), "vector": [1.0, i as f32]}]);
+        eventually("write acknowledged", Duration::from_secs(5), || async {
+            let response = add(&app, "durable", item.clone()).await;
+            assert!(
+                response.status() == StatusCode::OK
+                    || response.status() == StatusCode::SERVICE_UNAVAILABLE,
+                "{}",
+                response.status()
+            );
+            response.status() == StatusCode::OK
+        })
+        .await;
+        if i == 10 {
+            let fault = app.inject_fault("index:durable", "panic").await;
+            assert_eq!(fault.status(), StatusCode::ACCEPTED);
+        }
+    }
+    eventually(
+        "index restarted and serving",
+        Duration::from_secs(5),
+        || async {
+            let info = app.get("/v1/vectors/index/durable").await;
+            if info.status() != StatusCode::OK {
+                return false;
+            }
+            let info: Value = info.json().await.unwrap();
+            info["restarts"].as_u64() >= Some(1) && info["count"] == 20
+        },
+    )
+    .await;
+    let node = app.node("index:durable").await.unwrap();
+    assert_eq!(node["status"], "running");
+
+    let (dir, guard) = app.shutdown().await;
+    let app = spawn_app_on(dir, &[]).await;
+    assert_eq!(count(&app, "durable").await, 20);
+    let hits: Value = search(&app, "durable", json!({"vector": [1.0, 19.0], "k": 1}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(hits["hits"][0]["id"], "i19");
+    drop(guard);
+}
