@@ -1,0 +1,365 @@
+//! The `matrix` actor: semantic retrieval over the `workers` index and the
+//! playbook learning loop over `playbook_memory`.
+//!
+//! It holds no data of its own — workers and recordings live in their
+//! index actors (Lance-backed, supervised) — so each request runs as its
+//! own task: the mailbox only dispatches, and many searches proceed at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde_json::{json, Map, Value};
+
+use crate::actors::embed::{self, EmbedError, EmbedMessage};
+use crate::actors::vectors::catalog::{self, VectorCatalogMessage};
+use crate::actors::vectors::index::{actor_name, IndexMessage};
+use crate::actors::vectors::IndexError;
+use crate::config::MatrixSettings;
+use crate::domain::matrix::{
+    apply_playbook, best_scores, boost_factor, MatrixHit, MatrixInvalid, MatrixResults,
+    MatrixSearch, PlaybookRecord, Recorded,
+};
+use crate::domain::vectors::{dot, CreateIndex, Hit, ItemInput, SearchRequest};
+use crate::supervision::{CallError, Directory, Fault};
+
+pub const NAME: &str = "matrix";
+/// The index of workers (written by `lakehouse seed`).
+pub const WORKERS: &str = "workers";
+/// The index of playbook recordings (created on first use).
+pub const PLAYBOOK: &str = "playbook_memory";
+
+pub struct MatrixActor;
+
+pub struct MatrixArguments {
+    pub directory: Directory,
+    pub settings: MatrixSettings,
+    pub call_timeout: Duration,
+}
+
+pub enum MatrixMessage {
+    Search {
+        request: MatrixSearch,
+        reply: RpcReplyPort<Result<MatrixResults, MatrixError>>,
+    },
+    Record {
+        request: PlaybookRecord,
+        reply: RpcReplyPort<Result<Recorded, MatrixError>>,
+    },
+    Fault(Fault),
+}
+
+impl From<Fault> for MatrixMessage {
+    fn from(fault: Fault) -> Self {
+        Self::Fault(fault)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MatrixError {
+    #[error(transparent)]
+    Invalid(#[from] MatrixInvalid),
+    #[error("the '{WORKERS}' index does not exist yet: run `lakehouse seed --workers N` first")]
+    NoWorkers,
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+/// What a request task needs.
+pub struct Context {
+    directory: Directory,
+    settings: MatrixSettings,
+    timeout: Duration,
+}
+
+impl Actor for MatrixActor {
+    type Msg = MatrixMessage;
+    type State = Arc<Context>;
+    type Arguments = MatrixArguments;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: MatrixArguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(Arc::new(Context {
+            directory: args.directory,
+            settings: args.settings,
+            timeout: args.call_timeout,
+        }))
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        context: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            MatrixMessage::Search { request, reply } => {
+                let context = context.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(context.search(request).await);
+                });
+            }
+            MatrixMessage::Record { request, reply } => {
+                let context = context.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(context.record(request).await);
+                });
+            }
+            MatrixMessage::Fault(fault) => fault.apply(NAME).await?,
+        }
+        Ok(())
+    }
+}
+
+impl Context {
+    async fn embed(&self, text: &str) -> Result<Vec<f32>, MatrixError> {
+        let texts = vec![text.to_string()];
+        let embedded = self
+            .directory
+            .call(
+                embed::NAME,
+                |reply| EmbedMessage::Embed {
+                    texts,
+                    model: None,
+                    reply,
+                },
+                self.timeout,
+            )
+            .await??;
+        Ok(embedded
+            .vectors
+            .first()
+            .map(|v| v.to_vec())
+            .unwrap_or_default())
+    }
+
+    /// One call to an index actor; `Ok(None)` when the index does not exist.
+    async fn index_call<T: Send + 'static>(
+        &self,
+        index: &str,
+        build: impl FnOnce(RpcReplyPort<T>) -> IndexMessage,
+    ) -> Result<Option<T>, MatrixError> {
+        let actor = actor_name(index);
+        match self.directory.call(&actor, build, self.timeout).await {
+            Ok(reply) => Ok(Some(reply)),
+            Err(CallError::Unavailable { .. }) if !self.index_exists(index) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Whether the index is part of the tree (running or restarting).
+    fn index_exists(&self, index: &str) -> bool {
+        self.directory.known(&actor_name(index))
+    }
+
+    async fn search(&self, request: MatrixSearch) -> Result<MatrixResults, MatrixError> {
+        request.check()?;
+        let vector = self.embed(&request.query).await?;
+        let mut filter = Map::new();
+        for (field, value) in [
+            ("role", &request.role),
+            ("city", &request.city),
+            ("state", &request.state),
+        ] {
+            if let Some(value) = value {
+                filter.insert(field.to_string(), Value::String(value.clone()));
+            }
+        }
+        let exclude = request.exclude_ids.clone().unwrap_or_default();
+        let search = SearchRequest {
+            vector: Some(vector.clone()),
+            text: None,
+            k: request.k,
+            filter: (!filter.is_empty()).then(|| filter.clone()),
+            exclude_ids: (!exclude.is_empty()).then(|| exclude.clone()),
+            ef_search: None,
+        };
+        let hits = self
+            .index_call(WORKERS, |reply| IndexMessage::Search {
+                request: search,
+                reply,
+            })
+            .await?
+            .ok_or(MatrixError::NoWorkers)??;
+        let hits: Vec<MatrixHit> = hits.into_iter().map(to_matrix_hit).collect();
+
+        let role = match (&request.role, request.use_playbook) {
+            (Some(role), true) => role.clone(),
+            // The role gate: without a role, no recording can apply.
+            _ => return Ok(apply_playbook(hits, &HashMap::new(), Vec::new(), request.k)),
+        };
+        let recordings = self.recordings(&vector, &role).await?;
+        let scores = best_scores(
+            recordings
+                .iter()
+                .map(|(ids, score)| (ids.as_slice(), *score)),
+        );
+        let missing: Vec<String> = scores
+            .keys()
+            .filter(|id| !hits.iter().any(|h| &h.worker_id == *id) && !exclude.contains(id))
+            .cloned()
+            .collect();
+        let mut injected = Vec::new();
+        for id in missing {
+            let fetched = self
+                .index_call(WORKERS, |reply| IndexMessage::Get {
+                    id: id.clone(),
+                    reply,
+                })
+                .await?;
+            let Some(Ok(item)) = fetched else { continue };
+            // Injection honours the search's own filters.
+            if !filter
+                .iter()
+                .all(|(field, value)| item.metadata.get(field) == Some(value))
+            {
+                continue;
+            }
+            let distance = (1.0 - dot(&vector, &item.vector)).max(0.0);
+            injected.push(MatrixHit {
+                worker_id: item.id,
+                distance: distance * boost_factor(scores[&id]),
+                boosted: true,
+                injected: true,
+                worker: item.metadata,
+            });
+        }
+        Ok(apply_playbook(hits, &scores, injected, request.k))
+    }
+
+    /// Recordings of `role` whose query is within the configured distance.
+    async fn recordings(
+        &self,
+        vector: &[f32],
+        role: &str,
+    ) -> Result<Vec<(Vec<String>, f64)>, MatrixError> {
+        let mut filter = Map::new();
+        filter.insert("role".into(), Value::String(role.to_string()));
+        let search = SearchRequest {
+            vector: Some(vector.to_vec()),
+            text: None,
+            k: self.settings.playbook_candidates,
+            filter: Some(filter),
+            exclude_ids: None,
+            ef_search: None,
+        };
+        let hits = match self
+            .index_call(PLAYBOOK, |reply| IndexMessage::Search {
+                request: search,
+                reply,
+            })
+            .await?
+        {
+            None => return Ok(Vec::new()),
+            // A playbook with a different dimension (another embedder) cannot match.
+            Some(Err(IndexError::Invalid(_))) => return Ok(Vec::new()),
+            Some(result) => result?,
+        };
+        Ok(hits
+            .into_iter()
+            .filter(|hit| hit.distance <= self.settings.playbook_max_distance)
+            .filter_map(|hit| {
+                let ids = hit.metadata.get("worker_ids")?.as_array()?;
+                let ids = ids
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect();
+                let score = hit.metadata.get("score")?.as_f64()?;
+                Some((ids, score))
+            })
+            .collect())
+    }
+
+    async fn record(&self, request: PlaybookRecord) -> Result<Recorded, MatrixError> {
+        request.check()?;
+        let ids = request.worker_ids.clone();
+        let known = self
+            .index_call(WORKERS, |reply| IndexMessage::Lookup { ids, reply })
+            .await?
+            .ok_or(MatrixError::NoWorkers)?;
+        let unknown: Vec<String> = request
+            .worker_ids
+            .iter()
+            .filter(|id| !known.contains_key(*id))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            return Err(MatrixInvalid::UnknownWorkers(unknown).into());
+        }
+        let vector = self.embed(&request.query).await?;
+        let recording_id = uuid::Uuid::new_v4().simple().to_string();
+        let item = ItemInput {
+            id: recording_id.clone(),
+            vector: Some(vector.clone()),
+            text: None,
+            metadata: Some(json!({
+                "query": request.query,
+                "role": request.role,
+                "worker_ids": request.worker_ids,
+                "score": request.score,
+                "recorded_at": chrono::Utc::now(),
+            })),
+        };
+        for attempt in 0..2 {
+            let items = vec![item.clone()];
+            match self
+                .index_call(PLAYBOOK, |reply| IndexMessage::Upsert { items, reply })
+                .await?
+            {
+                Some(result) => {
+                    result?;
+                    return Ok(Recorded {
+                        recording_id,
+                        workers: request.worker_ids.len(),
+                    });
+                }
+                None if attempt == 0 => self.create_playbook(vector.len()).await?,
+                None => break,
+            }
+        }
+        Err(CallError::Unavailable {
+            actor: actor_name(PLAYBOOK),
+        }
+        .into())
+    }
+
+    /// Creates `playbook_memory` on first use (a concurrent creator's 409 is fine).
+    async fn create_playbook(&self, dimension: usize) -> Result<(), MatrixError> {
+        let request = CreateIndex {
+            name: PLAYBOOK.to_string(),
+            dimension,
+            metric: None,
+            hnsw: None,
+        };
+        let created = self
+            .directory
+            .call(
+                catalog::NAME,
+                |reply| VectorCatalogMessage::Create { request, reply },
+                self.timeout,
+            )
+            .await?;
+        match created {
+            Ok(_) | Err(IndexError::AlreadyExists(_)) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+fn to_matrix_hit(hit: Hit) -> MatrixHit {
+    MatrixHit {
+        worker_id: hit.id,
+        distance: hit.distance,
+        boosted: false,
+        injected: false,
+        worker: hit.metadata,
+    }
+}

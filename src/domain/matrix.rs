@@ -1,0 +1,267 @@
+//! Matrix search and the playbook learning loop: request types and the
+//! boost arithmetic, free of I/O.
+//!
+//! A recording says "for this query and role, these workers filled the
+//! order, this well (score in [0, 1])". A later search with the same role
+//! and a query within the configured distance boosts each recorded worker:
+//! `distance × (1 − 0.5·score)` — score 1.0 halves it exactly. A worker in
+//! several matching recordings gets the strongest boost once, not a product.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub const MAX_QUERY_CHARS: usize = 2000;
+pub const MAX_K: usize = 200;
+pub const MAX_RECORDED_WORKERS: usize = 100;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixSearch {
+    pub query: String,
+    pub k: usize,
+    pub role: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub exclude_ids: Option<Vec<String>>,
+    #[serde(default)]
+    pub use_playbook: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaybookRecord {
+    pub query: String,
+    pub role: String,
+    pub worker_ids: Vec<String>,
+    pub score: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MatrixHit {
+    pub worker_id: String,
+    pub distance: f32,
+    pub boosted: bool,
+    pub injected: bool,
+    pub worker: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MatrixResults {
+    pub hits: Vec<MatrixHit>,
+    /// How many hits were boosted / injected by the playbook.
+    pub boosted: usize,
+    pub injected: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Recorded {
+    pub recording_id: String,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MatrixInvalid {
+    #[error("query must not be empty")]
+    EmptyQuery,
+    #[error("query has {got} characters, at most {max} are allowed")]
+    QueryTooLong { max: usize, got: usize },
+    #[error("k must be between 1 and {MAX_K}, got {0}")]
+    InvalidK(usize),
+    #[error("role must not be empty")]
+    EmptyRole,
+    #[error("score must be between 0 and 1, got {0}")]
+    InvalidScore(f64),
+    #[error("worker_ids must hold 1 to {MAX_RECORDED_WORKERS} distinct ids")]
+    InvalidWorkerIds,
+    #[error("unknown worker ids: {0:?}")]
+    UnknownWorkers(Vec<String>),
+}
+
+pub fn check_query(query: &str) -> Result<(), MatrixInvalid> {
+    if query.trim().is_empty() {
+        return Err(MatrixInvalid::EmptyQuery);
+    }
+    let chars = query.chars().count();
+    if chars > MAX_QUERY_CHARS {
+        return Err(MatrixInvalid::QueryTooLong {
+            max: MAX_QUERY_CHARS,
+            got: chars,
+        });
+    }
+    Ok(())
+}
+
+impl MatrixSearch {
+    pub fn check(&self) -> Result<(), MatrixInvalid> {
+        check_query(&self.query)?;
+        if !(1..=MAX_K).contains(&self.k) {
+            return Err(MatrixInvalid::InvalidK(self.k));
+        }
+        Ok(())
+    }
+}
+
+impl PlaybookRecord {
+    pub fn check(&self) -> Result<(), MatrixInvalid> {
+        check_query(&self.query)?;
+        if self.role.trim().is_empty() {
+            return Err(MatrixInvalid::EmptyRole);
+        }
+        if !(0.0..=1.0).contains(&self.score) || self.score.is_nan() {
+            return Err(MatrixInvalid::InvalidScore(self.score));
+        }
+        let mut ids: Vec<&String> = self.worker_ids.iter().collect();
+        ids.sort();
+        ids.dedup();
+        if ids.is_empty() || ids.len() != self.worker_ids.len() || ids.len() > MAX_RECORDED_WORKERS
+        {
+            return Err(MatrixInvalid::InvalidWorkerIds);
+        }
+        Ok(())
+    }
+}
+
+/// The multiplier a score gives a distance.
+pub fn boost_factor(score: f64) -> f32 {
+    (1.0 - 0.5 * score.clamp(0.0, 1.0)) as f32
+}
+
+/// The strongest score per worker over the matching recordings.
+pub fn best_scores<'a>(
+    recordings: impl IntoIterator<Item = (&'a [String], f64)>,
+) -> HashMap<String, f64> {
+    let mut best: HashMap<String, f64> = HashMap::new();
+    for (workers, score) in recordings {
+        for worker in workers {
+            let entry = best.entry(worker.clone()).or_insert(score);
+            if score > *entry {
+                *entry = score;
+            }
+        }
+    }
+    best
+}
+
+/// Applies the boosts to the hits, adds the injected workers (already
+/// carrying their own boosted distance), re-sorts and keeps `k`.
+pub fn apply_playbook(
+    mut hits: Vec<MatrixHit>,
+    scores: &HashMap<String, f64>,
+    injected: Vec<MatrixHit>,
+    k: usize,
+) -> MatrixResults {
+    for hit in hits.iter_mut() {
+        if let Some(score) = scores.get(&hit.worker_id) {
+            hit.distance *= boost_factor(*score);
+            hit.boosted = true;
+        }
+    }
+    hits.extend(injected);
+    hits.sort_by(|a, b| {
+        a.distance
+            .total_cmp(&b.distance)
+            .then_with(|| a.worker_id.cmp(&b.worker_id))
+    });
+    hits.truncate(k);
+    let boosted = hits.iter().filter(|h| h.boosted).count();
+    let injected = hits.iter().filter(|h| h.injected).count();
+    MatrixResults {
+        hits,
+        boosted,
+        injected,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(id: &str, distance: f32) -> MatrixHit {
+        MatrixHit {
+            worker_id: id.into(),
+            distance,
+            boosted: false,
+            injected: false,
+            worker: Value::Null,
+        }
+    }
+
+    #[test]
+    fn score_one_halves_the_distance_exactly() {
+        assert_eq!(boost_factor(1.0), 0.5);
+        assert_eq!(boost_factor(0.0), 1.0);
+        assert!((boost_factor(0.3) - 0.85).abs() < 1e-6);
+        let scores = HashMap::from([("b".to_string(), 1.0)]);
+        let results = apply_playbook(vec![hit("a", 0.30), hit("b", 0.4322)], &scores, vec![], 10);
+        assert_eq!(results.hits[0].worker_id, "b");
+        assert_eq!(format!("{:.4}", results.hits[0].distance), "0.2161");
+        assert!(results.hits[0].boosted && !results.hits[1].boosted);
+        assert_eq!((results.boosted, results.injected), (1, 0));
+    }
+
+    #[test]
+    fn the_strongest_recording_wins_without_compounding() {
+        let a = vec!["w1".to_string(), "w2".to_string()];
+        let b = vec!["w1".to_string()];
+        let best = best_scores([(&a[..], 0.4), (&b[..], 0.8)]);
+        assert_eq!(best["w1"], 0.8);
+        assert_eq!(best["w2"], 0.4);
+    }
+
+    #[test]
+    fn injected_workers_are_sorted_in_and_k_is_kept() {
+        let mut injected = hit("z", 0.25);
+        injected.injected = true;
+        injected.boosted = true;
+        let results = apply_playbook(
+            vec![hit("a", 0.2), hit("b", 0.3)],
+            &HashMap::new(),
+            vec![injected],
+            2,
+        );
+        let ids: Vec<&str> = results.hits.iter().map(|h| h.worker_id.as_str()).collect();
+        assert_eq!(ids, ["a", "z"]);
+        assert_eq!(results.injected, 1);
+    }
+
+    #[test]
+    fn records_are_checked() {
+        let ok = PlaybookRecord {
+            query: "forklift".into(),
+            role: "Forklift Operator".into(),
+            worker_ids: vec!["W1".into()],
+            score: 1.0,
+        };
+        assert!(ok.check().is_ok());
+        for bad in [
+            PlaybookRecord {
+                score: 1.5,
+                ..ok.clone()
+            },
+            PlaybookRecord {
+                score: -0.1,
+                ..ok.clone()
+            },
+            PlaybookRecord {
+                worker_ids: vec![],
+                ..ok.clone()
+            },
+            PlaybookRecord {
+                worker_ids: vec!["W1".into(), "W1".into()],
+                ..ok.clone()
+            },
+            PlaybookRecord {
+                role: " ".into(),
+                ..ok.clone()
+            },
+            PlaybookRecord {
+                query: "".into(),
+                ..ok.clone()
+            },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+    }
+}

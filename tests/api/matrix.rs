@@ -1,0 +1,254 @@
+//! Matrix search and the playbook learning loop through HTTP, on a small
+//! seeded corpus.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, spawn_app, TestApp};
+use reqwest::StatusCode;
+
+async fn seeded_app(workers: usize) -> TestApp {
+    let app = spawn_app().await;
+    lakehouse::seed::run(lakehouse::seed::SeedOptions {
+        target: app.address.clone(),
+        workers,
+        seed: 7,
+        batch: 250,
+        concurrency: 2,
+    })
+    .await
+    .expect("seeding through the API");
+    app
+}
+
+async fn search(app: &TestApp, body: Value) -> Value {
+    let response = app.post_json("/v1/matrix/search", &body).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+async fn record(app: &TestApp, query: &str, role: &str, workers: &[&str], score: f64) {
+    let response = app
+        .post_json(
+            "/v1/matrix/playbooks/record",
+            &json!({"query": query, "role": role, "worker_ids": workers, "score": score}),
+        )
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{:?}",
+        response.text().await
+    );
+}
+
+fn hits(body: &Value) -> &Vec<Value> {
+    body["hits"].as_array().unwrap()
+}
+
+fn distance_of(body: &Value, id: &str) -> Option<f64> {
+    hits(body)
+        .iter()
+        .find(|h| h["worker_id"] == id)
+        .map(|h| h["distance"].as_f64().unwrap())
+}
+
+const FORKLIFT: &str = "Forklift Operator";
+const CNC: &str = "CNC Operator";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forklift_search_returns_forklift_operators() {
+    let app = seeded_app(1500).await;
+    let body = search(
+        &app,
+        json!({"query": "forklift operator with OSHA forklift certification", "k": 10}),
+    )
+    .await;
+    let roles: Vec<&str> = hits(&body)
+        .iter()
+        .map(|h| h["worker"]["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles.len(), 10);
+    assert!(roles[..5].iter().all(|r| *r == FORKLIFT), "{roles:?}");
+    assert!(
+        roles.iter().filter(|r| **r == FORKLIFT).count() >= 8,
+        "{roles:?}"
+    );
+    for hit in hits(&body) {
+        assert_eq!(hit["boosted"], false);
+        assert_eq!(hit["injected"], false);
+        assert!(hit["worker"]["worker_id"] == hit["worker_id"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_with_score_one_halves_the_distance_and_respects_the_role_gate() {
+    let app = seeded_app(1500).await;
+    let query = "reliable forklift driver for night shifts";
+    let forklift = json!({"query": query, "k": 10, "role": FORKLIFT, "use_playbook": true});
+    let cnc = json!({"query": query, "k": 10, "role": CNC, "use_playbook": true});
+    let before = search(&app, forklift.clone()).await;
+    let cnc_before = search(&app, cnc.clone()).await;
+    let chosen = hits(&before)[3]["worker_id"].as_str().unwrap().to_string();
+    let original = distance_of(&before, &chosen).unwrap();
+
+    record(&app, query, FORKLIFT, &[&chosen], 1.0).await;
+
+    let after = search(&app, forklift.clone()).await;
+    let boosted = distance_of(&after, &chosen).expect("still in the top k");
+    assert_eq!(
+        format!("{:.4}", boosted),
+        format!("{:.4}", original * 0.5),
+        "exactly halved"
+    );
+    let hit = hits(&after)
+        .iter()
+        .find(|h| h["worker_id"] == chosen.as_str())
+        .unwrap();
+    assert_eq!(hit["boosted"], true);
+    assert_eq!(hit["injected"], false);
+    assert_eq!(after["boosted"], 1);
+    let sorted: Vec<f64> = hits(&after)
+        .iter()
+        .map(|h| h["distance"].as_f64().unwrap())
+        .collect();
+    assert!(
+        sorted.windows(2).all(|w| w[0] <= w[1]),
+        "re-sorted: {sorted:?}"
+    );
+
+    // The role gate, one way: a Forklift recording leaves a CNC search alone...
+    assert_eq!(search(&app, cnc.clone()).await["hits"], cnc_before["hits"]);
+    // ...and the other way: a CNC recording leaves the Forklift search alone.
+    let cnc_worker = hits(&cnc_before)[0]["worker_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    record(&app, query, CNC, &[&cnc_worker], 1.0).await;
+    assert_eq!(search(&app, forklift).await["hits"], after["hits"]);
+    let cnc_after = search(&app, cnc).await;
+    assert_eq!(hits(&cnc_after)[0]["worker_id"], cnc_worker.as_str());
+    assert_eq!(hits(&cnc_after)[0]["boosted"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_workers_outside_the_top_k_are_injected_but_never_excluded_ones() {
+    let app = seeded_app(1500).await;
+    let query = "forklift operator warehouse loading docks";
+    let wide = search(&app, json!({"query": query, "k": 20, "role": FORKLIFT})).await;
+    let outsider = hits(&wide)[12]["worker_id"].as_str().unwrap().to_string();
+    let outsider_distance = hits(&wide)[12]["distance"].as_f64().unwrap();
+    let top = json!({"query": query, "k": 10, "role": FORKLIFT, "use_playbook": true});
+    assert!(distance_of(&search(&app, top.clone()).await, &outsider).is_none());
+
+    record(&app, query, FORKLIFT, &[&outsider], 1.0).await;
+
+    let body = search(&app, top).await;
+    let hit = hits(&body)
+        .iter()
+        .find(|h| h["worker_id"] == outsider.as_str())
+        .expect("injected into the top k");
+    assert_eq!(hit["injected"], true);
+    assert_eq!(hit["boosted"], true);
+    assert_eq!(
+        format!("{:.4}", hit["distance"].as_f64().unwrap()),
+        format!("{:.4}", outsider_distance * 0.5)
+    );
+    assert_eq!(body["injected"], 1);
+    assert_eq!(hits(&body).len(), 10);
+
+    let excluded = search(
+        &app,
+        json!({"query": query, "k": 10, "role": FORKLIFT, "use_playbook": true, "exclude_ids": [outsider]}),
+    )
+    .await;
+    assert!(
+        distance_of(&excluded, &outsider).is_none(),
+        "excluded ids are never returned"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_are_honoured_even_by_injection() {
+    let app = seeded_app(1500).await;
+    let query = "forklift operator";
+    let any_city = search(&app, json!({"query": query, "k": 30, "role": FORKLIFT})).await;
+    let first = &hits(&any_city)[0];
+    let (city, state) = (
+        first["worker"]["city"].as_str().unwrap(),
+        first["worker"]["state"].as_str().unwrap(),
+    );
+    let elsewhere = hits(&any_city)
+        .iter()
+        .find(|h| h["worker"]["city"] != city)
+        .unwrap()["worker_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    record(&app, query, FORKLIFT, &[&elsewhere], 1.0).await;
+
+    let body = search(
+        &app,
+        json!({"query": query, "k": 10, "role": FORKLIFT, "city": city, "state": state, "use_playbook": true}),
+    )
+    .await;
+    assert!(!hits(&body).is_empty());
+    for hit in hits(&body) {
+        assert_eq!(hit["worker"]["city"], city);
+        assert_eq!(hit["worker"]["state"], state);
+        assert_eq!(hit["worker"]["role"], FORKLIFT);
+    }
+    assert!(distance_of(&body, &elsewhere).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_matrix_requests_are_refused() {
+    let app = spawn_app().await;
+    let response = app
+        .post_json("/v1/matrix/search", &json!({"query": "x", "k": 5}))
+        .await;
+    assert_error(response, StatusCode::NOT_FOUND, "no_workers").await;
+
+    let app = seeded_app(50).await;
+    let cases = [
+        (
+            "/v1/matrix/search",
+            json!({"query": "", "k": 5}),
+            "empty_query",
+        ),
+        (
+            "/v1/matrix/search",
+            json!({"query": "x", "k": 0}),
+            "invalid_k",
+        ),
+        (
+            "/v1/matrix/search",
+            json!({"query": "x", "k": 5, "surprise": 1}),
+            "invalid_body",
+        ),
+        (
+            "/v1/matrix/playbooks/record",
+            json!({"query": "x", "role": FORKLIFT, "worker_ids": ["W0000001"], "score": 1.5}),
+            "invalid_score",
+        ),
+        (
+            "/v1/matrix/playbooks/record",
+            json!({"query": "x", "role": FORKLIFT, "worker_ids": [], "score": 0.5}),
+            "invalid_worker_ids",
+        ),
+        (
+            "/v1/matrix/playbooks/record",
+            json!({"query": "x", "role": FORKLIFT, "worker_ids": ["W0000001", "nobody"], "score": 0.5}),
+            "unknown_workers",
+        ),
+    ];
+    for (path, body, code) in cases {
+        let response = app.post_json(path, &body).await;
+        let body = assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, code).await;
+        if code == "unknown_workers" {
+            assert!(body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("nobody"));
+        }
+    }
+}
