@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Reproduces the figures in docs/benchmarks.md on this machine: release
+# builds, a server on loopback with a fresh data dir per part, bounded runs.
+#   loadtest/bench.sh [vectors|staffing|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/lakehouse-target}"
+if [ -z "${CXXFLAGS:-}" ] && grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then
+  export CXXFLAGS="-mavx2 -mfma -mf16c -mpopcnt"
+fi
+OUT="${OUT:-/var/tmp/lakehouse-bench}"
+PORT="${PORT:-3199}"
+WORKERS="${WORKERS:-100000}"
+DURATION="${DURATION:-60}"
+TARGET="http://127.0.0.1:$PORT"
+BIN="$CARGO_TARGET_DIR/release"
+mkdir -p "$OUT"
+
+cargo build --release --locked -p lakehouse -p lakehouse-loadtest >&2
+
+SERVER=""
+start_server() {
+  rm -rf "$1"
+  LAKEHOUSE__FAULTS__ENABLED=true LAKEHOUSE__LOG__LEVEL=warn \
+    "$BIN/lakehouse" serve --data-dir "$1" --port "$PORT" > "$OUT/server.log" 2>&1 &
+  SERVER=$!
+  for _ in $(seq 1 600); do
+    curl -sf "$TARGET/ready" > /dev/null && return 0
+    sleep 0.1
+  done
+  echo "server did not become ready" >&2; exit 1
+}
+stop_server() { [ -n "$SERVER" ] && kill "$SERVER" && wait "$SERVER" || true; SERVER=""; }
+trap stop_server EXIT
+
+part="${1:-all}"
+if [ "$part" = vectors ] || [ "$part" = all ]; then
+  [ -f "$OUT/vectors/base.npy" ] || python3 ../shared/bench/dataset.py --out "$OUT/vectors"
+  start_server "$OUT/data-vectors"
+  "$BIN/vector_bench" --target "$TARGET" --dataset "$OUT/vectors" --data-dir "$OUT/data-vectors" \
+    --clients 50 --seconds 20 --json "$OUT/vectors.json"
+  stop_server
+  python3 loadtest/faiss_ceiling.py --dataset "$OUT/vectors" --clients 50 --seconds 20 --json "$OUT/faiss.json"
+fi
+if [ "$part" = staffing ] || [ "$part" = all ]; then
+  start_server "$OUT/data-staffing"
+  "$BIN/lakehouse" seed --workers "$WORKERS" --target "$TARGET" | tee "$OUT/seed.txt"
+  "$BIN/loadtest" --target "$TARGET" --only search_only --clients 1 --duration 20 --warmup 2 --json "$OUT/search-1.json"
+  "$BIN/loadtest" --target "$TARGET" --only search_only --clients 50 --duration 20 --warmup 2 --json "$OUT/search-50.json"
+  "$BIN/loadtest" --target "$TARGET" --only record_only --clients 50 --duration 20 --warmup 2 --json "$OUT/record-50.json"
+  "$BIN/loadtest" --target "$TARGET" --clients 50 --duration "$DURATION" --json "$OUT/mix-plain.json"
+  "$BIN/loadtest" --target "$TARGET" --clients 50 --duration "$DURATION" --chaos-every 5 --json "$OUT/mix-chaos.json"
+  stop_server
+fi
+echo "results in $OUT" >&2

@@ -1,0 +1,867 @@
+//! `loadtest`: the multi-tier scenario mix against a running, seeded
+//! `lakehouse serve` (loopback only), with an optional chaos mode.
+//!
+//! Each client loops: pick a scenario by weight, run its steps (each a real
+//! request, with checks between them), record the scenario's latency and
+//! outcome. Bounded by `--duration` and `--max-scenarios`; stops by itself.
+//!
+//! Chaos mode (`--chaos-every S`) panics `index:workers`,
+//! `index:playbook_memory` and `embed` in turn through `/v1/admin/faults`,
+//! measures each actor's recovery, counts the scenarios that failed inside
+//! restart windows, and at the end checks that every playbook recording the
+//! harness saw acknowledged is present: zero acknowledged writes lost.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use lakehouse_loadtest::{client, histogram, loopback_base, sample_server, Latency, ServerSample};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+/// The six scenarios of the mix, then two single-step ones (weight 0 by
+/// default) for focused measurements: `search_only`, `record_only`.
+const SCENARIOS: [&str; 8] = [
+    "cold_search_email",
+    "surge_fill_validate",
+    "profile_swap",
+    "repeat_cache",
+    "sms_validate",
+    "playbook_record_replay",
+    "search_only",
+    "record_only",
+];
+const DEFAULT_WEIGHTS: [u32; 8] = [35, 15, 15, 15, 10, 10, 0, 0];
+const CHAOS_TARGETS: [&str; 3] = ["index:workers", "index:playbook_memory", "embed"];
+
+#[derive(Parser, Clone)]
+#[command(about = "Multi-tier load and chaos harness for lakehouse (loopback only)")]
+struct Args {
+    #[arg(long, default_value = "http://127.0.0.1:3100")]
+    target: String,
+    #[arg(long, default_value_t = 50)]
+    clients: usize,
+    /// Seconds of measured load (per concurrency level).
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+    /// Seconds of unmeasured load first.
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+    /// Stop after this many scenarios in total (0 = no bound but the duration).
+    #[arg(long, default_value_t = 0)]
+    max_scenarios: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// `name=weight,…` over the six scenarios (default 35/15/15/15/10/10).
+    #[arg(long)]
+    weights: Option<String>,
+    /// Run only this scenario (e.g. `search_only`, `record_only`).
+    #[arg(long, conflicts_with = "weights")]
+    only: Option<String>,
+    /// Run once per concurrency level, e.g. `10,50,100,200`.
+    #[arg(long, value_delimiter = ',')]
+    sweep: Vec<usize>,
+    /// Inject a panic every S seconds (chaos mode).
+    #[arg(long)]
+    chaos_every: Option<u64>,
+    /// Workers sampled from the corpus to draw queries from.
+    #[arg(long, default_value_t = 200)]
+    sample: usize,
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// A worker drawn from the seeded corpus (queries come from these).
+#[derive(Clone, Debug)]
+struct Sample {
+    worker_id: String,
+    role: String,
+    city: String,
+    state: String,
+}
+
+#[derive(Default)]
+struct Stats {
+    runs: u64,
+    failures: u64,
+    latency: Option<Histogram<u64>>,
+    errors: HashMap<String, u64>,
+}
+
+struct Shared {
+    http: reqwest::Client,
+    base: String,
+    samples: Vec<Sample>,
+    weights: Vec<u32>,
+    stats: Mutex<HashMap<&'static str, Stats>>,
+    search: Mutex<Histogram<u64>>,
+    record: Mutex<Histogram<u64>>,
+    /// Recording ids the server acknowledged (chaos audit).
+    acked: Mutex<Vec<String>>,
+    /// (start, end) of scenario failures, for the restart windows.
+    failure_times: Mutex<Vec<Instant>>,
+    measuring: AtomicBool,
+    started: AtomicU64,
+}
+
+#[derive(Serialize)]
+struct ScenarioRow {
+    scenario: String,
+    runs: u64,
+    fail_pct: f64,
+    latency: Latency,
+    top_errors: Vec<(String, u64)>,
+}
+
+#[derive(Serialize)]
+struct FaultReport {
+    actor: String,
+    at_secs: f64,
+    recovery_ms: Option<f64>,
+    scenarios_failed_in_window: usize,
+}
+
+#[derive(Serialize)]
+struct Report {
+    clients: usize,
+    duration_secs: f64,
+    scenarios: Vec<ScenarioRow>,
+    total_runs: u64,
+    total_failures: u64,
+    scenarios_per_second: f64,
+    search: Latency,
+    record: Latency,
+    server_rss_mb_max: f64,
+    server_rss_mb_mean: f64,
+    server_cpu_pct: f64,
+    chaos: Option<ChaosReport>,
+}
+
+#[derive(Serialize)]
+struct ChaosReport {
+    faults: Vec<FaultReport>,
+    restarts_observed: u64,
+    acknowledged_recordings: usize,
+    lost_recordings: usize,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let base = loopback_base(&args.target)?;
+    let levels = if args.sweep.is_empty() {
+        vec![args.clients]
+    } else {
+        args.sweep.clone()
+    };
+    let max_clients = *levels.iter().max().unwrap_or(&args.clients);
+    let http = client(max_clients)?;
+    let samples = sample_corpus(&http, &base, args.sample, args.seed).await?;
+    let weights = match &args.only {
+        Some(name) => {
+            let index = SCENARIOS
+                .iter()
+                .position(|s| s == name)
+                .with_context(|| format!("unknown scenario '{name}'"))?;
+            let mut weights = vec![0; SCENARIOS.len()];
+            weights[index] = 1;
+            weights
+        }
+        None => parse_weights(args.weights.as_deref())?,
+    };
+    let mut reports = Vec::new();
+    for clients in levels {
+        let report = run_level(&args, &http, &base, &samples, &weights, clients).await?;
+        print_report(&report);
+        reports.push(report);
+    }
+    if let Some(path) = &args.json {
+        let value = if reports.len() == 1 {
+            serde_json::to_value(&reports[0])?
+        } else {
+            serde_json::to_value(&reports)?
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&value)?)?;
+        eprintln!("report written to {}", path.display());
+    }
+    let lost: usize = reports
+        .iter()
+        .filter_map(|r| r.chaos.as_ref())
+        .map(|c| c.lost_recordings)
+        .sum();
+    if lost > 0 {
+        bail!("{lost} acknowledged recordings were lost");
+    }
+    Ok(())
+}
+
+fn parse_weights(spec: Option<&str>) -> Result<Vec<u32>> {
+    let mut weights = DEFAULT_WEIGHTS.to_vec();
+    if let Some(spec) = spec {
+        for part in spec.split(',').filter(|p| !p.is_empty()) {
+            let (name, weight) = part.split_once('=').context("weights are name=weight")?;
+            let index = SCENARIOS
+                .iter()
+                .position(|s| *s == name.trim())
+                .with_context(|| format!("unknown scenario '{name}'"))?;
+            weights[index] = weight.trim().parse()?;
+        }
+    }
+    if weights.iter().sum::<u32>() == 0 {
+        bail!("at least one scenario needs a positive weight");
+    }
+    Ok(weights)
+}
+
+/// Draws workers from the `workers` index (ids W0000001…) to build queries.
+async fn sample_corpus(
+    http: &reqwest::Client,
+    base: &str,
+    n: usize,
+    seed: u64,
+) -> Result<Vec<Sample>> {
+    let info: Value = http
+        .get(format!("{base}/v1/vectors/index/workers"))
+        .send()
+        .await?
+        .error_for_status()
+        .context("no 'workers' index: run `lakehouse seed --workers N` first")?
+        .json()
+        .await?;
+    let count = info["count"].as_u64().unwrap_or(0);
+    if count == 0 {
+        bail!("the workers index is empty");
+    }
+    let mut rng = Rng(seed);
+    let mut samples = Vec::new();
+    while samples.len() < n {
+        let id = format!("W{:07}", 1 + rng.below(count));
+        let item: Value = match http
+            .get(format!("{base}/v1/vectors/index/workers/items/{id}"))
+            .send()
+            .await?
+            .json()
+            .await
+        {
+            Ok(item) => item,
+            Err(_) => continue,
+        };
+        let meta = &item["metadata"];
+        let text = |f: &str| meta[f].as_str().unwrap_or_default().to_string();
+        if text("role").is_empty() {
+            continue;
+        }
+        samples.push(Sample {
+            worker_id: id.clone(),
+            role: text("role"),
+            city: text("city"),
+            state: text("state"),
+        });
+    }
+    Ok(samples)
+}
+
+async fn run_level(
+    args: &Args,
+    http: &reqwest::Client,
+    base: &str,
+    samples: &[Sample],
+    weights: &[u32],
+    clients: usize,
+) -> Result<Report> {
+    let shared = Arc::new(Shared {
+        http: http.clone(),
+        base: base.to_string(),
+        samples: samples.to_vec(),
+        weights: weights.to_vec(),
+        stats: Mutex::new(HashMap::new()),
+        search: Mutex::new(histogram()),
+        record: Mutex::new(histogram()),
+        acked: Mutex::new(Vec::new()),
+        failure_times: Mutex::new(Vec::new()),
+        measuring: AtomicBool::new(false),
+        started: AtomicU64::new(0),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let budget = Arc::new(AtomicU64::new(if args.max_scenarios == 0 {
+        u64::MAX
+    } else {
+        args.max_scenarios
+    }));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (shared, stop, budget) = (shared.clone(), stop.clone(), budget.clone());
+        let mut rng = Rng(args.seed.wrapping_mul(1_000_003).wrapping_add(c as u64));
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if budget
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
+                    .is_err()
+                {
+                    break;
+                }
+                let scenario = pick(&shared.weights, &mut rng);
+                let started = Instant::now();
+                let outcome = run_scenario(&shared, scenario, &mut rng).await;
+                if shared.measuring.load(Ordering::Relaxed) {
+                    let mut stats = shared.stats.lock().await;
+                    let entry = stats.entry(SCENARIOS[scenario]).or_default();
+                    entry.runs += 1;
+                    let latency = entry.latency.get_or_insert_with(histogram);
+                    let _ = latency.record(started.elapsed().as_micros() as u64);
+                    if let Err(err) = outcome {
+                        entry.failures += 1;
+                        *entry.errors.entry(err).or_default() += 1;
+                        drop(stats);
+                        shared.failure_times.lock().await.push(Instant::now());
+                    }
+                }
+            }
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    shared.measuring.store(true, Ordering::Relaxed);
+    let measure_start = Instant::now();
+    let sample_start = sample_server(http, base).await.unwrap_or_default();
+    let restarts_before = total_restarts(http, base).await.unwrap_or(0);
+
+    // Server sampling and chaos run beside the load.
+    let samples_task = {
+        let (http, base, stop) = (http.clone(), base.to_string(), stop.clone());
+        tokio::spawn(async move {
+            let mut out: Vec<ServerSample> = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(s) = sample_server(&http, &base).await {
+                    out.push(s);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            out
+        })
+    };
+    let chaos_task = args.chaos_every.map(|every| {
+        let (http, base, stop) = (http.clone(), base.to_string(), stop.clone());
+        tokio::spawn(async move { chaos(&http, &base, every, &stop, measure_start).await })
+    });
+
+    let deadline = measure_start + Duration::from_secs(args.duration);
+    while Instant::now() < deadline && budget.load(Ordering::Relaxed) > 0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    let elapsed = measure_start.elapsed().as_secs_f64();
+    let server_samples = samples_task.await.unwrap_or_default();
+    let sample_end = sample_server(http, base).await.unwrap_or_default();
+    let faults = match chaos_task {
+        Some(task) => Some(task.await??),
+        None => None,
+    };
+
+    let stats = shared.stats.lock().await;
+    let mut rows = Vec::new();
+    let (mut total_runs, mut total_failures) = (0, 0);
+    for name in SCENARIOS {
+        let Some(s) = stats.get(name) else { continue };
+        total_runs += s.runs;
+        total_failures += s.failures;
+        let mut errors: Vec<(String, u64)> =
+            s.errors.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        errors.sort_by(|a, b| b.1.cmp(&a.1));
+        errors.truncate(3);
+        rows.push(ScenarioRow {
+            scenario: name.to_string(),
+            runs: s.runs,
+            fail_pct: if s.runs == 0 {
+                0.0
+            } else {
+                100.0 * s.failures as f64 / s.runs as f64
+            },
+            latency: Latency::of(s.latency.as_ref().unwrap_or(&histogram())),
+            top_errors: errors,
+        });
+    }
+    let rss: Vec<f64> = server_samples.iter().map(|s| s.rss_bytes / 1e6).collect();
+    let chaos = match faults {
+        Some(mut faults) => {
+            let failures = shared.failure_times.lock().await.clone();
+            for fault in faults.iter_mut() {
+                let start = measure_start + Duration::from_secs_f64(fault.at_secs);
+                let end = start
+                    + Duration::from_secs_f64(fault.recovery_ms.unwrap_or(5000.0) / 1000.0 + 0.2);
+                fault.scenarios_failed_in_window = failures
+                    .iter()
+                    .filter(|t| **t >= start && **t <= end)
+                    .count();
+            }
+            let acked = shared.acked.lock().await.clone();
+            let lost = audit(http, base, &acked).await?;
+            let restarts_after = total_restarts(http, base).await.unwrap_or(0);
+            Some(ChaosReport {
+                faults,
+                restarts_observed: restarts_after.saturating_sub(restarts_before),
+                acknowledged_recordings: acked.len(),
+                lost_recordings: lost,
+            })
+        }
+        None => None,
+    };
+    Ok(Report {
+        clients,
+        duration_secs: elapsed,
+        scenarios: rows,
+        total_runs,
+        total_failures,
+        scenarios_per_second: total_runs as f64 / elapsed,
+        search: Latency::of(&*shared.search.lock().await),
+        record: Latency::of(&*shared.record.lock().await),
+        server_rss_mb_max: rss.iter().cloned().fold(0.0, f64::max),
+        server_rss_mb_mean: if rss.is_empty() {
+            0.0
+        } else {
+            rss.iter().sum::<f64>() / rss.len() as f64
+        },
+        server_cpu_pct: 100.0 * (sample_end.cpu_seconds - sample_start.cpu_seconds) / elapsed,
+        chaos,
+    })
+}
+
+fn pick(weights: &[u32], rng: &mut Rng) -> usize {
+    let total: u32 = weights.iter().sum();
+    let mut x = rng.below(total as u64) as u32;
+    for (i, w) in weights.iter().enumerate() {
+        if x < *w {
+            return i;
+        }
+        x -= w;
+    }
+    weights.len() - 1
+}
+
+/// POSTs JSON and returns the body, or a short error naming the step.
+async fn post(
+    shared: &Shared,
+    step: &str,
+    path: &str,
+    body: &Value,
+    expect: u16,
+) -> Result<Value, String> {
+    let response = shared
+        .http
+        .post(format!("{}{path}", shared.base))
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "{step}: {}",
+                if e.is_timeout() {
+                    "timeout"
+                } else {
+                    "connection"
+                }
+            )
+        })?;
+    let status = response.status().as_u16();
+    let value: Value = response.json().await.unwrap_or(Value::Null);
+    if status != expect {
+        let code = value["error"]["code"].as_str().unwrap_or("");
+        return Err(format!("{step}: {status} {code}"));
+    }
+    Ok(value)
+}
+
+async fn search(shared: &Shared, body: &Value) -> Result<Vec<Value>, String> {
+    let started = Instant::now();
+    let result = post(shared, "search", "/v1/matrix/search", body, 200).await?;
+    let _ = shared
+        .search
+        .lock()
+        .await
+        .record(started.elapsed().as_micros() as u64);
+    Ok(result["hits"].as_array().cloned().unwrap_or_default())
+}
+
+async fn record(
+    shared: &Shared,
+    query: &str,
+    role: &str,
+    ids: &[String],
+    score: f64,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let body = json!({"query": query, "role": role, "worker_ids": ids, "score": score});
+    let result = post(shared, "record", "/v1/matrix/playbooks/record", &body, 200).await?;
+    let _ = shared
+        .record
+        .lock()
+        .await
+        .record(started.elapsed().as_micros() as u64);
+    if let Some(id) = result["recording_id"].as_str() {
+        shared.acked.lock().await.push(id.to_string());
+    }
+    Ok(())
+}
+
+fn first_name(worker: &Value) -> String {
+    worker["name"]
+        .as_str()
+        .unwrap_or("there")
+        .split(' ')
+        .next()
+        .unwrap_or("there")
+        .to_string()
+}
+
+async fn run_scenario(shared: &Shared, scenario: usize, rng: &mut Rng) -> Result<(), String> {
+    let sample = &shared.samples[rng.below(shared.samples.len() as u64) as usize];
+    let phrasing = [
+        "experienced",
+        "reliable",
+        "certified",
+        "available now",
+        "top rated",
+    ][rng.below(5) as usize];
+    let query = format!(
+        "{phrasing} {} in {}, {}",
+        sample.role, sample.city, sample.state
+    );
+    match SCENARIOS[scenario] {
+        "cold_search_email" => {
+            let hits = search(
+                shared,
+                &json!({"query": query, "k": 5, "role": sample.role}),
+            )
+            .await?;
+            let top = hits.first().ok_or("search: no hits")?;
+            let worker = &top["worker"];
+            let email = json!({
+                "kind": "email",
+                "to": worker["email"],
+                "subject": format!("{} shift in {}", sample.role, worker["city"].as_str().unwrap_or("your area")),
+                "body": format!(
+                    "Hi {},\n\nWe have a {} opening near {}. Reply to this e-mail or call 555-123-4567.\n\nThanks",
+                    first_name(worker), sample.role, worker["city"].as_str().unwrap_or("you")
+                ),
+            });
+            post(shared, "validate_email", "/v1/validate", &email, 200).await?;
+        }
+        "surge_fill_validate" => {
+            let hits = search(
+                shared,
+                &json!({"query": query, "k": 20, "role": sample.role}),
+            )
+            .await?;
+            let mut by_place: HashMap<(String, String), Vec<&Value>> = HashMap::new();
+            for hit in &hits {
+                let w = &hit["worker"];
+                let key = (
+                    w["city"].as_str().unwrap_or("").to_string(),
+                    w["state"].as_str().unwrap_or("").to_string(),
+                );
+                by_place.entry(key).or_default().push(hit);
+            }
+            let ((city, state), group) = by_place
+                .into_iter()
+                .max_by_key(|(_, g)| g.len())
+                .ok_or("search: no hits")?;
+            let chosen: Vec<String> = group
+                .iter()
+                .take(2)
+                .filter_map(|h| h["worker_id"].as_str().map(str::to_string))
+                .collect();
+            let fill = json!({"kind": "fill", "order": {"role": sample.role, "city": city, "state": state, "count": chosen.len()}, "worker_ids": chosen});
+            post(shared, "validate_fill", "/v1/validate", &fill, 200).await?;
+            record(shared, &query, &sample.role, &chosen, 0.8).await?;
+        }
+        "profile_swap" => {
+            let body = json!({"query": query, "k": 5, "role": sample.role});
+            let first = search(shared, &body).await?;
+            let ids: Vec<Value> = first.iter().map(|h| h["worker_id"].clone()).collect();
+            let second = search(
+                shared,
+                &json!({"query": query, "k": 5, "role": sample.role, "exclude_ids": ids}),
+            )
+            .await?;
+            if second.iter().any(|h| ids.contains(&h["worker_id"])) {
+                return Err("profile_swap: an excluded worker came back".into());
+            }
+        }
+        "repeat_cache" => {
+            let body = json!({"query": query, "k": 5, "role": sample.role});
+            let mut first: Option<Vec<Value>> = None;
+            for _ in 0..5 {
+                let hits = search(shared, &body).await?;
+                let ids: Vec<Value> = hits.iter().map(|h| h["worker_id"].clone()).collect();
+                match &first {
+                    None => first = Some(ids),
+                    Some(expected) if *expected != ids => {
+                        return Err("repeat_cache: results changed".into())
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        "sms_validate" => {
+            let hits = search(
+                shared,
+                &json!({"query": query, "k": 3, "role": sample.role}),
+            )
+            .await?;
+            let worker = &hits.first().ok_or("search: no hits")?["worker"];
+            let mut body = format!(
+                "Hi {}, {} shift in {} tomorrow 7am. Call 555-123-4567 to confirm.",
+                first_name(worker),
+                sample.role,
+                sample.city
+            );
+            body = body.chars().take(160).collect();
+            let sms = json!({"kind": "sms", "to": worker["phone"], "body": body});
+            post(shared, "validate_sms", "/v1/validate", &sms, 200).await?;
+        }
+        "search_only" => {
+            search(
+                shared,
+                &json!({"query": query, "k": 10, "role": sample.role, "use_playbook": true}),
+            )
+            .await?;
+        }
+        "record_only" => {
+            let worker = format!("W{:07}", 1 + rng.below(shared.samples.len() as u64));
+            let workers = [sample.worker_id.clone(), worker];
+            let ids: Vec<String> = if workers[0] == workers[1] {
+                vec![workers[0].clone()]
+            } else {
+                workers.to_vec()
+            };
+            record(shared, &query, &sample.role, &ids, 0.5).await?;
+        }
+        _ => {
+            let body = json!({"query": query, "k": 5, "role": sample.role, "use_playbook": true});
+            let hits = search(shared, &body).await?;
+            let chosen = hits
+                .get(hits.len().saturating_sub(1))
+                .and_then(|h| h["worker_id"].as_str())
+                .ok_or("search: no hits")?
+                .to_string();
+            record(
+                shared,
+                &query,
+                &sample.role,
+                std::slice::from_ref(&chosen),
+                1.0,
+            )
+            .await?;
+            let replay = search(shared, &body).await?;
+            let boosted = replay
+                .iter()
+                .any(|h| h["worker_id"] == chosen.as_str() && h["boosted"] == true);
+            if !boosted {
+                return Err(
+                    "playbook_record_replay: the recorded worker did not come back boosted".into(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Panics the chaos targets in turn and times each recovery.
+async fn chaos(
+    http: &reqwest::Client,
+    base: &str,
+    every: u64,
+    stop: &AtomicBool,
+    start: Instant,
+) -> Result<Vec<FaultReport>> {
+    let mut faults = Vec::new();
+    let mut turn = 0;
+    loop {
+        let next = start + Duration::from_secs(every * (turn as u64 + 1));
+        while Instant::now() < next {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(faults);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let actor = CHAOS_TARGETS[turn % CHAOS_TARGETS.len()];
+        turn += 1;
+        let at = Instant::now();
+        let injected = http
+            .post(format!("{base}/v1/admin/faults"))
+            .json(&json!({"actor": actor, "fault": "panic"}))
+            .send()
+            .await?;
+        if !injected.status().is_success() {
+            bail!("fault injection into {actor} refused ({}): start the server with LAKEHOUSE__FAULTS__ENABLED=true", injected.status());
+        }
+        let probe = |http: reqwest::Client| async move {
+            let response = if actor == "embed" {
+                http.post(format!("{base}/v1/embed"))
+                    .json(&json!({"texts": ["chaos probe"]}))
+                    .send()
+                    .await
+            } else {
+                let index = actor.trim_start_matches("index:");
+                http.get(format!("{base}/v1/vectors/index/{index}"))
+                    .send()
+                    .await
+            };
+            response.map(|r| r.status().is_success()).unwrap_or(false)
+        };
+        // Recovery: the first success after the actor has restarted.
+        let mut recovery = None;
+        let restarted_before = node_restarts(http, base, actor).await.unwrap_or(0);
+        while at.elapsed() < Duration::from_secs(10) {
+            let restarted = node_restarts(http, base, actor).await.unwrap_or(0) > restarted_before
+                || at.elapsed() > Duration::from_millis(50);
+            if restarted && probe(http.clone()).await {
+                recovery = Some(at.elapsed().as_secs_f64() * 1000.0);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        faults.push(FaultReport {
+            actor: actor.to_string(),
+            at_secs: at.duration_since(start).as_secs_f64(),
+            recovery_ms: recovery,
+            scenarios_failed_in_window: 0,
+        });
+    }
+}
+
+async fn supervision(http: &reqwest::Client, base: &str) -> Result<Value> {
+    Ok(http
+        .get(format!("{base}/v1/supervision"))
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+fn walk<'a>(node: &'a Value, out: &mut Vec<&'a Value>) {
+    out.push(node);
+    for child in node["children"].as_array().into_iter().flatten() {
+        walk(child, out);
+    }
+}
+
+async fn total_restarts(http: &reqwest::Client, base: &str) -> Result<u64> {
+    let tree = supervision(http, base).await?;
+    let mut nodes = Vec::new();
+    walk(&tree, &mut nodes);
+    Ok(nodes.iter().filter_map(|n| n["restarts"].as_u64()).sum())
+}
+
+async fn node_restarts(http: &reqwest::Client, base: &str, name: &str) -> Result<u64> {
+    let tree = supervision(http, base).await?;
+    let mut nodes = Vec::new();
+    walk(&tree, &mut nodes);
+    Ok(nodes
+        .iter()
+        .find(|n| n["name"] == name)
+        .and_then(|n| n["restarts"].as_u64())
+        .unwrap_or(0))
+}
+
+/// Every acknowledged recording must be in `playbook_memory`.
+async fn audit(http: &reqwest::Client, base: &str, acked: &[String]) -> Result<usize> {
+    let mut lost = 0;
+    for id in acked {
+        let mut present = false;
+        for _ in 0..50 {
+            let response = http
+                .get(format!(
+                    "{base}/v1/vectors/index/playbook_memory/items/{id}"
+                ))
+                .send()
+                .await?;
+            match response.status().as_u16() {
+                200 => {
+                    present = true;
+                    break;
+                }
+                404 => break,
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        if !present {
+            eprintln!("LOST: acknowledged recording {id} is missing");
+            lost += 1;
+        }
+    }
+    Ok(lost)
+}
+
+fn print_report(r: &Report) {
+    println!("\n== {} clients, {:.0} s ==", r.clients, r.duration_secs);
+    println!(
+        "{:<24} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "scenario", "runs", "fail%", "p50 ms", "p95 ms", "p99 ms", "max ms"
+    );
+    for row in &r.scenarios {
+        println!(
+            "{:<24} {:>8} {:>7.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            row.scenario,
+            row.runs,
+            row.fail_pct,
+            row.latency.p50_ms,
+            row.latency.p95_ms,
+            row.latency.p99_ms,
+            row.latency.max_ms
+        );
+        for (error, n) in &row.top_errors {
+            println!("    {n} x {error}");
+        }
+    }
+    println!(
+        "total {} scenarios, {} failed, {:.0} scenarios/s",
+        r.total_runs, r.total_failures, r.scenarios_per_second
+    );
+    println!(
+        "search p50 {:.2} ms p99 {:.2} ms | record p50 {:.2} ms p99 {:.2} ms",
+        r.search.p50_ms, r.search.p99_ms, r.record.p50_ms, r.record.p99_ms
+    );
+    println!(
+        "server RSS max {:.0} MB (mean {:.0} MB), CPU {:.0}%",
+        r.server_rss_mb_max, r.server_rss_mb_mean, r.server_cpu_pct
+    );
+    if let Some(c) = &r.chaos {
+        println!("chaos: {} restarts observed", c.restarts_observed);
+        for f in &c.faults {
+            println!(
+                "  {:>6.1} s  panic {:<22} recovered in {:>8} ms, {} scenarios failed in the window",
+                f.at_secs,
+                f.actor,
+                f.recovery_ms.map_or("never".to_string(), |ms| format!("{ms:.0}")),
+                f.scenarios_failed_in_window
+            );
+        }
+        println!(
+            "acknowledged recordings: {}, lost: {}",
+            c.acknowledged_recordings, c.lost_recordings
+        );
+    }
+}
+
+/// splitmix64, seeded per client: same seed, same choices.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % n.max(1)
+    }
+}
