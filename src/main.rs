@@ -113,6 +113,9 @@ fn serve(settings: Settings) -> ExitCode {
         std::env::set_var("OMP_WAIT_POLICY", "PASSIVE");
     }
     lakehouse::telemetry::init_tracing(&settings.log.level, settings.log.format, std::io::stdout);
+    // A panic inside an actor is a supervised event: log it as one line in
+    // the configured format (no backtrace symbolisation on the restart path).
+    std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic")));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -150,8 +150,11 @@ impl Actor for IngestActor {
                     if let Err(err) = &outcome {
                         tracing::warn!(dataset = %name, %err, "ingest refused");
                     }
-                    let _ = reply.send(outcome);
+                    // Done goes first: it is queued before the caller can
+                    // send its next ingest of this dataset, so that one is
+                    // never refused as busy.
                     let _ = myself.send_message(IngestMessage::Done(name));
+                    let _ = reply.send(outcome);
                 });
                 state.running.insert(dataset, Running(handle));
             }

@@ -66,6 +66,9 @@ struct Child {
     cell: Option<ActorCell>,
     /// Restart times of this child within the intensity period (backoff).
     recent_restarts: VecDeque<Instant>,
+    /// Whether this supervisor incarnation has started it before: every
+    /// later start is a restart.
+    started_once: bool,
 }
 
 pub struct SupervisorState {
@@ -178,6 +181,14 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         // ractor's default would stop this supervisor on any child exit.
         let (id, exit) = match event {
+            // Sent after the child's post_start: its state is loaded.
+            SupervisionEvent::ActorStarted(cell) => {
+                if let Some(index) = state.position(cell.get_id()) {
+                    let name = &state.children[index].spec.name;
+                    state.board.set_status(name, ChildStatus::Running);
+                }
+                return Ok(());
+            }
             SupervisionEvent::ActorFailed(cell, err) => {
                 (cell.get_id(), Exit::Abnormal(err.to_string()))
             }
@@ -207,6 +218,7 @@ impl SupervisorState {
             spec,
             cell: None,
             recent_restarts: VecDeque::new(),
+            started_once: false,
         });
     }
 
@@ -339,7 +351,7 @@ impl SupervisorState {
     ) -> Result<(), SupervisorError> {
         let name = self.children[index].spec.name.clone();
         // The very first start of a child is not a restart.
-        let mut is_restart = self.board.status(&name) != Some(ChildStatus::Starting);
+        let mut is_restart = self.children[index].started_once;
         if is_restart && !fresh {
             let delay = self.child_backoff(index);
             if !delay.is_zero() {
@@ -352,6 +364,7 @@ impl SupervisorState {
                 Err(reason) => {
                     self.board.set_status(&name, ChildStatus::Restarting);
                     self.note_restart(&name, &reason).await?;
+                    // A failed first start counts too: the next attempt is a restart.
                     is_restart = true;
                     let delay = self.child_backoff(index);
                     tokio::time::sleep(delay).await;
@@ -383,7 +396,10 @@ impl SupervisorState {
         match (self.children[index].spec.start)(context).await {
             Ok(cell) => {
                 self.children[index].cell = Some(cell);
-                self.board.set_status(&name, ChildStatus::Running);
+                self.children[index].started_once = true;
+                // `Running` once ractor reports the child's post_start done
+                // (heavy loading happens there), see handle_supervisor_evt.
+                self.board.set_status(&name, ChildStatus::Starting);
                 self.metrics.actor_up.with_label_values(&[&name]).set(1);
                 self.metrics.supervision_event(&name, "start");
                 tracing::info!(supervisor = %self.name, actor = %name, restart = is_restart, "actor started");

@@ -376,7 +376,10 @@ async fn a_failing_pre_start_counts_as_a_restart() {
         .await
         .unwrap();
 
-    assert_eq!(board.status("flaky"), Some(ChildStatus::Running));
+    eventually("flaky running", || {
+        board.status("flaky") == Some(ChildStatus::Running)
+    })
+    .await;
     assert_eq!(board.restarts("flaky"), Some(2));
     let failure = board.last_failure("flaky").unwrap();
     assert!(
@@ -464,7 +467,10 @@ async fn dynamic_children_can_be_added_and_terminated() {
         .unwrap()
         .unwrap();
     assert!(added.is_ok());
-    assert_eq!(board.status("d"), Some(ChildStatus::Running));
+    eventually("d running", || {
+        board.status("d") == Some(ChildStatus::Running)
+    })
+    .await;
     let duplicate = supervisor
         .call(
             |reply| SupervisorMessage::StartChild(tree.probe("d", 0), reply),

@@ -381,16 +381,27 @@ async fn a_panic_in_ingest_mid_request_leaves_the_dataset_at_its_previous_versio
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wait until the ingest is under way: its spool file exists.
+    let spool_dir = app.data_dir.join("tmp");
+    crate::helpers::eventually(
+        "the ingest is spooling",
+        Duration::from_secs(10),
+        || async {
+            std::fs::read_dir(&spool_dir).is_ok_and(|mut entries| entries.next().is_some())
+        },
+    )
+    .await;
     assert_eq!(
         app.inject_fault("ingest", "panic").await.status(),
         StatusCode::ACCEPTED
     );
     let outcome = upload.await.unwrap();
     if let Ok(response) = outcome {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
         assert!(
-            !response.status().is_success(),
-            "the interrupted ingest is not acknowledged"
+            !status.is_success(),
+            "the interrupted ingest is not acknowledged: {status} {body}"
         );
     }
 

@@ -75,6 +75,22 @@ pub async fn spawn_app_on(data_dir: PathBuf, overrides: &[(&str, &str)]) -> Test
     let app = Application::build(settings)
         .await
         .expect("application starts");
+    // Like a load balancer, wait for readiness: every actor has finished
+    // its post_start (indexes loaded).
+    let started = Instant::now();
+    while app
+        .context()
+        .board
+        .flatten()
+        .iter()
+        .any(|(_, status)| *status != lakehouse::supervision::ChildStatus::Running)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the application never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     TestApp {
         address: format!("http://127.0.0.1:{}", app.port()),
         client: reqwest::Client::builder()

@@ -22,7 +22,10 @@ async fn a_panic_in_embed_is_restarted_counted_and_embed_answers_within_a_second
         Duration::from_secs(1),
         || async {
             app.embed(&["after the panic"]).await.status() == StatusCode::OK
-                && app.node("embed").await.is_some_and(|n| n["restarts"] == 1)
+                && app
+                    .node("embed")
+                    .await
+                    .is_some_and(|n| n["restarts"] == 1 && n["status"] == "running")
         },
     )
     .await;
