@@ -1,7 +1,9 @@
 //! `lakehouse seed`: loads the synthetic workers corpus into a running
 //! service through its public API, the same path a user's tools take:
 //! each worker becomes an item of the `workers` vector index (text = its
-//! profile sentence, embedded by the service; metadata = its fields).
+//! profile sentence, embedded by the service; metadata = its fields), and
+//! the corpus is ingested as the `workers` dataset (CSV through
+//! `/v1/ingest/workers`) so SQL can count and join it.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -80,8 +82,9 @@ pub async fn run(options: SeedOptions) -> Result<SeedReport> {
     for task in tasks {
         task.await??;
     }
-    let seconds = started.elapsed().as_secs_f64();
     eprintln!();
+    ingest_dataset(&client, &base, &options).await?;
+    let seconds = started.elapsed().as_secs_f64();
     Ok(SeedReport {
         workers: options.workers,
         seconds,
@@ -128,6 +131,59 @@ async fn ensure_index(client: &reqwest::Client, base: &str) -> Result<()> {
         }
         _ => bail!("creating index '{WORKERS}': {}", created.text().await?),
     }
+}
+
+/// The same workers as one CSV ingest into the `workers` dataset. The same
+/// seed and size give the same bytes, so seeding twice is a no-op there too.
+async fn ingest_dataset(client: &reqwest::Client, base: &str, options: &SeedOptions) -> Result<()> {
+    let mut csv = String::from(
+        "worker_id,name,role,city,state,skills,certifications,years_experience,hourly_rate,availability,shift,phone,email\n",
+    );
+    let field = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    for i in 0..options.workers {
+        let w = worker(options.seed, i as u64);
+        let row = [
+            field(&w.worker_id),
+            field(&w.name),
+            field(&w.role),
+            field(&w.city),
+            field(&w.state),
+            field(&w.skills.join("; ")),
+            field(&w.certifications.join("; ")),
+            w.years_experience.to_string(),
+            format!("{:.2}", w.hourly_rate),
+            field(&w.availability),
+            field(&w.shift),
+            field(&w.phone),
+            field(&w.email),
+        ];
+        csv.push_str(&row.join(","));
+        csv.push('\n');
+    }
+    let response = client
+        .post(format!("{base}/v1/ingest/{WORKERS}"))
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("ingesting the workers dataset failed ({status}): {body}");
+    }
+    eprintln!(
+        "workers dataset: {} ({} rows, version {})",
+        body["status"].as_str().unwrap_or("?"),
+        body["row_count"],
+        body["version"]
+    );
+    Ok(())
 }
 
 /// One batch, retried while the service answers 503 (an actor restarting).

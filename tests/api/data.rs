@@ -420,3 +420,32 @@ async fn a_panic_in_ingest_mid_request_leaves_the_dataset_at_its_previous_versio
     assert_eq!(after["version"], before["version"]);
     assert_eq!(scalar(&app, "SELECT count(*) FROM people").await, 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeding_also_makes_the_workers_dataset_queryable() {
+    let app = spawn_app().await;
+    let options = lakehouse::seed::SeedOptions {
+        target: app.address.clone(),
+        workers: 300,
+        seed: 11,
+        batch: 150,
+        concurrency: 2,
+    };
+    lakehouse::seed::run(options.clone()).await.unwrap();
+    let body: Value = sql(
+        &app,
+        "SELECT role, count(*) AS n FROM workers GROUP BY role",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let rows = body["rows"].as_array().unwrap();
+    assert!(rows.len() > 20, "{} roles", rows.len());
+    let total: i64 = rows.iter().map(|r| r[1].as_i64().unwrap()).sum();
+    assert_eq!(total, 300);
+
+    // Seeding again with the same seed and size changes nothing.
+    lakehouse::seed::run(options).await.unwrap();
+    assert_eq!(scalar(&app, "SELECT count(*) FROM workers").await, 300);
+}
