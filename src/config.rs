@@ -110,6 +110,10 @@ pub struct VectorSettings {
     pub cleanup_superseded: usize,
     /// Compact the Lance dataset when it has more fragments than this.
     pub max_fragments: usize,
+    /// Rebuild the graph without tombstones once they are more than this
+    /// share of it (and at least `rebuild_min_tombstones`).
+    pub rebuild_tombstone_share: f64,
+    pub rebuild_min_tombstones: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -392,6 +396,11 @@ impl Settings {
             v.max_fragments >= 2,
             "vectors.max_fragments",
             "must be at least 2",
+        )?;
+        check(
+            v.rebuild_tombstone_share > 0.0 && v.rebuild_tombstone_share <= 1.0,
+            "vectors.rebuild_tombstone_share",
+            "must be in (0, 1]",
         )?;
         check(
             (0.0..=2.0).contains(&self.matrix.playbook_max_distance),

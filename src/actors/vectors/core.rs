@@ -199,6 +199,34 @@ impl Core {
         (inner.hnsw.len(), inner.tombstones)
     }
 
+    /// Rebuilds the graph from the live vectors only, dropping tombstones.
+    /// Searches go on against the old graph until the swap; the caller
+    /// (the commit pipeline) guarantees no write is applied meanwhile.
+    pub fn rebuild(&self) -> Result<(), HnswError> {
+        let (labels, vectors) = {
+            let inner = self.inner.read();
+            let mut labels: Vec<u64> = inner.by_label.keys().copied().collect();
+            labels.sort_unstable();
+            let mut vectors = Vec::with_capacity(labels.len() * self.definition.dimension);
+            for label in &labels {
+                vectors.extend(inner.hnsw.reconstruct(*label)?);
+            }
+            (labels, vectors)
+        };
+        let definition = &self.definition;
+        let mut fresh = Hnsw::new(definition.dimension, definition.metric, definition.hnsw)?;
+        for (chunk, chunk_labels) in vectors
+            .chunks(ADD_CHUNK * 16 * definition.dimension)
+            .zip(labels.chunks(ADD_CHUNK * 16))
+        {
+            fresh.add(chunk, chunk_labels)?;
+        }
+        let mut inner = self.inner.write();
+        inner.hnsw = fresh;
+        inner.tombstones = 0;
+        Ok(())
+    }
+
     /// Runs `f` with the graph under the read lock (snapshots).
     pub fn with_graph<T>(&self, f: impl FnOnce(&Hnsw, u64) -> T) -> T {
         let inner = self.inner.read();

@@ -780,6 +780,28 @@ async fn apply(pipeline: &Pipeline, rows: &[LogRow]) -> Result<(), String> {
 /// compact fragments. Failures are logged; the data stays correct.
 async fn maintain(pipeline: &Pipeline, writer: &mut Writer) {
     let settings = &pipeline.settings;
+    let (graph, tombstones) = pipeline.core.graph_size();
+    if tombstones >= settings.rebuild_min_tombstones as u64
+        && tombstones as f64 > settings.rebuild_tombstone_share * graph as f64
+    {
+        let core = pipeline.core.clone();
+        let started = Instant::now();
+        match tokio::task::spawn_blocking(move || core.rebuild()).await {
+            Ok(Ok(())) => {
+                tracing::info!(
+                    index = %pipeline.name,
+                    dropped = tombstones,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "graph rebuilt without tombstones"
+                );
+                // The snapshot on disk still holds them: replace it.
+                writer.rows_since_snapshot =
+                    writer.rows_since_snapshot.max(settings.snapshot_every);
+            }
+            Ok(Err(err)) => tracing::warn!(index = %pipeline.name, %err, "graph rebuild failed"),
+            Err(err) => tracing::warn!(index = %pipeline.name, %err, "graph rebuild failed"),
+        }
+    }
     if writer.rows_since_snapshot >= settings.snapshot_every {
         match write_snapshot(pipeline, writer.store.version()).await {
             Ok(()) => writer.rows_since_snapshot = 0,

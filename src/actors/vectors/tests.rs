@@ -573,3 +573,52 @@ async fn a_corrupted_snapshot_is_ignored_and_the_index_rebuilt_from_lance() {
     assert_eq!(info.graph_vectors, 50, "rebuilt from the live rows only");
     tree.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_past_the_share_are_dropped_by_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let actor = spawn_index(dir.path(), definition("rebuild", 8, params())).await;
+    let mut rng = Rng(5);
+    let first: Vec<ItemInput> = (0..50)
+        .map(|i| item(&format!("i{i}"), rng.unit_vector(8), json!({"v": 1})))
+        .collect();
+    upsert(&actor, first).await;
+    let replacements: Vec<Vec<f32>> = (0..50).map(|_| rng.unit_vector(8)).collect();
+    let second: Vec<ItemInput> = replacements
+        .iter()
+        .enumerate()
+        .map(|(i, v)| item(&format!("i{i}"), v.clone(), json!({"v": 2})))
+        .collect();
+    assert_eq!(
+        upsert(&actor, second).await,
+        UpsertOutcome {
+            inserted: 0,
+            updated: 50
+        }
+    );
+
+    // The rebuild runs in the commit task right after the reply.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let info = loop {
+        let info = actor
+            .call(|reply| IndexMessage::Info { reply }, Some(TIMEOUT))
+            .await
+            .unwrap()
+            .unwrap();
+        if info.tombstones == 0 || std::time::Instant::now() > deadline {
+            break info;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(info.count, 50);
+    assert_eq!(
+        (info.graph_vectors, info.tombstones),
+        (50, 0),
+        "50 tombstones > 30% of 100: rebuilt"
+    );
+    for (i, vector) in replacements.iter().enumerate().take(10) {
+        let hits = search(&actor, query(vector.clone(), 1)).await;
+        assert_eq!(hits[0].id, format!("i{i}"));
+        assert_eq!(hits[0].metadata, json!({"v": 2}));
+    }
+}
