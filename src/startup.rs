@@ -51,10 +51,11 @@ impl Application {
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
 
+        let metrics = Arc::new(Metrics::new()?);
         let context = ApiContext {
-            directory: Directory::new(),
+            directory: Directory::with_depth_gauge(metrics.actor_mailbox_depth.clone()),
             board: StatusBoard::new(Strategy::OneForOne),
-            metrics: Arc::new(Metrics::new()?),
+            metrics,
             settings: Arc::new(settings),
         };
         let arguments = root_arguments(&context, Arc::new(listener));

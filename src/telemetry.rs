@@ -52,6 +52,7 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     pub actor_restarts: IntCounterVec,
     pub actor_up: IntGaugeVec,
+    pub actor_mailbox_depth: IntGaugeVec,
     pub supervision_events: IntCounterVec,
     pub embed_cache_hits: IntCounter,
     pub embed_cache_misses: IntCounter,
@@ -106,6 +107,13 @@ impl Metrics {
             ),
             &["actor"],
         )?;
+        let actor_mailbox_depth = IntGaugeVec::new(
+            Opts::new(
+                "lakehouse_actor_mailbox_depth",
+                "Requests sent to the actor and not yet answered (queued or in its handler).",
+            ),
+            &["actor"],
+        )?;
         let supervision_events = IntCounterVec::new(
             Opts::new(
                 "lakehouse_supervision_events_total",
@@ -149,6 +157,7 @@ impl Metrics {
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(actor_restarts.clone()))?;
         registry.register(Box::new(actor_up.clone()))?;
+        registry.register(Box::new(actor_mailbox_depth.clone()))?;
         registry.register(Box::new(supervision_events.clone()))?;
         registry.register(Box::new(embed_cache_hits.clone()))?;
         registry.register(Box::new(embed_cache_misses.clone()))?;
@@ -162,6 +171,7 @@ impl Metrics {
             http_duration,
             actor_restarts,
             actor_up,
+            actor_mailbox_depth,
             supervision_events,
             embed_cache_hits,
             embed_cache_misses,

@@ -40,6 +40,10 @@ pub enum CallError {
 #[derive(Debug)]
 struct DirectoryInner {
     namespace: String,
+    /// `lakehouse_actor_mailbox_depth{actor}`: requests sent through this
+    /// directory and not yet answered (queued or being handled). ractor
+    /// does not expose its mailbox length, so this counts at the caller.
+    in_flight: Option<prometheus::IntGaugeVec>,
     /// Fault delivery per child name; registered by the supervisor that
     /// owns the child. Lives as long as the child spec does.
     faults: RwLock<HashMap<String, FaultFnDebug>>,
@@ -69,10 +73,20 @@ impl Default for Directory {
 impl Directory {
     /// A directory with a fresh namespace, unique in this process.
     pub fn new() -> Self {
+        Self::build(None)
+    }
+
+    /// A directory that keeps the per-actor in-flight gauge up to date.
+    pub fn with_depth_gauge(gauge: prometheus::IntGaugeVec) -> Self {
+        Self::build(Some(gauge))
+    }
+
+    fn build(in_flight: Option<prometheus::IntGaugeVec>) -> Self {
         let n = NEXT_NAMESPACE.fetch_add(1, Ordering::Relaxed);
         Self {
             inner: Arc::new(DirectoryInner {
                 namespace: format!("lakehouse-{n}"),
+                in_flight,
                 faults: RwLock::new(HashMap::new()),
             }),
         }
@@ -107,7 +121,19 @@ impl Directory {
             actor: name.to_string(),
         };
         let actor = self.lookup::<M>(name).ok_or_else(unavailable)?;
-        match actor.call(build, Some(timeout)).await {
+        let gauge = self
+            .inner
+            .in_flight
+            .as_ref()
+            .map(|g| g.with_label_values(&[name]));
+        if let Some(gauge) = &gauge {
+            gauge.inc();
+        }
+        let outcome = actor.call(build, Some(timeout)).await;
+        if let Some(gauge) = &gauge {
+            gauge.dec();
+        }
+        match outcome {
             Ok(CallResult::Success(reply)) => Ok(reply),
             Ok(CallResult::Timeout) => Err(CallError::Timeout {
                 actor: name.to_string(),

@@ -77,6 +77,11 @@ async fn metrics_use_the_design_names_and_route_templates() {
     );
     assert!(metrics.contains("lakehouse_http_request_duration_seconds_bucket"));
     assert_eq!(
+        metric_value(&metrics, r#"lakehouse_actor_mailbox_depth{actor="embed"}"#),
+        Some(0.0),
+        "the embed call was answered"
+    );
+    assert_eq!(
         metric_value(&metrics, r#"lakehouse_actor_up{actor="embed"}"#),
         Some(1.0)
     );
