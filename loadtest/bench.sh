@@ -21,7 +21,7 @@ cargo build --release --locked -p lakehouse -p lakehouse-loadtest >&2
 SERVER=""
 start_server() {
   rm -rf "$1"
-  LAKEHOUSE__FAULTS__ENABLED=true LAKEHOUSE__LOG__LEVEL=warn \
+  LAKEHOUSE__FAULTS__ENABLED=true LAKEHOUSE__LOG__LEVEL=warn LAKEHOUSE__SERVER__REQUEST_TIMEOUT_MS=60000 \
     "$BIN/lakehouse" serve --data-dir "$1" --port "$PORT" > "$OUT/server.log" 2>&1 &
   SERVER=$!
   for _ in $(seq 1 600); do

@@ -222,7 +222,9 @@ async fn load(
                     if response.status().is_success() {
                         break;
                     }
-                    if response.status().as_u16() != 503 {
+                    // 503 (restarting) and 504 (the commit queue is long) are
+                    // retried: an upsert by id is idempotent.
+                    if !matches!(response.status().as_u16(), 503 | 504) {
                         bail!("add failed: {}", response.text().await?);
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
