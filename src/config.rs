@@ -106,6 +106,10 @@ pub struct VectorSettings {
     pub max_metadata_bytes: usize,
     /// Write a faiss snapshot after this many written rows.
     pub snapshot_every: usize,
+    /// ...and after a tenth of the index's size, but not before this many.
+    pub snapshot_min_rows: usize,
+    /// Snapshot what is left after this long without writes.
+    pub snapshot_idle_ms: u64,
     /// Remove superseded rows from Lance once this many have piled up.
     pub cleanup_superseded: usize,
     /// Compact the Lance dataset when it has more fragments than this.

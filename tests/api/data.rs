@@ -366,7 +366,7 @@ async fn a_panic_in_ingest_mid_request_leaves_the_dataset_at_its_previous_versio
         .map(|c| Ok(c.to_vec()))
         .collect();
     let slow = futures::stream::iter(chunks).then(|chunk| async move {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
         chunk
     });
     let upload = {

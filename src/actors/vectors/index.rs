@@ -98,6 +98,9 @@ pub enum IndexMessage {
     Committed {
         fatal: Option<String>,
     },
+    /// Internal: no write since commit number `.0` for a while; a good
+    /// moment to snapshot what the last snapshot does not cover.
+    Idle(u64),
     Fault(Fault),
 }
 
@@ -155,6 +158,8 @@ struct Writer {
     store: VectorStore,
     next_seq: u64,
     rows_since_snapshot: usize,
+    /// Write a snapshot at the next maintenance step, whatever the count.
+    force_snapshot: bool,
     /// Seqs of rows that no longer matter (superseded or delete markers).
     superseded: Vec<u64>,
 }
@@ -183,6 +188,8 @@ pub struct IndexState {
     /// Writes waiting for the next commit.
     pending: Vec<Batch>,
     committing: bool,
+    /// Commits finished by this incarnation (for the idle snapshot).
+    commits: u64,
 }
 
 impl Actor for IndexActor {
@@ -201,6 +208,7 @@ impl Actor for IndexActor {
             pipeline: None,
             pending: Vec::new(),
             committing: false,
+            commits: 0,
         })
     }
 
@@ -276,11 +284,24 @@ impl Actor for IndexActor {
             IndexMessage::Enqueue(batch) => state.enqueue(&myself, batch),
             IndexMessage::Committed { fatal } => {
                 state.committing = false;
+                state.commits += 1;
                 if let Some(reason) = fatal {
                     return Err(format!("index diverged from Lance, reloading: {reason}").into());
                 }
                 if !state.pending.is_empty() {
                     state.start_commit(&myself);
+                } else {
+                    let (commits, myself) = (state.commits, myself.clone());
+                    let idle = Duration::from_millis(state.arguments.settings.snapshot_idle_ms);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(idle).await;
+                        let _ = myself.send_message(IndexMessage::Idle(commits));
+                    });
+                }
+            }
+            IndexMessage::Idle(commits) => {
+                if commits == state.commits && !state.committing && state.pending.is_empty() {
+                    state.start_maintenance(&myself, true);
                 }
             }
             IndexMessage::Get { id, reply } => {
@@ -406,6 +427,12 @@ impl IndexState {
 
     /// Hands everything queued to one commit task.
     fn start_commit(&mut self, myself: &ActorRef<IndexMessage>) {
+        self.start_maintenance(myself, false);
+    }
+
+    /// A commit task for everything queued (possibly nothing: then only the
+    /// maintenance step runs; `idle` lets it snapshot any uncovered rows).
+    fn start_maintenance(&mut self, myself: &ActorRef<IndexMessage>, idle: bool) {
         let Some(pipeline) = self.pipeline.clone() else {
             return;
         };
@@ -413,7 +440,7 @@ impl IndexState {
         let group = std::mem::take(&mut self.pending);
         let myself = myself.clone();
         tokio::spawn(async move {
-            let fatal = commit(&pipeline, group).await.err();
+            let fatal = commit(&pipeline, group, idle).await.err();
             if let Some(reason) = &fatal {
                 tracing::error!(index = %pipeline.name, %reason, "commit left the index inconsistent");
             }
@@ -604,7 +631,7 @@ fn get_item(pipeline: &Pipeline, id: &str) -> Result<Item, IndexError> {
 
 /// One group commit. Replies to every writer in the group. `Err` means the
 /// in-memory index may no longer match Lance (the actor must reload).
-async fn commit(pipeline: &Pipeline, group: Vec<Batch>) -> Result<(), String> {
+async fn commit(pipeline: &Pipeline, group: Vec<Batch>, idle: bool) -> Result<(), String> {
     let generation = pipeline.writer_lock.clone().lock_owned().await;
     if *generation != pipeline.generation {
         // This incarnation is dead and a newer one has read Lance: writing
@@ -743,7 +770,7 @@ async fn commit(pipeline: &Pipeline, group: Vec<Batch>) -> Result<(), String> {
         .with_label_values(&[&pipeline.name])
         .set(pipeline.core.len() as i64);
 
-    maintain(pipeline, &mut writer).await;
+    maintain(pipeline, &mut writer, idle).await;
     pipeline
         .stats
         .lance_version
@@ -778,7 +805,7 @@ async fn apply(pipeline: &Pipeline, rows: &[LogRow]) -> Result<(), String> {
 
 /// After a commit: snapshot when due, drop superseded rows from Lance,
 /// compact fragments. Failures are logged; the data stays correct.
-async fn maintain(pipeline: &Pipeline, writer: &mut Writer) {
+async fn maintain(pipeline: &Pipeline, writer: &mut Writer, idle: bool) {
     let settings = &pipeline.settings;
     let (graph, tombstones) = pipeline.core.graph_size();
     if tombstones >= settings.rebuild_min_tombstones as u64
@@ -795,16 +822,29 @@ async fn maintain(pipeline: &Pipeline, writer: &mut Writer) {
                     "graph rebuilt without tombstones"
                 );
                 // The snapshot on disk still holds them: replace it.
-                writer.rows_since_snapshot =
-                    writer.rows_since_snapshot.max(settings.snapshot_every);
+                writer.force_snapshot = true;
             }
             Ok(Err(err)) => tracing::warn!(index = %pipeline.name, %err, "graph rebuild failed"),
             Err(err) => tracing::warn!(index = %pipeline.name, %err, "graph rebuild failed"),
         }
     }
-    if writer.rows_since_snapshot >= settings.snapshot_every {
+    // Replaying what a snapshot misses costs ~0.5 ms a row at restart, so
+    // small indexes snapshot often (cheap) and large ones every tenth of
+    // their size, at most every `snapshot_every` rows; an idle index
+    // snapshots whatever is left.
+    let (graph, _) = pipeline.core.graph_size();
+    let threshold = settings
+        .snapshot_every
+        .min(settings.snapshot_min_rows.max(graph as usize / 10));
+    let due = writer.force_snapshot
+        || writer.rows_since_snapshot >= threshold
+        || (idle && writer.rows_since_snapshot > 0);
+    if due {
         match write_snapshot(pipeline, writer.store.version()).await {
-            Ok(()) => writer.rows_since_snapshot = 0,
+            Ok(()) => {
+                writer.rows_since_snapshot = 0;
+                writer.force_snapshot = false;
+            }
             Err(err) => tracing::warn!(index = %pipeline.name, %err, "snapshot failed"),
         }
     }
@@ -966,22 +1006,16 @@ async fn load(arguments: &IndexArguments) -> Result<(Pipeline, bool), IndexError
         .fragments
         .store(store.fragments() as u64, Ordering::Relaxed);
     *stats.snapshot_at.lock() = snapshot_at;
-    let snapshot_due =
-        replayed > 0 && (after_seq.is_none() || replayed >= arguments.settings.snapshot_every);
-    // Counting the replayed rows as at least a snapshot's worth makes the
-    // first maintenance step write one.
-    let rows_since_snapshot = if snapshot_due {
-        replayed.max(arguments.settings.snapshot_every)
-    } else {
-        replayed
-    };
+    // Anything replayed would be replayed again at the next start: snapshot it.
+    let snapshot_due = replayed > 0;
     let pipeline = Pipeline {
         name,
         core,
         writer: tokio::sync::Mutex::new(Writer {
             store,
             next_seq: max_seq + 1,
-            rows_since_snapshot,
+            rows_since_snapshot: replayed,
+            force_snapshot: snapshot_due,
             superseded,
         }),
         writer_lock,
