@@ -362,7 +362,7 @@ async fn a_panic_in_ingest_mid_request_leaves_the_dataset_at_its_previous_versio
     let csv = people_csv(20_000, 20);
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = csv
         .as_bytes()
-        .chunks(16 * 1024)
+        .chunks(6 * 1024)
         .map(|c| Ok(c.to_vec()))
         .collect();
     let slow = futures::stream::iter(chunks).then(|chunk| async move {
