@@ -38,16 +38,16 @@ if [ "$part" = vectors ] || [ "$part" = all ]; then
   [ -f "$OUT/vectors/base.npy" ] || python3 ../shared/bench/dataset.py --out "$OUT/vectors"
   start_server "$OUT/data-vectors"
   "$BIN/vector_bench" --target "$TARGET" --dataset "$OUT/vectors" --data-dir "$OUT/data-vectors" \
-    --clients 50 --seconds 20 --json "$OUT/vectors.json"
+    --clients 50 --seconds 15 --json "$OUT/vectors.json"
   stop_server
-  python3 loadtest/faiss_ceiling.py --dataset "$OUT/vectors" --clients 50 --seconds 20 --json "$OUT/faiss.json"
+  python3 loadtest/faiss_ceiling.py --dataset "$OUT/vectors" --clients 50 --seconds 15 --json "$OUT/faiss.json"
 fi
 if [ "$part" = staffing ] || [ "$part" = all ]; then
   start_server "$OUT/data-staffing"
   "$BIN/lakehouse" seed --workers "$WORKERS" --target "$TARGET" | tee "$OUT/seed.txt"
-  "$BIN/loadtest" --target "$TARGET" --only search_only --clients 1 --duration 20 --warmup 2 --json "$OUT/search-1.json"
-  "$BIN/loadtest" --target "$TARGET" --only search_only --clients 50 --duration 20 --warmup 2 --json "$OUT/search-50.json"
-  "$BIN/loadtest" --target "$TARGET" --only record_only --clients 50 --duration 20 --warmup 2 --json "$OUT/record-50.json"
+  "$BIN/loadtest" --target "$TARGET" --only search_only --clients 1 --duration 15 --warmup 2 --json "$OUT/search-1.json"
+  "$BIN/loadtest" --target "$TARGET" --only search_only --clients 50 --duration 15 --warmup 2 --json "$OUT/search-50.json"
+  "$BIN/loadtest" --target "$TARGET" --only record_only --clients 50 --duration 15 --warmup 2 --json "$OUT/record-50.json"
   "$BIN/loadtest" --target "$TARGET" --clients 50 --duration "$DURATION" --json "$OUT/mix-plain.json"
   "$BIN/loadtest" --target "$TARGET" --clients 50 --duration "$DURATION" --chaos-every 5 --json "$OUT/mix-chaos.json"
   stop_server

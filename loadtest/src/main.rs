@@ -107,7 +107,6 @@ struct Shared {
     /// (start, end) of scenario failures, for the restart windows.
     failure_times: Mutex<Vec<Instant>>,
     measuring: AtomicBool,
-    started: AtomicU64,
 }
 
 #[derive(Serialize)]
@@ -286,7 +285,6 @@ async fn run_level(
         acked: Mutex::new(Vec::new()),
         failure_times: Mutex::new(Vec::new()),
         measuring: AtomicBool::new(false),
-        started: AtomicU64::new(0),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let budget = Arc::new(AtomicU64::new(if args.max_scenarios == 0 {
@@ -415,6 +413,8 @@ async fn run_level(
         }
         None => None,
     };
+    let search = Latency::of(&*shared.search.lock().await);
+    let record = Latency::of(&*shared.record.lock().await);
     Ok(Report {
         clients,
         duration_secs: elapsed,
@@ -422,8 +422,8 @@ async fn run_level(
         total_runs,
         total_failures,
         scenarios_per_second: total_runs as f64 / elapsed,
-        search: Latency::of(&*shared.search.lock().await),
-        record: Latency::of(&*shared.record.lock().await),
+        search,
+        record,
         server_rss_mb_max: rss.iter().cloned().fold(0.0, f64::max),
         server_rss_mb_mean: if rss.is_empty() {
             0.0
