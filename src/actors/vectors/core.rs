@@ -23,6 +23,9 @@ const ADD_CHUNK: usize = 256;
 /// graph with the candidates as the allowed set.
 const EXACT_SEARCH_LIMIT: usize = 2048;
 
+/// The widest walk a selective filter may ask for.
+const MAX_WIDENED_K: usize = 1024;
+
 /// A live item.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -266,8 +269,17 @@ impl Core {
                 if candidates.len() <= EXACT_SEARCH_LIMIT {
                     inner.exact_search(query, &candidates, self.definition.metric)?
                 } else {
+                    // A selective filter leaves few allowed nodes among the
+                    // ones an ef-sized walk visits: widen the walk in
+                    // proportion (faiss explores max(efSearch, k) nodes).
                     let allowed = Bitmap::from_labels(candidates.iter().copied());
-                    inner.graph_search(query, &allowed, self.definition.metric)?
+                    let selectivity = candidates.len() as f64 / inner.rows.len().max(1) as f64;
+                    let widened = ((query.k as f64 / selectivity).ceil() as usize)
+                        .clamp(query.k, MAX_WIDENED_K.min(candidates.len()).max(query.k));
+                    let mut hits =
+                        inner.graph_search_k(query, widened, &allowed, self.definition.metric)?;
+                    hits.truncate(query.k);
+                    hits
                 }
             }
         };
@@ -380,7 +392,17 @@ impl CoreInner {
         allowed: &Bitmap,
         metric: Metric,
     ) -> Result<Vec<(u64, f32)>, HnswError> {
-        let found = self.hnsw.search(&query.vector, query.k, &allowed.0)?;
+        self.graph_search_k(query, query.k, allowed, metric)
+    }
+
+    fn graph_search_k(
+        &self,
+        query: &Query,
+        k: usize,
+        allowed: &Bitmap,
+        metric: Metric,
+    ) -> Result<Vec<(u64, f32)>, HnswError> {
+        let found = self.hnsw.search(&query.vector, k, &allowed.0)?;
         Ok(found
             .into_iter()
             .map(|(label, raw)| (label, metric.distance(raw)))
