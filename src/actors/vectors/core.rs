@@ -424,7 +424,9 @@ impl CoreInner {
             let vector = self.hnsw.reconstruct(label)?;
             scored.push((label, metric.exact(&query.vector, &vector)));
         }
-        scored.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        // Equal distances: the newest write (largest seq) first, so among
+        // identical playbook queries the latest recordings are the ones kept.
+        scored.sort_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
         scored.truncate(query.k);
         Ok(scored)
     }
