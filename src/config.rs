@@ -112,8 +112,12 @@ pub struct VectorSettings {
     pub snapshot_idle_ms: u64,
     /// Remove superseded rows from Lance once this many have piled up.
     pub cleanup_superseded: usize,
-    /// Compact the Lance dataset when it has more fragments than this.
+    /// Compact the Lance dataset when it has more small fragments than this.
     pub max_fragments: usize,
+    /// Lance versions older than this are removed after a compaction.
+    pub version_retention_secs: u64,
+    /// Recent search results kept per index until its next write (0: off).
+    pub result_cache_entries: usize,
     /// Rebuild the graph without tombstones once they are more than this
     /// share of it (and at least `rebuild_min_tombstones`).
     pub rebuild_tombstone_share: f64,

@@ -58,6 +58,7 @@ pub struct Metrics {
     pub embed_cache_misses: IntCounter,
     pub vector_index_items: IntGaugeVec,
     pub vector_search_duration: HistogramVec,
+    pub vector_maintenance_duration: HistogramVec,
     pub lance_commits: IntCounterVec,
 }
 
@@ -146,6 +147,17 @@ impl Metrics {
             ]),
             &["index"],
         )?;
+        let vector_maintenance_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "lakehouse_vector_maintenance_duration_seconds",
+                "Maintenance steps of a vector index: snapshot_copy, rebuild, delete_superseded \
+                 and compact hold up its commits; snapshot_write and remove_old_versions run beside them.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["index", "step"],
+        )?;
         let lance_commits = IntCounterVec::new(
             Opts::new(
                 "lakehouse_lance_commits_total",
@@ -163,6 +175,7 @@ impl Metrics {
         registry.register(Box::new(embed_cache_misses.clone()))?;
         registry.register(Box::new(vector_index_items.clone()))?;
         registry.register(Box::new(vector_search_duration.clone()))?;
+        registry.register(Box::new(vector_maintenance_duration.clone()))?;
         registry.register(Box::new(lance_commits.clone()))?;
 
         Ok(Self {
@@ -177,6 +190,7 @@ impl Metrics {
             embed_cache_misses,
             vector_index_items,
             vector_search_duration,
+            vector_maintenance_duration,
             lance_commits,
         })
     }

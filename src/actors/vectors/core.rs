@@ -6,11 +6,15 @@
 //! one chunk of graph inserts or one map update, never across an `.await`.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use lru::LruCache;
+use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value};
 
+use super::arena::{Arena, RESCORE_EXTRA, RESCORE_FACTOR};
 use super::hnsw::{Hnsw, HnswError};
 use crate::domain::vectors::{filter_key, Hit, IndexDefinition, Metric};
 
@@ -75,6 +79,9 @@ pub struct CoreInner {
     live: Bitmap,
     /// Lazily built per filtered field: value key -> live labels.
     fields: HashMap<String, HashMap<String, HashSet<u64>>>,
+    /// Compact vector copies for exact filtered scans; built with the first
+    /// field index, then kept up to date by every insert and retirement.
+    arena: Option<Arena>,
     /// Labels in the graph that are no longer live (HNSW cannot remove).
     tombstones: u64,
     max_seq: u64,
@@ -83,6 +90,44 @@ pub struct CoreInner {
 pub struct Core {
     pub definition: IndexDefinition,
     inner: RwLock<CoreInner>,
+    /// Recent results by query, valid while the index has not changed
+    /// (`max_seq` grows with every write): repeated searches — a page
+    /// refreshed, the same order searched by several coordinators — cost
+    /// a lookup. `None` when disabled.
+    results: Option<Mutex<LruCache<u64, CachedResult>>>,
+}
+
+struct CachedResult {
+    query: Query,
+    max_seq: u64,
+    scored: Vec<(u64, f32)>,
+}
+
+impl Query {
+    fn cache_key(&self) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for x in &self.vector {
+            x.to_bits().hash(&mut hasher);
+        }
+        self.k.hash(&mut hasher);
+        self.filter.hash(&mut hasher);
+        self.exclude_ids.hash(&mut hasher);
+        self.ef_search.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    fn same_as(&self, other: &Query) -> bool {
+        self.k == other.k
+            && self.ef_search == other.ef_search
+            && self.filter == other.filter
+            && self.exclude_ids == other.exclude_ids
+            && self.vector.len() == other.vector.len()
+            && self
+                .vector
+                .iter()
+                .zip(&other.vector)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+    }
 }
 
 /// One search, validated and with its vector prepared.
@@ -108,8 +153,10 @@ pub enum Applied<'a> {
 }
 
 impl Core {
-    pub fn new(definition: IndexDefinition, hnsw: Hnsw) -> Self {
+    /// `cache_entries`: how many recent results to keep (0: none).
+    pub fn new(definition: IndexDefinition, hnsw: Hnsw, cache_entries: usize) -> Self {
         Self {
+            results: NonZeroUsize::new(cache_entries).map(|n| Mutex::new(LruCache::new(n))),
             definition,
             inner: RwLock::new(CoreInner {
                 hnsw,
@@ -117,6 +164,7 @@ impl Core {
                 by_label: HashMap::new(),
                 live: Bitmap::default(),
                 fields: HashMap::new(),
+                arena: None,
                 tombstones: 0,
                 max_seq: 0,
             }),
@@ -132,6 +180,7 @@ impl Core {
         inner.tombstones = inner.hnsw.len().saturating_sub(rows.len() as u64);
         inner.rows = rows;
         inner.fields.clear();
+        inner.arena = None;
         inner.max_seq = max_seq;
     }
 
@@ -143,7 +192,13 @@ impl Core {
             .chunks(ADD_CHUNK * dimension)
             .zip(labels.chunks(ADD_CHUNK))
         {
-            self.inner.write().hnsw.add(chunk, chunk_labels)?;
+            let mut inner = self.inner.write();
+            inner.hnsw.add(chunk, chunk_labels)?;
+            if let Some(arena) = inner.arena.as_mut() {
+                for (vector, &label) in chunk.chunks(dimension).zip(chunk_labels) {
+                    arena.insert(label, vector);
+                }
+            }
         }
         Ok(())
     }
@@ -164,6 +219,16 @@ impl Core {
             if let Applied::Upsert { id, seq, metadata } = write {
                 inner.live.set(*seq);
                 inner.by_label.insert(*seq, id.to_string());
+                // An arena built between this write's graph insert and now
+                // (by a search) missed it.
+                let missing = inner.arena.as_ref().is_some_and(|a| !a.contains(*seq));
+                if missing {
+                    if let Ok(vector) = inner.hnsw.reconstruct(*seq) {
+                        if let Some(arena) = inner.arena.as_mut() {
+                            arena.insert(*seq, &vector);
+                        }
+                    }
+                }
                 let entry = Entry {
                     seq: *seq,
                     metadata: metadata.clone(),
@@ -244,9 +309,54 @@ impl Core {
     pub fn search(&self, query: &Query) -> Result<Vec<Hit>, HnswError> {
         for (field, _) in &query.filter {
             if !self.inner.read().fields.contains_key(field) {
-                self.inner.write().build_field(field);
+                let mut inner = self.inner.write();
+                inner.build_field(field);
+                inner.build_arena(self.definition.dimension)?;
             }
         }
+        let key = query.cache_key();
+        let max_seq = self.inner.read().max_seq;
+        let cached = self.results.as_ref().and_then(|results| {
+            let mut results = results.lock();
+            let entry = results.get(&key)?;
+            (entry.max_seq == max_seq && entry.query.same_as(query)).then(|| entry.scored.clone())
+        });
+        let scored = match cached {
+            Some(scored) => scored,
+            None => {
+                let scored = self.score(query)?;
+                if let Some(results) = &self.results {
+                    results.lock().put(
+                        key,
+                        CachedResult {
+                            query: query.clone(),
+                            max_seq,
+                            scored: scored.clone(),
+                        },
+                    );
+                }
+                scored
+            }
+        };
+
+        let inner = self.inner.read();
+        Ok(scored
+            .into_iter()
+            .filter_map(|(label, distance)| {
+                let id = inner.by_label.get(&label)?;
+                let entry = inner.rows.get(id)?;
+                Some(Hit {
+                    id: id.clone(),
+                    distance,
+                    metadata: serde_json::from_str(&entry.metadata)
+                        .unwrap_or(Value::Object(Map::new())),
+                })
+            })
+            .collect())
+    }
+
+    /// `(label, distance)` of the k nearest, best first.
+    fn score(&self, query: &Query) -> Result<Vec<(u64, f32)>, HnswError> {
         let needs_ef = query.filter.is_empty()
             && query
                 .ef_search
@@ -287,21 +397,7 @@ impl Core {
                 }
             }
         };
-
-        let inner = self.inner.read();
-        Ok(scored
-            .into_iter()
-            .filter_map(|(label, distance)| {
-                let id = inner.by_label.get(&label)?;
-                let entry = inner.rows.get(id)?;
-                Some(Hit {
-                    id: id.clone(),
-                    distance,
-                    metadata: serde_json::from_str(&entry.metadata)
-                        .unwrap_or(Value::Object(Map::new())),
-                })
-            })
-            .collect())
+        Ok(scored)
     }
 }
 
@@ -327,6 +423,9 @@ impl CoreInner {
 
     fn retire(&mut self, seq: u64, metadata: &str) {
         self.live.clear(seq);
+        if let Some(arena) = self.arena.as_mut() {
+            arena.remove(seq);
+        }
         self.by_label.remove(&seq);
         self.tombstones += 1;
         if self.fields.is_empty() {
@@ -372,6 +471,19 @@ impl CoreInner {
         self.fields.insert(field.to_string(), values);
     }
 
+    /// Copies every live vector into the arena (first filtered search).
+    fn build_arena(&mut self, dimension: usize) -> Result<(), HnswError> {
+        if self.arena.is_some() {
+            return Ok(());
+        }
+        let mut arena = Arena::new(dimension);
+        for &label in self.by_label.keys() {
+            arena.insert(label, &self.hnsw.reconstruct(label)?);
+        }
+        self.arena = Some(arena);
+        Ok(())
+    }
+
     /// Live labels matching every `(field, key)`, minus the excluded ones.
     fn candidates(&self, filter: &[(String, String)], excluded: &HashSet<u64>) -> Vec<u64> {
         let mut sets: Vec<&HashSet<u64>> = Vec::with_capacity(filter.len());
@@ -383,11 +495,14 @@ impl CoreInner {
         }
         sets.sort_by_key(|s| s.len());
         let (smallest, rest) = sets.split_first().expect("filter is not empty");
-        smallest
+        let mut labels: Vec<u64> = smallest
             .iter()
             .copied()
             .filter(|label| !excluded.contains(label) && rest.iter().all(|s| s.contains(label)))
-            .collect()
+            .collect();
+        // Slots follow labels: in label order the arena is read forwards.
+        labels.sort_unstable();
+        labels
     }
 
     fn graph_search(
@@ -413,21 +528,36 @@ impl CoreInner {
             .collect())
     }
 
+    /// Scores every candidate from the arena, then rescores the best few
+    /// from faiss's full-precision vectors, so reported distances are exact.
     fn exact_search(
         &self,
         query: &Query,
         candidates: &[u64],
         metric: Metric,
     ) -> Result<Vec<(u64, f32)>, HnswError> {
-        let mut scored = Vec::with_capacity(candidates.len());
-        for &label in candidates {
-            let vector = self.hnsw.reconstruct(label)?;
-            scored.push((label, metric.exact(&query.vector, &vector)));
-        }
         // Equal distances: the newest write (largest seq) first, so among
         // identical playbook queries the latest recordings are the ones kept.
-        scored.sort_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
-        scored.truncate(query.k);
-        Ok(scored)
+        let order = |a: &(u64, f32), b: &(u64, f32)| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0));
+        let mut shortlist: Vec<(u64, f32)> = match &self.arena {
+            Some(arena) => {
+                let mut scored = Vec::with_capacity(candidates.len());
+                arena.distances(metric, &query.vector, candidates, &mut scored);
+                let keep = (query.k * RESCORE_FACTOR).max(query.k + RESCORE_EXTRA);
+                if scored.len() > keep {
+                    scored.select_nth_unstable_by(keep - 1, order);
+                    scored.truncate(keep);
+                }
+                scored
+            }
+            None => candidates.iter().map(|&label| (label, 0.0)).collect(),
+        };
+        for candidate in shortlist.iter_mut() {
+            let vector = self.hnsw.reconstruct(candidate.0)?;
+            candidate.1 = metric.exact(&query.vector, &vector);
+        }
+        shortlist.sort_by(order);
+        shortlist.truncate(query.k);
+        Ok(shortlist)
     }
 }

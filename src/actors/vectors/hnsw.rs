@@ -13,7 +13,7 @@ use std::path::Path;
 use std::ptr;
 
 use faiss::index::autotune::ParameterSpace;
-use faiss::index::IndexImpl;
+use faiss::index::{IndexImpl, TryClone};
 use faiss::{Idx, Index, MetricType};
 use faiss_sys::{
     faiss_IDSelectorBitmap_new, faiss_IDSelector_free, faiss_Index_reconstruct,
@@ -93,6 +93,16 @@ impl Hnsw {
             .ok_or_else(|| HnswError("snapshot path is not UTF-8".into()))?;
         faiss::write_index(&self.index, path)?;
         Ok(())
+    }
+
+    /// A deep copy (faiss `clone_index`), so a snapshot can be written
+    /// without holding the index's lock for the duration of the write.
+    pub fn try_clone(&self) -> Result<Self, HnswError> {
+        Ok(Self {
+            index: self.index.try_clone()?,
+            dimension: self.dimension,
+            ef_search: self.ef_search,
+        })
     }
 
     fn set_parameter(&mut self, name: &str, value: u32) -> Result<(), HnswError> {

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,7 @@ use serde_json::Value;
 use super::core::{Applied, Core, Entry, Query};
 use super::hnsw::Hnsw;
 use super::snapshot::{self, Covering, SnapshotPaths};
-use super::store::{LogRow, VectorStore};
+use super::store::{self, LogRow, VectorStore};
 use super::{IndexError, WriterLock};
 use crate::actors::embed::{self, EmbedMessage};
 use crate::config::VectorSettings;
@@ -151,6 +151,12 @@ struct Stats {
     lance_version: AtomicU64,
     fragments: AtomicU64,
     snapshot_at: Mutex<Option<DateTime<Utc>>>,
+    /// A snapshot is being written beside the commits.
+    snapshot_running: AtomicBool,
+    /// The last background snapshot failed: write one at the next step.
+    snapshot_failed: AtomicBool,
+    /// Old Lance versions are being removed beside the commits.
+    cleanup_running: AtomicBool,
 }
 
 /// What only the commit task touches (one at a time, under the lock).
@@ -243,6 +249,13 @@ impl Actor for IndexActor {
     ) -> Result<(), ActorProcessingErr> {
         // A graceful stop leaves a fresh snapshot so the next start is fast.
         if let Some(pipeline) = state.pipeline.clone() {
+            // Let a background snapshot finish (bounded: a stop must not hang).
+            for _ in 0..100 {
+                if !pipeline.stats.snapshot_running.load(Ordering::SeqCst) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             let generation = pipeline.writer_lock.clone().lock_owned().await;
             let writer = pipeline.writer.lock().await;
             let current =
@@ -631,7 +644,7 @@ fn get_item(pipeline: &Pipeline, id: &str) -> Result<Item, IndexError> {
 
 /// One group commit. Replies to every writer in the group. `Err` means the
 /// in-memory index may no longer match Lance (the actor must reload).
-async fn commit(pipeline: &Pipeline, group: Vec<Batch>, idle: bool) -> Result<(), String> {
+async fn commit(pipeline: &Arc<Pipeline>, group: Vec<Batch>, idle: bool) -> Result<(), String> {
     let generation = pipeline.writer_lock.clone().lock_owned().await;
     if *generation != pipeline.generation {
         // This incarnation is dead and a newer one has read Lance: writing
@@ -804,8 +817,11 @@ async fn apply(pipeline: &Pipeline, rows: &[LogRow]) -> Result<(), String> {
 }
 
 /// After a commit: snapshot when due, drop superseded rows from Lance,
-/// compact fragments. Failures are logged; the data stays correct.
-async fn maintain(pipeline: &Pipeline, writer: &mut Writer, idle: bool) {
+/// compact fragments, remove old versions. Failures are logged; the data
+/// stays correct. Only what must see a quiet index runs here, under the
+/// writer lock: the snapshot's copy of the graph (the file is written by a
+/// background task) and the Lance rewrites.
+async fn maintain(pipeline: &Arc<Pipeline>, writer: &mut Writer, idle: bool) {
     let settings = &pipeline.settings;
     let (graph, tombstones) = pipeline.core.graph_size();
     if tombstones >= settings.rebuild_min_tombstones as u64
@@ -827,6 +843,10 @@ async fn maintain(pipeline: &Pipeline, writer: &mut Writer, idle: bool) {
             Ok(Err(err)) => tracing::warn!(index = %pipeline.name, %err, "graph rebuild failed"),
             Err(err) => tracing::warn!(index = %pipeline.name, %err, "graph rebuild failed"),
         }
+        observe_maintenance(pipeline, "rebuild", started);
+    }
+    if pipeline.stats.snapshot_failed.swap(false, Ordering::SeqCst) {
+        writer.force_snapshot = true;
     }
     // Replaying what a snapshot misses costs ~0.5 ms a row at restart, so
     // small indexes snapshot often (cheap) and large ones every tenth of
@@ -839,16 +859,25 @@ async fn maintain(pipeline: &Pipeline, writer: &mut Writer, idle: bool) {
     let due = writer.force_snapshot
         || writer.rows_since_snapshot >= threshold
         || (idle && writer.rows_since_snapshot > 0);
-    if due {
-        match write_snapshot(pipeline, writer.store.version()).await {
+    if due && !pipeline.stats.snapshot_running.swap(true, Ordering::SeqCst) {
+        let started = Instant::now();
+        match start_snapshot(pipeline, writer.store.version()).await {
             Ok(()) => {
                 writer.rows_since_snapshot = 0;
                 writer.force_snapshot = false;
             }
-            Err(err) => tracing::warn!(index = %pipeline.name, %err, "snapshot failed"),
+            Err(err) => {
+                pipeline
+                    .stats
+                    .snapshot_running
+                    .store(false, Ordering::SeqCst);
+                tracing::warn!(index = %pipeline.name, %err, "snapshot failed");
+            }
         }
+        observe_maintenance(pipeline, "snapshot_copy", started);
     }
     if writer.superseded.len() >= settings.cleanup_superseded {
+        let started = Instant::now();
         // The newest row carries the seq high-water mark: never delete it.
         let keep = writer.next_seq.saturating_sub(1);
         let seqs: Vec<u64> = writer
@@ -870,23 +899,126 @@ async fn maintain(pipeline: &Pipeline, writer: &mut Writer, idle: bool) {
                 tracing::warn!(index = %pipeline.name, %err, "removing superseded rows failed")
             }
         }
+        observe_maintenance(pipeline, "delete_superseded", started);
     }
-    if writer.store.fragments() > settings.max_fragments {
+    if writer.store.small_fragments() > settings.max_fragments {
+        let started = Instant::now();
         match writer.store.compact().await {
-            Ok(()) => pipeline
-                .metrics
-                .lance_commits
-                .with_label_values(&[&format!("vectors/{}", pipeline.name)])
-                .inc(),
+            Ok(()) => {
+                pipeline
+                    .metrics
+                    .lance_commits
+                    .with_label_values(&[&format!("vectors/{}", pipeline.name)])
+                    .inc();
+                start_version_cleanup(pipeline, writer.store.dataset());
+            }
             Err(err) => tracing::warn!(index = %pipeline.name, %err, "compaction failed"),
         }
+        observe_maintenance(pipeline, "compact", started);
     }
 }
 
+fn observe_maintenance(pipeline: &Pipeline, step: &str, started: Instant) {
+    pipeline
+        .metrics
+        .vector_maintenance_duration
+        .with_label_values(&[&pipeline.name, step])
+        .observe(started.elapsed().as_secs_f64());
+}
+
+/// Copies the graph (the caller holds the writer lock, so it is exactly
+/// the committed state up to `lance_version`) and writes the copy in the
+/// background. Commits go on meanwhile; the snapshot is installed only if
+/// this incarnation still owns the index when the file is complete.
+async fn start_snapshot(pipeline: &Arc<Pipeline>, lance_version: u64) -> Result<(), String> {
+    let core = pipeline.core.clone();
+    let (copy, max_seq) = tokio::task::spawn_blocking(move || {
+        core.with_graph(|hnsw, max_seq| hnsw.try_clone().map(|copy| (copy, max_seq)))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    let pipeline = pipeline.clone();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let written = write_snapshot_copy(&pipeline, copy, lance_version, max_seq).await;
+        if let Err(err) = written {
+            tracing::warn!(index = %pipeline.name, %err, "snapshot failed");
+            pipeline.stats.snapshot_failed.store(true, Ordering::SeqCst);
+        }
+        observe_maintenance(&pipeline, "snapshot_write", started);
+        pipeline
+            .stats
+            .snapshot_running
+            .store(false, Ordering::SeqCst);
+    });
+    Ok(())
+}
+
+async fn write_snapshot_copy(
+    pipeline: &Pipeline,
+    copy: Hnsw,
+    lance_version: u64,
+    max_seq: u64,
+) -> Result<(), String> {
+    let paths = pipeline.snapshot_paths.clone();
+    let definition = pipeline.core.definition.clone();
+    let tag = pipeline.generation;
+    let prepared = tokio::task::spawn_blocking(move || {
+        snapshot::prepare(&paths, tag, &copy, &definition, lance_version, max_seq)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let generation = pipeline.writer_lock.clone().lock_owned().await;
+    if *generation != pipeline.generation || pipeline.poisoned.load(Ordering::SeqCst) {
+        // A newer incarnation owns the files now.
+        prepared.discard();
+        return Ok(());
+    }
+    let meta = prepared.install(&pipeline.snapshot_paths)?;
+    drop(generation);
+    *pipeline.stats.snapshot_at.lock() = Some(meta.written_at);
+    tracing::info!(
+        index = %pipeline.name,
+        vectors = meta.ntotal,
+        lance_version = meta.lance_version,
+        "snapshot written"
+    );
+    Ok(())
+}
+
+/// Removes old Lance versions in the background (one run at a time).
+fn start_version_cleanup(pipeline: &Arc<Pipeline>, dataset: lance::Dataset) {
+    if pipeline.stats.cleanup_running.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let pipeline = pipeline.clone();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let retention = Duration::from_secs(pipeline.settings.version_retention_secs);
+        match store::remove_old_versions(&dataset, retention).await {
+            Ok((versions, bytes)) => tracing::debug!(
+                index = %pipeline.name,
+                versions,
+                bytes,
+                "old Lance versions removed"
+            ),
+            Err(err) => {
+                tracing::warn!(index = %pipeline.name, %err, "removing old versions failed")
+            }
+        }
+        observe_maintenance(&pipeline, "remove_old_versions", started);
+        pipeline
+            .stats
+            .cleanup_running
+            .store(false, Ordering::SeqCst);
+    });
+}
+
+/// Writes a snapshot of the live graph in the foreground (graceful stop).
 async fn write_snapshot(pipeline: &Pipeline, lance_version: u64) -> Result<(), String> {
     let core = pipeline.core.clone();
     let paths = pipeline.snapshot_paths.clone();
-    let started = Instant::now();
     let meta = tokio::task::spawn_blocking(move || {
         core.with_graph(|hnsw, max_seq| {
             snapshot::write(&paths, hnsw, &core.definition, lance_version, max_seq)
@@ -895,13 +1027,6 @@ async fn write_snapshot(pipeline: &Pipeline, lance_version: u64) -> Result<(), S
     .await
     .map_err(|e| e.to_string())??;
     *pipeline.stats.snapshot_at.lock() = Some(meta.written_at);
-    tracing::info!(
-        index = %pipeline.name,
-        vectors = meta.ntotal,
-        max_seq = meta.max_seq,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "snapshot written"
-    );
     Ok(())
 }
 
@@ -946,6 +1071,7 @@ async fn load(arguments: &IndexArguments) -> Result<(Pipeline, bool), IndexError
     }
 
     let snapshot_paths = SnapshotPaths::new(&arguments.dir, &name);
+    snapshot_paths.remove_temporary();
     let covering = Covering {
         lance_version: store.version(),
         lance_max_seq: max_seq,
@@ -973,7 +1099,11 @@ async fn load(arguments: &IndexArguments) -> Result<(Pipeline, bool), IndexError
             )
         }
     };
-    let core = Arc::new(Core::new(definition.clone(), hnsw));
+    let core = Arc::new(Core::new(
+        definition.clone(),
+        hnsw,
+        arguments.settings.result_cache_entries,
+    ));
 
     // Replay (or rebuild): live rows the graph does not have yet.
     let live: std::collections::HashSet<u64> = rows.values().map(|e| e.seq).collect();

@@ -9,6 +9,7 @@
 //! every start, so after a process restart (or a restart of the supervisor
 //! itself) every index is back.
 
+pub mod arena;
 pub mod catalog;
 pub mod core;
 pub mod hnsw;

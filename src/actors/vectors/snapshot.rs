@@ -52,20 +52,37 @@ impl SnapshotPaths {
         }
     }
 
-    fn tmp(path: &Path) -> PathBuf {
+    fn tmp_tagged(path: &Path, tag: u64) -> PathBuf {
         let mut name = path.as_os_str().to_owned();
-        name.push(".tmp");
+        name.push(format!(".tmp-{tag}"));
         PathBuf::from(name)
     }
 
+    /// Removes the snapshot and any temporary files.
     pub fn remove(&self) {
-        for path in [
-            &self.index,
-            &self.meta,
-            &Self::tmp(&self.index),
-            &Self::tmp(&self.meta),
-        ] {
-            let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(&self.index);
+        let _ = std::fs::remove_file(&self.meta);
+        self.remove_temporary();
+    }
+
+    /// Removes temporary files left by writers that did not finish (a
+    /// crash, or an incarnation that died mid-write).
+    pub fn remove_temporary(&self) {
+        for path in [&self.index, &self.meta] {
+            let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+                continue;
+            };
+            let mut prefix = name.to_owned();
+            prefix.push(".tmp");
+            let prefix = prefix.to_string_lossy().into_owned();
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
         }
     }
 }
@@ -76,7 +93,75 @@ pub struct Covering {
     pub lance_max_seq: u64,
 }
 
-/// Writes `hnsw` as a snapshot covering `lance_version` / `max_seq`.
+/// A snapshot written to temporary files, not yet in place.
+pub struct Prepared {
+    pub meta: SnapshotMeta,
+    tmp_index: PathBuf,
+    tmp_meta: PathBuf,
+}
+
+impl Prepared {
+    /// Renames the files into place, the index first (see the module doc).
+    pub fn install(self, paths: &SnapshotPaths) -> Result<SnapshotMeta, String> {
+        std::fs::rename(&self.tmp_index, &paths.index).map_err(|e| e.to_string())?;
+        std::fs::rename(&self.tmp_meta, &paths.meta).map_err(|e| e.to_string())?;
+        Ok(self.meta)
+    }
+
+    /// Drops the temporary files (a newer incarnation owns the index).
+    pub fn discard(self) {
+        let _ = std::fs::remove_file(&self.tmp_index);
+        let _ = std::fs::remove_file(&self.tmp_meta);
+    }
+}
+
+/// Writes `hnsw` as a snapshot covering `lance_version` / `max_seq` into
+/// temporary files named with `tag`, so writers of different incarnations
+/// never share one.
+pub fn prepare(
+    paths: &SnapshotPaths,
+    tag: u64,
+    hnsw: &Hnsw,
+    definition: &IndexDefinition,
+    lance_version: u64,
+    max_seq: u64,
+) -> Result<Prepared, String> {
+    let tmp_index = SnapshotPaths::tmp_tagged(&paths.index, tag);
+    let tmp_meta = SnapshotPaths::tmp_tagged(&paths.meta, tag);
+    let written = (|| {
+        hnsw.write(&tmp_index).map_err(|e| e.to_string())?;
+        let (file_size, crc32) = checksum(&tmp_index)?;
+        let meta = SnapshotMeta {
+            format: FORMAT,
+            dimension: definition.dimension,
+            metric: definition.metric,
+            m: definition.hnsw.m,
+            lance_version,
+            max_seq,
+            ntotal: hnsw.len(),
+            file_size,
+            crc32,
+            written_at: Utc::now(),
+        };
+        let json = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
+        std::fs::write(&tmp_meta, json).map_err(|e| e.to_string())?;
+        Ok(meta)
+    })();
+    match written {
+        Ok(meta) => Ok(Prepared {
+            meta,
+            tmp_index,
+            tmp_meta,
+        }),
+        Err(err) => {
+            let _ = std::fs::remove_file(&tmp_index);
+            let _ = std::fs::remove_file(&tmp_meta);
+            Err(err)
+        }
+    }
+}
+
+/// Writes and installs a snapshot in one step.
 pub fn write(
     paths: &SnapshotPaths,
     hnsw: &Hnsw,
@@ -84,27 +169,7 @@ pub fn write(
     lance_version: u64,
     max_seq: u64,
 ) -> Result<SnapshotMeta, String> {
-    let tmp_index = SnapshotPaths::tmp(&paths.index);
-    hnsw.write(&tmp_index).map_err(|e| e.to_string())?;
-    let (file_size, crc32) = checksum(&tmp_index)?;
-    let meta = SnapshotMeta {
-        format: FORMAT,
-        dimension: definition.dimension,
-        metric: definition.metric,
-        m: definition.hnsw.m,
-        lance_version,
-        max_seq,
-        ntotal: hnsw.len(),
-        file_size,
-        crc32,
-        written_at: Utc::now(),
-    };
-    let tmp_meta = SnapshotPaths::tmp(&paths.meta);
-    let json = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
-    std::fs::write(&tmp_meta, json).map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp_index, &paths.index).map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp_meta, &paths.meta).map_err(|e| e.to_string())?;
-    Ok(meta)
+    prepare(paths, 0, hnsw, definition, lance_version, max_seq)?.install(paths)
 }
 
 /// Loads the snapshot if it passes every check; says why not otherwise.

@@ -46,6 +46,9 @@ impl From<ArrowError> for StoreError {
     }
 }
 
+/// Compaction merges fragments into ones of this many rows.
+pub const COMPACT_TARGET_ROWS: usize = 16_384;
+
 /// One write, as stored.
 #[derive(Debug, Clone)]
 pub struct LogRow {
@@ -165,6 +168,24 @@ impl VectorStore {
         self.dataset.count_fragments()
     }
 
+    /// Fragments below the compaction target (those a compaction merges).
+    pub fn small_fragments(&self) -> usize {
+        self.dataset
+            .fragments()
+            .iter()
+            .filter(|f| {
+                f.physical_rows
+                    .is_none_or(|rows| rows < COMPACT_TARGET_ROWS)
+            })
+            .count()
+    }
+
+    /// A handle on the current version, for work that runs beside the
+    /// writer (removing old versions).
+    pub fn dataset(&self) -> Dataset {
+        self.dataset.clone()
+    }
+
     /// Appends `rows` in one Lance commit; returns the new version.
     pub async fn append(&mut self, rows: &[LogRow]) -> Result<u64, StoreError> {
         if rows.is_empty() {
@@ -270,11 +291,36 @@ impl VectorStore {
         Ok(commits)
     }
 
-    /// Merges small fragments (and materialises deletions) into larger ones.
+    /// Merges small fragments (and materialises deletions) into fragments
+    /// of up to [`COMPACT_TARGET_ROWS`]. Fragments at the target are left
+    /// alone, so a compaction rewrites the recent small appends, not the
+    /// whole log (Lance's default target of a million rows would rewrite
+    /// everything below it every time).
     pub async fn compact(&mut self) -> Result<(), StoreError> {
-        compact_files(&mut self.dataset, CompactionOptions::default(), None).await?;
+        let options = CompactionOptions {
+            target_rows_per_fragment: COMPACT_TARGET_ROWS,
+            ..CompactionOptions::default()
+        };
+        compact_files(&mut self.dataset, options, None).await?;
         Ok(())
     }
+}
+
+/// Removes the versions older than `retention` and the files only they
+/// used. Lance keeps every version otherwise: an index under steady writes
+/// grows by a manifest and a data file per commit, and every compaction
+/// leaves the rewritten files behind. Safe beside a writer: files no
+/// manifest refers to yet (an append in flight) are not touched.
+pub async fn remove_old_versions(
+    dataset: &Dataset,
+    retention: std::time::Duration,
+) -> Result<(u64, u64), StoreError> {
+    let retention = chrono::Duration::from_std(retention)
+        .map_err(|e| StoreError(format!("retention out of range: {e}")))?;
+    let stats = dataset
+        .cleanup_old_versions(retention, Some(false), Some(false))
+        .await?;
+    Ok((stats.old_versions, stats.bytes_removed))
 }
 
 fn vectors_of(batch: &RecordBatch, dimension: usize) -> Result<(Vec<u64>, Vec<f32>), StoreError> {

@@ -47,13 +47,23 @@ impl Rng {
 }
 
 fn settings(dir: &Path) -> Arc<Settings> {
+    settings_with(dir, &[])
+}
+
+fn settings_with(dir: &Path, overrides: &[(&str, &str)]) -> Arc<Settings> {
+    let mut all = vec![("data.dir".to_string(), dir.display().to_string())];
+    all.extend(
+        overrides
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string())),
+    );
     Arc::new(
         Settings::load(LoadOptions {
             config_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/config").into()),
             environment: Some("test".into()),
             file: None,
             env_vars: Some(HashMap::new()),
-            overrides: vec![("data.dir".into(), dir.display().to_string())],
+            overrides: all,
         })
         .unwrap(),
     )
@@ -78,7 +88,15 @@ fn params() -> HnswParams {
 }
 
 async fn spawn_index(dir: &Path, definition: IndexDefinition) -> ActorRef<IndexMessage> {
-    let settings = settings(dir);
+    spawn_index_with(dir, definition, &[]).await
+}
+
+async fn spawn_index_with(
+    dir: &Path,
+    definition: IndexDefinition,
+    overrides: &[(&str, &str)],
+) -> ActorRef<IndexMessage> {
+    let settings = settings_with(dir, overrides);
     let arguments = IndexArguments {
         definition,
         dir: dir.join("vectors"),
@@ -620,5 +638,202 @@ async fn tombstones_past_the_share_are_dropped_by_a_rebuild() {
         let hits = search(&actor, query(vector.clone(), 1)).await;
         assert_eq!(hits[0].id, format!("i{i}"));
         assert_eq!(hits[0].metadata, json!({"v": 2}));
+    }
+}
+
+/// The ids of the `k` live items of `group` nearest `q` by brute force.
+fn brute_force(
+    live: &HashMap<String, (Vec<f32>, &'static str)>,
+    group: &str,
+    q: &[f32],
+    k: usize,
+) -> Vec<String> {
+    let mut scored: Vec<(f32, &String)> = live
+        .iter()
+        .filter(|(_, (_, g))| *g == group)
+        .map(|(id, (v, _))| (1.0 - v.iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), id))
+        .collect();
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    scored
+        .into_iter()
+        .take(k)
+        .map(|(_, id)| id.clone())
+        .collect()
+}
+
+fn in_group(q: &[f32], k: usize, group: &str) -> SearchRequest {
+    let mut request = query(q.to_vec(), k);
+    request.filter = Some(json!({"group": group}).as_object().unwrap().clone());
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtered_searches_are_exact_and_follow_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let dimension = 48;
+    let actor = spawn_index(dir.path(), definition("exact", dimension, params())).await;
+    let mut rng = Rng(11);
+    let groups = ["a", "b", "c"];
+    let mut live: HashMap<String, (Vec<f32>, &'static str)> = HashMap::new();
+    let mut items = Vec::new();
+    for i in 0..3000 {
+        let (vector, group) = (rng.unit_vector(dimension), groups[i % 3]);
+        items.push(item(
+            &format!("i{i}"),
+            vector.clone(),
+            json!({"group": group}),
+        ));
+        live.insert(format!("i{i}"), (vector, group));
+    }
+    for chunk in items.chunks(1000) {
+        upsert(&actor, chunk.to_vec()).await;
+    }
+    let queries: Vec<Vec<f32>> = (0..15).map(|_| rng.unit_vector(dimension)).collect();
+    let check = |live: &HashMap<String, (Vec<f32>, &'static str)>, hits: &[Hit], q: &[f32]| {
+        let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
+        assert_eq!(ids, brute_force(live, "a", q, 10));
+        for hit in hits {
+            let exact = 1.0
+                - live[&hit.id]
+                    .0
+                    .iter()
+                    .zip(q)
+                    .map(|(a, b)| a * b)
+                    .sum::<f32>();
+            assert!(
+                (hit.distance - exact).abs() < 1e-5,
+                "reported distances are exact"
+            );
+        }
+    };
+    for q in &queries {
+        check(&live, &search(&actor, in_group(q, 10, "a")).await, q);
+    }
+
+    // After the first filtered search: inserts, moves between groups,
+    // deletes; the same queries again (no stale cached results either).
+    let mut writes = Vec::new();
+    for i in 3000..3200 {
+        let vector = rng.unit_vector(dimension);
+        writes.push(item(
+            &format!("i{i}"),
+            vector.clone(),
+            json!({"group": "a"}),
+        ));
+        live.insert(format!("i{i}"), (vector, "a"));
+    }
+    for i in (0..600).step_by(3) {
+        let vector = live[&format!("i{i}")].0.clone();
+        writes.push(item(
+            &format!("i{i}"),
+            vector.clone(),
+            json!({"group": "b"}),
+        ));
+        live.insert(format!("i{i}"), (vector, "b"));
+    }
+    upsert(&actor, writes).await;
+    for i in (600..900).step_by(3) {
+        actor
+            .call(
+                |reply| IndexMessage::Delete {
+                    id: format!("i{i}"),
+                    reply,
+                },
+                Some(TIMEOUT),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        live.remove(&format!("i{i}"));
+    }
+    for q in &queries {
+        check(&live, &search(&actor, in_group(q, 10, "a")).await, q);
+    }
+
+    // A repeated search sees a write made between the two.
+    let q = &queries[0];
+    let before = search(&actor, in_group(q, 10, "a")).await;
+    assert_ne!(before[0].id, "twin");
+    upsert(&actor, vec![item("twin", q.clone(), json!({"group": "a"}))]).await;
+    let after = search(&actor, in_group(q, 10, "a")).await;
+    assert_eq!(after[0].id, "twin");
+    assert!(after[0].distance < 1e-5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_and_version_cleanup_keep_the_log_small_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = [
+        ("vectors.max_fragments", "4"),
+        ("vectors.version_retention_secs", "0"),
+    ];
+    let dimension = 8;
+    let actor = spawn_index_with(
+        dir.path(),
+        definition("log", dimension, params()),
+        &overrides,
+    )
+    .await;
+    let mut rng = Rng(3);
+    let vectors: Vec<Vec<f32>> = (0..60).map(|_| rng.unit_vector(dimension)).collect();
+    for (i, vector) in vectors.iter().enumerate() {
+        // One commit each: 60 versions and 60 fragments without upkeep.
+        upsert(
+            &actor,
+            vec![item(&format!("i{i}"), vector.clone(), json!({"i": i}))],
+        )
+        .await;
+    }
+    let dataset = dir.path().join("vectors/log.lance");
+    let versions = || {
+        std::fs::read_dir(dataset.join("_versions"))
+            .unwrap()
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while versions() > 20 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(versions() <= 20, "{} versions kept", versions());
+    let info = actor
+        .call(|reply| IndexMessage::Info { reply }, Some(TIMEOUT))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(info.fragments <= 5, "{} fragments", info.fragments);
+
+    // The idle snapshot is written beside the commits and installed whole.
+    let meta_path = dir.path().join("vectors/log.faiss.json");
+    let covered = || -> Option<u64> {
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&meta_path).ok()?).ok()?;
+        meta["max_seq"].as_u64()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while covered() != Some(60) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(covered(), Some(60), "the snapshot covers every write");
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path().join("vectors"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Everything is still there, in memory and (after a restart) in Lance.
+    actor.stop_and_wait(None, Some(TIMEOUT)).await.unwrap();
+    let actor = spawn_index_with(
+        dir.path(),
+        definition("log", dimension, params()),
+        &overrides,
+    )
+    .await;
+    assert_eq!(count(&actor).await, 60);
+    for (i, vector) in vectors.iter().enumerate() {
+        let hits = search(&actor, query(vector.clone(), 1)).await;
+        assert_eq!(hits[0].id, format!("i{i}"));
+        assert_eq!(hits[0].metadata, json!({"i": i}));
     }
 }

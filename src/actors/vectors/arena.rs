@@ -1,0 +1,309 @@
+//! Compact copies of the live vectors for exact filtered scans.
+//!
+//! A filter that leaves a few thousand candidates is answered by scoring
+//! every candidate (see `core`). Reading each one back out of faiss costs a
+//! C call, a hash lookup, an allocation and a scalar dot product — about a
+//! microsecond, three milliseconds for a role over 100k workers. The arena
+//! keeps each vector as 8-bit codes with one scale (a quarter of the f32
+//! size: 77 MB at 100k × 768) in one contiguous buffer, and scores a
+//! candidate with an AVX2 loop in tens of nanoseconds. The approximate
+//! ranking only chooses which candidates to rescore exactly from faiss, so
+//! reported distances are exact.
+//!
+//! Built on the first filtered search of an index (like the field indexes)
+//! and kept up to date by every graph insert and retirement after that.
+
+use crate::domain::vectors::Metric;
+
+/// Candidates rescored exactly per result: generous, because codes of two
+/// near-identical vectors can swap order.
+pub const RESCORE_FACTOR: usize = 4;
+/// Rescored at least this many beyond `k`.
+pub const RESCORE_EXTRA: usize = 32;
+
+pub struct Arena {
+    dimension: usize,
+    /// `dimension` codes per slot.
+    codes: Vec<i8>,
+    /// Per slot: the factor that turns codes back into the vector.
+    scales: Vec<f32>,
+    /// Per slot: the squared norm of the original vector (l2 only).
+    norms: Vec<f32>,
+    /// Slot per label (labels are seqs, so dense): `NONE` when absent.
+    slots: Vec<u32>,
+    live: usize,
+    free: Vec<u32>,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl Arena {
+    pub fn new(dimension: usize) -> Self {
+        Self {
+            dimension,
+            codes: Vec::new(),
+            scales: Vec::new(),
+            norms: Vec::new(),
+            slots: Vec::new(),
+            live: 0,
+            free: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    fn slot(&self, label: u64) -> Option<u32> {
+        self.slots
+            .get(label as usize)
+            .copied()
+            .filter(|&slot| slot != NONE)
+    }
+
+    /// Bytes held, for the memory gauge and the docs.
+    pub fn bytes(&self) -> usize {
+        self.codes.capacity()
+            + (self.scales.capacity() + self.norms.capacity() + self.slots.capacity()) * 4
+    }
+
+    /// Stores `vector` under `label` (replacing any earlier one).
+    pub fn insert(&mut self, label: u64, vector: &[f32]) {
+        debug_assert_eq!(vector.len(), self.dimension);
+        let max = vector.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+        let slot = match self.slot(label) {
+            Some(slot) => slot,
+            None => match self.free.pop() {
+                Some(slot) => slot,
+                None => {
+                    let slot = self.scales.len() as u32;
+                    self.codes.resize(self.codes.len() + self.dimension, 0);
+                    self.scales.push(0.0);
+                    self.norms.push(0.0);
+                    slot
+                }
+            },
+        };
+        let start = slot as usize * self.dimension;
+        for (code, x) in self.codes[start..start + self.dimension]
+            .iter_mut()
+            .zip(vector)
+        {
+            *code = (x / scale).round().clamp(-127.0, 127.0) as i8;
+        }
+        self.scales[slot as usize] = scale;
+        self.norms[slot as usize] = vector.iter().map(|x| x * x).sum();
+        let index = label as usize;
+        if index >= self.slots.len() {
+            self.slots.resize((index + 1).next_power_of_two(), NONE);
+        }
+        if self.slots[index] == NONE {
+            self.live += 1;
+        }
+        self.slots[index] = slot;
+    }
+
+    pub fn contains(&self, label: u64) -> bool {
+        self.slot(label).is_some()
+    }
+
+    pub fn remove(&mut self, label: u64) {
+        if let Some(slot) = self.slot(label) {
+            self.slots[label as usize] = NONE;
+            self.live -= 1;
+            self.free.push(slot);
+        }
+    }
+
+    /// Approximate distances of `labels` from `query` (see [`Arena::distance`]),
+    /// pushed as `(label, distance)`; labels the arena lacks are skipped.
+    /// Sorting `labels` first makes the reads run forward through memory.
+    pub fn distances(
+        &self,
+        metric: Metric,
+        query: &[f32],
+        labels: &[u64],
+        out: &mut Vec<(u64, f32)>,
+    ) {
+        let kernel = kernel();
+        let slots: Vec<(u64, usize)> = labels
+            .iter()
+            .filter_map(|&label| Some((label, self.slot(label)? as usize)))
+            .collect();
+        out.reserve(slots.len());
+        for (i, &(label, slot)) in slots.iter().enumerate() {
+            if let Some(&(_, ahead)) = slots.get(i + PREFETCH_AHEAD) {
+                prefetch(&self.codes[ahead * self.dimension..(ahead + 1) * self.dimension]);
+            }
+            let start = slot * self.dimension;
+            let dot = self.scales[slot] * kernel(query, &self.codes[start..start + self.dimension]);
+            out.push((label, self.finish(metric, slot, dot)));
+        }
+    }
+
+    fn finish(&self, metric: Metric, slot: usize, dot: f32) -> f32 {
+        match metric {
+            Metric::Cosine => 1.0 - dot,
+            Metric::InnerProduct => -dot,
+            // |q - x|² = |q|² - 2 q·x + |x|²; |q|² is the same for every
+            // candidate, so it can be left out of a ranking.
+            Metric::L2 => self.norms[slot] - 2.0 * dot,
+        }
+    }
+
+    /// The approximate distance of `label` from `query` under `metric`
+    /// (smaller is nearer), or `None` if the arena does not hold it.
+    pub fn distance(&self, metric: Metric, query: &[f32], label: u64) -> Option<f32> {
+        let slot = self.slot(label)? as usize;
+        let start = slot * self.dimension;
+        let dot = self.scales[slot] * dot_i8(query, &self.codes[start..start + self.dimension]);
+        Some(self.finish(metric, slot, dot))
+    }
+}
+
+/// Candidates ahead whose codes are prefetched while one is scored.
+const PREFETCH_AHEAD: usize = 4;
+
+fn prefetch(codes: &[i8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in codes.chunks(64) {
+        // SAFETY: a prefetch is a hint; the address is inside `codes`.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr())
+        };
+    }
+}
+
+type Kernel = fn(&[f32], &[i8]) -> f32;
+
+/// The dot-product kernel for this CPU, chosen once.
+fn kernel() -> Kernel {
+    static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+    *KERNEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return dot_i8_avx2_safe;
+            }
+        }
+        dot_i8_portable
+    })
+}
+
+/// `Σ q_i · c_i`, with AVX2 and FMA when the CPU has them.
+pub fn dot_i8(query: &[f32], codes: &[i8]) -> f32 {
+    kernel()(query, codes)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn dot_i8_avx2_safe(query: &[f32], codes: &[i8]) -> f32 {
+    // SAFETY: only chosen by `kernel` after the CPU reported AVX2 and FMA.
+    unsafe { dot_i8_avx2(query, codes) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_i8_avx2(query: &[f32], codes: &[i8]) -> f32 {
+    // The same loop; compiled with AVX2 the compiler vectorises it.
+    dot_i8_portable(query, codes)
+}
+
+/// Sixteen independent accumulators so the loop vectorises (a single
+/// running sum would have to keep the scalar order of additions).
+#[inline(always)]
+fn dot_i8_portable(query: &[f32], codes: &[i8]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let q_chunks = query.chunks_exact(LANES);
+    let c_chunks = codes.chunks_exact(LANES);
+    let q_rest = q_chunks.remainder();
+    let c_rest = c_chunks.remainder();
+    for (q, c) in q_chunks.zip(c_chunks) {
+        for lane in 0..LANES {
+            acc[lane] += q[lane] * c[lane] as f32;
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for (q, c) in q_rest.iter().zip(c_rest) {
+        sum += q * *c as f32;
+    }
+    sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg_vector(seed: u64, dimension: usize) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let mut v: Vec<f32> = (0..dimension)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+        v
+    }
+
+    #[test]
+    fn approximate_distances_are_close_to_exact_ones() {
+        let dimension = 771; // not a multiple of the lane count
+        let mut arena = Arena::new(dimension);
+        let query = lcg_vector(999, dimension);
+        for label in 0..200u64 {
+            let vector = lcg_vector(label, dimension);
+            arena.insert(label, &vector);
+            let exact_dot: f32 = query.iter().zip(&vector).map(|(a, b)| a * b).sum();
+            let norm: f32 = vector.iter().map(|x| x * x).sum();
+            for (metric, exact) in [
+                (Metric::Cosine, 1.0 - exact_dot),
+                (Metric::InnerProduct, -exact_dot),
+                (Metric::L2, norm - 2.0 * exact_dot),
+            ] {
+                let approx = arena.distance(metric, &query, label).unwrap();
+                assert!(
+                    (approx - exact).abs() < 0.01,
+                    "{metric:?} label {label}: {approx} vs {exact}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn removed_slots_are_reused_and_forgotten() {
+        let mut arena = Arena::new(8);
+        arena.insert(1, &[1.0; 8]);
+        arena.insert(2, &[-1.0; 8]);
+        arena.remove(1);
+        assert!(arena.distance(Metric::InnerProduct, &[1.0; 8], 1).is_none());
+        arena.insert(3, &[0.5; 8]);
+        assert_eq!(arena.len(), 2);
+        assert_eq!(arena.scales.len(), 2, "the freed slot was reused");
+        let d2 = arena.distance(Metric::InnerProduct, &[1.0; 8], 2).unwrap();
+        let d3 = arena.distance(Metric::InnerProduct, &[1.0; 8], 3).unwrap();
+        assert!(
+            (d2 - 8.0).abs() < 1e-4 && (d3 + 4.0).abs() < 1e-4,
+            "{d2} {d3}"
+        );
+    }
+
+    #[test]
+    fn the_avx2_and_portable_kernels_agree() {
+        let query = lcg_vector(7, 768);
+        let codes: Vec<i8> = (0..768).map(|i| ((i * 37) % 255) as i8).collect();
+        let fast = dot_i8(&query, &codes);
+        let slow: f32 = query.iter().zip(&codes).map(|(q, c)| q * *c as f32).sum();
+        assert!((fast - slow).abs() < 1e-3, "{fast} vs {slow}");
+    }
+}
