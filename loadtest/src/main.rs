@@ -661,7 +661,14 @@ async fn run_scenario(shared: &Shared, scenario: usize, rng: &mut Rng) -> Result
                 1.0,
             )
             .await?;
-            let replay = search(shared, &body).await?;
+            // Other clients record the same role and city meanwhile, and
+            // their boosts may push this worker down a few places: look in
+            // a wider list, as a coordinator scrolling the page would.
+            let replay = search(
+                shared,
+                &json!({"query": query, "k": 20, "role": sample.role, "use_playbook": true}),
+            )
+            .await?;
             let boosted = replay
                 .iter()
                 .any(|h| h["worker_id"] == chosen.as_str() && h["boosted"] == true);
