@@ -86,6 +86,7 @@ impl ConfigArgs {
 }
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let args = match &cli.command {
         Command::Serve(args) | Command::Doctor(args) => args,
@@ -189,5 +190,27 @@ fn doctor(settings: &Settings) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// glibc gives each thread that allocates under contention its own heap
+/// ("arena"), up to 8 per core, and memory freed in one is not reused by
+/// another: with tokio, the blocking pool, faiss and Lance threads, the
+/// 100k-worker mix measured ~960 MB resident against ~720 MB with two
+/// arenas, at the same throughput. Must run before any thread starts.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_ARENA_MAX: i32 = -8;
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            // SAFETY: mallopt only sets an allocator parameter; called
+            // before any other thread exists.
+            unsafe {
+                mallopt(M_ARENA_MAX, 2);
+            }
+        }
     }
 }

@@ -59,6 +59,7 @@ pub struct Metrics {
     pub vector_index_items: IntGaugeVec,
     pub vector_search_duration: HistogramVec,
     pub vector_maintenance_duration: HistogramVec,
+    pub vector_commit_duration: HistogramVec,
     pub lance_commits: IntCounterVec,
 }
 
@@ -151,12 +152,22 @@ impl Metrics {
             HistogramOpts::new(
                 "lakehouse_vector_maintenance_duration_seconds",
                 "Maintenance steps of a vector index: snapshot_copy, rebuild, delete_superseded \
-                 and compact hold up its commits; snapshot_write and remove_old_versions run beside them.",
+                 hold up its commits; compact, remove_old_versions and snapshot_write (unless the graph is over 128 MB) run beside them.",
             )
             .buckets(vec![
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ]),
             &["index", "step"],
+        )?;
+        let vector_commit_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "lakehouse_vector_commit_duration_seconds",
+                "One group commit of a vector index, by stage: append (Lance), apply (graph insert and publish).",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ]),
+            &["index", "stage"],
         )?;
         let lance_commits = IntCounterVec::new(
             Opts::new(
@@ -176,6 +187,7 @@ impl Metrics {
         registry.register(Box::new(vector_index_items.clone()))?;
         registry.register(Box::new(vector_search_duration.clone()))?;
         registry.register(Box::new(vector_maintenance_duration.clone()))?;
+        registry.register(Box::new(vector_commit_duration.clone()))?;
         registry.register(Box::new(lance_commits.clone()))?;
 
         Ok(Self {
@@ -191,6 +203,7 @@ impl Metrics {
             vector_index_items,
             vector_search_duration,
             vector_maintenance_duration,
+            vector_commit_duration,
             lance_commits,
         })
     }

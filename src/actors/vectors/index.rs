@@ -155,8 +155,8 @@ struct Stats {
     snapshot_running: AtomicBool,
     /// The last background snapshot failed: write one at the next step.
     snapshot_failed: AtomicBool,
-    /// Old Lance versions are being removed beside the commits.
-    cleanup_running: AtomicBool,
+    /// Compaction and old-version removal are running beside the commits.
+    upkeep_running: AtomicBool,
 }
 
 /// What only the commit task touches (one at a time, under the lock).
@@ -713,11 +713,26 @@ async fn commit(pipeline: &Arc<Pipeline>, group: Vec<Batch>, idle: bool) -> Resu
         outcomes.push(failure.map_or(Ok(outcome), Err));
     }
 
-    let committed = if rows.is_empty() {
-        Ok(writer.store.version())
-    } else {
-        writer.store.append(&rows).await
+    // The graph insert runs while Lance writes: the new labels stay
+    // invisible until `publish`, and if the append fails the index is
+    // reloaded from Lance anyway.
+    let append = async {
+        let started = Instant::now();
+        let committed = if rows.is_empty() {
+            Ok(writer.store.version())
+        } else {
+            writer.store.append(&rows).await
+        };
+        observe_commit(pipeline, "append", started);
+        committed
     };
+    let insert = async {
+        let started = Instant::now();
+        let applied = apply(pipeline, &rows).await;
+        observe_commit(pipeline, "apply", started);
+        applied
+    };
+    let (committed, applied) = tokio::join!(append, insert);
     if let Err(err) = committed {
         tracing::error!(index = %pipeline.name, %err, rows = rows.len(), "Lance commit failed; nothing acknowledged");
         for batch in group {
@@ -737,7 +752,6 @@ async fn commit(pipeline: &Arc<Pipeline>, group: Vec<Batch>, idle: bool) -> Resu
     }
 
     // Durable: now make it visible, then acknowledge.
-    let applied = apply(pipeline, &rows).await;
     let max_seq = writer.next_seq.saturating_sub(1);
     match applied {
         Ok(()) => {
@@ -819,8 +833,9 @@ async fn apply(pipeline: &Pipeline, rows: &[LogRow]) -> Result<(), String> {
 /// After a commit: snapshot when due, drop superseded rows from Lance,
 /// compact fragments, remove old versions. Failures are logged; the data
 /// stays correct. Only what must see a quiet index runs here, under the
-/// writer lock: the snapshot's copy of the graph (the file is written by a
-/// background task) and the Lance rewrites.
+/// writer lock: the graph rebuild, the snapshot's copy of the graph (the
+/// file is written by a background task) and the deletes; compaction and
+/// version removal run beside the commits.
 async fn maintain(pipeline: &Arc<Pipeline>, writer: &mut Writer, idle: bool) {
     let settings = &pipeline.settings;
     let (graph, tombstones) = pipeline.core.graph_size();
@@ -859,7 +874,22 @@ async fn maintain(pipeline: &Arc<Pipeline>, writer: &mut Writer, idle: bool) {
     let due = writer.force_snapshot
         || writer.rows_since_snapshot >= threshold
         || (idle && writer.rows_since_snapshot > 0);
-    if due && !pipeline.stats.snapshot_running.swap(true, Ordering::SeqCst) {
+    let copy_bytes = graph as usize * pipeline.core.definition.dimension * 4;
+    if due && copy_bytes > SNAPSHOT_COPY_LIMIT_BYTES {
+        // Too big to copy (the copy would double the index's memory): write
+        // it here, holding up this index's commits but not its searches.
+        if !pipeline.stats.snapshot_running.load(Ordering::SeqCst) {
+            let started = Instant::now();
+            match write_snapshot(pipeline, writer.store.version()).await {
+                Ok(()) => {
+                    writer.rows_since_snapshot = 0;
+                    writer.force_snapshot = false;
+                }
+                Err(err) => tracing::warn!(index = %pipeline.name, %err, "snapshot failed"),
+            }
+            observe_maintenance(pipeline, "snapshot_write", started);
+        }
+    } else if due && !pipeline.stats.snapshot_running.swap(true, Ordering::SeqCst) {
         let started = Instant::now();
         match start_snapshot(pipeline, writer.store.version()).await {
             Ok(()) => {
@@ -901,21 +931,28 @@ async fn maintain(pipeline: &Arc<Pipeline>, writer: &mut Writer, idle: bool) {
         }
         observe_maintenance(pipeline, "delete_superseded", started);
     }
-    if writer.store.small_fragments() > settings.max_fragments {
-        let started = Instant::now();
-        match writer.store.compact().await {
-            Ok(()) => {
-                pipeline
-                    .metrics
-                    .lance_commits
-                    .with_label_values(&[&format!("vectors/{}", pipeline.name)])
-                    .inc();
-                start_version_cleanup(pipeline, writer.store.dataset());
-            }
-            Err(err) => tracing::warn!(index = %pipeline.name, %err, "compaction failed"),
-        }
-        observe_maintenance(pipeline, "compact", started);
+    let target = if writer.store.fragments() > store::MAX_FRAGMENTS_TOTAL {
+        Some(store::MERGE_TARGET_ROWS)
+    } else if writer.store.fragments_below(store::COMPACT_TARGET_ROWS) > settings.max_fragments {
+        Some(store::COMPACT_TARGET_ROWS)
+    } else {
+        None
+    };
+    if let Some(target) = target {
+        start_lance_upkeep(pipeline, writer.store.dataset(), target);
     }
+}
+
+/// Graphs whose vectors take more than this are snapshotted in place
+/// rather than copied and written in the background.
+const SNAPSHOT_COPY_LIMIT_BYTES: usize = 128 << 20;
+
+fn observe_commit(pipeline: &Pipeline, stage: &str, started: Instant) {
+    pipeline
+        .metrics
+        .vector_commit_duration
+        .with_label_values(&[&pipeline.name, stage])
+        .observe(started.elapsed().as_secs_f64());
 }
 
 fn observe_maintenance(pipeline: &Pipeline, step: &str, started: Instant) {
@@ -987,13 +1024,24 @@ async fn write_snapshot_copy(
     Ok(())
 }
 
-/// Removes old Lance versions in the background (one run at a time).
-fn start_version_cleanup(pipeline: &Arc<Pipeline>, dataset: lance::Dataset) {
-    if pipeline.stats.cleanup_running.swap(true, Ordering::SeqCst) {
+/// Compacts the Lance dataset, then removes its old versions, beside the
+/// commits (one run at a time).
+fn start_lance_upkeep(pipeline: &Arc<Pipeline>, mut dataset: lance::Dataset, target_rows: usize) {
+    if pipeline.stats.upkeep_running.swap(true, Ordering::SeqCst) {
         return;
     }
     let pipeline = pipeline.clone();
     tokio::spawn(async move {
+        let started = Instant::now();
+        match store::compact(&mut dataset, target_rows).await {
+            Ok(()) => pipeline
+                .metrics
+                .lance_commits
+                .with_label_values(&[&format!("vectors/{}", pipeline.name)])
+                .inc(),
+            Err(err) => tracing::warn!(index = %pipeline.name, %err, "compaction failed"),
+        }
+        observe_maintenance(&pipeline, "compact", started);
         let started = Instant::now();
         let retention = Duration::from_secs(pipeline.settings.version_retention_secs);
         match store::remove_old_versions(&dataset, retention).await {
@@ -1008,10 +1056,7 @@ fn start_version_cleanup(pipeline: &Arc<Pipeline>, dataset: lance::Dataset) {
             }
         }
         observe_maintenance(&pipeline, "remove_old_versions", started);
-        pipeline
-            .stats
-            .cleanup_running
-            .store(false, Ordering::SeqCst);
+        pipeline.stats.upkeep_running.store(false, Ordering::SeqCst);
     });
 }
 

@@ -46,8 +46,15 @@ impl From<ArrowError> for StoreError {
     }
 }
 
-/// Compaction merges fragments into ones of this many rows.
-pub const COMPACT_TARGET_ROWS: usize = 16_384;
+/// Routine compaction merges the small appends into fragments of this many
+/// rows: small, so one compaction rewrites at most a few thousand rows
+/// (a few ms) and never the bulk of the log.
+pub const COMPACT_TARGET_ROWS: usize = 2_048;
+/// When an index has more fragments than [`MAX_FRAGMENTS_TOTAL`] (about
+/// half a million rows written), the routine fragments are merged into
+/// ones of this many rows. Rare, and slower.
+pub const MERGE_TARGET_ROWS: usize = 65_536;
+pub const MAX_FRAGMENTS_TOTAL: usize = 256;
 
 /// One write, as stored.
 #[derive(Debug, Clone)]
@@ -168,15 +175,12 @@ impl VectorStore {
         self.dataset.count_fragments()
     }
 
-    /// Fragments below the compaction target (those a compaction merges).
-    pub fn small_fragments(&self) -> usize {
+    /// Fragments below `target_rows` (those a compaction to it merges).
+    pub fn fragments_below(&self, target_rows: usize) -> usize {
         self.dataset
             .fragments()
             .iter()
-            .filter(|f| {
-                f.physical_rows
-                    .is_none_or(|rows| rows < COMPACT_TARGET_ROWS)
-            })
+            .filter(|f| f.physical_rows.is_none_or(|rows| rows < target_rows))
             .count()
     }
 
@@ -290,20 +294,22 @@ impl VectorStore {
         }
         Ok(commits)
     }
+}
 
-    /// Merges small fragments (and materialises deletions) into fragments
-    /// of up to [`COMPACT_TARGET_ROWS`]. Fragments at the target are left
-    /// alone, so a compaction rewrites the recent small appends, not the
-    /// whole log (Lance's default target of a million rows would rewrite
-    /// everything below it every time).
-    pub async fn compact(&mut self) -> Result<(), StoreError> {
-        let options = CompactionOptions {
-            target_rows_per_fragment: COMPACT_TARGET_ROWS,
-            ..CompactionOptions::default()
-        };
-        compact_files(&mut self.dataset, options, None).await?;
-        Ok(())
-    }
+/// Merges fragments below `target_rows` (and materialises deletions) into
+/// fragments of up to `target_rows`. Fragments at the target are left
+/// alone: Lance's default target of a million rows would rewrite the whole
+/// log below it every time. Runs on its own handle beside the writer: a
+/// Rewrite commits alongside concurrent Appends (Lance rebases them); a
+/// concurrent Delete of the same fragments makes one of the two fail
+/// retryably, and it is tried again later.
+pub async fn compact(dataset: &mut Dataset, target_rows: usize) -> Result<(), StoreError> {
+    let options = CompactionOptions {
+        target_rows_per_fragment: target_rows,
+        ..CompactionOptions::default()
+    };
+    compact_files(dataset, options, None).await?;
+    Ok(())
 }
 
 /// Removes the versions older than `retention` and the files only they
