@@ -132,6 +132,11 @@ pub struct MatrixSettings {
     pub playbook_max_distance: f32,
     /// Nearest recordings considered per search.
     pub playbook_candidates: usize,
+    /// Graph parameters of `playbook_memory` when it is created. Searches
+    /// of it always filter by role and are answered by an exact scan, so
+    /// its graph only serves unfiltered searches: a cheaper graph makes
+    /// every recording cheaper.
+    pub playbook_hnsw: crate::domain::vectors::HnswParams,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -420,6 +425,9 @@ impl Settings {
             "matrix.playbook_candidates",
             "must be between 1 and 1000",
         )?;
+        if let Err(err) = self.matrix.playbook_hnsw.validate() {
+            check(false, "matrix.playbook_hnsw", &err.to_string())?;
+        }
         if let Some(url) = self.storage.url.as_deref().filter(|u| !u.is_empty()) {
             check(
                 url.starts_with("s3://") && url.len() > 5,

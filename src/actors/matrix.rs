@@ -21,7 +21,7 @@ use crate::domain::matrix::{
     apply_playbook, best_scores, boost_factor, MatrixHit, MatrixInvalid, MatrixResults,
     MatrixSearch, PlaybookRecord, Recorded,
 };
-use crate::domain::vectors::{dot, CreateIndex, Hit, ItemInput, SearchRequest};
+use crate::domain::vectors::{dot, CreateIndex, Hit, HnswOverrides, ItemInput, SearchRequest};
 use crate::supervision::{CallError, Directory, Fault};
 
 pub const NAME: &str = "matrix";
@@ -124,10 +124,10 @@ impl Context {
         let texts = vec![text.to_string()];
         let embedded = self
             .directory
-            .call(
+            .call_idempotent(
                 embed::NAME,
                 |reply| EmbedMessage::Embed {
-                    texts,
+                    texts: texts.clone(),
                     model: None,
                     reply,
                 },
@@ -145,10 +145,16 @@ impl Context {
     async fn index_call<T: Send + 'static>(
         &self,
         index: &str,
-        build: impl FnOnce(RpcReplyPort<T>) -> IndexMessage,
+        build: impl Fn(RpcReplyPort<T>) -> IndexMessage,
     ) -> Result<Option<T>, MatrixError> {
         let actor = actor_name(index);
-        match self.directory.call(&actor, build, self.timeout).await {
+        // Every index request the matrix makes is a read or an upsert by
+        // id: a restart of the index is waited out, not reported.
+        match self
+            .directory
+            .call_idempotent(&actor, build, self.timeout)
+            .await
+        {
             Ok(reply) => Ok(Some(reply)),
             Err(CallError::Unavailable { .. }) if !self.index_exists(index) => Ok(None),
             Err(err) => Err(err.into()),
@@ -184,7 +190,7 @@ impl Context {
         };
         let hits = self
             .index_call(WORKERS, |reply| IndexMessage::Search {
-                request: search,
+                request: search.clone(),
                 reply,
             })
             .await?
@@ -253,7 +259,7 @@ impl Context {
         };
         let hits = match self
             .index_call(PLAYBOOK, |reply| IndexMessage::Search {
-                request: search,
+                request: search.clone(),
                 reply,
             })
             .await?
@@ -282,7 +288,10 @@ impl Context {
         request.check()?;
         let ids = request.worker_ids.clone();
         let known = self
-            .index_call(WORKERS, |reply| IndexMessage::Lookup { ids, reply })
+            .index_call(WORKERS, |reply| IndexMessage::Lookup {
+                ids: ids.clone(),
+                reply,
+            })
             .await?
             .ok_or(MatrixError::NoWorkers)?;
         let unknown: Vec<String> = request
@@ -311,7 +320,10 @@ impl Context {
         for attempt in 0..2 {
             let items = vec![item.clone()];
             match self
-                .index_call(PLAYBOOK, |reply| IndexMessage::Upsert { items, reply })
+                .index_call(PLAYBOOK, |reply| IndexMessage::Upsert {
+                    items: items.clone(),
+                    reply,
+                })
                 .await?
             {
                 Some(result) => {
@@ -337,7 +349,11 @@ impl Context {
             name: PLAYBOOK.to_string(),
             dimension,
             metric: None,
-            hnsw: None,
+            hnsw: Some(HnswOverrides {
+                m: Some(self.settings.playbook_hnsw.m),
+                ef_construction: Some(self.settings.playbook_hnsw.ef_construction),
+                ef_search: Some(self.settings.playbook_hnsw.ef_search),
+            }),
         };
         let created = self
             .directory

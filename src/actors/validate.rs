@@ -97,7 +97,14 @@ async fn lookup_workers(
 ) -> Result<HashMap<String, WorkerFacts>, CallError> {
     let actor = actor_name(WORKERS);
     let found = match directory
-        .call(&actor, |reply| IndexMessage::Lookup { ids, reply }, timeout)
+        .call_idempotent(
+            &actor,
+            |reply| IndexMessage::Lookup {
+                ids: ids.clone(),
+                reply,
+            },
+            timeout,
+        )
         .await
     {
         Ok(found) => found,

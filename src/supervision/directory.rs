@@ -20,6 +20,9 @@ use super::spec::FaultFn;
 
 static NEXT_NAMESPACE: AtomicU64 = AtomicU64::new(1);
 
+/// How often a caller waiting for a restarting actor looks for it again.
+const RESTART_POLL: Duration = Duration::from_millis(5);
+
 /// Why a call to a named actor did not produce a reply.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CallError {
@@ -140,6 +143,48 @@ impl Directory {
                 timeout_ms: timeout.as_millis() as u64,
             }),
             Ok(CallResult::SenderError) | Err(_) => Err(unavailable()),
+        }
+    }
+
+    /// Like [`Directory::call`], for requests that are safe to send again
+    /// (reads, and writes that are idempotent by id): while the actor is
+    /// restarting — not registered yet, or it died with the request in its
+    /// mailbox — the request waits for the next incarnation and is sent
+    /// again, all within `timeout`. A supervised restart then costs the
+    /// caller latency, not an error. A name that is not part of the tree
+    /// (or an actor that stays down past the deadline) is still an error.
+    pub async fn call_idempotent<M, T, F>(
+        &self,
+        name: &str,
+        build: F,
+        timeout: Duration,
+    ) -> Result<T, CallError>
+    where
+        M: Message,
+        T: Send + 'static,
+        F: Fn(RpcReplyPort<T>) -> M,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(CallError::Timeout {
+                    actor: name.to_string(),
+                    timeout_ms: timeout.as_millis() as u64,
+                });
+            }
+            match self.call(name, &build, remaining).await {
+                Err(CallError::Unavailable { .. }) if self.known(name) => {
+                    tokio::time::sleep(RESTART_POLL.min(remaining)).await;
+                }
+                Err(CallError::Timeout { .. }) => {
+                    return Err(CallError::Timeout {
+                        actor: name.to_string(),
+                        timeout_ms: timeout.as_millis() as u64,
+                    })
+                }
+                outcome => return outcome,
+            }
         }
     }
 

@@ -28,6 +28,8 @@ enum ProbeMessage {
     Exit,
     /// Panic while the caller is waiting for this reply.
     PanicHolding(RpcReplyPort<()>),
+    /// Reply with the actor's name.
+    Echo(RpcReplyPort<String>),
     Fault(Fault),
 }
 
@@ -84,6 +86,9 @@ impl Actor for Probe {
         match message {
             ProbeMessage::Exit => myself.stop(None),
             ProbeMessage::PanicHolding(_reply) => panic!("{} panics mid-call", state.name),
+            ProbeMessage::Echo(reply) => {
+                let _ = reply.send(state.name.clone());
+            }
             ProbeMessage::Fault(fault) => fault.apply(&state.name).await?,
         }
         Ok(())
@@ -448,6 +453,49 @@ async fn a_caller_waiting_on_an_actor_that_panics_gets_an_error_at_once() {
         started.elapsed()
     );
     eventually("a restarted", || running_with(&board, "a", 1)).await;
+}
+
+#[tokio::test]
+async fn an_idempotent_call_waits_out_a_restart_instead_of_failing() {
+    let tree = Tree::new();
+    let (_sup, board) = tree
+        .start(Strategy::OneForOne, 5, vec![tree.probe("a", 0)])
+        .await
+        .unwrap();
+    let first = tree.id("a").unwrap();
+
+    // The request queues behind the panic in the dying actor's mailbox and
+    // is dropped with it; it is sent again to the next incarnation.
+    tree.panic("a");
+    let reply = tree
+        .directory
+        .call_idempotent::<ProbeMessage, String, _>("a", ProbeMessage::Echo, Duration::from_secs(5))
+        .await;
+    assert_eq!(reply, Ok("a".to_string()));
+    eventually("a restarted", || running_with(&board, "a", 1)).await;
+    assert_ne!(
+        tree.id("a").unwrap(),
+        first,
+        "answered by a new incarnation"
+    );
+
+    // A name that is not in the tree still fails at once.
+    let started = Instant::now();
+    let missing = tree
+        .directory
+        .call_idempotent::<ProbeMessage, String, _>(
+            "nobody",
+            ProbeMessage::Echo,
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(
+        missing,
+        Err(CallError::Unavailable {
+            actor: "nobody".into()
+        })
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
 }
 
 #[tokio::test]

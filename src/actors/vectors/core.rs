@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use super::arena::{Arena, RESCORE_EXTRA, RESCORE_FACTOR};
 use super::hnsw::{Hnsw, HnswError};
+use super::HotFields;
 use crate::domain::vectors::{filter_key, Hit, IndexDefinition, Metric};
 
 /// Graph inserts per write-lock acquisition: small enough that searches
@@ -95,6 +96,8 @@ pub struct Core {
     /// refreshed, the same order searched by several coordinators — cost
     /// a lookup. `None` when disabled.
     results: Option<Mutex<LruCache<u64, CachedResult>>>,
+    /// Fields filtered on, remembered across incarnations.
+    hot_fields: HotFields,
 }
 
 struct CachedResult {
@@ -154,8 +157,14 @@ pub enum Applied<'a> {
 
 impl Core {
     /// `cache_entries`: how many recent results to keep (0: none).
-    pub fn new(definition: IndexDefinition, hnsw: Hnsw, cache_entries: usize) -> Self {
+    pub fn new(
+        definition: IndexDefinition,
+        hnsw: Hnsw,
+        cache_entries: usize,
+        hot_fields: HotFields,
+    ) -> Self {
         Self {
+            hot_fields,
             results: NonZeroUsize::new(cache_entries).map(|n| Mutex::new(LruCache::new(n))),
             definition,
             inner: RwLock::new(CoreInner {
@@ -299,6 +308,44 @@ impl Core {
         Ok(())
     }
 
+    /// Builds the lookups of every field filtered on before (by this or an
+    /// earlier incarnation) and the vector arena.
+    pub fn prepare_filters(&self) -> Result<(), HnswError> {
+        let fields: Vec<String> = self.hot_fields.lock().iter().cloned().collect();
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+        let mut inner = self.inner.write();
+        let inner = &mut *inner;
+        // Two independent passes (metadata, vectors): one thread each.
+        let (built, arena) = std::thread::scope(|scope| {
+            let arena = scope.spawn(|| {
+                if inner.arena.is_some() {
+                    return Ok(None);
+                }
+                Arena::from_graph(
+                    &inner.hnsw,
+                    inner.by_label.keys().copied(),
+                    self.definition.dimension,
+                )
+                .map(Some)
+            });
+            let built = index_fields_of(&inner.rows, &fields);
+            (built, arena.join())
+        });
+        for (field, values) in built {
+            inner.fields.entry(field).or_insert(values);
+        }
+        match arena {
+            Ok(Ok(Some(arena))) => inner.arena = Some(arena),
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => return Err(err),
+            Err(_) => return Err(HnswError("building the vector arena panicked".into())),
+        }
+        Ok(())
+    }
+
     /// Runs `f` with the graph under the read lock (snapshots).
     pub fn with_graph<T>(&self, f: impl FnOnce(&Hnsw, u64) -> T) -> T {
         let inner = self.inner.read();
@@ -307,12 +354,22 @@ impl Core {
 
     /// The k nearest live items passing the filter and not excluded.
     pub fn search(&self, query: &Query) -> Result<Vec<Hit>, HnswError> {
-        for (field, _) in &query.filter {
-            if !self.inner.read().fields.contains_key(field) {
-                let mut inner = self.inner.write();
-                inner.build_field(field);
-                inner.build_arena(self.definition.dimension)?;
-            }
+        let missing: Vec<&str> = {
+            let inner = self.inner.read();
+            query
+                .filter
+                .iter()
+                .map(|(field, _)| field.as_str())
+                .filter(|field| !inner.fields.contains_key(*field))
+                .collect()
+        };
+        if !missing.is_empty() {
+            self.hot_fields
+                .lock()
+                .extend(missing.iter().map(|f| f.to_string()));
+            let mut inner = self.inner.write();
+            inner.build_fields(&missing);
+            inner.build_arena(self.definition.dimension)?;
         }
         let key = query.cache_key();
         let max_seq = self.inner.read().max_seq;
@@ -455,32 +512,24 @@ impl CoreInner {
         }
     }
 
-    /// Indexes one metadata field over every live row (first filter on it).
-    fn build_field(&mut self, field: &str) {
-        if self.fields.contains_key(field) {
-            return;
+    /// Indexes metadata fields over every live row (first filter on them).
+    fn build_fields(&mut self, fields: &[&str]) {
+        let missing: Vec<&str> = fields
+            .iter()
+            .copied()
+            .filter(|f| !self.fields.contains_key(*f))
+            .collect();
+        for (field, values) in index_fields_of(&self.rows, &missing) {
+            self.fields.insert(field, values);
         }
-        let mut values: HashMap<String, HashSet<u64>> = HashMap::new();
-        for entry in self.rows.values() {
-            if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&entry.metadata) {
-                if let Some(key) = map.get(field).and_then(filter_key) {
-                    values.entry(key).or_default().insert(entry.seq);
-                }
-            }
-        }
-        self.fields.insert(field.to_string(), values);
     }
 
     /// Copies every live vector into the arena (first filtered search).
     fn build_arena(&mut self, dimension: usize) -> Result<(), HnswError> {
-        if self.arena.is_some() {
-            return Ok(());
+        if self.arena.is_none() {
+            let labels = self.by_label.keys().copied();
+            self.arena = Some(Arena::from_graph(&self.hnsw, labels, dimension)?);
         }
-        let mut arena = Arena::new(dimension);
-        for &label in self.by_label.keys() {
-            arena.insert(label, &self.hnsw.reconstruct(label)?);
-        }
-        self.arena = Some(arena);
         Ok(())
     }
 
@@ -560,4 +609,26 @@ impl CoreInner {
         shortlist.truncate(query.k);
         Ok(shortlist)
     }
+}
+
+/// Per field: value key -> labels of the rows with that value, parsing each
+/// row's metadata once for all the fields.
+fn index_fields_of(
+    rows: &HashMap<String, Entry>,
+    fields: &[&str],
+) -> Vec<(String, HashMap<String, HashSet<u64>>)> {
+    if fields.is_empty() {
+        return Vec::new();
+    }
+    let mut built: Vec<HashMap<String, HashSet<u64>>> = vec![HashMap::new(); fields.len()];
+    for entry in rows.values() {
+        if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&entry.metadata) {
+            for (field, values) in fields.iter().zip(built.iter_mut()) {
+                if let Some(key) = map.get(*field).and_then(filter_key) {
+                    values.entry(key).or_default().insert(entry.seq);
+                }
+            }
+        }
+    }
+    fields.iter().map(|f| f.to_string()).zip(built).collect()
 }

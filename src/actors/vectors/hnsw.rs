@@ -143,12 +143,18 @@ impl Hnsw {
     /// The stored vector of `label` (IDMap2 keeps the reverse map).
     pub fn reconstruct(&self, label: u64) -> Result<Vec<f32>, HnswError> {
         let mut out = vec![0f32; self.dimension];
+        self.reconstruct_into(label, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Hnsw::reconstruct`], into a caller's buffer of `dimension`.
+    pub fn reconstruct_into(&self, label: u64, out: &mut [f32]) -> Result<(), HnswError> {
+        assert_eq!(out.len(), self.dimension, "buffer of the index's dimension");
         // SAFETY: `out` holds `dimension` floats; the index outlives the call.
         let code = unsafe {
             faiss_Index_reconstruct(self.index.inner_ptr(), label as i64, out.as_mut_ptr())
         };
-        check(code)?;
-        Ok(out)
+        check(code)
     }
 
     /// The `k` nearest labels among those whose bit is set in `allowed`

@@ -29,7 +29,7 @@ use super::core::{Applied, Core, Entry, Query};
 use super::hnsw::Hnsw;
 use super::snapshot::{self, Covering, SnapshotPaths};
 use super::store::{self, LogRow, VectorStore};
-use super::{IndexError, WriterLock};
+use super::{HotFields, IndexError, WriterLock};
 use crate::actors::embed::{self, EmbedMessage};
 use crate::config::VectorSettings;
 use crate::domain::vectors::{
@@ -55,6 +55,8 @@ pub struct IndexArguments {
     /// Held by whoever writes this index's Lance dataset; shared by every
     /// incarnation, so a new one waits for a dead one's commit to finish.
     pub writer_lock: WriterLock,
+    /// Fields this index has been filtered on (shared by incarnations).
+    pub hot_fields: HotFields,
     pub directory: Directory,
     pub metrics: Arc<Metrics>,
     /// The `vectors` supervisor's board (for the restart count in `Info`).
@@ -529,10 +531,10 @@ async fn embed_texts(
         let texts = chunk.to_vec();
         let embedded = arguments
             .directory
-            .call(
+            .call_idempotent(
                 embed::NAME,
                 |reply| EmbedMessage::Embed {
-                    texts,
+                    texts: texts.clone(),
                     model: None,
                     reply,
                 },
@@ -1148,6 +1150,7 @@ async fn load(arguments: &IndexArguments) -> Result<(Pipeline, bool), IndexError
         definition.clone(),
         hnsw,
         arguments.settings.result_cache_entries,
+        arguments.hot_fields.clone(),
     ));
 
     // Replay (or rebuild): live rows the graph does not have yet.
@@ -1167,6 +1170,12 @@ async fn load(arguments: &IndexArguments) -> Result<(Pipeline, bool), IndexError
     }
     drop(stream);
     core.install(rows, max_seq);
+    // The lookups filtered searches used before a restart, built now rather
+    // than by the first search after it.
+    let prepared = core.clone();
+    tokio::task::spawn_blocking(move || prepared.prepare_filters())
+        .await
+        .map_err(|e| IndexError::Internal(e.to_string()))??;
 
     let metrics = arguments.metrics.clone();
     metrics

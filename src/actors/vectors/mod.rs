@@ -41,6 +41,12 @@ use self::index::{actor_name, IndexActor, IndexArguments};
 /// writes nothing (its actor died; the new one has already read Lance).
 pub type WriterLock = Arc<tokio::sync::Mutex<u64>>;
 
+/// Metadata fields an index has been filtered on, shared by its
+/// incarnations: a restarted index builds their lookups (and the vector
+/// arena) while it loads, so the first filtered search after a restart
+/// is as fast as any other.
+pub type HotFields = Arc<Mutex<std::collections::BTreeSet<String>>>;
+
 /// Tree name of the vectors supervisor.
 pub const SUPERVISOR: &str = "vectors";
 
@@ -92,6 +98,8 @@ pub struct VectorsContext {
     pub board: StatusBoard,
     /// One writer lock per index name, outliving actor incarnations.
     locks: Arc<Mutex<HashMap<String, WriterLock>>>,
+    /// The filtered fields per index name, outliving actor incarnations.
+    hot_fields: Arc<Mutex<HashMap<String, HotFields>>>,
 }
 
 impl VectorsContext {
@@ -103,6 +111,7 @@ impl VectorsContext {
             metrics,
             board: StatusBoard::new(Strategy::OneForOne),
             locks: Arc::default(),
+            hot_fields: Arc::default(),
         }
     }
 
@@ -123,6 +132,14 @@ impl VectorsContext {
             .clone()
     }
 
+    pub fn hot_fields(&self, name: &str) -> HotFields {
+        self.hot_fields
+            .lock()
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
     pub fn definition_path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.index.json"))
     }
@@ -132,6 +149,7 @@ impl VectorsContext {
         let context = self.clone();
         let name = actor_name(&definition.name);
         let writer_lock = self.writer_lock(&definition.name);
+        let hot_fields = self.hot_fields(&definition.name);
         let shutdown = Duration::from_millis(self.settings.supervision.shutdown_timeout_ms);
         ChildSpec::worker(name, move || {
             (
@@ -141,6 +159,7 @@ impl VectorsContext {
                     dir: context.dir.clone(),
                     settings: context.settings.vectors.clone(),
                     writer_lock: writer_lock.clone(),
+                    hot_fields: hot_fields.clone(),
                     directory: context.directory.clone(),
                     metrics: context.metrics.clone(),
                     board: context.board.clone(),

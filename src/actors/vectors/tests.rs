@@ -102,6 +102,7 @@ async fn spawn_index_with(
         dir: dir.join("vectors"),
         settings: settings.vectors.clone(),
         writer_lock: Arc::new(tokio::sync::Mutex::new(0)),
+        hot_fields: Default::default(),
         directory: Directory::new(),
         metrics: Arc::new(Metrics::new().unwrap()),
         board: StatusBoard::new(Strategy::OneForOne),
