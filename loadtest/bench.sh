@@ -20,8 +20,8 @@ cargo build --release --locked -p lakehouse -p lakehouse-loadtest >&2
 
 SERVER=""
 start_server() {
-  rm -rf "$1"
-  LAKEHOUSE__FAULTS__ENABLED=true LAKEHOUSE__LOG__LEVEL=warn LAKEHOUSE__SERVER__REQUEST_TIMEOUT_MS=60000 \
+  [ "${2:-}" = keep ] || rm -rf "$1"
+  env ${EXTRA_ENV:-} LAKEHOUSE__FAULTS__ENABLED=true LAKEHOUSE__LOG__LEVEL=warn LAKEHOUSE__SERVER__REQUEST_TIMEOUT_MS=60000 \
     "$BIN/lakehouse" serve --data-dir "$1" --port "$PORT" > "$OUT/server.log" 2>&1 &
   SERVER=$!
   for _ in $(seq 1 600); do
@@ -39,6 +39,12 @@ if [ "$part" = vectors ] || [ "$part" = all ]; then
   start_server "$OUT/data-vectors"
   "$BIN/vector_bench" --target "$TARGET" --dataset "$OUT/vectors" --data-dir "$OUT/data-vectors" \
     --clients 50 --seconds 15 --json "$OUT/vectors.json"
+  stop_server
+  # The same queries again with the result cache off: the queries repeat,
+  # so the run above is partly served from the cache; faiss has none.
+  EXTRA_ENV="LAKEHOUSE__VECTORS__RESULT_CACHE_ENTRIES=0" start_server "$OUT/data-vectors" keep
+  "$BIN/vector_bench" --target "$TARGET" --dataset "$OUT/vectors" --reuse \
+    --clients 50 --seconds 15 --json "$OUT/vectors-nocache.json"
   stop_server
   python3 loadtest/faiss_ceiling.py --dataset "$OUT/vectors" --clients 50 --seconds 15 --json "$OUT/faiss.json"
 fi

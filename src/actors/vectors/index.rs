@@ -1087,6 +1087,16 @@ async fn load(arguments: &IndexArguments) -> Result<(Pipeline, bool), IndexError
     *lock += 1;
     let generation = *lock;
 
+    // The snapshot is read (and CRC-checked) while Lance is scanned; whether
+    // it may be used is decided once Lance's version and seqs are known.
+    let snapshot_paths = SnapshotPaths::new(&arguments.dir, &name);
+    snapshot_paths.remove_temporary();
+    let reading = {
+        let paths = snapshot_paths.clone();
+        let definition = definition.clone();
+        tokio::task::spawn_blocking(move || snapshot::read(&paths, &definition))
+    };
+
     let dataset = arguments.dir.join(format!("{name}.lance"));
     let (store, fallback) = VectorStore::open_or_create(&dataset, definition.dimension).await?;
     if let Some(note) = fallback {
@@ -1117,19 +1127,17 @@ async fn load(arguments: &IndexArguments) -> Result<(Pipeline, bool), IndexError
         }
     }
 
-    let snapshot_paths = SnapshotPaths::new(&arguments.dir, &name);
-    snapshot_paths.remove_temporary();
     let covering = Covering {
         lance_version: store.version(),
         lance_max_seq: max_seq,
     };
-    let loaded = {
-        let paths = snapshot_paths.clone();
-        let definition = definition.clone();
-        tokio::task::spawn_blocking(move || snapshot::load(&paths, &definition, &covering))
-            .await
-            .map_err(|e| IndexError::Internal(e.to_string()))?
-    };
+    let loaded = reading
+        .await
+        .map_err(|e| IndexError::Internal(e.to_string()))?
+        .and_then(|(hnsw, meta)| {
+            snapshot::check_covering(&meta, &covering)?;
+            Ok((hnsw, meta))
+        });
     let (hnsw, after_seq, snapshot_at) = match loaded {
         Ok((hnsw, meta)) => (hnsw, Some(meta.max_seq), Some(meta.written_at)),
         Err(reason) => {

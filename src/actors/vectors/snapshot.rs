@@ -178,6 +178,18 @@ pub fn load(
     definition: &IndexDefinition,
     lance: &Covering,
 ) -> Result<(Hnsw, SnapshotMeta), String> {
+    let (hnsw, meta) = read(paths, definition)?;
+    check_covering(&meta, lance)?;
+    Ok((hnsw, meta))
+}
+
+/// Reads the snapshot and checks it against the index definition and its
+/// own size and CRC — everything but what Lance holds (see
+/// [`check_covering`]), so it can run while Lance is being scanned.
+pub fn read(
+    paths: &SnapshotPaths,
+    definition: &IndexDefinition,
+) -> Result<(Hnsw, SnapshotMeta), String> {
     let bytes = std::fs::read(&paths.meta).map_err(|e| format!("no snapshot metadata: {e}"))?;
     let meta: SnapshotMeta =
         serde_json::from_slice(&bytes).map_err(|e| format!("unreadable metadata: {e}"))?;
@@ -186,14 +198,6 @@ pub fn load(
         (meta.dimension == definition.dimension, "dimension"),
         (meta.metric == definition.metric, "metric"),
         (meta.m == definition.hnsw.m, "hnsw.m"),
-        (
-            meta.lance_version <= lance.lance_version,
-            "newer than the Lance dataset",
-        ),
-        (
-            meta.max_seq <= lance.lance_max_seq,
-            "covers writes Lance does not have",
-        ),
     ];
     if let Some((_, what)) = checks.iter().find(|(ok, _)| !ok) {
         return Err(format!("snapshot does not match: {what}"));
@@ -215,6 +219,18 @@ pub fn load(
         ));
     }
     Ok((hnsw, meta))
+}
+
+/// A snapshot may not cover more than Lance holds (a newer version, or
+/// writes Lance does not have): it would show rows that are not durable.
+pub fn check_covering(meta: &SnapshotMeta, lance: &Covering) -> Result<(), String> {
+    if meta.lance_version > lance.lance_version {
+        return Err("snapshot does not match: newer than the Lance dataset".into());
+    }
+    if meta.max_seq > lance.lance_max_seq {
+        return Err("snapshot does not match: covers writes Lance does not have".into());
+    }
+    Ok(())
 }
 
 fn checksum(path: &Path) -> Result<(u64, u32), String> {
