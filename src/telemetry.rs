@@ -152,7 +152,7 @@ impl Metrics {
             HistogramOpts::new(
                 "lakehouse_vector_maintenance_duration_seconds",
                 "Maintenance steps of a vector index: snapshot_copy, rebuild, delete_superseded \
-                 hold up its commits; compact, remove_old_versions and snapshot_write (unless the graph is over 128 MB) run beside them.",
+                 hold up its commits; compact, remove_old_versions and snapshot_write (unless the graph is over 256 MB) run beside them.",
             )
             .buckets(vec![
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
