@@ -797,12 +797,6 @@ async fn compaction_and_version_cleanup_keep_the_log_small_and_lose_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(versions() <= 20, "{} versions kept", versions());
-    let info = actor
-        .call(|reply| IndexMessage::Info { reply }, Some(TIMEOUT))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(info.fragments <= 5, "{} fragments", info.fragments);
 
     // The idle snapshot is written beside the commits and installed whole.
     let meta_path = dir.path().join("vectors/log.faiss.json");
@@ -832,6 +826,14 @@ async fn compaction_and_version_cleanup_keep_the_log_small_and_lose_nothing() {
     )
     .await;
     assert_eq!(count(&actor).await, 60);
+    // Compaction runs beside the commits (a trigger while one runs is
+    // skipped), so some of the last appends may still be separate.
+    let info = actor
+        .call(|reply| IndexMessage::Info { reply }, Some(TIMEOUT))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(info.fragments < 20, "{} fragments of 60 appends", info.fragments);
     for (i, vector) in vectors.iter().enumerate() {
         let hits = search(&actor, query(vector.clone(), 1)).await;
         assert_eq!(hits[0].id, format!("i{i}"));
