@@ -55,9 +55,18 @@ impl Arena {
     pub fn from_graph(
         hnsw: &Hnsw,
         labels: impl Iterator<Item = u64>,
+        count: usize,
         dimension: usize,
     ) -> Result<Self, HnswError> {
         let mut arena = Arena::new(dimension);
+        arena.codes.reserve_exact(count * dimension);
+        arena.scales.reserve_exact(count);
+        arena.norms.reserve_exact(count);
+        // In label order: faiss stores vectors in insertion (= label) order,
+        // so the reads run forward, and slots follow labels (searches
+        // visit candidates in label order, see `Arena::distances`).
+        let mut labels: Vec<u64> = labels.collect();
+        labels.sort_unstable();
         let mut vector = vec![0f32; dimension];
         for label in labels {
             hnsw.reconstruct_into(label, &mut vector)?;
@@ -90,7 +99,7 @@ impl Arena {
     /// Stores `vector` under `label` (replacing any earlier one).
     pub fn insert(&mut self, label: u64, vector: &[f32]) {
         debug_assert_eq!(vector.len(), self.dimension);
-        let max = vector.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let (max, norm) = max_abs_and_norm(vector);
         let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
         let slot = match self.slot(label) {
             Some(slot) => slot,
@@ -118,7 +127,7 @@ impl Arena {
             *code = rounded.clamp(-127, 127) as i8;
         }
         self.scales[slot as usize] = scale;
-        self.norms[slot as usize] = vector.iter().map(|x| x * x).sum();
+        self.norms[slot as usize] = norm;
         let index = label as usize;
         if index >= self.slots.len() {
             self.slots.resize((index + 1).next_power_of_two(), NONE);
@@ -185,6 +194,31 @@ impl Arena {
         let dot = self.scales[slot] * dot_i8(query, &self.codes[start..start + self.dimension]);
         Some(self.finish(metric, slot, dot))
     }
+}
+
+/// `(max |x|, Σ x²)` with eight independent lanes, so the loop vectorises
+/// (a single running max or sum is a chain of dependent instructions: it
+/// made the arena of 100k × 768 take ~0.4 s to build at a restart).
+fn max_abs_and_norm(vector: &[f32]) -> (f32, f32) {
+    const LANES: usize = 8;
+    let mut max = [0f32; LANES];
+    let mut sum = [0f32; LANES];
+    let chunks = vector.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for lane in 0..LANES {
+            let a = chunk[lane].abs();
+            max[lane] = if a > max[lane] { a } else { max[lane] };
+            sum[lane] += chunk[lane] * chunk[lane];
+        }
+    }
+    let mut m = max.iter().fold(0f32, |m, &x| if x > m { x } else { m });
+    let mut n: f32 = sum.iter().sum();
+    for x in rest {
+        m = if x.abs() > m { x.abs() } else { m };
+        n += x * x;
+    }
+    (m, n)
 }
 
 /// Candidates ahead whose codes are prefetched while one is scored.

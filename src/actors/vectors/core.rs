@@ -319,19 +319,25 @@ impl Core {
         let mut inner = self.inner.write();
         let inner = &mut *inner;
         // Two independent passes (metadata, vectors): one thread each.
+        let started = std::time::Instant::now();
         let (built, arena) = std::thread::scope(|scope| {
             let arena = scope.spawn(|| {
                 if inner.arena.is_some() {
                     return Ok(None);
                 }
+                let _timer = Timer("vector arena", started);
                 Arena::from_graph(
                     &inner.hnsw,
                     inner.by_label.keys().copied(),
+                    inner.by_label.len(),
                     self.definition.dimension,
                 )
                 .map(Some)
             });
-            let built = index_fields_of(&inner.rows, &fields);
+            let built = {
+                let _timer = Timer("filter lookups", started);
+                index_fields_of(&inner.rows, &fields)
+            };
             (built, arena.join())
         });
         for (field, values) in built {
@@ -528,7 +534,8 @@ impl CoreInner {
     fn build_arena(&mut self, dimension: usize) -> Result<(), HnswError> {
         if self.arena.is_none() {
             let labels = self.by_label.keys().copied();
-            self.arena = Some(Arena::from_graph(&self.hnsw, labels, dimension)?);
+            let count = self.by_label.len();
+            self.arena = Some(Arena::from_graph(&self.hnsw, labels, count, dimension)?);
         }
         Ok(())
     }
@@ -622,13 +629,95 @@ fn index_fields_of(
     }
     let mut built: Vec<HashMap<String, HashSet<u64>>> = vec![HashMap::new(); fields.len()];
     for entry in rows.values() {
-        if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&entry.metadata) {
-            for (field, values) in fields.iter().zip(built.iter_mut()) {
-                if let Some(key) = map.get(*field).and_then(filter_key) {
-                    values.entry(key).or_default().insert(entry.seq);
-                }
+        let picked = Picked::parse(&entry.metadata, fields);
+        for (value, values) in picked.iter().zip(built.iter_mut()) {
+            if let Some(key) = value.as_ref().and_then(filter_key) {
+                values.entry(key).or_default().insert(entry.seq);
             }
         }
     }
     fields.iter().map(|f| f.to_string()).zip(built).collect()
+}
+
+/// The values of a few top-level fields of a metadata object, parsed
+/// without building the rest (skills lists, texts): a restart indexes
+/// every row's metadata, and a full parse of 100k rows took ~0.3 s.
+struct Picked<'f> {
+    fields: &'f [&'f str],
+    values: Vec<Option<Value>>,
+}
+
+impl<'f> Picked<'f> {
+    fn parse(json: &str, fields: &'f [&'f str]) -> Vec<Option<Value>> {
+        let mut picked = Picked {
+            fields,
+            values: vec![None; fields.len()],
+        };
+        let mut deserializer = serde_json::Deserializer::from_str(json);
+        if serde::de::DeserializeSeed::deserialize(&mut picked, &mut deserializer).is_err() {
+            return vec![None; fields.len()];
+        }
+        picked.values
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for &mut Picked<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for &mut Picked<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a metadata object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match self.fields.iter().position(|f| *f == key) {
+                Some(i) => self.values[i] = Some(map.next_value::<Value>()?),
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Logs (at debug) how long a part of a load took, when dropped.
+struct Timer(&'static str, std::time::Instant);
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        tracing::debug!(
+            part = self.0,
+            elapsed_ms = self.1.elapsed().as_millis() as u64,
+            "built"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picked_fields_match_a_full_parse() {
+        let fields = ["role", "city", "n", "missing"];
+        let json = r#"{"skills":["a","b",{"x":[1,2]}],"role":"Fork\"lift","n":3,
+                       "note":"{\"role\":\"decoy\"}","city":"Dallas","flag":true}"#;
+        let picked = Picked::parse(json, &fields);
+        let full: Value = serde_json::from_str(json).unwrap();
+        for (field, value) in fields.iter().zip(&picked) {
+            assert_eq!(value.as_ref(), full.get(*field), "{field}");
+        }
+        // Not an object, or not JSON: nothing, rather than an error.
+        assert_eq!(Picked::parse("[1,2]", &fields), vec![None; 4]);
+        assert_eq!(Picked::parse("{\"role\":", &fields), vec![None; 4]);
+    }
 }

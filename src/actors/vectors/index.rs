@@ -1091,6 +1091,7 @@ async fn load(arguments: &IndexArguments) -> Result<(Pipeline, bool), IndexError
     let mut lock = writer_lock.clone().lock_owned().await;
     *lock += 1;
     let generation = *lock;
+    let started = Instant::now();
 
     // The snapshot is read (and CRC-checked) while Lance is scanned; whether
     // it may be used is decided once Lance's version and seqs are known.
@@ -1132,6 +1133,7 @@ async fn load(arguments: &IndexArguments) -> Result<(Pipeline, bool), IndexError
         }
     }
 
+    let scanned_ms = started.elapsed().as_millis() as u64;
     let covering = Covering {
         lance_version: store.version(),
         lance_max_seq: max_seq,
@@ -1159,6 +1161,7 @@ async fn load(arguments: &IndexArguments) -> Result<(Pipeline, bool), IndexError
             )
         }
     };
+    let snapshot_ms = started.elapsed().as_millis() as u64;
     let core = Arc::new(Core::new(
         definition.clone(),
         hnsw,
@@ -1183,12 +1186,22 @@ async fn load(arguments: &IndexArguments) -> Result<(Pipeline, bool), IndexError
     }
     drop(stream);
     core.install(rows, max_seq);
+    let replayed_ms = started.elapsed().as_millis() as u64;
     // The lookups filtered searches used before a restart, built now rather
     // than by the first search after it.
     let prepared = core.clone();
     tokio::task::spawn_blocking(move || prepared.prepare_filters())
         .await
         .map_err(|e| IndexError::Internal(e.to_string()))??;
+    tracing::info!(
+        index = %name,
+        scanned_ms,
+        snapshot_ms,
+        replayed,
+        replayed_ms,
+        prepared_ms = started.elapsed().as_millis() as u64,
+        "load stages (cumulative)"
+    );
 
     let metrics = arguments.metrics.clone();
     metrics

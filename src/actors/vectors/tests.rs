@@ -833,7 +833,11 @@ async fn compaction_and_version_cleanup_keep_the_log_small_and_lose_nothing() {
         .await
         .unwrap()
         .unwrap();
-    assert!(info.fragments < 20, "{} fragments of 60 appends", info.fragments);
+    assert!(
+        info.fragments < 20,
+        "{} fragments of 60 appends",
+        info.fragments
+    );
     for (i, vector) in vectors.iter().enumerate() {
         let hits = search(&actor, query(vector.clone(), 1)).await;
         assert_eq!(hits[0].id, format!("i{i}"));
