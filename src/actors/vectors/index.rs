@@ -170,6 +170,12 @@ struct Writer {
     force_snapshot: bool,
     /// Seqs of rows that no longer matter (superseded or delete markers).
     superseded: Vec<u64>,
+    /// When this incarnation last appended to Lance, and last started
+    /// compaction + old-version removal: an index that stops being written
+    /// gets one more removal once its last versions have aged past the
+    /// retention, instead of keeping them for good.
+    last_write: Option<Instant>,
+    last_upkeep: Option<Instant>,
 }
 
 /// Everything a commit task needs; shared with the actor.
@@ -746,6 +752,7 @@ async fn commit(pipeline: &Arc<Pipeline>, group: Vec<Batch>, idle: bool) -> Resu
         return Err(format!("Lance append failed: {err}"));
     }
     if !rows.is_empty() {
+        writer.last_write = Some(Instant::now());
         pipeline
             .metrics
             .lance_commits
@@ -945,8 +952,16 @@ async fn maintain(pipeline: &Arc<Pipeline>, writer: &mut Writer, idle: bool) {
     } else {
         None
     };
+    let retention = Duration::from_secs(settings.version_retention_secs);
+    let aged_out = writer.last_write.is_some_and(|written| {
+        let due = written + retention;
+        Instant::now() >= due && writer.last_upkeep.is_none_or(|upkeep| upkeep < due)
+    });
+    let target = target.or((idle && aged_out).then_some(store::COMPACT_TARGET_ROWS));
     if let Some(target) = target {
-        start_lance_upkeep(pipeline, writer.store.dataset(), target);
+        if start_lance_upkeep(pipeline, writer.store.dataset(), target) {
+            writer.last_upkeep = Some(Instant::now());
+        }
     }
 }
 
@@ -1033,9 +1048,13 @@ async fn write_snapshot_copy(
 
 /// Compacts the Lance dataset, then removes its old versions, beside the
 /// commits (one run at a time).
-fn start_lance_upkeep(pipeline: &Arc<Pipeline>, mut dataset: lance::Dataset, target_rows: usize) {
+fn start_lance_upkeep(
+    pipeline: &Arc<Pipeline>,
+    mut dataset: lance::Dataset,
+    target_rows: usize,
+) -> bool {
     if pipeline.stats.upkeep_running.swap(true, Ordering::SeqCst) {
-        return;
+        return false;
     }
     let pipeline = pipeline.clone();
     tokio::spawn(async move {
@@ -1065,6 +1084,7 @@ fn start_lance_upkeep(pipeline: &Arc<Pipeline>, mut dataset: lance::Dataset, tar
         observe_maintenance(&pipeline, "remove_old_versions", started);
         pipeline.stats.upkeep_running.store(false, Ordering::SeqCst);
     });
+    true
 }
 
 /// Writes a snapshot of the live graph in the foreground (graceful stop).
@@ -1227,6 +1247,8 @@ async fn load(arguments: &IndexArguments) -> Result<(Pipeline, bool), IndexError
             rows_since_snapshot: replayed,
             force_snapshot: snapshot_due,
             superseded,
+            last_write: None,
+            last_upkeep: None,
         }),
         writer_lock,
         generation,

@@ -844,3 +844,32 @@ async fn compaction_and_version_cleanup_keep_the_log_small_and_lose_nothing() {
         assert_eq!(hits[0].metadata, json!({"i": i}));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_that_stops_being_written_drops_its_old_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    // No compaction is due (10 fragments < 100): only the idle upkeep,
+    // once the last write is older than the retention, removes versions.
+    let overrides = [
+        ("vectors.max_fragments", "100"),
+        ("vectors.version_retention_secs", "1"),
+    ];
+    let actor = spawn_index_with(dir.path(), definition("aged", 8, params()), &overrides).await;
+    let mut rng = Rng(9);
+    for i in 0..10 {
+        upsert(
+            &actor,
+            vec![item(&format!("i{i}"), rng.unit_vector(8), json!({}))],
+        )
+        .await;
+    }
+    let versions_dir = dir.path().join("vectors/aged.lance/_versions");
+    let versions = || std::fs::read_dir(&versions_dir).unwrap().count();
+    assert!(versions() >= 10, "one version per commit: {}", versions());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while versions() > 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(versions() <= 3, "{} versions kept", versions());
+    assert_eq!(count(&actor).await, 10);
+}
