@@ -164,25 +164,22 @@ impl Directory {
         T: Send + 'static,
         F: Fn(RpcReplyPort<T>) -> M,
     {
+        // A timeout reports the caller's whole budget, not the last attempt's.
+        let timed_out = || CallError::Timeout {
+            actor: name.to_string(),
+            timeout_ms: timeout.as_millis() as u64,
+        };
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {
-                return Err(CallError::Timeout {
-                    actor: name.to_string(),
-                    timeout_ms: timeout.as_millis() as u64,
-                });
+                return Err(timed_out());
             }
             match self.call(name, &build, remaining).await {
                 Err(CallError::Unavailable { .. }) if self.known(name) => {
                     tokio::time::sleep(RESTART_POLL.min(remaining)).await;
                 }
-                Err(CallError::Timeout { .. }) => {
-                    return Err(CallError::Timeout {
-                        actor: name.to_string(),
-                        timeout_ms: timeout.as_millis() as u64,
-                    })
-                }
+                Err(CallError::Timeout { .. }) => return Err(timed_out()),
                 outcome => return outcome,
             }
         }

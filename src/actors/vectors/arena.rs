@@ -185,15 +185,6 @@ impl Arena {
             Metric::L2 => self.norms[slot] - 2.0 * dot,
         }
     }
-
-    /// The approximate distance of `label` from `query` under `metric`
-    /// (smaller is nearer), or `None` if the arena does not hold it.
-    pub fn distance(&self, metric: Metric, query: &[f32], label: u64) -> Option<f32> {
-        let slot = self.slot(label)? as usize;
-        let start = slot * self.dimension;
-        let dot = self.scales[slot] * dot_i8(query, &self.codes[start..start + self.dimension]);
-        Some(self.finish(metric, slot, dot))
-    }
 }
 
 /// `(max |x|, Σ x²)` with eight independent lanes, so the loop vectorises
@@ -236,7 +227,8 @@ fn prefetch(codes: &[i8]) {
 
 type Kernel = fn(&[f32], &[i8]) -> f32;
 
-/// The dot-product kernel for this CPU, chosen once.
+/// The `Σ q_i · c_i` kernel for this CPU (AVX2 and FMA when it has them),
+/// chosen once.
 fn kernel() -> Kernel {
     static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
     *KERNEL.get_or_init(|| {
@@ -250,11 +242,6 @@ fn kernel() -> Kernel {
         }
         dot_i8_portable
     })
-}
-
-/// `Σ q_i · c_i`, with AVX2 and FMA when the CPU has them.
-pub fn dot_i8(query: &[f32], codes: &[i8]) -> f32 {
-    kernel()(query, codes)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -296,6 +283,12 @@ fn dot_i8_portable(query: &[f32], codes: &[i8]) -> f32 {
 mod tests {
     use super::*;
 
+    fn distance(arena: &Arena, metric: Metric, query: &[f32], label: u64) -> Option<f32> {
+        let mut out = Vec::new();
+        arena.distances(metric, query, &[label], &mut out);
+        out.first().map(|(_, distance)| *distance)
+    }
+
     fn lcg_vector(seed: u64, dimension: usize) -> Vec<f32> {
         let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
         let mut v: Vec<f32> = (0..dimension)
@@ -326,7 +319,7 @@ mod tests {
                 (Metric::InnerProduct, -exact_dot),
                 (Metric::L2, norm - 2.0 * exact_dot),
             ] {
-                let approx = arena.distance(metric, &query, label).unwrap();
+                let approx = distance(&arena, metric, &query, label).unwrap();
                 assert!(
                     (approx - exact).abs() < 0.01,
                     "{metric:?} label {label}: {approx} vs {exact}"
@@ -341,12 +334,12 @@ mod tests {
         arena.insert(1, &[1.0; 8]);
         arena.insert(2, &[-1.0; 8]);
         arena.remove(1);
-        assert!(arena.distance(Metric::InnerProduct, &[1.0; 8], 1).is_none());
+        assert!(distance(&arena, Metric::InnerProduct, &[1.0; 8], 1).is_none());
         arena.insert(3, &[0.5; 8]);
         assert_eq!(arena.len(), 2);
         assert_eq!(arena.scales.len(), 2, "the freed slot was reused");
-        let d2 = arena.distance(Metric::InnerProduct, &[1.0; 8], 2).unwrap();
-        let d3 = arena.distance(Metric::InnerProduct, &[1.0; 8], 3).unwrap();
+        let d2 = distance(&arena, Metric::InnerProduct, &[1.0; 8], 2).unwrap();
+        let d3 = distance(&arena, Metric::InnerProduct, &[1.0; 8], 3).unwrap();
         assert!(
             (d2 - 8.0).abs() < 1e-4 && (d3 + 4.0).abs() < 1e-4,
             "{d2} {d3}"
@@ -357,7 +350,7 @@ mod tests {
     fn the_avx2_and_portable_kernels_agree() {
         let query = lcg_vector(7, 768);
         let codes: Vec<i8> = (0..768).map(|i| ((i * 37) % 255) as i8).collect();
-        let fast = dot_i8(&query, &codes);
+        let fast = kernel()(&query, &codes);
         let slow: f32 = query.iter().zip(&codes).map(|(q, c)| q * *c as f32).sum();
         assert!((fast - slow).abs() < 1e-3, "{fast} vs {slow}");
     }

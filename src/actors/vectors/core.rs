@@ -309,16 +309,29 @@ impl Core {
     }
 
     /// Builds the lookups of every field filtered on before (by this or an
-    /// earlier incarnation) and the vector arena.
+    /// earlier incarnation) and the vector arena (load path).
     pub fn prepare_filters(&self) -> Result<(), HnswError> {
         let fields: Vec<String> = self.hot_fields.lock().iter().cloned().collect();
         if fields.is_empty() {
             return Ok(());
         }
-        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+        self.ensure_filters(&fields.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// Builds the lookups of those of `fields` not built yet, and the arena
+    /// if there is none, remembering the fields for later incarnations.
+    /// Metadata and vectors are two independent passes: one thread each.
+    fn ensure_filters(&self, fields: &[&str]) -> Result<(), HnswError> {
+        self.hot_fields
+            .lock()
+            .extend(fields.iter().map(|f| f.to_string()));
         let mut inner = self.inner.write();
         let inner = &mut *inner;
-        // Two independent passes (metadata, vectors): one thread each.
+        let missing: Vec<&str> = fields
+            .iter()
+            .copied()
+            .filter(|f| !inner.fields.contains_key(*f))
+            .collect();
         let started = std::time::Instant::now();
         let (built, arena) = std::thread::scope(|scope| {
             let arena = scope.spawn(|| {
@@ -336,13 +349,11 @@ impl Core {
             });
             let built = {
                 let _timer = Timer("filter lookups", started);
-                index_fields_of(&inner.rows, &fields)
+                index_fields_of(&inner.rows, &missing)
             };
             (built, arena.join())
         });
-        for (field, values) in built {
-            inner.fields.entry(field).or_insert(values);
-        }
+        inner.fields.extend(built);
         match arena {
             Ok(Ok(Some(arena))) => inner.arena = Some(arena),
             Ok(Ok(None)) => {}
@@ -370,12 +381,7 @@ impl Core {
                 .collect()
         };
         if !missing.is_empty() {
-            self.hot_fields
-                .lock()
-                .extend(missing.iter().map(|f| f.to_string()));
-            let mut inner = self.inner.write();
-            inner.build_fields(&missing);
-            inner.build_arena(self.definition.dimension)?;
+            self.ensure_filters(&missing)?;
         }
         let key = query.cache_key();
         let max_seq = self.inner.read().max_seq;
@@ -516,28 +522,6 @@ impl CoreInner {
                 }
             }
         }
-    }
-
-    /// Indexes metadata fields over every live row (first filter on them).
-    fn build_fields(&mut self, fields: &[&str]) {
-        let missing: Vec<&str> = fields
-            .iter()
-            .copied()
-            .filter(|f| !self.fields.contains_key(*f))
-            .collect();
-        for (field, values) in index_fields_of(&self.rows, &missing) {
-            self.fields.insert(field, values);
-        }
-    }
-
-    /// Copies every live vector into the arena (first filtered search).
-    fn build_arena(&mut self, dimension: usize) -> Result<(), HnswError> {
-        if self.arena.is_none() {
-            let labels = self.by_label.keys().copied();
-            let count = self.by_label.len();
-            self.arena = Some(Arena::from_graph(&self.hnsw, labels, count, dimension)?);
-        }
-        Ok(())
     }
 
     /// Live labels matching every `(field, key)`, minus the excluded ones.

@@ -888,8 +888,7 @@ async fn maintain(pipeline: &Arc<Pipeline>, writer: &mut Writer, idle: bool) {
     let due = writer.force_snapshot
         || writer.rows_since_snapshot >= threshold
         || (idle && writer.rows_since_snapshot > 0);
-    let copy_bytes = graph as usize * pipeline.core.definition.dimension * 4;
-    if due && copy_bytes > SNAPSHOT_COPY_LIMIT_BYTES {
+    if due && !copyable {
         // Too big to copy (the copy would double the index's memory): write
         // it here, holding up this index's commits but not its searches.
         if !pipeline.stats.snapshot_running.load(Ordering::SeqCst) {
