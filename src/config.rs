@@ -52,6 +52,22 @@ pub struct ServerSettings {
 #[serde(deny_unknown_fields)]
 pub struct DataSettings {
     pub dir: PathBuf,
+    /// What an acknowledged write survives (see [`Durability`]).
+    pub durability: Durability,
+}
+
+/// What an acknowledged write survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Acknowledged once Lance has committed: the files are in the
+    /// operating system's page cache, which survives any crash or kill of
+    /// the process, but not a power loss of the host.
+    Process,
+    /// Also every file the commit wrote, and the directories that received
+    /// them, are synced to the disk before the acknowledgement: survives a
+    /// host power loss too, at the cost of the syncs.
+    Fsync,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -86,8 +102,17 @@ pub struct OllamaSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SupervisionSettings {
+    /// Each subsystem supervisor (data, retrieval, edge, vectors).
     pub max_restarts: u32,
     pub period_secs: u64,
+    /// The root: subsystem restarts within `root_period_secs` before the
+    /// node gives up and the process exits non-zero.
+    pub root_max_restarts: u32,
+    pub root_period_secs: u64,
+    /// Each vector index, on its own: restarts within `index_period_secs`
+    /// before it is left `failed` (until an admin restart).
+    pub index_max_restarts: u32,
+    pub index_period_secs: u64,
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
     pub shutdown_timeout_ms: u64,
@@ -352,6 +377,26 @@ impl Settings {
         check(
             (1..=86_400).contains(&self.supervision.period_secs),
             "supervision.period_secs",
+            "must be between 1 and 86400",
+        )?;
+        check(
+            self.supervision.root_max_restarts >= 1,
+            "supervision.root_max_restarts",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=86_400).contains(&self.supervision.root_period_secs),
+            "supervision.root_period_secs",
+            "must be between 1 and 86400",
+        )?;
+        check(
+            self.supervision.index_max_restarts >= 1,
+            "supervision.index_max_restarts",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=86_400).contains(&self.supervision.index_period_secs),
+            "supervision.index_period_secs",
             "must be between 1 and 86400",
         )?;
         check(

@@ -14,6 +14,8 @@
 //! - [`actors`]: one file per actor (`embed`, `http`, ...).
 //! - [`http`]: thin handlers, one per resource, and the one error shape.
 //! - [`domain`]: plain types and pure logic (the hashing embedder, ...).
+//! - [`durability`]: what an acknowledged write survives; the syncing
+//!   object store behind `data.durability = "fsync"`.
 //! - [`doctor`]: `lakehouse doctor`, checks of what the configuration needs.
 //! - [`seed`]: `lakehouse seed`, the synthetic workers corpus loaded through the API.
 
@@ -21,6 +23,7 @@ pub mod actors;
 pub mod config;
 pub mod doctor;
 pub mod domain;
+pub mod durability;
 pub mod http;
 pub mod seed;
 pub mod startup;

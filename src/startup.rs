@@ -55,6 +55,7 @@ impl Application {
         let context = ApiContext {
             directory: Directory::with_depth_gauge(metrics.actor_mailbox_depth.clone()),
             board: StatusBoard::new(Strategy::OneForOne),
+            vectors_board: StatusBoard::new(Strategy::OneForOne),
             metrics,
             settings: Arc::new(settings),
         };
@@ -130,12 +131,70 @@ impl Application {
     }
 }
 
-/// The root supervisor's children, in start order. The HTTP edge comes
-/// last, so it only accepts requests once everything behind it is up, and
-/// it is the first to stop.
+/// Tree names of the subsystem supervisors under `root`.
+pub const DATA: &str = "data";
+pub const RETRIEVAL: &str = "retrieval";
+pub const EDGE: &str = "edge";
+
+/// The root supervisor: three subsystems, each with its own restart
+/// intensity, as an OTP release groups its applications. A component that
+/// crash-loops uses up its subsystem's intensity, and root restarts that
+/// subsystem alone; only subsystems that keep failing make root give up
+/// (the process then exits non-zero). Started in dependency order — data,
+/// then retrieval, then the HTTP edge, which accepts requests only once
+/// everything behind it is up and is the first to stop.
 fn root_arguments(context: &ApiContext, listener: Arc<TcpListener>) -> SupervisorArguments {
     let settings = &context.settings;
+    SupervisorArguments {
+        name: "root".to_string(),
+        strategy: Strategy::OneForOne,
+        intensity: Intensity {
+            max_restarts: settings.supervision.root_max_restarts,
+            period: Duration::from_secs(settings.supervision.root_period_secs),
+        },
+        backoff: backoff(settings),
+        children: vec![
+            subsystem(context, DATA, data_children(context)),
+            subsystem(context, RETRIEVAL, retrieval_children(context)),
+            subsystem(context, EDGE, edge_children(context, listener)),
+        ],
+        board: context.board.clone(),
+        directory: context.directory.clone(),
+        metrics: context.metrics.clone(),
+    }
+}
+
+/// A one_for_one subsystem supervisor over `children` (re-created from the
+/// same specs at every restart; a nested supervisor such as `vectors`
+/// re-derives its own children).
+fn subsystem(context: &ApiContext, name: &'static str, children: Vec<ChildSpec>) -> ChildSpec {
+    let board = StatusBoard::new(Strategy::OneForOne);
+    let shutdown = Duration::from_millis(context.settings.supervision.shutdown_timeout_ms);
+    let (settings, directory, metrics) = (
+        context.settings.clone(),
+        context.directory.clone(),
+        context.metrics.clone(),
+    );
+    let own_board = board.clone();
+    ChildSpec::supervisor(name, board, move || SupervisorArguments {
+        name: name.to_string(),
+        strategy: Strategy::OneForOne,
+        intensity: intensity(&settings),
+        backoff: backoff(&settings),
+        children: children.clone(),
+        board: own_board.clone(),
+        directory: directory.clone(),
+        metrics: metrics.clone(),
+    })
+    // Enough for every child's own shutdown budget, in reverse order.
+    .shutdown(shutdown * 8)
+}
+
+/// Objects, dataset manifests, CSV ingest and SQL.
+fn data_children(context: &ApiContext) -> Vec<ChildSpec> {
+    let settings = &context.settings;
     let shutdown = Duration::from_millis(settings.supervision.shutdown_timeout_ms);
+    let call_timeout = settings.request_timeout();
 
     let (storage_settings, data_dir) = (settings.storage.clone(), settings.data.dir.clone());
     let storage = ChildSpec::worker(storage::NAME, move || {
@@ -148,12 +207,13 @@ fn root_arguments(context: &ApiContext, listener: Arc<TcpListener>) -> Superviso
         )
     })
     .shutdown(shutdown);
-    let data_dir = settings.data.dir.clone();
+    let (data_dir, durability) = (settings.data.dir.clone(), settings.data.durability);
     let catalog = ChildSpec::worker(dataset_catalog::NAME, move || {
         (
             CatalogActor,
             CatalogArguments {
                 data_dir: data_dir.clone(),
+                durability,
             },
         )
     })
@@ -164,13 +224,13 @@ fn root_arguments(context: &ApiContext, listener: Arc<TcpListener>) -> Superviso
         context.directory.clone(),
         context.metrics.clone(),
     );
-    let call_timeout = settings.request_timeout();
     let ingest = ChildSpec::worker(ingest::NAME, move || {
         (
             IngestActor,
             IngestArguments {
                 data_dir: data_dir.clone(),
                 settings: ingest_settings.clone(),
+                durability,
                 directory: directory.clone(),
                 metrics: metrics.clone(),
                 call_timeout,
@@ -190,6 +250,14 @@ fn root_arguments(context: &ApiContext, listener: Arc<TcpListener>) -> Superviso
         )
     })
     .shutdown(shutdown);
+    vec![storage, catalog, ingest, query]
+}
+
+/// Embedding, vector indexes, worker search and the playbook, validators.
+fn retrieval_children(context: &ApiContext) -> Vec<ChildSpec> {
+    let settings = &context.settings;
+    let shutdown = Duration::from_millis(settings.supervision.shutdown_timeout_ms);
+    let timeout = settings.request_timeout();
 
     let embed_settings = settings.embed.clone();
     let metrics = context.metrics.clone();
@@ -208,17 +276,14 @@ fn root_arguments(context: &ApiContext, listener: Arc<TcpListener>) -> Superviso
         context.settings.clone(),
         context.directory.clone(),
         context.metrics.clone(),
+        context.vectors_board.clone(),
     );
     let vectors_supervisor = vectors.supervisor_spec().shutdown(shutdown * 4);
     let vector_catalog =
         ChildSpec::worker(catalog::NAME, move || (VectorCatalogActor, vectors.clone()))
             .shutdown(shutdown);
 
-    let (directory, matrix_settings, timeout) = (
-        context.directory.clone(),
-        settings.matrix.clone(),
-        settings.request_timeout(),
-    );
+    let (directory, matrix_settings) = (context.directory.clone(), settings.matrix.clone());
     let matrix = ChildSpec::worker(matrix::NAME, move || {
         (
             MatrixActor,
@@ -241,7 +306,12 @@ fn root_arguments(context: &ApiContext, listener: Arc<TcpListener>) -> Superviso
         )
     })
     .shutdown(shutdown);
+    vec![embed, vectors_supervisor, vector_catalog, matrix, validate]
+}
 
+/// The actix-web server.
+fn edge_children(context: &ApiContext, listener: Arc<TcpListener>) -> Vec<ChildSpec> {
+    let shutdown = Duration::from_millis(context.settings.supervision.shutdown_timeout_ms);
     let http_context = context.clone();
     let http = ChildSpec::worker(http::NAME, move || {
         (
@@ -253,28 +323,7 @@ fn root_arguments(context: &ApiContext, listener: Arc<TcpListener>) -> Superviso
         )
     })
     .shutdown(shutdown);
-
-    SupervisorArguments {
-        name: "root".to_string(),
-        strategy: Strategy::OneForOne,
-        intensity: intensity(settings),
-        backoff: backoff(settings),
-        children: vec![
-            storage,
-            catalog,
-            ingest,
-            query,
-            embed,
-            vectors_supervisor,
-            vector_catalog,
-            matrix,
-            validate,
-            http,
-        ],
-        board: context.board.clone(),
-        directory: context.directory.clone(),
-        metrics: context.metrics.clone(),
-    }
+    vec![http]
 }
 
 pub fn intensity(settings: &Settings) -> Intensity {

@@ -60,8 +60,30 @@ pub struct Metrics {
     pub vector_search_duration: HistogramVec,
     pub vector_maintenance_duration: HistogramVec,
     pub vector_commit_duration: HistogramVec,
+    pub vector_manifest_recoveries: IntCounterVec,
     pub lance_commits: IntCounterVec,
 }
+
+/// Stages of `lakehouse_vector_commit_duration_seconds`.
+pub const COMMIT_STAGES: &[&str] = &["append", "apply", "compaction_commit"];
+/// Steps of `lakehouse_vector_maintenance_duration_seconds`.
+pub const MAINTENANCE_STEPS: &[&str] = &[
+    "snapshot_copy",
+    "snapshot_write",
+    "rebuild",
+    "delete_superseded",
+    "compact",
+    "remove_old_versions",
+];
+/// Events of `lakehouse_supervision_events_total`.
+pub const SUPERVISION_EVENTS: &[&str] = &[
+    "start",
+    "failure",
+    "exit",
+    "restart",
+    "escalation",
+    "give_up",
+];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -169,6 +191,13 @@ impl Metrics {
             ]),
             &["index", "stage"],
         )?;
+        let vector_manifest_recoveries = IntCounterVec::new(
+            Opts::new(
+                "lakehouse_vector_manifest_recoveries_total",
+                "Torn newest manifests set aside at load (the previous version was opened).",
+            ),
+            &["index"],
+        )?;
         let lance_commits = IntCounterVec::new(
             Opts::new(
                 "lakehouse_lance_commits_total",
@@ -188,6 +217,7 @@ impl Metrics {
         registry.register(Box::new(vector_search_duration.clone()))?;
         registry.register(Box::new(vector_maintenance_duration.clone()))?;
         registry.register(Box::new(vector_commit_duration.clone()))?;
+        registry.register(Box::new(vector_manifest_recoveries.clone()))?;
         registry.register(Box::new(lance_commits.clone()))?;
 
         Ok(Self {
@@ -204,6 +234,7 @@ impl Metrics {
             vector_search_duration,
             vector_maintenance_duration,
             vector_commit_duration,
+            vector_manifest_recoveries,
             lance_commits,
         })
     }
@@ -218,6 +249,40 @@ impl Metrics {
     /// restart, so dashboards and alerts see the series from the start.
     pub fn declare_actor(&self, actor: &str) {
         self.actor_restarts.with_label_values(&[actor]);
+    }
+
+    /// Removes every series of a dropped vector index, so a service that
+    /// creates and drops indexes does not grow its exposition forever.
+    pub fn forget_index(&self, index: &str) {
+        let _ = self.vector_index_items.remove_label_values(&[index]);
+        let _ = self.vector_search_duration.remove_label_values(&[index]);
+        let _ = self
+            .vector_manifest_recoveries
+            .remove_label_values(&[index]);
+        for stage in COMMIT_STAGES {
+            let _ = self
+                .vector_commit_duration
+                .remove_label_values(&[index, stage]);
+        }
+        for step in MAINTENANCE_STEPS {
+            let _ = self
+                .vector_maintenance_duration
+                .remove_label_values(&[index, step]);
+        }
+        let _ = self
+            .lance_commits
+            .remove_label_values(&[&format!("vectors/{index}")]);
+        self.forget_actor(&format!("index:{index}"));
+    }
+
+    /// Removes the series of an actor that left the tree for good.
+    pub fn forget_actor(&self, actor: &str) {
+        let _ = self.actor_restarts.remove_label_values(&[actor]);
+        let _ = self.actor_up.remove_label_values(&[actor]);
+        let _ = self.actor_mailbox_depth.remove_label_values(&[actor]);
+        for event in SUPERVISION_EVENTS {
+            let _ = self.supervision_events.remove_label_values(&[actor, event]);
+        }
     }
 
     /// The Prometheus text exposition of everything registered.

@@ -10,6 +10,8 @@
 //! tokio + reqwest keep the client's own CPU cost low and every measurement
 //! explicit; hdrhistogram gives exact percentiles without sampling.
 
+pub mod crasher;
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -7,9 +7,13 @@
 //!
 //! Chaos mode (`--chaos-every S`) panics `index:workers`,
 //! `index:playbook_memory` and `embed` in turn through `/v1/admin/faults`,
+//! and makes the indexes' next commit panic inside its commit task,
 //! measures each actor's recovery, counts the scenarios that failed inside
 //! restart windows, and at the end checks that every playbook recording the
 //! harness saw acknowledged is present: zero acknowledged writes lost.
+//!
+//! `loadtest crasher` (see [`lakehouse_loadtest::crasher`]) runs the real
+//! binary itself and kills it with SIGKILL under concurrent writers.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use hdrhistogram::Histogram;
+use lakehouse_loadtest::crasher::CrasherOptions;
 use lakehouse_loadtest::{client, histogram, loopback_base, sample_server, Latency, ServerSample};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -38,10 +43,71 @@ const SCENARIOS: [&str; 8] = [
     "record_only",
 ];
 const DEFAULT_WEIGHTS: [u32; 8] = [35, 15, 15, 15, 10, 10, 0, 0];
-const CHAOS_TARGETS: [&str; 3] = ["index:workers", "index:playbook_memory", "embed"];
+/// Chaos faults in turn: a panic in an actor's handler, and a panic inside
+/// an index's commit task (after its Lance append, before the reply).
+const CHAOS_TARGETS: [(&str, &str); 4] = [
+    ("index:workers", "panic"),
+    ("index:playbook_memory", "panic"),
+    ("embed", "panic"),
+    ("index:playbook_memory", "commit_panic"),
+];
 
-#[derive(Parser, Clone)]
-#[command(about = "Multi-tier load and chaos harness for lakehouse (loopback only)")]
+#[derive(Parser)]
+#[command(
+    about = "Multi-tier load and chaos harness for lakehouse (loopback only)",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    mix: Args,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Start the lakehouse binary on a fresh data dir and kill -9 it under
+    /// concurrent writers, checking after every restart that no
+    /// acknowledged write was lost.
+    Crasher(CrasherArgs),
+}
+
+#[derive(clap::Args)]
+struct CrasherArgs {
+    /// The lakehouse binary (default: $LAKEHOUSE_BIN, else the release
+    /// build under $CARGO_TARGET_DIR or /var/tmp/lakehouse-target).
+    #[arg(long)]
+    binary: Option<PathBuf>,
+    /// A fresh data dir (default: a new temporary directory).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 20)]
+    kills: u32,
+    /// Bound on the whole run, in seconds.
+    #[arg(long, default_value_t = 1800)]
+    duration: u64,
+    #[arg(long, default_value_t = 8)]
+    writers: usize,
+    #[arg(long, default_value_t = 10_000)]
+    items: usize,
+    #[arg(long, default_value_t = 64)]
+    dimension: usize,
+    /// Workers seeded for the playbook recorder.
+    #[arg(long, default_value_t = 500)]
+    workers: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// `process` or `fsync` (the server's data.durability).
+    #[arg(long, default_value = "process")]
+    durability: String,
+    /// Append the server's output here.
+    #[arg(long)]
+    server_log: Option<PathBuf>,
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Clone)]
 struct Args {
     #[arg(long, default_value = "http://127.0.0.1:3100")]
     target: String,
@@ -152,7 +218,89 @@ struct ChaosReport {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Crasher(args)) => crasher(args).await,
+        None => mix(cli.mix).await,
+    }
+}
+
+async fn crasher(args: CrasherArgs) -> Result<()> {
+    let binary = args.binary.unwrap_or_else(|| {
+        std::env::var_os("LAKEHOUSE_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let target = std::env::var_os("CARGO_TARGET_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("/var/tmp/lakehouse-target"));
+                target.join("release").join("lakehouse")
+            })
+    });
+    let scratch = tempfile_dir()?;
+    let data_dir = args.data_dir.unwrap_or_else(|| scratch.join("data"));
+    let mut options = CrasherOptions::new(binary, data_dir);
+    options.kills = args.kills;
+    options.duration = Duration::from_secs(args.duration);
+    options.writers = args.writers;
+    options.items = args.items;
+    options.dimension = args.dimension;
+    options.workers = args.workers;
+    options.seed = args.seed;
+    options.env = vec![(
+        "LAKEHOUSE__DATA__DURABILITY".into(),
+        args.durability.clone(),
+    )];
+    options.server_log = args.server_log;
+    options.verbose = true;
+    eprintln!(
+        "crasher: {} writers over {} items (+ playbook records), {} kills, data dir {}",
+        options.writers,
+        options.items,
+        options.kills,
+        options.data_dir.display()
+    );
+    let report = lakehouse_loadtest::crasher::run(options).await?;
+    println!("{}", report.summary());
+    let restarts = &report.restart_ms;
+    if !restarts.is_empty() {
+        let mut sorted = restarts.clone();
+        sorted.sort_unstable();
+        println!(
+            "restart to ready: median {} ms, max {} ms; {} writes in flight at the kills; {} s",
+            sorted[sorted.len() / 2],
+            sorted[sorted.len() - 1],
+            report.in_flight_at_kill,
+            report.seconds.round()
+        );
+    }
+    for violation in &report.violations {
+        println!(
+            "LOST after kill {}: {} expected {} found {}",
+            violation.after_kill, violation.id, violation.expected, violation.found
+        );
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    if !report.violations.is_empty() {
+        bail!("{} acknowledged writes were lost", report.violations.len());
+    }
+    Ok(())
+}
+
+/// A new directory under the system's temporary directory.
+fn tempfile_dir() -> Result<PathBuf> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir =
+        std::env::temp_dir().join(format!("lakehouse-crasher-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn mix(args: Args) -> Result<()> {
     let base = loopback_base(&args.target)?;
     let levels = if args.sweep.is_empty() {
         vec![args.clients]
@@ -700,12 +848,13 @@ async fn chaos(
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let actor = CHAOS_TARGETS[turn % CHAOS_TARGETS.len()];
+        let (actor, fault) = CHAOS_TARGETS[turn % CHAOS_TARGETS.len()];
         turn += 1;
+        let restarted_before = node_restarts(http, base, actor).await.unwrap_or(0);
         let at = Instant::now();
         let injected = http
             .post(format!("{base}/v1/admin/faults"))
-            .json(&json!({"actor": actor, "fault": "panic"}))
+            .json(&json!({"actor": actor, "fault": fault}))
             .send()
             .await?;
         if !injected.status().is_success() {
@@ -725,12 +874,11 @@ async fn chaos(
             };
             response.map(|r| r.status().is_success()).unwrap_or(false)
         };
-        // Recovery: the first success after the actor has restarted.
+        // Recovery: the first success after the actor has restarted (a
+        // commit panic waits for the next record to reach the index).
         let mut recovery = None;
-        let restarted_before = node_restarts(http, base, actor).await.unwrap_or(0);
         while at.elapsed() < Duration::from_secs(10) {
-            let restarted = node_restarts(http, base, actor).await.unwrap_or(0) > restarted_before
-                || at.elapsed() > Duration::from_millis(50);
+            let restarted = node_restarts(http, base, actor).await.unwrap_or(0) > restarted_before;
             if restarted && probe(http.clone()).await {
                 recovery = Some(at.elapsed().as_secs_f64() * 1000.0);
                 break;
@@ -738,7 +886,7 @@ async fn chaos(
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         faults.push(FaultReport {
-            actor: actor.to_string(),
+            actor: format!("{actor} ({fault})"),
             at_secs: at.duration_since(start).as_secs_f64(),
             recovery_ms: recovery,
             scenarios_failed_in_window: 0,

@@ -26,6 +26,8 @@ pub struct CatalogActor;
 
 pub struct CatalogArguments {
     pub data_dir: PathBuf,
+    /// `fsync`: the catalog file is synced before a change is acknowledged.
+    pub durability: crate::config::Durability,
 }
 
 pub enum CatalogMessage {
@@ -58,6 +60,7 @@ struct CatalogFile {
 pub struct CatalogState {
     file: PathBuf,
     datasets: BTreeMap<String, DatasetManifest>,
+    durability: crate::config::Durability,
 }
 
 /// `data.dir/datasets/<name>.lance`
@@ -102,7 +105,11 @@ impl Actor for CatalogActor {
             Err(_) => BTreeMap::new(),
         };
         reconcile(&args.data_dir, &mut datasets).await;
-        let state = CatalogState { file, datasets };
+        let state = CatalogState {
+            file,
+            datasets,
+            durability: args.durability,
+        };
         state.persist()?;
         Ok(state)
     }
@@ -146,7 +153,7 @@ impl CatalogState {
             datasets: self.datasets.clone(),
         };
         let json = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
-        crate::actors::vectors::write_atomically(&self.file, &json)
+        crate::durability::write_atomically(&self.file, &json, self.durability)
     }
 }
 

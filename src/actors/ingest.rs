@@ -87,6 +87,8 @@ pub struct IngestActor;
 pub struct IngestArguments {
     pub data_dir: PathBuf,
     pub settings: IngestSettings,
+    /// `fsync`: the dataset is written through the syncing object store.
+    pub durability: crate::config::Durability,
     pub directory: Directory,
     pub metrics: Arc<Metrics>,
     pub call_timeout: Duration,
@@ -234,9 +236,15 @@ async fn ingest(
     };
     let params = WriteParams {
         mode,
+        store_params: Some(crate::durability::store_params(context.durability)),
         ..WriteParams::default()
     };
-    let written = Dataset::write(batches, uri.as_str(), Some(params))
+    let write_uri = crate::durability::dataset_uri(
+        &dataset_path(&context.data_dir, dataset),
+        context.durability,
+    )
+    .map_err(|e| IngestError::Storage(e.to_string()))?;
+    let written = Dataset::write(batches, write_uri.as_str(), Some(params))
         .await
         .map_err(classify)?;
     context

@@ -12,6 +12,8 @@ pub const MAX_DIMENSION: usize = 4096;
 pub const MAX_ID_BYTES: usize = 256;
 /// `k` may be 1..=MAX_K.
 pub const MAX_K: usize = 1000;
+/// `ef_search` (an index's default, or a request's own) may be 1..=MAX_EF_SEARCH.
+pub const MAX_EF_SEARCH: u32 = 4096;
 
 /// How nearness is measured. Distances are reported so that smaller is
 /// nearer: `1 - cos` for cosine, squared L2 for l2, `-dot` for inner product.
@@ -74,7 +76,7 @@ impl HnswParams {
         };
         check("m", self.m, 4, 128)?;
         check("ef_construction", self.ef_construction, 8, 2048)?;
-        check("ef_search", self.ef_search, 1, 4096)
+        check("ef_search", self.ef_search, 1, MAX_EF_SEARCH)
     }
 }
 
@@ -126,7 +128,7 @@ pub enum ValidationError {
     VectorOrText { field: String },
     #[error("k must be between 1 and {MAX_K}, got {0}")]
     InvalidK(usize),
-    #[error("ef_search must be between 1 and 4096, got {0}")]
+    #[error("ef_search must be between 1 and {MAX_EF_SEARCH}, got {0}")]
     InvalidEfSearch(u32),
     #[error("hnsw.{field} must be between {min} and {max}, got {got}")]
     InvalidHnsw {
@@ -213,6 +215,66 @@ pub struct SearchRequest {
     pub filter: Option<Map<String, Value>>,
     pub exclude_ids: Option<Vec<String>>,
     pub ef_search: Option<u32>,
+}
+
+impl SearchRequest {
+    /// What can be checked without the index: `k`, exactly one of
+    /// `vector` and `text`, and the bounds of `ef_search`.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate_k(self.k)?;
+        exactly_one_of_vector_or_text(self.vector.is_some(), self.text.as_deref(), "query")?;
+        match self.ef_search {
+            Some(ef) if !(1..=MAX_EF_SEARCH).contains(&ef) => {
+                Err(ValidationError::InvalidEfSearch(ef))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// An add batch, checked in full before anything is written: not empty,
+/// at most `max_batch` items, valid and unique ids, and each item with
+/// exactly one of a vector and a non-empty text.
+pub fn validate_items(items: &[ItemInput], max_batch: usize) -> Result<(), ValidationError> {
+    if items.is_empty() {
+        return Err(ValidationError::EmptyBatch);
+    }
+    if items.len() > max_batch {
+        return Err(ValidationError::BatchTooLarge {
+            max: max_batch,
+            got: items.len(),
+        });
+    }
+    for (i, item) in items.iter().enumerate() {
+        validate_id(&item.id, &format!("items[{i}].id"))?;
+        exactly_one_of_vector_or_text(
+            item.vector.is_some(),
+            item.text.as_deref(),
+            &format!("items[{i}]"),
+        )?;
+    }
+    check_unique_ids(items.iter().map(|i| i.id.as_str()))
+}
+
+/// A query or an item gives a vector or a text, never both or neither,
+/// and a text must say something.
+fn exactly_one_of_vector_or_text(
+    has_vector: bool,
+    text: Option<&str>,
+    field: &str,
+) -> Result<(), ValidationError> {
+    if has_vector == text.is_some() {
+        return Err(ValidationError::VectorOrText {
+            field: field.to_string(),
+        });
+    }
+    if text.is_some_and(|t| t.trim().is_empty()) {
+        return Err(ValidationError::InvalidVector {
+            field: format!("{field}.text"),
+            reason: "must not be empty".into(),
+        });
+    }
+    Ok(())
 }
 
 /// One search hit; smaller distance is nearer.

@@ -1,6 +1,11 @@
-//! `POST /v1/admin/faults`: make a named actor panic, fail or stall inside
-//! its own message handler. Answers 404, like an unknown route, unless
-//! `faults.enabled = true`.
+//! Operator actions:
+//!
+//! - `POST /v1/admin/faults`: make a named actor panic, fail or stall inside
+//!   its own message handler (or an index's commit task panic). Answers
+//!   404, like an unknown route, unless `faults.enabled = true`.
+//! - `POST /v1/admin/indexes/{name}/restart`: stop an index (if it runs)
+//!   and start it again with a clean restart history — how an index left
+//!   `failed` after a crash loop is brought back once its cause is fixed.
 
 use std::time::Duration;
 
@@ -8,13 +13,57 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiContext, ApiError};
-use crate::supervision::{Fault, FaultKind};
+use crate::actors::vectors::index::actor_name;
+use crate::actors::vectors::{IndexError, SUPERVISOR};
+use crate::domain::vectors::validate_name;
+use crate::supervision::{Fault, FaultKind, SupervisorError, SupervisorMessage};
 
 /// The longest stall a `delay` fault may cause.
 const MAX_DELAY_MS: u64 = 60_000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/faults", web::post().to(inject));
+    cfg.route("/admin/faults", web::post().to(inject)).route(
+        "/admin/indexes/{name}/restart",
+        web::post().to(restart_index),
+    );
+}
+
+#[derive(Debug, Serialize)]
+pub struct RestartAccepted {
+    pub index: String,
+    /// The index is loading; `GET /v1/vectors/index/{name}` answers once it
+    /// has (503 `index_loading` meanwhile).
+    pub restarting: bool,
+}
+
+#[tracing::instrument(skip_all, fields(index = %name))]
+async fn restart_index(
+    context: web::Data<ApiContext>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    if validate_name(&name).is_err() {
+        return Err(IndexError::NotFound(name).into());
+    }
+    let actor = actor_name(&name);
+    // A restart reloads the index from Lance: give it the long budget.
+    let restarted = context
+        .call_with(
+            SUPERVISOR,
+            |reply| SupervisorMessage::RestartChild(actor.clone(), reply),
+            context.settings.request_timeout() * 4,
+        )
+        .await?;
+    match restarted {
+        Ok(()) => {}
+        Err(SupervisorError::NoSuchChild(_)) => return Err(IndexError::NotFound(name).into()),
+        Err(err) => return Err(ApiError::Internal(err.to_string())),
+    }
+    tracing::warn!("index restart requested by an operator");
+    Ok(HttpResponse::Accepted().json(RestartAccepted {
+        index: name,
+        restarting: true,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -23,7 +72,7 @@ pub struct FaultRequest {
     /// The actor's tree name, e.g. `embed` or `index:workers`.
     pub actor: String,
     pub fault: FaultKind,
-    /// Required for `delay`, refused otherwise.
+    /// Required for `delay` and `slow_load`, refused otherwise.
     pub delay_ms: Option<u64>,
 }
 
@@ -47,22 +96,39 @@ async fn inject(
         });
     }
     let request = request.into_inner();
+    let index_only = |name: &str| {
+        ApiError::InvalidBody(format!(
+            "fault '{name}' applies only to vector indexes (actor 'index:<name>')"
+        ))
+    };
+    let is_index = request.actor.starts_with("index:");
     let fault = match (request.fault, request.delay_ms) {
         (FaultKind::Delay, Some(ms)) if (1..=MAX_DELAY_MS).contains(&ms) => {
             Fault::delay(Duration::from_millis(ms))
         }
-        (FaultKind::Delay, _) => {
+        (FaultKind::SlowLoad, Some(ms)) if (1..=MAX_DELAY_MS).contains(&ms) && is_index => {
+            Fault::slow_load(Duration::from_millis(ms))
+        }
+        (FaultKind::SlowLoad, Some(_)) if !is_index => return Err(index_only("slow_load")),
+        (kind @ (FaultKind::Delay | FaultKind::SlowLoad), _) => {
+            let name = if kind == FaultKind::Delay {
+                "delay"
+            } else {
+                "slow_load"
+            };
             return Err(ApiError::InvalidBody(format!(
-                "fault 'delay' needs delay_ms between 1 and {MAX_DELAY_MS}"
-            )))
+                "fault '{name}' needs delay_ms between 1 and {MAX_DELAY_MS}"
+            )));
         }
         (_, Some(_)) => {
             return Err(ApiError::InvalidBody(
-                "delay_ms applies only to fault 'delay'".into(),
+                "delay_ms applies only to faults 'delay' and 'slow_load'".into(),
             ))
         }
         (FaultKind::Panic, None) => Fault::panic(),
         (FaultKind::Error, None) => Fault::error(),
+        (FaultKind::CommitPanic, None) if is_index => Fault::commit_panic(),
+        (FaultKind::CommitPanic, None) => return Err(index_only("commit_panic")),
     };
     let known = context.board.find_node(&request.actor).is_some();
     context.directory.inject(&request.actor, fault, known)?;

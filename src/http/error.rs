@@ -122,6 +122,7 @@ fn call_status(err: &CallError) -> (StatusCode, &'static str) {
         CallError::FaultsUnsupported { .. } => {
             (StatusCode::UNPROCESSABLE_ENTITY, "fault_not_supported")
         }
+        CallError::Failed { .. } => (StatusCode::SERVICE_UNAVAILABLE, "actor_failed"),
     }
 }
 
@@ -152,6 +153,8 @@ fn index_status(err: &IndexError) -> (StatusCode, &'static str) {
         IndexError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
         IndexError::Faiss(_) => (StatusCode::INTERNAL_SERVER_ERROR, "index_error"),
         IndexError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "index_unavailable"),
+        IndexError::Loading(_) => (StatusCode::SERVICE_UNAVAILABLE, "index_loading"),
+        IndexError::Failed { .. } => (StatusCode::SERVICE_UNAVAILABLE, "index_failed"),
         IndexError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }

@@ -26,11 +26,13 @@ use crate::telemetry::Metrics;
 pub use error::ApiError;
 
 /// What every handler can reach: the directory to find actors by name, the
-/// root board to draw the tree, metrics and settings.
+/// root board to draw the tree, the `vectors` supervisor's board (whether
+/// an index is loading or failed, without a message), metrics and settings.
 #[derive(Clone, Debug)]
 pub struct ApiContext {
     pub directory: Directory,
     pub board: StatusBoard,
+    pub vectors_board: StatusBoard,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
 }

@@ -24,6 +24,16 @@ struct Status {
     status: &'static str,
 }
 
+#[derive(Serialize)]
+struct Readiness {
+    status: &'static str,
+    /// Vector indexes left failed after a crash loop: they answer 503
+    /// `index_failed`, everything else serves (and a node is not taken out
+    /// of rotation for one bad index).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    failed_indexes: Vec<String>,
+}
+
 /// Liveness: the edge answers.
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(Status { status: "ok" })
@@ -31,22 +41,29 @@ async fn health() -> HttpResponse {
 
 /// Readiness: every actor in the tree is running (or was stopped on
 /// purpose); anything starting, restarting or failed makes this a 503
-/// naming it.
+/// naming it — except a vector index left failed, which is listed but
+/// does not make the node unready.
 async fn ready(context: web::Data<ApiContext>) -> Result<HttpResponse, ApiError> {
-    let waiting: Vec<String> = context
-        .board
-        .flatten()
+    let nodes = context.board.flatten();
+    let failed_indexes: Vec<String> = nodes
+        .iter()
+        .filter(|(name, status)| *status == ChildStatus::Failed && name.starts_with("index:"))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let waiting: Vec<String> = nodes
         .into_iter()
-        .filter(|(_, status)| {
-            matches!(
-                status,
-                ChildStatus::Starting | ChildStatus::Restarting | ChildStatus::Failed
-            )
+        .filter(|(name, status)| match status {
+            ChildStatus::Starting | ChildStatus::Restarting => true,
+            ChildStatus::Failed => !failed_indexes.contains(name),
+            ChildStatus::Running | ChildStatus::Stopped => false,
         })
         .map(|(name, status)| format!("{name} ({})", status_word(status)))
         .collect();
     if waiting.is_empty() {
-        Ok(HttpResponse::Ok().json(Status { status: "ready" }))
+        Ok(HttpResponse::Ok().json(Readiness {
+            status: "ready",
+            failed_indexes,
+        }))
     } else {
         Err(ApiError::NotReady(format!(
             "waiting for {}",

@@ -13,7 +13,7 @@ use crate::domain::vectors::{
     AddItems, CreateIndex, IndexDefinition, IndexInfo, IndexList, Item, SearchRequest,
     SearchResults, UpsertOutcome,
 };
-use crate::supervision::CallError;
+use crate::supervision::{CallError, ChildStatus};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -45,18 +45,43 @@ struct Deleted {
     deleted: String,
 }
 
-/// Calls the actor of index `name`; an index that is not in the tree at
-/// all is a 404, one that is restarting a 503.
+/// Calls the actor of index `name`. The `vectors` board answers first,
+/// without a message: an index that is not in the tree is a 404, one that
+/// is loading (starting or restarting) a `503 index_loading`, one its
+/// supervisor gave up on a `503 index_failed` with the last reason — all
+/// at once, never after a request timeout.
 async fn call_index<T, F>(context: &ApiContext, name: &str, build: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(ractor::RpcReplyPort<T>) -> IndexMessage,
 {
     let actor = actor_name(name);
-    match context.call(&actor, build).await {
-        Err(CallError::Unavailable { .. }) if context.board.find_node(&actor).is_none() => {
-            Err(IndexError::NotFound(name.to_string()).into())
+    let not_found = || ApiError::from(IndexError::NotFound(name.to_string()));
+    let failed = || {
+        let reason = context
+            .vectors_board
+            .last_failure(&actor)
+            .map_or_else(|| "no reason recorded".to_string(), |f| f.reason);
+        ApiError::from(IndexError::Failed {
+            index: name.to_string(),
+            reason,
+        })
+    };
+    match context.vectors_board.status(&actor) {
+        None => return Err(not_found()),
+        Some(ChildStatus::Starting | ChildStatus::Restarting) => {
+            return Err(IndexError::Loading(name.to_string()).into())
         }
+        Some(ChildStatus::Failed) => return Err(failed()),
+        Some(ChildStatus::Running | ChildStatus::Stopped) => {}
+    }
+    match context.call(&actor, build).await {
+        Err(CallError::Unavailable { .. }) => match context.vectors_board.status(&actor) {
+            None => Err(not_found()),
+            Some(ChildStatus::Failed) => Err(failed()),
+            Some(_) => Err(IndexError::Unavailable.into()),
+        },
+        Err(CallError::Failed { .. }) => Err(failed()),
         other => Ok(other?),
     }
 }

@@ -50,10 +50,12 @@ struct BoardInner {
 /// Shared, cheaply cloneable view of one supervisor's children.
 ///
 /// A std-style lock (parking_lot) rather than a tokio one: every critical
-/// section is a few field updates, never held across an `.await`.
+/// section is a few field updates, never held across an `.await`. Every
+/// change wakes whoever waits in [`StatusBoard::wait_for`].
 #[derive(Debug, Clone)]
 pub struct StatusBoard {
     inner: Arc<RwLock<BoardInner>>,
+    changed: Arc<tokio::sync::Notify>,
 }
 
 /// One node of the drawn tree (the wire format of `/v1/supervision`).
@@ -75,6 +77,31 @@ impl StatusBoard {
                 strategy,
                 children: Vec::new(),
             })),
+            changed: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Waits until the status of child `name` satisfies `done` (`None`:
+    /// not on the board), for at most `timeout`. Returns the status it
+    /// settled on, or `Err` with the last one seen when time ran out.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        timeout: std::time::Duration,
+        done: impl Fn(Option<ChildStatus>) -> bool,
+    ) -> Result<Option<ChildStatus>, Option<ChildStatus>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Registered before the check, so a change between the check
+            // and the wait is not missed.
+            let changed = self.changed.notified();
+            let status = self.status(name);
+            if done(status) {
+                return Ok(status);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(self.status(name));
+            }
         }
     }
 
@@ -97,6 +124,7 @@ impl StatusBoard {
 
     pub(crate) fn remove(&self, name: &str) {
         self.inner.write().children.retain(|c| c.name != name);
+        self.changed.notify_waiters();
     }
 
     pub(crate) fn set_status(&self, name: &str, status: ChildStatus) {
@@ -125,6 +153,7 @@ impl StatusBoard {
         {
             f(entry);
         }
+        self.changed.notify_waiters();
     }
 
     /// The status of a direct child, if this board has it.

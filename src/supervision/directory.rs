@@ -38,6 +38,10 @@ pub enum CallError {
     /// The actor exists but does not take injected faults (supervisors).
     #[error("actor '{actor}' does not accept injected faults")]
     FaultsUnsupported { actor: String },
+    /// Its supervisor gave up on it (it used up its own restart intensity);
+    /// it stays down until an operator restarts it.
+    #[error("actor '{actor}' has failed and is not being restarted: {reason}")]
+    Failed { actor: String, reason: String },
 }
 
 #[derive(Debug)]
@@ -50,6 +54,9 @@ struct DirectoryInner {
     /// Fault delivery per child name; registered by the supervisor that
     /// owns the child. Lives as long as the child spec does.
     faults: RwLock<HashMap<String, FaultFnDebug>>,
+    /// Children their supervisor gave up on, with the reason: callers are
+    /// told at once instead of waiting for a restart that will not come.
+    failed: RwLock<HashMap<String, String>>,
 }
 
 #[derive(Clone)]
@@ -91,6 +98,7 @@ impl Directory {
                 namespace: format!("lakehouse-{n}"),
                 in_flight,
                 faults: RwLock::new(HashMap::new()),
+                failed: RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -120,8 +128,14 @@ impl Directory {
         T: Send + 'static,
         F: FnOnce(RpcReplyPort<T>) -> M,
     {
-        let unavailable = || CallError::Unavailable {
-            actor: name.to_string(),
+        let unavailable = || match self.failure(name) {
+            Some(reason) => CallError::Failed {
+                actor: name.to_string(),
+                reason,
+            },
+            None => CallError::Unavailable {
+                actor: name.to_string(),
+            },
         };
         let actor = self.lookup::<M>(name).ok_or_else(unavailable)?;
         let gauge = self
@@ -214,6 +228,22 @@ impl Directory {
 
     pub(crate) fn forget(&self, name: &str) {
         self.inner.faults.write().remove(name);
+        self.inner.failed.write().remove(name);
+    }
+
+    /// Marks `name` as given up on (`Some(reason)`) or as back in the
+    /// supervisor's care (`None`).
+    pub(crate) fn set_failed(&self, name: &str, reason: Option<&str>) {
+        let mut failed = self.inner.failed.write();
+        match reason {
+            Some(reason) => failed.insert(name.to_string(), reason.to_string()),
+            None => failed.remove(name),
+        };
+    }
+
+    /// Why `name`'s supervisor gave up on it, if it did.
+    pub fn failure(&self, name: &str) -> Option<String> {
+        self.inner.failed.read().get(name).cloned()
     }
 
     /// Delivers `fault` to the mailbox of the actor called `name`.

@@ -17,13 +17,21 @@ pub enum FaultKind {
     Error,
     /// Sleep in the handler, stalling the mailbox (callers see timeouts).
     Delay,
+    /// Vector indexes only: the next commit that writes rows panics inside
+    /// its commit task, after the Lance append and before the reply — the
+    /// worst moment for a commit path to fail.
+    CommitPanic,
+    /// Vector indexes only: the index fails, and its next load takes
+    /// `delay_ms` longer (a slow disk), so clients can be seen handling
+    /// `503 index_loading`.
+    SlowLoad,
 }
 
 /// A fault delivered to an actor as an ordinary message.
 #[derive(Debug, Clone)]
 pub struct Fault {
     pub kind: FaultKind,
-    /// Only used by [`FaultKind::Delay`].
+    /// Only used by [`FaultKind::Delay`] and [`FaultKind::SlowLoad`].
     pub delay: Duration,
 }
 
@@ -42,6 +50,20 @@ impl Fault {
         }
     }
 
+    pub fn commit_panic() -> Self {
+        Self {
+            kind: FaultKind::CommitPanic,
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn slow_load(delay: Duration) -> Self {
+        Self {
+            kind: FaultKind::SlowLoad,
+            delay,
+        }
+    }
+
     pub fn delay(delay: Duration) -> Self {
         Self {
             kind: FaultKind::Delay,
@@ -57,6 +79,12 @@ impl Fault {
             FaultKind::Error => Err(format!("injected fault: error in '{actor}'").into()),
             FaultKind::Delay => {
                 tokio::time::sleep(self.delay).await;
+                Ok(())
+            }
+            // Only actors with a commit task accept it (the admin endpoint
+            // refuses it for the others); one that gets it anyway ignores it.
+            FaultKind::CommitPanic | FaultKind::SlowLoad => {
+                tracing::warn!(actor, kind = ?self.kind, "fault ignored: only vector indexes take it");
                 Ok(())
             }
         }

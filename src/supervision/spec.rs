@@ -86,6 +86,9 @@ pub struct ChildSpec {
     pub(crate) fault: Option<FaultFn>,
     /// Set when the child is itself a supervisor, so the tree can be drawn.
     pub(crate) board: Option<StatusBoard>,
+    /// The child's own restart intensity, if it has one (see
+    /// [`ChildSpec::own_intensity`]).
+    pub own_intensity: Option<Intensity>,
 }
 
 impl std::fmt::Debug for ChildSpec {
@@ -94,6 +97,7 @@ impl std::fmt::Debug for ChildSpec {
             .field("name", &self.name)
             .field("restart", &self.restart)
             .field("shutdown", &self.shutdown)
+            .field("own_intensity", &self.own_intensity)
             .finish()
     }
 }
@@ -129,6 +133,7 @@ impl ChildSpec {
             start,
             fault: Some(fault),
             board: None,
+            own_intensity: None,
         }
     }
 
@@ -159,6 +164,7 @@ impl ChildSpec {
             start,
             fault: None,
             board: Some(board),
+            own_intensity: None,
         }
     }
 
@@ -169,6 +175,18 @@ impl ChildSpec {
 
     pub fn shutdown(mut self, timeout: Duration) -> Self {
         self.shutdown = timeout;
+        self
+    }
+
+    /// Counts this child's restarts against an intensity of its own instead
+    /// of the supervisor's: more than `max_restarts` within `period` and
+    /// the child is left `failed` (until [`super::SupervisorMessage::RestartChild`]),
+    /// while its siblings and the supervisor carry on. This is what OTP
+    /// gets by putting a child behind a supervisor of its own that is a
+    /// temporary child of this one: one crash-looping vector index must not
+    /// use up the intensity that protects every other index.
+    pub fn own_intensity(mut self, intensity: Intensity) -> Self {
+        self.own_intensity = Some(intensity);
         self
     }
 }

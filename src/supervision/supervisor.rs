@@ -37,6 +37,10 @@ pub enum SupervisorMessage {
     StartChild(ChildSpec, RpcReplyPort<Result<(), SupervisorError>>),
     /// Stops a child within its shutdown timeout and forgets its spec.
     TerminateChild(String, RpcReplyPort<Result<(), SupervisorError>>),
+    /// Stops the named child if it runs and starts it once more with a
+    /// clean restart history: how an operator brings back a child that used
+    /// up its own intensity and was left `failed`.
+    RestartChild(String, RpcReplyPort<Result<(), SupervisorError>>),
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -66,6 +70,9 @@ struct Child {
     cell: Option<ActorCell>,
     /// Restart times of this child within the intensity period (backoff).
     recent_restarts: VecDeque<Instant>,
+    /// Restart times within the child's own intensity period, for a child
+    /// that has one ([`ChildSpec::own_intensity`]).
+    own_restarts: VecDeque<Instant>,
     /// Whether this supervisor incarnation has started it before: every
     /// later start is a restart.
     started_once: bool,
@@ -169,6 +176,10 @@ impl Actor for Supervisor {
                 let result = state.terminate_child(&name).await;
                 let _ = reply.send(result);
             }
+            SupervisorMessage::RestartChild(name, reply) => {
+                let result = state.restart_child(&myself, &name).await;
+                let _ = reply.send(result);
+            }
         }
         Ok(())
     }
@@ -218,6 +229,7 @@ impl SupervisorState {
             spec,
             cell: None,
             recent_restarts: VecDeque::new(),
+            own_restarts: VecDeque::new(),
             started_once: false,
         });
     }
@@ -274,7 +286,9 @@ impl SupervisorState {
             Exit::Abnormal(reason) => reason,
             Exit::Normal => "exited".to_string(),
         };
-        self.note_restart(&name, &reason).await?;
+        if self.count_restart(index, &reason).await? == Verdict::GiveUp {
+            return Ok(());
+        }
 
         let group: Vec<usize> = match self.strategy {
             Strategy::OneForOne => vec![index],
@@ -307,17 +321,44 @@ impl SupervisorState {
         Ok(())
     }
 
+    /// Counts one restart of child `index`: against its own intensity if it
+    /// has one (exceeded: the child is left failed), else against this
+    /// supervisor's (exceeded: escalation, the `Err`).
+    async fn count_restart(
+        &mut self,
+        index: usize,
+        reason: &str,
+    ) -> Result<Verdict, SupervisorError> {
+        let name = self.children[index].spec.name.clone();
+        let Some(intensity) = self.children[index].spec.own_intensity else {
+            self.note_restart(&name, reason).await?;
+            return Ok(Verdict::Restart);
+        };
+        let now = Instant::now();
+        let recent = &mut self.children[index].own_restarts;
+        forget_older(recent, now, intensity.period);
+        recent.push_back(now);
+        if recent.len() as u32 <= intensity.max_restarts {
+            return Ok(Verdict::Restart);
+        }
+        let reason = format!(
+            "gave up after more than {} restarts within {} s; last: {reason}",
+            intensity.max_restarts,
+            intensity.period.as_secs()
+        );
+        tracing::error!(supervisor = %self.name, actor = %name, %reason, "actor left failed");
+        self.metrics.supervision_event(&name, "give_up");
+        self.board.record_failure(&name, &reason);
+        self.board.set_status(&name, ChildStatus::Failed);
+        self.directory.set_failed(&name, Some(&reason));
+        Ok(Verdict::GiveUp)
+    }
+
     /// Records one restart against the intensity; escalates when exceeded.
     async fn note_restart(&mut self, child: &str, reason: &str) -> Result<(), SupervisorError> {
         let now = Instant::now();
         let period = self.intensity.period;
-        while self
-            .restarts
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > period)
-        {
-            self.restarts.pop_front();
-        }
+        forget_older(&mut self.restarts, now, period);
         self.restarts.push_back(now);
         if self.restarts.len() as u32 > self.intensity.max_restarts {
             let err = SupervisorError::IntensityExceeded {
@@ -363,7 +404,9 @@ impl SupervisorState {
                 Ok(()) => return Ok(()),
                 Err(reason) => {
                     self.board.set_status(&name, ChildStatus::Restarting);
-                    self.note_restart(&name, &reason).await?;
+                    if self.count_restart(index, &reason).await? == Verdict::GiveUp {
+                        return Ok(());
+                    }
                     // A failed first start counts too: the next attempt is a restart.
                     is_restart = true;
                     let delay = self.child_backoff(index);
@@ -418,16 +461,45 @@ impl SupervisorState {
     /// Backoff for the child's next restart, counting its recent restarts.
     fn child_backoff(&mut self, index: usize) -> Duration {
         let now = Instant::now();
-        let period = self.intensity.period;
+        let period = self.children[index]
+            .spec
+            .own_intensity
+            .map_or(self.intensity.period, |own| own.period);
         let recent = &mut self.children[index].recent_restarts;
-        while recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > period)
-        {
-            recent.pop_front();
-        }
+        forget_older(recent, now, period);
         recent.push_back(now);
         self.backoff.delay(recent.len())
+    }
+
+    /// Stops the child if it runs and gives it one fresh start.
+    async fn restart_child(
+        &mut self,
+        myself: &ActorRef<SupervisorMessage>,
+        name: &str,
+    ) -> Result<(), SupervisorError> {
+        let index = self
+            .children
+            .iter()
+            .position(|c| c.spec.name == name)
+            .ok_or_else(|| SupervisorError::NoSuchChild(name.to_string()))?;
+        self.board.set_status(name, ChildStatus::Restarting);
+        if let Some(cell) = self.children[index].cell.take() {
+            self.metrics.actor_up.with_label_values(&[name]).set(0);
+            stop_child(&cell, name, self.children[index].spec.shutdown).await;
+        }
+        self.children[index].own_restarts.clear();
+        self.children[index].recent_restarts.clear();
+        self.directory.set_failed(name, None);
+        tracing::info!(supervisor = %self.name, actor = %name, "restart requested");
+        // One attempt, like `StartChild`: a child that still will not start
+        // is reported to the caller and left failed.
+        self.try_start(myself, index, true).await.map_err(|reason| {
+            self.board.set_status(name, ChildStatus::Failed);
+            SupervisorError::StartFailed {
+                child: name.to_string(),
+                reason,
+            }
+        })
     }
 
     async fn terminate_child(&mut self, name: &str) -> Result<(), SupervisorError> {
@@ -459,6 +531,23 @@ impl SupervisorState {
             }
         }
         tracing::debug!(supervisor = %self.name, why, "children stopped");
+    }
+}
+
+/// Whether a child is restarted or left failed after counting a restart.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Restart,
+    GiveUp,
+}
+
+/// Drops the times older than `period` from the front of `times`.
+fn forget_older(times: &mut VecDeque<Instant>, now: Instant, period: Duration) {
+    while times
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > period)
+    {
+        times.pop_front();
     }
 }
 

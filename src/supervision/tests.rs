@@ -186,8 +186,9 @@ impl Tree {
     }
 }
 
+/// Waits for an event; the bound only fails a test that would hang.
 async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -344,11 +345,11 @@ async fn transient_children_are_not_restarted_after_a_normal_exit() {
     tree.directory
         .cast::<ProbeMessage>("t", ProbeMessage::Exit)
         .unwrap();
+    // `Stopped` is the supervisor's decision not to restart it.
     eventually("t stopped", || {
         board.status("t") == Some(ChildStatus::Stopped)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(board.restarts("t"), Some(0));
     assert!(tree.id("t").is_none());
 
@@ -364,11 +365,11 @@ async fn temporary_children_are_never_restarted() {
     let (_sup, board) = tree.start(Strategy::OneForOne, 5, children).await.unwrap();
 
     tree.panic("tmp");
+    // `Failed` is the supervisor's decision not to restart it.
     eventually("tmp failed", || {
         board.status("tmp") == Some(ChildStatus::Failed)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(board.restarts("tmp"), Some(0));
     assert!(tree.id("tmp").is_none());
 }
@@ -440,18 +441,13 @@ async fn a_caller_waiting_on_an_actor_that_panics_gets_an_error_at_once() {
         .await
         .unwrap();
 
-    let started = Instant::now();
+    // A 30 s budget: waiting it out would be a `Timeout`, not this.
     let outcome = tree
         .directory
         .call::<ProbeMessage, (), _>("a", ProbeMessage::PanicHolding, Duration::from_secs(30))
         .await;
 
     assert_eq!(outcome, Err(CallError::Unavailable { actor: "a".into() }));
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
     eventually("a restarted", || running_with(&board, "a", 1)).await;
 }
 
@@ -479,8 +475,8 @@ async fn an_idempotent_call_waits_out_a_restart_instead_of_failing() {
         "answered by a new incarnation"
     );
 
-    // A name that is not in the tree still fails at once.
-    let started = Instant::now();
+    // A name that is not in the tree still fails at once (`Unavailable`,
+    // where waiting out the budget would be a `Timeout`).
     let missing = tree
         .directory
         .call_idempotent::<ProbeMessage, String, _>(
@@ -495,7 +491,6 @@ async fn an_idempotent_call_waits_out_a_restart_instead_of_failing() {
             actor: "nobody".into()
         })
     );
-    assert!(started.elapsed() < Duration::from_secs(1));
 }
 
 #[tokio::test]
@@ -553,4 +548,112 @@ fn backoff_doubles_up_to_its_cap() {
         .map(|n| backoff.delay(n).as_millis() as u64)
         .collect();
     assert_eq!(delays, [0, 5, 10, 20, 30, 30]);
+}
+
+#[tokio::test]
+async fn a_child_with_its_own_intensity_is_left_failed_without_escalating() {
+    let tree = Tree::new();
+    let own = Intensity {
+        max_restarts: 2,
+        period: Duration::from_secs(60),
+    };
+    let children = vec![
+        tree.probe("steady", 0),
+        tree.probe("looping", 0).own_intensity(own),
+    ];
+    // The supervisor itself allows only one restart: the child's three
+    // would exceed it, were they counted against it.
+    let (_sup, board) = tree.start(Strategy::OneForOne, 1, children).await.unwrap();
+    let steady = tree.id("steady");
+
+    for restarts in 1..=2 {
+        tree.panic("looping");
+        eventually("looping restarted", || {
+            running_with(&board, "looping", restarts)
+        })
+        .await;
+    }
+    tree.panic("looping");
+    eventually("looping left failed", || {
+        board.status("looping") == Some(ChildStatus::Failed)
+    })
+    .await;
+    let failure = board.last_failure("looping").unwrap();
+    assert!(failure.reason.contains("gave up"), "{}", failure.reason);
+    assert_eq!(tree.id("steady"), steady, "the sibling is untouched");
+    assert_eq!(board.status("steady"), Some(ChildStatus::Running));
+    // Callers are told why at once.
+    let outcome = tree
+        .directory
+        .call::<ProbeMessage, String, _>("looping", ProbeMessage::Echo, Duration::from_secs(30))
+        .await;
+    assert!(
+        matches!(outcome, Err(CallError::Failed { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        tree.metrics
+            .supervision_events
+            .with_label_values(&["looping", "give_up"])
+            .get(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_failed_child_can_be_restarted_on_request() {
+    let tree = Tree::new();
+    let own = Intensity {
+        max_restarts: 1,
+        period: Duration::from_secs(60),
+    };
+    let (supervisor, board) = tree
+        .start(
+            Strategy::OneForOne,
+            5,
+            vec![tree.probe("c", 0).own_intensity(own)],
+        )
+        .await
+        .unwrap();
+    tree.panic("c");
+    eventually("c restarted", || running_with(&board, "c", 1)).await;
+    tree.panic("c");
+    eventually("c failed", || {
+        board.status("c") == Some(ChildStatus::Failed)
+    })
+    .await;
+
+    supervisor
+        .call(
+            |reply| SupervisorMessage::RestartChild("c".into(), reply),
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    eventually("c running again", || {
+        board.status("c") == Some(ChildStatus::Running)
+    })
+    .await;
+    let echo = tree
+        .directory
+        .call::<ProbeMessage, String, _>("c", ProbeMessage::Echo, Duration::from_secs(30))
+        .await;
+    assert_eq!(echo, Ok("c".to_string()));
+    // A fresh history: it may fail once more before it is given up on.
+    tree.panic("c");
+    eventually("c restarted after the manual restart", || {
+        board.status("c") == Some(ChildStatus::Running) && board.restarts("c") == Some(3)
+    })
+    .await;
+    let missing = supervisor
+        .call(
+            |reply| SupervisorMessage::RestartChild("nobody".into(), reply),
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(missing, Err(SupervisorError::NoSuchChild(_))));
 }

@@ -9,6 +9,7 @@ mod errors;
 mod matrix;
 mod ollama;
 mod ops;
+mod recovery;
 mod supervision;
 mod validate;
 mod vectors;

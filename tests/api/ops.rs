@@ -115,38 +115,34 @@ async fn supervision_draws_the_tree() {
         .collect();
     assert_eq!(
         names,
-        [
-            "storage",
-            "catalog",
-            "ingest",
-            "query",
-            "embed",
-            "vectors",
-            "vector_catalog",
-            "matrix",
-            "validate",
-            "http"
-        ],
-        "start order"
+        ["data", "retrieval", "edge"],
+        "subsystems in start order"
     );
-    let embed = tree["children"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "embed")
-        .unwrap()
-        .clone();
+    let children = |node: &str| -> Vec<String> {
+        tree["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == node)
+            .unwrap()["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(children("data"), ["storage", "catalog", "ingest", "query"]);
+    assert_eq!(
+        children("retrieval"),
+        ["embed", "vectors", "vector_catalog", "matrix", "validate"]
+    );
+    assert_eq!(children("edge"), ["http"]);
+    let embed = app.node("embed").await.unwrap();
     assert_eq!(embed["status"], "running");
     assert_eq!(embed["restarts"], 0);
     assert_eq!(embed["last_failure"], Value::Null);
     assert_eq!(embed["strategy"], Value::Null);
     assert_eq!(embed["children"], serde_json::json!([]));
-    let vectors = tree["children"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "vectors")
-        .unwrap()
-        .clone();
+    let vectors = app.node("vectors").await.unwrap();
     assert_eq!(vectors["strategy"], "one_for_one", "a nested supervisor");
 }

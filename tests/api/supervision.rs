@@ -1,39 +1,33 @@
 //! Self-healing through HTTP: faults injected into actors, the tree and the
 //! metrics that show the restart, and the service answering again.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, eventually, metric_value, spawn_app, spawn_app_with};
 
+/// A bound on waits for an event: it only fails a test that would
+/// otherwise hang. How fast healing is, is measured in `loadtest/`.
+const PATIENCE: Duration = Duration::from_secs(30);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panic_in_embed_is_restarted_counted_and_embed_answers_within_a_second() {
+async fn a_panic_in_embed_is_restarted_counted_and_embed_answers_again() {
     let app = spawn_app().await;
     assert_eq!(app.embed(&["before"]).await.status(), StatusCode::OK);
 
-    let injected = Instant::now();
     let response = app.inject_fault("embed", "panic").await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
 
-    eventually(
-        "embed answers 200 again",
-        Duration::from_secs(1),
-        || async {
-            app.embed(&["after the panic"]).await.status() == StatusCode::OK
-                && app
-                    .node("embed")
-                    .await
-                    .is_some_and(|n| n["restarts"] == 1 && n["status"] == "running")
-        },
-    )
+    eventually("embed answers 200 again", PATIENCE, || async {
+        app.embed(&["after the panic"]).await.status() == StatusCode::OK
+            && app
+                .node("embed")
+                .await
+                .is_some_and(|n| n["restarts"] == 1 && n["status"] == "running")
+    })
     .await;
-    assert!(
-        injected.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        injected.elapsed()
-    );
 
     let embed = app.node("embed").await.unwrap();
     assert_eq!(embed["status"], "running");
@@ -65,7 +59,7 @@ async fn an_error_returned_by_a_handler_is_a_failure_too() {
         app.inject_fault("embed", "error").await.status(),
         StatusCode::ACCEPTED
     );
-    eventually("embed restarted", Duration::from_secs(2), || async {
+    eventually("embed restarted", PATIENCE, || async {
         app.node("embed")
             .await
             .is_some_and(|n| n["restarts"] == 1 && n["status"] == "running")
@@ -78,12 +72,12 @@ async fn an_error_returned_by_a_handler_is_a_failure_too() {
 async fn a_restarting_actor_answers_503_with_retry_after() {
     // A long backoff holds embed in `restarting` long enough to observe it.
     let app = spawn_app_with(&[
-        ("supervision.backoff_initial_ms", "1500"),
-        ("supervision.backoff_max_ms", "1500"),
+        ("supervision.backoff_initial_ms", "5000"),
+        ("supervision.backoff_max_ms", "5000"),
     ])
     .await;
     app.inject_fault("embed", "panic").await;
-    eventually("embed is restarting", Duration::from_secs(1), || async {
+    eventually("embed is restarting", PATIENCE, || async {
         app.node("embed")
             .await
             .is_some_and(|n| n["status"] == "restarting")
@@ -105,7 +99,7 @@ async fn a_restarting_actor_answers_503_with_retry_after() {
     )
     .await;
 
-    eventually("embed is back", Duration::from_secs(5), || async {
+    eventually("embed is back", PATIENCE, || async {
         app.embed(&["after"]).await.status() == StatusCode::OK
     })
     .await;
@@ -122,21 +116,25 @@ async fn a_stalled_actor_gives_504_not_a_hang() {
         .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
 
-    let started = Instant::now();
+    // The answer is a 504 from the request timeout, not the 200 that
+    // would come after the stall.
     let response = app.embed(&["stuck behind the delay"]).await;
     assert_error(response, StatusCode::GATEWAY_TIMEOUT, "actor_timeout").await;
-    assert!(started.elapsed() < Duration::from_secs(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_edge_itself_restarts_and_serves_again() {
     let app = spawn_app().await;
     app.inject_fault("http", "panic").await;
-    eventually("the edge restarted", Duration::from_secs(3), || async {
+    eventually("the edge restarted", PATIENCE, || async {
         match app.client.get(app.url("/v1/supervision")).send().await {
             Ok(response) if response.status() == StatusCode::OK => {
                 let tree: Value = response.json().await.unwrap();
-                let http = tree["children"]
+                let edge = tree["children"]
+                    .as_array()
+                    .and_then(|c| c.iter().find(|n| n["name"] == "edge").cloned())
+                    .unwrap_or_default();
+                let http = edge["children"]
                     .as_array()
                     .and_then(|c| c.iter().find(|n| n["name"] == "http").cloned())
                     .unwrap_or_default();

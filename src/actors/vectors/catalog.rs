@@ -7,8 +7,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::index::{actor_name, IndexMessage};
 use super::snapshot::SnapshotPaths;
-use super::{write_atomically, IndexError, VectorsContext, SUPERVISOR};
+use super::{IndexError, VectorsContext, SUPERVISOR};
 use crate::domain::vectors::{validate_name, CreateIndex, IndexDefinition, IndexSummary};
+use crate::durability::write_atomically;
 use crate::supervision::{ChildStatus, Fault, SupervisorError, SupervisorMessage};
 
 /// Tree name of the catalog.
@@ -93,8 +94,12 @@ async fn create(
     remove_data(context, &name).await;
     let json =
         serde_json::to_vec_pretty(&definition).map_err(|e| IndexError::Internal(e.to_string()))?;
-    write_atomically(&context.definition_path(&name), &json)
-        .map_err(|e| IndexError::Storage(e.to_string()))?;
+    write_atomically(
+        &context.definition_path(&name),
+        &json,
+        context.settings.data.durability,
+    )
+    .map_err(|e| IndexError::Storage(e.to_string()))?;
 
     let spec = context.index_spec(definition.clone());
     let started = context
@@ -106,12 +111,30 @@ async fn create(
         )
         .await;
     match started {
-        Ok(Ok(())) => {
-            tracing::info!(index = %name, dimension = definition.dimension, "index created");
-            Ok(definition)
-        }
         // Started meanwhile by a restart of the supervisor, from the definition.
-        Ok(Err(SupervisorError::DuplicateChild(_))) => Ok(definition),
+        Ok(Ok(())) | Ok(Err(SupervisorError::DuplicateChild(_))) => {
+            // `201` means usable: wait for the (empty, so quick) load, so a
+            // client's first write is not a `503 index_loading`.
+            let actor = actor_name(&name);
+            let loaded = context
+                .board
+                .wait_for(&actor, context.settings.request_timeout(), |status| {
+                    !matches!(
+                        status,
+                        Some(ChildStatus::Starting | ChildStatus::Restarting)
+                    )
+                })
+                .await;
+            match loaded {
+                Ok(Some(ChildStatus::Running)) => {
+                    tracing::info!(index = %name, dimension = definition.dimension, "index created");
+                    Ok(definition)
+                }
+                Ok(status) | Err(status) => Err(IndexError::Internal(format!(
+                    "index '{name}' was created but is not running ({status:?})"
+                ))),
+            }
+        }
         Ok(Err(err)) => {
             let _ = std::fs::remove_file(context.definition_path(&name));
             Err(IndexError::Internal(err.to_string()))
@@ -177,17 +200,26 @@ async fn drop_index(context: &VectorsContext, name: &str) -> Result<(), IndexErr
     Ok(())
 }
 
-/// Deletes an index's data once no commit can be running on it.
+/// Deletes an index's data once no commit can be running on it and no
+/// background work of it touches its files.
 async fn remove_data(context: &VectorsContext, name: &str) {
-    let lock = context.writer_lock(name);
-    let mut generation = lock.lock().await;
-    // Any commit still queued from the dropped index must not write.
-    *generation += 1;
+    let fence = context.fence(name);
+    let mut writer = fence.writer.lock().await;
+    // Any commit still queued, and any upkeep still running, from the
+    // dropped index must not write: a new generation fences them out.
+    fence.advance(&mut writer).await;
     let dataset = context.dir.join(format!("{name}.lance"));
     if dataset.exists() {
         if let Err(err) = std::fs::remove_dir_all(&dataset) {
             tracing::warn!(index = %name, %err, "removing the Lance dataset");
         }
     }
+    let quarantine = context.dir.join(format!("{name}.quarantine"));
+    if quarantine.exists() {
+        if let Err(err) = std::fs::remove_dir_all(&quarantine) {
+            tracing::warn!(index = %name, %err, "removing the quarantined manifests");
+        }
+    }
     SnapshotPaths::new(&context.dir, name).remove();
+    context.metrics.forget_index(name);
 }

@@ -424,49 +424,30 @@ impl Core {
             .collect())
     }
 
-    /// `(label, distance)` of the k nearest, best first.
+    /// `(label, distance)` of the k nearest, best first. Every search
+    /// holds only the read lock, whatever its efSearch.
     fn score(&self, query: &Query) -> Result<Vec<(u64, f32)>, HnswError> {
-        let needs_ef = query.filter.is_empty()
-            && query
-                .ef_search
-                .is_some_and(|ef| ef != self.inner.read().hnsw.ef_search());
-        let scored = if needs_ef {
-            // efSearch is global state in faiss: a per-query value takes the
-            // write lock for the duration of that one search.
-            let mut inner = self.inner.write();
-            let default = inner.hnsw.ef_search();
-            inner
-                .hnsw
-                .set_ef_search(query.ef_search.unwrap_or(default))?;
+        let ef_search = query.ef_search.unwrap_or(self.definition.hnsw.ef_search);
+        let metric = self.definition.metric;
+        let inner = self.inner.read();
+        if query.filter.is_empty() {
             let allowed = inner.allowed_unfiltered(query);
-            let result = inner.graph_search(query, &allowed, self.definition.metric);
-            inner.hnsw.set_ef_search(default)?;
-            result?
-        } else {
-            let inner = self.inner.read();
-            if query.filter.is_empty() {
-                let allowed = inner.allowed_unfiltered(query);
-                inner.graph_search(query, &allowed, self.definition.metric)?
-            } else {
-                let candidates = inner.candidates(&query.filter, &inner.excluded(query));
-                if candidates.len() <= EXACT_SEARCH_LIMIT {
-                    inner.exact_search(query, &candidates, self.definition.metric)?
-                } else {
-                    // A selective filter leaves few allowed nodes among the
-                    // ones an ef-sized walk visits: widen the walk in
-                    // proportion (faiss explores max(efSearch, k) nodes).
-                    let allowed = Bitmap::from_labels(candidates.iter().copied());
-                    let selectivity = candidates.len() as f64 / inner.rows.len().max(1) as f64;
-                    let widened = ((query.k as f64 / selectivity).ceil() as usize)
-                        .clamp(query.k, MAX_WIDENED_K.min(candidates.len()).max(query.k));
-                    let mut hits =
-                        inner.graph_search_k(query, widened, &allowed, self.definition.metric)?;
-                    hits.truncate(query.k);
-                    hits
-                }
-            }
-        };
-        Ok(scored)
+            return inner.graph_search_k(query, query.k, ef_search, &allowed, metric);
+        }
+        let candidates = inner.candidates(&query.filter, &inner.excluded(query));
+        if candidates.len() <= EXACT_SEARCH_LIMIT {
+            return inner.exact_search(query, &candidates, metric);
+        }
+        // A selective filter leaves few allowed nodes among the ones an
+        // ef-sized walk visits: widen the walk in proportion (faiss explores
+        // max(efSearch, k) nodes).
+        let allowed = Bitmap::from_labels(candidates.iter().copied());
+        let selectivity = candidates.len() as f64 / inner.rows.len().max(1) as f64;
+        let widened = ((query.k as f64 / selectivity).ceil() as usize)
+            .clamp(query.k, MAX_WIDENED_K.min(candidates.len()).max(query.k));
+        let mut hits = inner.graph_search_k(query, widened, ef_search, &allowed, metric)?;
+        hits.truncate(query.k);
+        Ok(hits)
     }
 }
 
@@ -545,23 +526,15 @@ impl CoreInner {
         labels
     }
 
-    fn graph_search(
-        &self,
-        query: &Query,
-        allowed: &Bitmap,
-        metric: Metric,
-    ) -> Result<Vec<(u64, f32)>, HnswError> {
-        self.graph_search_k(query, query.k, allowed, metric)
-    }
-
     fn graph_search_k(
         &self,
         query: &Query,
         k: usize,
+        ef_search: u32,
         allowed: &Bitmap,
         metric: Metric,
     ) -> Result<Vec<(u64, f32)>, HnswError> {
-        let found = self.hnsw.search(&query.vector, k, &allowed.0)?;
+        let found = self.hnsw.search(&query.vector, k, ef_search, &allowed.0)?;
         Ok(found
             .into_iter()
             .map(|(label, raw)| (label, metric.distance(raw)))

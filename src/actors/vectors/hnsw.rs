@@ -2,24 +2,22 @@
 //!
 //! faiss-rs marks `search` as `&mut self` because it cannot know which
 //! index types are safe to share, but faiss's CPU HNSW search only reads the
-//! graph. [`Hnsw::search`] therefore takes `&self` and calls the C API
-//! directly, so many readers can search at once under a read lock while
-//! writers take the write lock. Each search passes its own
-//! `SearchParameters` with a bitmap `IDSelector` of the live labels, so
-//! tombstoned labels (HNSW cannot remove) and metadata filters are applied
-//! inside the graph walk rather than by over-fetching.
+//! graph. [`Hnsw::search`] therefore takes `&self` and calls faiss directly,
+//! so many readers can search at once under a read lock while writers take
+//! the write lock. Each search passes its own `SearchParametersHNSW` with
+//! its efSearch and a bitmap `IDSelector` of the live labels, so tombstoned
+//! labels (HNSW cannot remove) and metadata filters are applied inside the
+//! graph walk rather than by over-fetching, and a request's own efSearch
+//! never touches the index's shared state. faiss's C API has no
+//! `SearchParametersHNSW`: a few lines of C++ (`ffi/hnsw_search.cpp`,
+//! compiled by `build.rs` against faiss-sys's headers) build it.
 
 use std::path::Path;
-use std::ptr;
 
 use faiss::index::autotune::ParameterSpace;
 use faiss::index::{IndexImpl, TryClone};
 use faiss::{Idx, Index, MetricType};
-use faiss_sys::{
-    faiss_IDSelectorBitmap_new, faiss_IDSelector_free, faiss_Index_reconstruct,
-    faiss_Index_search_with_params, faiss_SearchParameters_free, faiss_SearchParameters_new,
-    FaissIDSelector, FaissIDSelectorBitmap, FaissSearchParameters,
-};
+use faiss_sys::faiss_Index_reconstruct;
 
 use crate::domain::vectors::{HnswParams, Metric};
 
@@ -33,10 +31,27 @@ impl From<faiss::error::Error> for HnswError {
     }
 }
 
+extern "C" {
+    /// `ffi/hnsw_search.cpp`: search with a `SearchParametersHNSW` of the
+    /// caller's (efSearch and a bitmap selector). 0, or -1 with a message.
+    fn lakehouse_hnsw_search(
+        index: *const std::ffi::c_void,
+        n: i64,
+        x: *const f32,
+        k: i64,
+        ef_search: i32,
+        allowed: *const u8,
+        allowed_len: usize,
+        distances: *mut f32,
+        labels: *mut i64,
+        error: *mut std::ffi::c_char,
+        error_len: usize,
+    ) -> i32;
+}
+
 pub struct Hnsw {
     index: IndexImpl,
     dimension: usize,
-    ef_search: u32,
 }
 
 // SAFETY: `IndexImpl` is Send + Sync in faiss-rs; the only `&self` entry
@@ -56,18 +71,13 @@ impl Hnsw {
             Metric::L2 => MetricType::L2,
         };
         let index = faiss::index_factory(dimension as u32, description, faiss_metric)?;
-        let mut hnsw = Self {
-            index,
-            dimension,
-            ef_search: params.ef_search,
-        };
+        let hnsw = Self { index, dimension };
         hnsw.set_parameter("efConstruction", params.ef_construction)?;
-        hnsw.set_parameter("efSearch", params.ef_search)?;
         Ok(hnsw)
     }
 
     /// Loads a snapshot written by [`Hnsw::write`].
-    pub fn read(path: &Path, dimension: usize, params: HnswParams) -> Result<Self, HnswError> {
+    pub fn read(path: &Path, dimension: usize) -> Result<Self, HnswError> {
         let path = path
             .to_str()
             .ok_or_else(|| HnswError("snapshot path is not UTF-8".into()))?;
@@ -78,13 +88,7 @@ impl Hnsw {
                 index.d()
             )));
         }
-        let mut hnsw = Self {
-            index,
-            dimension,
-            ef_search: params.ef_search,
-        };
-        hnsw.set_parameter("efSearch", params.ef_search)?;
-        Ok(hnsw)
+        Ok(Self { index, dimension })
     }
 
     pub fn write(&self, path: &Path) -> Result<(), HnswError> {
@@ -101,26 +105,12 @@ impl Hnsw {
         Ok(Self {
             index: self.index.try_clone()?,
             dimension: self.dimension,
-            ef_search: self.ef_search,
         })
     }
 
-    fn set_parameter(&mut self, name: &str, value: u32) -> Result<(), HnswError> {
+    fn set_parameter(&self, name: &str, value: u32) -> Result<(), HnswError> {
         ParameterSpace::new()?.set_index_parameter(&self.index, name, value)?;
         Ok(())
-    }
-
-    /// Changes the default efSearch (takes `&mut`: it is index-global state).
-    pub fn set_ef_search(&mut self, ef_search: u32) -> Result<(), HnswError> {
-        if ef_search != self.ef_search {
-            self.set_parameter("efSearch", ef_search)?;
-            self.ef_search = ef_search;
-        }
-        Ok(())
-    }
-
-    pub fn ef_search(&self) -> u32 {
-        self.ef_search
     }
 
     /// Number of vectors in the graph, tombstoned ones included.
@@ -158,46 +148,49 @@ impl Hnsw {
     }
 
     /// The `k` nearest labels among those whose bit is set in `allowed`
-    /// (bit `l` of byte `l / 8`), as `(label, raw score)`, best first.
+    /// (bit `l` of byte `l / 8`), as `(label, raw score)`, best first,
+    /// walking the graph with `ef_search` (this search's alone).
     pub fn search(
         &self,
         query: &[f32],
         k: usize,
+        ef_search: u32,
         allowed: &[u8],
     ) -> Result<Vec<Neighbour>, HnswError> {
         if k == 0 || self.is_empty() {
             return Ok(Vec::new());
         }
+        assert_eq!(
+            query.len(),
+            self.dimension,
+            "query of the index's dimension"
+        );
         let mut distances = vec![0f32; k];
         let mut labels = vec![-1i64; k];
-        // SAFETY: the selector and parameters are created, used by this one
-        // call and freed here; `allowed`, `query` and the output buffers
-        // outlive the call; faiss HNSW search does not mutate the index.
-        unsafe {
-            let mut selector: *mut FaissIDSelectorBitmap = ptr::null_mut();
-            check(faiss_IDSelectorBitmap_new(
-                &mut selector,
-                allowed.len(),
-                allowed.as_ptr(),
-            ))?;
-            let mut params: *mut FaissSearchParameters = ptr::null_mut();
-            let created = faiss_SearchParameters_new(&mut params, selector as *mut FaissIDSelector);
-            if let Err(err) = check(created) {
-                faiss_IDSelector_free(selector as *mut FaissIDSelector);
-                return Err(err);
-            }
-            let searched = faiss_Index_search_with_params(
-                self.index.inner_ptr(),
+        let mut error = [0 as std::ffi::c_char; 256];
+        // SAFETY: the index outlives the call and faiss's HNSW search only
+        // reads it; `query` holds `dimension` floats; the output buffers
+        // hold `k` entries; `allowed` is read for `allowed.len()` bytes; the
+        // shim catches every C++ exception and reports it through `error`.
+        let code = unsafe {
+            lakehouse_hnsw_search(
+                self.index.inner_ptr() as *const std::ffi::c_void,
                 1,
                 query.as_ptr(),
                 k as i64,
-                params,
+                ef_search.min(i32::MAX as u32) as i32,
+                allowed.as_ptr(),
+                allowed.len(),
                 distances.as_mut_ptr(),
                 labels.as_mut_ptr(),
-            );
-            faiss_SearchParameters_free(params);
-            faiss_IDSelector_free(selector as *mut FaissIDSelector);
-            check(searched)?;
+                error.as_mut_ptr(),
+                error.len(),
+            )
+        };
+        if code != 0 {
+            // SAFETY: the shim wrote a NUL-terminated message into `error`.
+            let message = unsafe { std::ffi::CStr::from_ptr(error.as_ptr()) };
+            return Err(HnswError(message.to_string_lossy().into_owned()));
         }
         Ok(labels
             .into_iter()

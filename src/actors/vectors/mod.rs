@@ -4,10 +4,17 @@
 //!
 //! On disk, under `data.dir/vectors/`: `<name>.index.json` (the definition),
 //! `<name>.lance` (the truth, see [`store`]), `<name>.faiss` and
-//! `<name>.faiss.json` (the derived graph's snapshot, see [`snapshot`]).
+//! `<name>.faiss.json` (the derived graph's snapshot, see [`snapshot`]),
+//! and `<name>.quarantine/` (torn manifests set aside, see [`store`]).
 //! The `vectors` supervisor derives its children from the definitions on
 //! every start, so after a process restart (or a restart of the supervisor
 //! itself) every index is back.
+//!
+//! Each index counts its restarts against an intensity of its own: an
+//! index that keeps failing (a damaged dataset, a bug its data triggers) is
+//! left `failed` after `supervision.index_max_restarts`, and neither its
+//! siblings nor the `vectors` supervisor notice, until an operator restarts
+//! it (`POST /v1/admin/indexes/{name}/restart`).
 
 pub mod arena;
 pub mod catalog;
@@ -19,6 +26,7 @@ pub mod store;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,17 +37,61 @@ use crate::config::Settings;
 use crate::domain::vectors::{HnswParams, IndexDefinition, ValidationError};
 use crate::startup::{backoff, intensity};
 use crate::supervision::{
-    CallError, ChildSpec, Directory, StatusBoard, Strategy, SupervisorArguments,
+    CallError, ChildSpec, Directory, Intensity, StatusBoard, Strategy, SupervisorArguments,
 };
 use crate::telemetry::Metrics;
 
 use self::index::{actor_name, IndexActor, IndexArguments};
 
-/// Held by whoever writes an index's Lance dataset. It outlives actor
-/// incarnations and guards a generation number: each load bumps it, and a
-/// commit task from an earlier incarnation that finds a newer generation
-/// writes nothing (its actor died; the new one has already read Lance).
-pub type WriterLock = Arc<tokio::sync::Mutex<u64>>;
+/// What every incarnation of one index shares, so that only the current
+/// one ever changes its files. It outlives actor incarnations (and index
+/// drops: a re-created index of the same name gets the same fence).
+///
+/// - `writer` is held by each commit and by a load. It guards the
+///   generation: every load (and every drop) bumps it, and a commit of an
+///   earlier incarnation that finds a newer generation writes nothing (its
+///   actor died; the new one has already read Lance).
+/// - `files` is held shared by the background work of the current
+///   generation that touches files beside the commits (writing snapshot
+///   files, writing compacted fragments, removing old versions), and taken
+///   exclusively by a load or a drop right after it bumped the generation:
+///   it so waits out (and its abort hastens) any such work of an earlier
+///   incarnation, and later work sees the new generation and does nothing.
+#[derive(Debug, Default)]
+pub struct IndexFence {
+    pub writer: tokio::sync::Mutex<u64>,
+    generation: AtomicU64,
+    pub files: tokio::sync::RwLock<()>,
+    /// Armed by a `slow_load` fault: the next load sleeps this long first.
+    slow_load: Mutex<Option<Duration>>,
+}
+
+impl IndexFence {
+    /// The current generation (readable without the writer lock).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Makes the next load of this index take `delay` longer (fault injection).
+    pub fn arm_slow_load(&self, delay: Duration) {
+        *self.slow_load.lock() = Some(delay);
+    }
+
+    /// The delay a `slow_load` fault armed, once.
+    pub fn take_slow_load(&self) -> Option<Duration> {
+        self.slow_load.lock().take()
+    }
+
+    /// Starts a new generation under the writer lock `writer` (a guard of
+    /// [`IndexFence::writer`]), then waits until no background work of an
+    /// earlier generation touches the files. Returns the new generation.
+    pub async fn advance(&self, writer: &mut u64) -> u64 {
+        *writer += 1;
+        self.generation.store(*writer, Ordering::SeqCst);
+        drop(self.files.write().await);
+        *writer
+    }
+}
 
 /// Metadata fields an index has been filtered on, shared by its
 /// incarnations: a restarted index builds their lookups (and the vector
@@ -70,13 +122,20 @@ pub enum IndexError {
     Faiss(String),
     #[error("the index is restarting; retry shortly")]
     Unavailable,
+    /// The index is loading (first start, or a restart): ask again shortly.
+    #[error("index '{0}' is loading; retry shortly")]
+    Loading(String),
+    /// The index used up its own restart intensity and stays down until an
+    /// admin restart.
+    #[error("index '{index}' has failed: {reason}")]
+    Failed { index: String, reason: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl From<store::StoreError> for IndexError {
     fn from(err: store::StoreError) -> Self {
-        Self::Storage(err.0)
+        Self::Storage(err.to_string())
     }
 }
 
@@ -96,21 +155,27 @@ pub struct VectorsContext {
     pub metrics: Arc<Metrics>,
     /// The `vectors` supervisor's board.
     pub board: StatusBoard,
-    /// One writer lock per index name, outliving actor incarnations.
-    locks: Arc<Mutex<HashMap<String, WriterLock>>>,
+    /// One fence per index name, outliving actor incarnations.
+    fences: Arc<Mutex<HashMap<String, Arc<IndexFence>>>>,
     /// The filtered fields per index name, outliving actor incarnations.
     hot_fields: Arc<Mutex<HashMap<String, HotFields>>>,
 }
 
 impl VectorsContext {
-    pub fn new(settings: Arc<Settings>, directory: Directory, metrics: Arc<Metrics>) -> Self {
+    /// `board`: the `vectors` supervisor's board, shared with the HTTP edge.
+    pub fn new(
+        settings: Arc<Settings>,
+        directory: Directory,
+        metrics: Arc<Metrics>,
+        board: StatusBoard,
+    ) -> Self {
         Self {
             dir: settings.data.dir.join("vectors"),
             settings,
             directory,
             metrics,
-            board: StatusBoard::new(Strategy::OneForOne),
-            locks: Arc::default(),
+            board,
+            fences: Arc::default(),
             hot_fields: Arc::default(),
         }
     }
@@ -124,8 +189,8 @@ impl VectorsContext {
         }
     }
 
-    pub fn writer_lock(&self, name: &str) -> WriterLock {
-        self.locks
+    pub fn fence(&self, name: &str) -> Arc<IndexFence> {
+        self.fences
             .lock()
             .entry(name.to_string())
             .or_default()
@@ -144,13 +209,19 @@ impl VectorsContext {
         self.dir.join(format!("{name}.index.json"))
     }
 
-    /// The child spec of index `definition.name`.
+    /// The child spec of index `definition.name`, with a restart
+    /// intensity of its own.
     pub fn index_spec(&self, definition: IndexDefinition) -> ChildSpec {
         let context = self.clone();
         let name = actor_name(&definition.name);
-        let writer_lock = self.writer_lock(&definition.name);
+        let fence = self.fence(&definition.name);
         let hot_fields = self.hot_fields(&definition.name);
-        let shutdown = Duration::from_millis(self.settings.supervision.shutdown_timeout_ms);
+        let supervision = &self.settings.supervision;
+        let shutdown = Duration::from_millis(supervision.shutdown_timeout_ms);
+        let own = Intensity {
+            max_restarts: supervision.index_max_restarts,
+            period: Duration::from_secs(supervision.index_period_secs),
+        };
         ChildSpec::worker(name, move || {
             (
                 IndexActor,
@@ -158,7 +229,8 @@ impl VectorsContext {
                     definition: definition.clone(),
                     dir: context.dir.clone(),
                     settings: context.settings.vectors.clone(),
-                    writer_lock: writer_lock.clone(),
+                    durability: context.settings.data.durability,
+                    fence: fence.clone(),
                     hot_fields: hot_fields.clone(),
                     directory: context.directory.clone(),
                     metrics: context.metrics.clone(),
@@ -169,6 +241,7 @@ impl VectorsContext {
             )
         })
         .shutdown(shutdown)
+        .own_intensity(own)
     }
 
     /// Every persisted definition, by name. Unreadable files are logged and
@@ -222,14 +295,6 @@ fn read_definition(path: &Path) -> Result<IndexDefinition, String> {
     let definition: IndexDefinition = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
     definition.validate().map_err(|e| e.to_string())?;
     Ok(definition)
-}
-
-/// Writes `bytes` to `path` atomically (temporary file, then rename).
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

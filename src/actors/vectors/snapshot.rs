@@ -16,10 +16,56 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::hnsw::Hnsw;
+use super::hnsw::{Hnsw, HnswError};
 use crate::domain::vectors::{IndexDefinition, Metric};
 
 const FORMAT: u32 = 1;
+
+/// Why a snapshot was not written, or is not used.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("no snapshot metadata: {0}")]
+    Missing(#[source] std::io::Error),
+    #[error("unreadable snapshot metadata: {0}")]
+    Metadata(#[from] serde_json::Error),
+    #[error("snapshot does not match the index: {0}")]
+    Mismatch(&'static str),
+    #[error(
+        "snapshot file is corrupt (size {size} vs {expected_size}, crc {crc:08x} vs {expected_crc:08x})"
+    )]
+    Corrupt {
+        size: u64,
+        expected_size: u64,
+        crc: u32,
+        expected_crc: u32,
+    },
+    #[error("snapshot holds {found} vectors, its metadata says {expected}")]
+    Count { found: u64, expected: u64 },
+    #[error("snapshot is newer than the Lance dataset (version {snapshot} > {lance})")]
+    NewerThanLance { snapshot: u64, lance: u64 },
+    #[error("snapshot covers writes Lance does not have (seq {snapshot} > {lance})")]
+    AheadOfLance { snapshot: u64, lance: u64 },
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Faiss(#[from] HnswError),
+}
+
+fn io<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> SnapshotError + 'a {
+    move |source| SnapshotError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SnapshotMeta {
@@ -102,9 +148,9 @@ pub struct Prepared {
 
 impl Prepared {
     /// Renames the files into place, the index first (see the module doc).
-    pub fn install(self, paths: &SnapshotPaths) -> Result<SnapshotMeta, String> {
-        std::fs::rename(&self.tmp_index, &paths.index).map_err(|e| e.to_string())?;
-        std::fs::rename(&self.tmp_meta, &paths.meta).map_err(|e| e.to_string())?;
+    pub fn install(self, paths: &SnapshotPaths) -> Result<SnapshotMeta, SnapshotError> {
+        std::fs::rename(&self.tmp_index, &paths.index).map_err(io("installing", &paths.index))?;
+        std::fs::rename(&self.tmp_meta, &paths.meta).map_err(io("installing", &paths.meta))?;
         Ok(self.meta)
     }
 
@@ -125,11 +171,11 @@ pub fn prepare(
     definition: &IndexDefinition,
     lance_version: u64,
     max_seq: u64,
-) -> Result<Prepared, String> {
+) -> Result<Prepared, SnapshotError> {
     let tmp_index = SnapshotPaths::tmp_tagged(&paths.index, tag);
     let tmp_meta = SnapshotPaths::tmp_tagged(&paths.meta, tag);
     let written = (|| {
-        hnsw.write(&tmp_index).map_err(|e| e.to_string())?;
+        hnsw.write(&tmp_index)?;
         let (file_size, crc32) = checksum(&tmp_index)?;
         let meta = SnapshotMeta {
             format: FORMAT,
@@ -143,8 +189,8 @@ pub fn prepare(
             crc32,
             written_at: Utc::now(),
         };
-        let json = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
-        std::fs::write(&tmp_meta, json).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec_pretty(&meta)?;
+        std::fs::write(&tmp_meta, json).map_err(io("writing", &tmp_meta))?;
         Ok(meta)
     })();
     match written {
@@ -168,19 +214,8 @@ pub fn write(
     definition: &IndexDefinition,
     lance_version: u64,
     max_seq: u64,
-) -> Result<SnapshotMeta, String> {
+) -> Result<SnapshotMeta, SnapshotError> {
     prepare(paths, 0, hnsw, definition, lance_version, max_seq)?.install(paths)
-}
-
-/// Loads the snapshot if it passes every check; says why not otherwise.
-pub fn load(
-    paths: &SnapshotPaths,
-    definition: &IndexDefinition,
-    lance: &Covering,
-) -> Result<(Hnsw, SnapshotMeta), String> {
-    let (hnsw, meta) = read(paths, definition)?;
-    check_covering(&meta, lance)?;
-    Ok((hnsw, meta))
 }
 
 /// Reads the snapshot and checks it against the index definition and its
@@ -189,10 +224,9 @@ pub fn load(
 pub fn read(
     paths: &SnapshotPaths,
     definition: &IndexDefinition,
-) -> Result<(Hnsw, SnapshotMeta), String> {
-    let bytes = std::fs::read(&paths.meta).map_err(|e| format!("no snapshot metadata: {e}"))?;
-    let meta: SnapshotMeta =
-        serde_json::from_slice(&bytes).map_err(|e| format!("unreadable metadata: {e}"))?;
+) -> Result<(Hnsw, SnapshotMeta), SnapshotError> {
+    let bytes = std::fs::read(&paths.meta).map_err(SnapshotError::Missing)?;
+    let meta: SnapshotMeta = serde_json::from_slice(&bytes)?;
     let checks = [
         (meta.format == FORMAT, "format"),
         (meta.dimension == definition.dimension, "dimension"),
@@ -200,47 +234,52 @@ pub fn read(
         (meta.m == definition.hnsw.m, "hnsw.m"),
     ];
     if let Some((_, what)) = checks.iter().find(|(ok, _)| !ok) {
-        return Err(format!("snapshot does not match: {what}"));
+        return Err(SnapshotError::Mismatch(what));
     }
     let (size, crc) = checksum(&paths.index)?;
     if size != meta.file_size || crc != meta.crc32 {
-        return Err(format!(
-            "snapshot file is corrupt (size {size} vs {}, crc {crc:08x} vs {:08x})",
-            meta.file_size, meta.crc32
-        ));
+        return Err(SnapshotError::Corrupt {
+            size,
+            expected_size: meta.file_size,
+            crc,
+            expected_crc: meta.crc32,
+        });
     }
-    let hnsw = Hnsw::read(&paths.index, definition.dimension, definition.hnsw)
-        .map_err(|e| e.to_string())?;
+    let hnsw = Hnsw::read(&paths.index, definition.dimension)?;
     if hnsw.len() != meta.ntotal {
-        return Err(format!(
-            "snapshot holds {} vectors, metadata says {}",
-            hnsw.len(),
-            meta.ntotal
-        ));
+        return Err(SnapshotError::Count {
+            found: hnsw.len(),
+            expected: meta.ntotal,
+        });
     }
     Ok((hnsw, meta))
 }
 
 /// A snapshot may not cover more than Lance holds (a newer version, or
 /// writes Lance does not have): it would show rows that are not durable.
-pub fn check_covering(meta: &SnapshotMeta, lance: &Covering) -> Result<(), String> {
+pub fn check_covering(meta: &SnapshotMeta, lance: &Covering) -> Result<(), SnapshotError> {
     if meta.lance_version > lance.lance_version {
-        return Err("snapshot does not match: newer than the Lance dataset".into());
+        return Err(SnapshotError::NewerThanLance {
+            snapshot: meta.lance_version,
+            lance: lance.lance_version,
+        });
     }
     if meta.max_seq > lance.lance_max_seq {
-        return Err("snapshot does not match: covers writes Lance does not have".into());
+        return Err(SnapshotError::AheadOfLance {
+            snapshot: meta.max_seq,
+            lance: lance.lance_max_seq,
+        });
     }
     Ok(())
 }
 
-fn checksum(path: &Path) -> Result<(u64, u32), String> {
-    let mut file =
-        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+fn checksum(path: &Path) -> Result<(u64, u32), SnapshotError> {
+    let mut file = std::fs::File::open(path).map_err(io("opening", path))?;
     let mut hasher = crc32fast::Hasher::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
-        let n = file.read(&mut buffer).map_err(|e| e.to_string())?;
+        let n = file.read(&mut buffer).map_err(io("reading", path))?;
         if n == 0 {
             break;
         }

@@ -6,22 +6,46 @@
 //! `deleted = true` and no vector. The live state is, per id, the row with
 //! the largest `seq` (if it is not a delete). Superseded rows are removed
 //! later ([`VectorStore::delete_seqs`]) and fragments compacted
-//! ([`VectorStore::compact`]), so the log stays close to the live size.
+//! ([`prepare_compaction`] + [`VectorStore::commit_compaction`]), so the log
+//! stays close to the live size.
 //!
-//! Durability: a write is acknowledged after `append` returns, i.e. after
-//! Lance has written the data files and committed the manifest
-//! (put-if-not-exists of the next version). Lance's local object store does
-//! not fsync, so this survives a process crash (the page cache does) but not
-//! a host power loss; on open, an unreadable newest manifest is moved aside
-//! and the newest readable version is used.
+//! **One committer.** Every commit of the dataset — appends, deletes of
+//! superseded rows, compactions — goes through the one [`VectorStore`]
+//! handle its index's commit path owns, one after the other, so Lance never
+//! sees two writers race (a race is a `CommitConflict`, which Lance retries
+//! after a random back-off of up to three commit times). Compaction's slow
+//! part, rewriting fragments, runs beside the commits on a read-only handle
+//! and only its short commit takes a turn on the commit path.
+//!
+//! **Durability.** A write is acknowledged after Lance has written the data
+//! files and committed the manifest (a put-if-not-exists of the next
+//! version). Lance's local store does not fsync: in the `process` mode this
+//! survives any crash of the process (the page cache does); in the `fsync`
+//! mode the dataset is opened through [`crate::durability`]'s syncing
+//! object store, so every file is on disk before the commit returns and the
+//! write survives a host power loss too.
+//!
+//! **Torn manifests.** A host power loss without `fsync` can leave the
+//! newest manifest empty or cut short. Opening falls back by evidence only:
+//! if, and only if, the newest manifest is demonstrably torn (see
+//! [`torn_manifest`]) it is moved to a quarantine folder and the previous
+//! version is opened. Any other open error fails the index with its reason
+//! and moves nothing: an error that is not about the manifest's bytes (a
+//! format mismatch after an upgrade, a permission, a Lance bug) must never
+//! silently roll acknowledged writes back.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::panic::AssertUnwindSafe;
+
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use lance::dataset::builder::DatasetBuilder;
-use lance::dataset::optimize::{compact_files, CompactionOptions};
+use lance::dataset::index::DatasetIndexRemapperOptions;
+use lance::dataset::optimize::{
+    commit_compaction, plan_compaction, CompactionOptions, RewriteResult,
+};
 use lance::dataset::{WriteMode, WriteParams};
 use lance::deps::arrow_array::{
     Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, RecordBatch,
@@ -29,20 +53,61 @@ use lance::deps::arrow_array::{
 };
 use lance::deps::arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use lance::Dataset;
+use prost::Message;
+
+use lance::io::ObjectStoreParams;
+
+use crate::config::Durability;
+use crate::durability;
 
 #[derive(Debug, thiserror::Error)]
-#[error("lance: {0}")]
-pub struct StoreError(pub String);
-
-impl From<lance::Error> for StoreError {
-    fn from(err: lance::Error) -> Self {
-        Self(err.to_string())
-    }
+pub enum StoreError {
+    #[error("lance: {0}")]
+    Lance(#[from] lance::Error),
+    #[error("arrow: {0}")]
+    Arrow(#[from] ArrowError),
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The dataset exists but cannot be opened, and its newest manifest is
+    /// not torn: nothing was moved, the index must not start.
+    #[error("cannot open {uri}: {source}")]
+    Open {
+        uri: String,
+        #[source]
+        source: lance::Error,
+    },
+    /// The newest manifest was torn and set aside, and the version before
+    /// it does not open either.
+    #[error("cannot open {uri} after setting its torn newest manifest aside: {source}")]
+    OpenAfterRecovery {
+        uri: String,
+        #[source]
+        source: lance::Error,
+    },
+    #[error("dataset {uri} does not have column '{column}' of type {expected}")]
+    Schema {
+        uri: String,
+        column: String,
+        expected: DataType,
+    },
+    #[error("column '{0}' missing or of the wrong type")]
+    Column(&'static str),
+    #[error("retention out of range: {0}")]
+    Retention(String),
 }
 
-impl From<ArrowError> for StoreError {
-    fn from(err: ArrowError) -> Self {
-        Self(err.to_string())
+impl StoreError {
+    fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Self + 'a {
+        move |source| StoreError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -76,6 +141,20 @@ pub struct MetaRow {
     pub deleted: bool,
 }
 
+/// A torn newest manifest that was set aside at open.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// The version whose manifest was torn.
+    pub torn_version: u64,
+    /// What made it torn (empty, cut short, unparseable).
+    pub evidence: String,
+    /// Where it was moved.
+    pub quarantined: PathBuf,
+    /// The version opened instead.
+    pub opened_version: u64,
+}
+
+/// The dataset handle the commit path owns.
 pub struct VectorStore {
     uri: String,
     dataset: Dataset,
@@ -101,24 +180,31 @@ fn schema(dimension: usize) -> SchemaRef {
 }
 
 impl VectorStore {
-    /// Opens the dataset at `path`, creating it empty if absent. The second
-    /// value describes a fallback to an older version, if one was needed.
+    /// Opens the dataset at `path`, creating it empty if absent. A torn
+    /// newest manifest is moved into `quarantine` and the version before it
+    /// opened (reported as a [`Recovery`]); any other failure is an error.
     pub async fn open_or_create(
         path: &Path,
         dimension: usize,
-    ) -> Result<(Self, Option<String>), StoreError> {
-        let uri = path
-            .to_str()
-            .ok_or_else(|| StoreError(format!("path {} is not UTF-8", path.display())))?
-            .to_string();
+        durability: Durability,
+        quarantine: &Path,
+    ) -> Result<(Self, Option<Recovery>), StoreError> {
+        let uri =
+            durability::dataset_uri(path, durability).map_err(StoreError::io("naming", path))?;
+        let store_params = durability::store_params(durability);
         let schema = schema(dimension);
         let versions_dir = path.join("_versions");
-        let io = |e: std::io::Error| StoreError(format!("{}: {e}", path.display()));
-        let (dataset, fallback) = if !versions_dir.try_exists().map_err(io)? {
-            if path.try_exists().map_err(io)? {
+        let exists = versions_dir
+            .try_exists()
+            .map_err(StoreError::io("checking", &versions_dir))?;
+        let (dataset, recovery) = if !exists {
+            if path
+                .try_exists()
+                .map_err(StoreError::io("checking", path))?
+            {
                 // A create that died before its first commit left data files
                 // but no manifest: nothing was ever acknowledged from it.
-                std::fs::remove_dir_all(path).map_err(|e| StoreError(e.to_string()))?;
+                std::fs::remove_dir_all(path).map_err(StoreError::io("removing", path))?;
             }
             let empty = RecordBatchIterator::new(
                 Vec::<Result<RecordBatch, ArrowError>>::new(),
@@ -126,17 +212,13 @@ impl VectorStore {
             );
             let params = WriteParams {
                 mode: WriteMode::Create,
+                store_params: Some(store_params),
                 ..WriteParams::default()
             };
-            (
-                Dataset::write(empty, uri.as_str(), Some(params)).await?,
-                None,
-            )
+            let dataset = Dataset::write(empty, uri.as_str(), Some(params)).await?;
+            (dataset, None)
         } else {
-            match open_with_retry(&uri).await {
-                Ok(dataset) => (dataset, None),
-                Err(err) => open_newest_readable(&uri, &versions_dir, &err.to_string()).await?,
-            }
+            open_by_evidence(&uri, &store_params, &versions_dir, quarantine).await?
         };
         let store = Self {
             uri,
@@ -145,7 +227,7 @@ impl VectorStore {
             dimension,
         };
         store.check_schema()?;
-        Ok((store, fallback))
+        Ok((store, recovery))
     }
 
     fn check_schema(&self) -> Result<(), StoreError> {
@@ -156,12 +238,11 @@ impl VectorStore {
                 .map(|f| f.data_type() == field.data_type())
                 .unwrap_or(false);
             if !matches {
-                return Err(StoreError(format!(
-                    "dataset {} does not have column '{}' of type {}",
-                    self.uri,
-                    field.name(),
-                    field.data_type()
-                )));
+                return Err(StoreError::Schema {
+                    uri: self.uri.clone(),
+                    column: field.name().clone(),
+                    expected: field.data_type().clone(),
+                });
             }
         }
         Ok(())
@@ -184,9 +265,10 @@ impl VectorStore {
             .count()
     }
 
-    /// A handle on the current version, for work that runs beside the
-    /// writer (removing old versions).
-    pub fn dataset(&self) -> Dataset {
+    /// A read-only handle on the current version, for work beside the
+    /// commit path (compaction's rewrite, removing old versions). Nothing
+    /// may commit through it.
+    pub fn snapshot(&self) -> Dataset {
         self.dataset.clone()
     }
 
@@ -199,6 +281,37 @@ impl VectorStore {
         let reader = RecordBatchIterator::new(vec![Ok(batch)], self.schema.clone());
         self.dataset.append(reader, None).await?;
         Ok(self.version())
+    }
+
+    /// Removes rows by `seq` (superseded writes), in one commit per chunk.
+    pub async fn delete_seqs(&mut self, seqs: &[u64]) -> Result<usize, StoreError> {
+        let mut commits = 0;
+        for chunk in seqs.chunks(2000) {
+            let list: Vec<String> = chunk.iter().map(u64::to_string).collect();
+            self.dataset
+                .delete(&format!("seq IN ({})", list.join(",")))
+                .await?;
+            commits += 1;
+        }
+        Ok(commits)
+    }
+
+    /// Commits a compaction prepared beside the commit path. Lance rebases
+    /// it over the appends committed since it was planned (a rewrite and an
+    /// append touch different fragments); the caller makes sure no delete
+    /// of the rewritten fragments was committed meanwhile.
+    pub async fn commit_compaction(
+        &mut self,
+        prepared: PreparedCompaction,
+    ) -> Result<(), StoreError> {
+        commit_compaction(
+            &mut self.dataset,
+            prepared.results,
+            Arc::new(DatasetIndexRemapperOptions::default()),
+            &prepared.options,
+        )
+        .await?;
+        Ok(())
     }
 
     fn to_batch(&self, rows: &[LogRow]) -> Result<RecordBatch, StoreError> {
@@ -281,48 +394,61 @@ impl VectorStore {
             .and_then(move |batch| futures::future::ready(vectors_of(&batch, dimension)))
             .boxed())
     }
-
-    /// Removes rows by `seq` (superseded writes), in one commit per chunk.
-    pub async fn delete_seqs(&mut self, seqs: &[u64]) -> Result<usize, StoreError> {
-        let mut commits = 0;
-        for chunk in seqs.chunks(2000) {
-            let list: Vec<String> = chunk.iter().map(u64::to_string).collect();
-            self.dataset
-                .delete(&format!("seq IN ({})", list.join(",")))
-                .await?;
-            commits += 1;
-        }
-        Ok(commits)
-    }
 }
 
-/// Merges fragments below `target_rows` (and materialises deletions) into
-/// fragments of up to `target_rows`. Fragments at the target are left
-/// alone: Lance's default target of a million rows would rewrite the whole
-/// log below it every time. Runs on its own handle beside the writer: a
-/// Rewrite commits alongside concurrent Appends (Lance rebases them); a
-/// concurrent Delete of the same fragments makes one of the two fail
-/// retryably, and it is tried again later.
-pub async fn compact(dataset: &mut Dataset, target_rows: usize) -> Result<(), StoreError> {
+/// A compaction whose new fragments are written, waiting for its commit.
+pub struct PreparedCompaction {
+    results: Vec<RewriteResult>,
+    options: CompactionOptions,
+    /// Rows rewritten (for the log).
+    pub rows: u64,
+}
+
+/// Plans and runs a compaction of the fragments below `target_rows` into
+/// fragments of up to `target_rows`, on a read-only handle: the new files
+/// are written, nothing is committed. `None` when there is nothing to do.
+/// Fragments at the target are left alone: Lance's default target of a
+/// million rows would rewrite the whole log below it every time.
+pub async fn prepare_compaction(
+    dataset: &Dataset,
+    target_rows: usize,
+) -> Result<Option<PreparedCompaction>, StoreError> {
     let options = CompactionOptions {
         target_rows_per_fragment: target_rows,
         ..CompactionOptions::default()
     };
-    compact_files(dataset, options, None).await?;
-    Ok(())
+    let plan = plan_compaction(dataset, &options).await?;
+    if plan.num_tasks() == 0 {
+        return Ok(None);
+    }
+    let mut results = Vec::with_capacity(plan.num_tasks());
+    for task in plan.compaction_tasks() {
+        results.push(task.execute(dataset).await?);
+    }
+    let rows = results
+        .iter()
+        .flat_map(|r| &r.new_fragments)
+        .filter_map(|f| f.physical_rows)
+        .sum::<usize>() as u64;
+    Ok(Some(PreparedCompaction {
+        results,
+        options,
+        rows,
+    }))
 }
 
 /// Removes the versions older than `retention` and the files only they
 /// used. Lance keeps every version otherwise: an index under steady writes
 /// grows by a manifest and a data file per commit, and every compaction
-/// leaves the rewritten files behind. Safe beside a writer: files no
-/// manifest refers to yet (an append in flight) are not touched.
+/// leaves the rewritten files behind. Not a commit; safe beside the commit
+/// path: files no manifest refers to yet (an append in flight) are not
+/// touched, and the newest version is always kept.
 pub async fn remove_old_versions(
     dataset: &Dataset,
     retention: std::time::Duration,
 ) -> Result<(u64, u64), StoreError> {
-    let retention = chrono::Duration::from_std(retention)
-        .map_err(|e| StoreError(format!("retention out of range: {e}")))?;
+    let retention =
+        chrono::Duration::from_std(retention).map_err(|e| StoreError::Retention(e.to_string()))?;
     let stats = dataset
         .cleanup_old_versions(retention, Some(false), Some(false))
         .await?;
@@ -336,7 +462,7 @@ fn vectors_of(batch: &RecordBatch, dimension: usize) -> Result<(Vec<u64>, Vec<f3
         .values()
         .as_any()
         .downcast_ref::<Float32Array>()
-        .ok_or_else(|| StoreError("vector values are not f32".into()))?;
+        .ok_or(StoreError::Column("vector"))?;
     let mut out_seqs = Vec::with_capacity(batch.num_rows());
     let mut out = Vec::with_capacity(batch.num_rows() * dimension);
     for i in 0..batch.num_rows() {
@@ -350,86 +476,139 @@ fn vectors_of(batch: &RecordBatch, dimension: usize) -> Result<(Vec<u64>, Vec<f3
     Ok((out_seqs, out))
 }
 
-fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, StoreError> {
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a T, StoreError> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())
-        .ok_or_else(|| StoreError(format!("column '{name}' missing or of the wrong type")))
+        .ok_or(StoreError::Column(name))
 }
 
-/// Opens the latest version, retrying a passing I/O error twice.
-async fn open_with_retry(uri: &str) -> Result<Dataset, lance::Error> {
-    let mut attempt = 0;
-    loop {
-        match Dataset::open(uri).await {
-            Ok(dataset) => return Ok(dataset),
-            Err(err) if attempt < 2 => {
-                tracing::warn!(%uri, %err, "opening the dataset failed; retrying");
-                attempt += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            Err(err) => return Err(err),
-        }
-    }
-}
-
-/// Whether an open failure is the manifest's content (torn, empty) rather
-/// than the operating system refusing (permissions, file handles): only the
-/// former may be set aside, or a passing error would roll data back.
-fn is_corruption(error: &str, manifest: &Path) -> bool {
-    let empty = std::fs::metadata(manifest).is_ok_and(|m| m.len() == 0);
-    empty || !error.contains("os error")
-}
-
-/// The newest manifest could not be read (a torn write after power loss):
-/// move unreadable manifests aside, newest first, until one opens.
-async fn open_newest_readable(
+/// Opens the newest version — unless the newest manifest is demonstrably
+/// torn: then it is moved into `quarantine` first and the version before it
+/// opened. The check comes before the open because Lance does not always
+/// fail cleanly on a torn manifest (one cut in half made it panic), and a
+/// panic inside Lance's open is turned into an error, so either way the
+/// index fails with a reason instead of a backtrace.
+async fn open_by_evidence(
     uri: &str,
+    params: &ObjectStoreParams,
     versions_dir: &Path,
-    first_error: &str,
-) -> Result<(Dataset, Option<String>), StoreError> {
-    let mut manifests: Vec<(u64, PathBuf)> = std::fs::read_dir(versions_dir)
-        .map_err(|e| StoreError(e.to_string()))?
-        .filter_map(|entry| entry.ok())
+    quarantine: &Path,
+) -> Result<(Dataset, Option<Recovery>), StoreError> {
+    let open = || async {
+        let opening = DatasetBuilder::from_uri(uri)
+            .with_store_params(params.clone())
+            .load();
+        match AssertUnwindSafe(opening).catch_unwind().await {
+            Ok(opened) => opened,
+            Err(panic) => Err(lance::Error::internal(format!(
+                "Lance panicked opening the dataset: {}",
+                panic_text(&panic)
+            ))),
+        }
+    };
+    let torn = newest_manifest(versions_dir)?
+        .and_then(|(version, path)| torn_manifest(&path).map(|evidence| (version, path, evidence)));
+    let Some((version, path, evidence)) = torn else {
+        let dataset = open().await.map_err(|source| StoreError::Open {
+            uri: uri.to_string(),
+            source,
+        })?;
+        return Ok((dataset, None));
+    };
+    std::fs::create_dir_all(quarantine).map_err(StoreError::io("creating", quarantine))?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let quarantined = quarantine.join(format!("{stamp}-v{version}-{file_name}"));
+    std::fs::rename(&path, &quarantined).map_err(StoreError::io("quarantining", &path))?;
+    let dataset = open()
+        .await
+        .map_err(|source| StoreError::OpenAfterRecovery {
+            uri: uri.to_string(),
+            source,
+        })?;
+    let recovery = Recovery {
+        torn_version: version,
+        evidence,
+        quarantined,
+        opened_version: dataset.version_id(),
+    };
+    Ok((dataset, Some(recovery)))
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
+/// The newest manifest in `_versions/`, by version.
+fn newest_manifest(versions_dir: &Path) -> Result<Option<(u64, PathBuf)>, StoreError> {
+    let entries =
+        std::fs::read_dir(versions_dir).map_err(StoreError::io("listing", versions_dir))?;
+    Ok(entries
+        .filter_map(Result::ok)
         .filter_map(|entry| {
             let path = entry.path();
-            let version = manifest_version(&path)?;
-            Some((version, path))
+            Some((manifest_version(&path)?, path))
         })
-        .collect();
-    manifests.sort_by(|a, b| b.0.cmp(&a.0));
-    let mut moved = Vec::new();
-    for (version, path) in &manifests {
-        let error = match DatasetBuilder::from_uri(uri)
-            .with_version(*version)
-            .load()
-            .await
-        {
-            Ok(dataset) if moved.is_empty() => return Ok((dataset, None)),
-            Ok(dataset) => {
-                let note = format!(
-                    "newest manifest unreadable ({first_error}); opened version {version}, \
-                     moved aside: {}",
-                    moved.join(", ")
-                );
-                return Ok((dataset, Some(note)));
-            }
-            Err(err) => err.to_string(),
-        };
-        if !is_corruption(&error, path) {
-            return Err(StoreError(format!(
-                "cannot open {uri} version {version}: {error}"
-            )));
-        }
-        // Set the unreadable manifest aside so the next commit can reuse
-        // its version number.
-        let aside = path.with_extension("manifest.unreadable");
-        std::fs::rename(path, &aside).map_err(|e| StoreError(e.to_string()))?;
-        moved.push(format!("v{version}"));
+        .max_by_key(|(version, _)| *version))
+}
+
+/// The 16-byte footer of a Lance manifest ends with this.
+const MANIFEST_MAGIC: &[u8; 4] = b"LANC";
+
+/// Why the manifest at `path` is torn — empty, cut short, or not a
+/// readable manifest — or `None` if its bytes are whole (or cannot be read
+/// at all: an I/O error is not evidence of a torn write).
+///
+/// A Lance manifest is `[u32 length][protobuf Manifest][i64 position]
+/// [u16 major][u16 minor]["LANC"]`, the position pointing at the length.
+/// A write cut short by a power loss loses the end of the file, so its
+/// footer no longer parses.
+pub fn torn_manifest(path: &Path) -> Option<String> {
+    let metadata = std::fs::symlink_metadata(path).ok()?;
+    if !metadata.is_file() {
+        return None;
     }
-    Err(StoreError(format!(
-        "no readable version of {uri} ({first_error})"
-    )))
+    if metadata.len() == 0 {
+        return Some("the manifest is empty (0 bytes)".into());
+    }
+    let bytes = std::fs::read(path).ok()?;
+    let len = bytes.len();
+    if len < 20 {
+        return Some(format!(
+            "the manifest is {len} bytes, shorter than its framing"
+        ));
+    }
+    if &bytes[len - 4..] != MANIFEST_MAGIC {
+        return Some(format!(
+            "the manifest ({len} bytes) does not end with Lance's footer: cut short"
+        ));
+    }
+    let position = i64::from_le_bytes(bytes[len - 16..len - 8].try_into().ok()?);
+    let Some(position) = usize::try_from(position).ok().filter(|p| p + 4 <= len - 16) else {
+        return Some(format!(
+            "the manifest's footer points at byte {position}, outside its {len} bytes"
+        ));
+    };
+    let recorded = u32::from_le_bytes(bytes[position..position + 4].try_into().ok()?) as usize;
+    let body = &bytes[position + 4..len - 16];
+    if body.len() != recorded {
+        return Some(format!(
+            "the manifest records {recorded} bytes of content but holds {}",
+            body.len()
+        ));
+    }
+    match lance_table::format::pb::Manifest::decode(body) {
+        Ok(_) => None,
+        Err(err) => Some(format!("the manifest does not decode: {err}")),
+    }
 }
 
 /// Lance names manifests `<u64::MAX - version>.manifest` (V2 scheme) or

@@ -21,6 +21,20 @@ use crate::telemetry::Metrics;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Tracing output, only when `TEST_LOG` is set.
+fn trace() {
+    static ONCE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            crate::telemetry::init_tracing(
+                "debug",
+                crate::config::LogFormat::Human,
+                std::io::stdout,
+            );
+        }
+    });
+}
+
 /// A small deterministic generator (splitmix64), so tests need no RNG crate.
 struct Rng(u64);
 
@@ -101,7 +115,8 @@ async fn spawn_index_with(
         definition,
         dir: dir.join("vectors"),
         settings: settings.vectors.clone(),
-        writer_lock: Arc::new(tokio::sync::Mutex::new(0)),
+        durability: settings.data.durability,
+        fence: Default::default(),
         hot_fields: Default::default(),
         directory: Directory::new(),
         metrics: Arc::new(Metrics::new().unwrap()),
@@ -371,16 +386,23 @@ struct Tree {
 }
 
 async fn start_tree(dir: &Path, definition: IndexDefinition) -> Tree {
+    trace();
     let settings = settings(dir);
     let context = VectorsContext::new(
         settings,
         Directory::new(),
         Arc::new(Metrics::new().unwrap()),
+        StatusBoard::new(Strategy::OneForOne),
     );
     std::fs::create_dir_all(&context.dir).unwrap();
     let path = context.definition_path(&definition.name);
     if !path.exists() {
-        super::write_atomically(&path, &serde_json::to_vec(&definition).unwrap()).unwrap();
+        crate::durability::write_atomically(
+            &path,
+            &serde_json::to_vec(&definition).unwrap(),
+            crate::config::Durability::Process,
+        )
+        .unwrap();
     }
     let spec = context.supervisor_spec();
     let root_board = StatusBoard::new(Strategy::OneForOne);
@@ -872,4 +894,448 @@ async fn an_index_that_stops_being_written_drops_its_old_versions() {
     }
     assert!(versions() <= 3, "{} versions kept", versions());
     assert_eq!(count(&actor).await, 10);
+}
+
+// ---------------------------------------------------------------------
+// Recovery edges: torn manifests, other open errors, snapshots that claim
+// too much, a panic inside the commit task, concurrent ef_search.
+// ---------------------------------------------------------------------
+
+async fn start_tree_with(
+    dir: &Path,
+    definition: IndexDefinition,
+    overrides: &[(&str, &str)],
+) -> Tree {
+    let settings = settings_with(dir, overrides);
+    let context = VectorsContext::new(
+        settings,
+        Directory::new(),
+        Arc::new(Metrics::new().unwrap()),
+        StatusBoard::new(Strategy::OneForOne),
+    );
+    std::fs::create_dir_all(&context.dir).unwrap();
+    let path = context.definition_path(&definition.name);
+    if !path.exists() {
+        crate::durability::write_atomically(
+            &path,
+            &serde_json::to_vec(&definition).unwrap(),
+            crate::config::Durability::Process,
+        )
+        .unwrap();
+    }
+    let (supervisor, _) = Actor::spawn(
+        Some(context.directory.registered_name("root")),
+        Supervisor,
+        crate::supervision::SupervisorArguments {
+            name: "root".into(),
+            strategy: Strategy::OneForOne,
+            intensity: crate::supervision::Intensity {
+                max_restarts: 100,
+                period: Duration::from_secs(10),
+            },
+            backoff: crate::supervision::Backoff {
+                initial: Duration::from_millis(1),
+                max: Duration::from_millis(10),
+            },
+            children: vec![context.supervisor_spec()],
+            board: StatusBoard::new(Strategy::OneForOne),
+            directory: context.directory.clone(),
+            metrics: context.metrics.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    Tree {
+        context,
+        supervisor,
+    }
+}
+
+/// The manifests of an index's dataset, newest first.
+fn manifests(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<std::path::PathBuf> =
+        std::fs::read_dir(dir.join(format!("vectors/{name}.lance/_versions")))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "manifest"))
+            .collect();
+    // V2 names are u64::MAX - version: the newest sorts first.
+    found.sort();
+    found
+}
+
+/// Waits (bounded, as a failure guard) until `condition` holds.
+async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn running(tree: &Tree, name: &str) {
+    let actor = actor_name(name);
+    wait_for(&format!("{actor} running"), || {
+        tree.context.board.status(&actor) == Some(crate::supervision::ChildStatus::Running)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_newest_manifest_is_set_aside_and_the_version_before_it_opened() {
+    for damage in ["empty", "cut in half"] {
+        let dir = tempfile::tempdir().unwrap();
+        let dimension = 8;
+        let tree = start_tree(dir.path(), definition("torn", dimension, params())).await;
+        let kept = write_until_acked(&tree, "torn", 20, dimension).await;
+        // One more commit: the one a power loss tears.
+        let items = vec![item("torn-away", axis(dimension, 0), json!({}))];
+        tree.call("torn", |reply| IndexMessage::Upsert { items, reply })
+            .await
+            .unwrap()
+            .unwrap();
+        tree.stop().await;
+
+        let all = manifests(dir.path(), "torn");
+        let newest = all[0].clone();
+        let bytes = std::fs::read(&newest).unwrap();
+        let torn = if damage == "empty" {
+            Vec::new()
+        } else {
+            bytes[..bytes.len() / 2].to_vec()
+        };
+        std::fs::write(&newest, torn).unwrap();
+
+        let tree = start_tree(dir.path(), definition("torn", dimension, params())).await;
+        assert_all_present(&tree, "torn", &kept, dimension).await;
+        let recoveries = tree
+            .context
+            .metrics
+            .vector_manifest_recoveries
+            .with_label_values(&["torn"])
+            .get();
+        assert_eq!(recoveries, 1, "{damage}: the recovery is counted");
+        assert_eq!(
+            manifests(dir.path(), "torn"),
+            all[1..].to_vec(),
+            "{damage}: only the newest moved"
+        );
+        let quarantined: Vec<_> = std::fs::read_dir(dir.path().join("vectors/torn.quarantine"))
+            .unwrap()
+            .collect();
+        assert_eq!(quarantined.len(), 1, "{damage}: set aside, not deleted");
+
+        // The index goes on: the version number is reused by the next commit.
+        let items = vec![item("after", axis(dimension, 1), json!({}))];
+        tree.call("torn", |reply| IndexMessage::Upsert { items, reply })
+            .await
+            .unwrap()
+            .unwrap();
+        let mut expected = kept.clone();
+        expected.push("after".into());
+        assert_all_present(&tree, "torn", &expected, dimension).await;
+        tree.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_error_that_is_not_a_torn_manifest_fails_the_index_and_moves_nothing() {
+    let overrides = [
+        ("supervision.index_max_restarts", "2"),
+        ("supervision.index_period_secs", "60"),
+    ];
+    for damage in ["manifest unreadable", "data file missing"] {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = start_tree_with(dir.path(), definition("hurt", 8, params()), &overrides).await;
+        write_until_acked(&tree, "hurt", 5, 8).await;
+        tree.stop().await;
+
+        let before = manifests(dir.path(), "hurt");
+        match damage {
+            // Not torn: it cannot be read at all (a directory in its place).
+            "manifest unreadable" => {
+                std::fs::remove_file(&before[0]).unwrap();
+                std::fs::create_dir(&before[0]).unwrap();
+            }
+            _ => {
+                let data = dir.path().join("vectors/hurt.lance/data");
+                let file = std::fs::read_dir(&data)
+                    .unwrap()
+                    .next()
+                    .unwrap()
+                    .unwrap()
+                    .path();
+                std::fs::rename(&file, dir.path().join("moved-away.lance")).unwrap();
+            }
+        }
+
+        let tree = start_tree_with(dir.path(), definition("hurt", 8, params()), &overrides).await;
+        let actor = actor_name("hurt");
+        wait_for(&format!("{damage}: the index is left failed"), || {
+            tree.context.board.status(&actor) == Some(crate::supervision::ChildStatus::Failed)
+        })
+        .await;
+        let failure = tree.context.board.last_failure(&actor).unwrap();
+        assert!(
+            failure.reason.contains("gave up"),
+            "{damage}: {}",
+            failure.reason
+        );
+        assert_eq!(
+            manifests(dir.path(), "hurt"),
+            before,
+            "{damage}: nothing moved"
+        );
+        assert!(
+            !dir.path().join("vectors/hurt.quarantine").exists(),
+            "{damage}"
+        );
+        assert_eq!(
+            tree.context
+                .metrics
+                .vector_manifest_recoveries
+                .with_label_values(&["hurt"])
+                .get(),
+            0
+        );
+        // Callers are told at once, with the reason.
+        let outcome = tree
+            .call("hurt", |reply| IndexMessage::Info { reply })
+            .await;
+        assert!(
+            matches!(&outcome, Err(crate::supervision::CallError::Failed { reason, .. }) if reason.contains("gave up")),
+            "{damage}: {outcome:?}"
+        );
+        tree.supervisor.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_claims_more_than_lance_holds_is_rejected_and_rebuilt() {
+    let dimension = 8;
+    // A newer Lance version: the snapshot was written after a commit that
+    // a power loss then tore away.
+    let dir = tempfile::tempdir().unwrap();
+    let tree = start_tree(dir.path(), definition("claim", dimension, params())).await;
+    let kept = write_until_acked(&tree, "claim", 20, dimension).await;
+    let ghost = axis(dimension, 3);
+    let items = vec![item("ghost", ghost.clone(), json!({}))];
+    tree.call("claim", |reply| IndexMessage::Upsert { items, reply })
+        .await
+        .unwrap()
+        .unwrap();
+    tree.stop().await; // the snapshot covers "ghost"
+    let newest = manifests(dir.path(), "claim")[0].clone();
+    std::fs::write(&newest, b"").unwrap();
+
+    let tree = start_tree(dir.path(), definition("claim", dimension, params())).await;
+    assert_all_present(&tree, "claim", &kept, dimension).await;
+    // The next write reuses the ghost's seq: a graph from the snapshot
+    // would answer the ghost's vector with it.
+    let items = vec![item("fresh", axis(dimension, 5), json!({}))];
+    tree.call("claim", |reply| IndexMessage::Upsert { items, reply })
+        .await
+        .unwrap()
+        .unwrap();
+    let info = tree
+        .call("claim", |reply| IndexMessage::Info { reply })
+        .await
+        .unwrap();
+    assert_eq!(
+        info.graph_vectors, info.count as u64,
+        "no vector Lance lacks"
+    );
+    let request = query(ghost, 1);
+    let hits = tree
+        .call("claim", |reply| IndexMessage::Search { request, reply })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(hits[0].distance > 1e-3, "the ghost is gone: {:?}", hits[0]);
+    tree.stop().await;
+
+    // A larger seq than Lance holds: rejected, rebuilt, and a snapshot
+    // with the true figures replaces it.
+    let dir = tempfile::tempdir().unwrap();
+    let tree = start_tree(dir.path(), definition("seq", dimension, params())).await;
+    let kept = write_until_acked(&tree, "seq", 20, dimension).await;
+    tree.stop().await;
+    let meta_path = dir.path().join("vectors/seq.faiss.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    let true_seq = meta["max_seq"].as_u64().unwrap();
+    meta["max_seq"] = json!(true_seq + 5);
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+
+    let tree = start_tree(dir.path(), definition("seq", dimension, params())).await;
+    assert_all_present(&tree, "seq", &kept, dimension).await;
+    let covered = || -> Option<u64> {
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&meta_path).ok()?).ok()?;
+        meta["max_seq"].as_u64()
+    };
+    wait_for("a snapshot with the true max_seq", || {
+        covered() == Some(true_seq)
+    })
+    .await;
+    tree.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_inside_the_commit_task_fails_its_callers_and_the_index_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let dimension = 8;
+    let tree = Arc::new(start_tree(dir.path(), definition("cp", dimension, params())).await);
+    let acked = write_until_acked(&tree, "cp", 20, dimension).await;
+
+    tree.context
+        .directory
+        .inject(&actor_name("cp"), Fault::commit_panic(), true)
+        .unwrap();
+    // Concurrent writers: the first commit panics after its Lance append;
+    // the queued ones die with the actor. Every caller gets an answer.
+    let mut rng = Rng(77);
+    let doomed: Vec<(String, Vec<f32>)> = (0..4)
+        .map(|i| (format!("doomed-{i}"), rng.unit_vector(dimension)))
+        .collect();
+    let calls = doomed.iter().map(|(id, vector)| {
+        let tree = tree.clone();
+        let items = vec![item(id, vector.clone(), json!({}))];
+        async move {
+            tree.call("cp", |reply| IndexMessage::Upsert { items, reply })
+                .await
+        }
+    });
+    let outcomes = futures::future::join_all(calls).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| !matches!(o, Err(crate::supervision::CallError::Timeout { .. }))),
+        "no caller hangs: {outcomes:?}"
+    );
+    let failed = outcomes.iter().filter(|o| !matches!(o, Ok(Ok(_)))).count();
+    assert!(
+        failed >= 1,
+        "the callers of the panicked commit got errors: {outcomes:?}"
+    );
+
+    wait_for("the index restarted", || {
+        tree.context.board.restarts(&actor_name("cp")) == Some(1)
+    })
+    .await;
+    running(&tree, "cp").await;
+    let reason = tree
+        .context
+        .board
+        .last_failure(&actor_name("cp"))
+        .unwrap()
+        .reason;
+    assert!(reason.contains("commit task"), "{reason}");
+
+    // Later writes succeed; nothing acknowledged is lost.
+    let mut more = Vec::new();
+    for i in 0..10 {
+        let id = format!("later-{i}");
+        let items = vec![item(&id, rng.unit_vector(dimension), json!({}))];
+        tree.call("cp", |reply| IndexMessage::Upsert { items, reply })
+            .await
+            .unwrap()
+            .unwrap();
+        more.push(id);
+    }
+    let acknowledged: Vec<String> = acked
+        .iter()
+        .chain(&more)
+        .cloned()
+        .chain(
+            doomed
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| matches!(o, Ok(Ok(_))))
+                .map(|((id, _), _)| id.clone()),
+        )
+        .collect();
+    for id in &acknowledged {
+        tree.call("cp", |reply| IndexMessage::Get {
+            id: id.clone(),
+            reply,
+        })
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{id} lost: {e}"));
+    }
+    let count = tree
+        .call("cp", |reply| IndexMessage::Info { reply })
+        .await
+        .unwrap()
+        .count;
+    // Rows of the panicked commit were durable though never acknowledged:
+    // they may be there too, but nothing else is.
+    assert!(
+        (acknowledged.len()..=acknowledged.len() + doomed.len()).contains(&count),
+        "{count} items for {} acknowledged",
+        acknowledged.len()
+    );
+    Arc::try_unwrap(tree).ok().unwrap().stop().await;
+}
+
+#[test]
+fn a_search_with_its_own_ef_search_runs_while_another_reader_holds_the_graph() {
+    use super::core::{Core, Entry, Query};
+    use super::hnsw::Hnsw;
+
+    let dimension = 16;
+    let definition = definition("ef", dimension, params());
+    let hnsw = Hnsw::new(dimension, definition.metric, definition.hnsw).unwrap();
+    let core = Core::new(definition, hnsw, 0, Default::default());
+    let mut rng = Rng(21);
+    let vectors: Vec<Vec<f32>> = (0..300).map(|_| rng.unit_vector(dimension)).collect();
+    let labels: Vec<u64> = (1..=300).collect();
+    core.add_vectors(&vectors.concat(), &labels).unwrap();
+    let rows = labels
+        .iter()
+        .map(|&seq| {
+            (
+                format!("v{seq}"),
+                Entry {
+                    seq,
+                    metadata: Arc::from("{}"),
+                },
+            )
+        })
+        .collect();
+    core.install(rows, 300);
+    let query = |vector: &[f32], ef_search: Option<u32>| Query {
+        vector: vector.to_vec(),
+        k: 5,
+        filter: Vec::new(),
+        exclude_ids: Vec::new(),
+        ef_search,
+    };
+
+    let holding = std::sync::Barrier::new(2);
+    let (done, finished) = std::sync::mpsc::channel();
+    let (core, holding_ref) = (&core, &holding);
+    std::thread::scope(|scope| {
+        // A reader holds the graph until the two searches report back; a
+        // search that needed exclusive access would wait for it forever
+        // (and this reader would give up and fail the test).
+        scope.spawn(move || {
+            core.with_graph(|_, _| {
+                holding_ref.wait();
+                finished
+                    .recv_timeout(Duration::from_secs(60))
+                    .expect("both searches ran while the graph was held");
+            })
+        });
+        holding.wait();
+        let custom = core.search(&query(&vectors[7], Some(400))).unwrap();
+        let default = core.search(&query(&vectors[7], None)).unwrap();
+        done.send(()).unwrap();
+        assert_eq!(custom[0].id, "v8");
+        assert_eq!(default[0].id, "v8");
+    });
 }

@@ -1,0 +1,102 @@
+//! The read path: searches, gets and lookups, each on its own task against
+//! the shared [`crate::actors::vectors::core::Core`], so reads run on every
+//! core and never wait for the mailbox, a commit or each other.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ractor::RpcReplyPort;
+use serde_json::Value;
+
+use super::write::embed_texts;
+use super::{IndexArguments, Pipeline};
+use crate::actors::vectors::core::Query;
+use crate::actors::vectors::IndexError;
+use crate::domain::vectors::{
+    prepare_filter, prepare_vector, Hit, Item, SearchRequest, ValidationError,
+};
+
+/// Validates a search in the mailbox (cheap), then runs it on its own task.
+pub(super) fn dispatch(
+    arguments: Arc<IndexArguments>,
+    pipeline: Arc<Pipeline>,
+    request: SearchRequest,
+    reply: RpcReplyPort<Result<Vec<Hit>, IndexError>>,
+) {
+    if let Err(err) = request.validate() {
+        let _ = reply.send(Err(err.into()));
+        return;
+    }
+    tokio::spawn(async move {
+        let result = run(&arguments, &pipeline, request).await;
+        let _ = reply.send(result);
+    });
+}
+
+async fn run(
+    arguments: &IndexArguments,
+    pipeline: &Arc<Pipeline>,
+    request: SearchRequest,
+) -> Result<Vec<Hit>, IndexError> {
+    let started = Instant::now();
+    let definition = &arguments.definition;
+    let raw = match (request.vector, request.text) {
+        (Some(vector), _) => vector,
+        (None, Some(text)) => embed_texts(arguments, vec![text])
+            .await?
+            .pop()
+            .ok_or_else(|| IndexError::Internal("embedder returned no vector".into()))?,
+        (None, None) => {
+            return Err(ValidationError::VectorOrText {
+                field: "query".into(),
+            }
+            .into())
+        }
+    };
+    let vector = prepare_vector(raw, definition.dimension, definition.metric, "vector")?;
+    let query = Query {
+        vector,
+        k: request.k,
+        filter: prepare_filter(request.filter)?,
+        exclude_ids: request.exclude_ids.unwrap_or_default(),
+        ef_search: request.ef_search,
+    };
+    let core = pipeline.core.clone();
+    let hits = tokio::task::spawn_blocking(move || core.search(&query))
+        .await
+        .map_err(|e| IndexError::Internal(e.to_string()))??;
+    pipeline
+        .metrics
+        .vector_search_duration
+        .with_label_values(&[&definition.name])
+        .observe(started.elapsed().as_secs_f64());
+    Ok(hits)
+}
+
+pub(super) fn get_item(pipeline: &Pipeline, id: &str) -> Result<Item, IndexError> {
+    let entry = pipeline
+        .core
+        .get(id)
+        .ok_or_else(|| IndexError::ItemNotFound {
+            index: pipeline.name.clone(),
+            id: id.to_string(),
+        })?;
+    let vector = pipeline.core.vector(entry.seq)?;
+    Ok(Item {
+        id: id.to_string(),
+        vector,
+        metadata: serde_json::from_str(&entry.metadata).unwrap_or(Value::Null),
+    })
+}
+
+/// The metadata of those of `ids` that exist.
+pub(super) fn lookup(pipeline: &Pipeline, ids: Vec<String>) -> HashMap<String, Value> {
+    ids.into_iter()
+        .filter_map(|id| {
+            let entry = pipeline.core.get(&id)?;
+            let metadata = serde_json::from_str(&entry.metadata).unwrap_or(Value::Null);
+            Some((id, metadata))
+        })
+        .collect()
+}

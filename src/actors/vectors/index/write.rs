@@ -1,0 +1,465 @@
+//! The write path: validate, embed texts off the mailbox, queue, and one
+//! group commit at a time — Lance append (synced in the `fsync` mode),
+//! graph insert beside it, publish, acknowledge — then the upkeep step.
+//!
+//! A write is acknowledged once, and only after the Lance commit that holds
+//! it. Whatever goes wrong in a commit — an append or graph insert that
+//! fails, a sync that fails, a panic anywhere — its callers get an error and
+//! the actor fails: the supervisor reloads the index from Lance, which has
+//! every write that was committed (acknowledged or not) and nothing else.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ractor::{ActorRef, RpcReplyPort};
+use serde_json::Value;
+
+use super::{actor_name, upkeep, IndexArguments, IndexMessage, Pipeline};
+use crate::actors::embed::{self, EmbedMessage};
+use crate::actors::vectors::core::Applied;
+use crate::actors::vectors::hnsw::HnswError;
+use crate::actors::vectors::store::{LogRow, StoreError, VectorStore};
+use crate::actors::vectors::IndexError;
+use crate::config::VectorSettings;
+use crate::domain::vectors::{
+    prepare_metadata, prepare_vector, validate_items, IndexDefinition, ItemInput, UpsertOutcome,
+    ValidationError,
+};
+
+/// Why a commit did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// A newer incarnation (or a drop) owns the index, or this one has
+    /// ended: nothing was written, nothing acknowledged.
+    #[error("a newer incarnation owns the index; nothing was written")]
+    Superseded,
+    #[error("Lance append failed, nothing acknowledged: {0}")]
+    Append(#[source] StoreError),
+    #[error("graph insert failed after the Lance append: {0}")]
+    Apply(#[source] HnswError),
+    #[error("the graph insert task failed: {0}")]
+    ApplyTask(String),
+    #[error("the commit task panicked: {0}")]
+    Panicked(String),
+}
+
+impl CommitError {
+    /// Whether the in-memory index may no longer match Lance, so the actor
+    /// must fail and reload.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, CommitError::Superseded)
+    }
+}
+
+/// What only the commit task touches (one at a time, under the lock).
+pub(super) struct Writer {
+    pub store: VectorStore,
+    pub next_seq: u64,
+    pub rows_since_snapshot: usize,
+    /// Write a snapshot at the next upkeep step, whatever the count.
+    pub force_snapshot: bool,
+    /// Seqs of rows that no longer matter (superseded or delete markers).
+    pub superseded: Vec<u64>,
+    /// When this incarnation last appended to Lance, and last started
+    /// compaction + old-version removal: an index that stops being written
+    /// gets one more removal once its last versions have aged past the
+    /// retention, instead of keeping them for good.
+    pub last_write: Option<Instant>,
+    pub last_upkeep: Option<Instant>,
+}
+
+/// One caller's write, prepared.
+pub struct Batch {
+    ops: Vec<Op>,
+    reply: Reply,
+}
+
+enum Op {
+    Upsert {
+        id: String,
+        vector: Vec<f32>,
+        metadata: Arc<str>,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+enum Reply {
+    Upsert(RpcReplyPort<Result<UpsertOutcome, IndexError>>),
+    Delete(RpcReplyPort<Result<(), IndexError>>),
+}
+
+impl Reply {
+    fn fail(self, err: IndexError) {
+        match self {
+            Reply::Upsert(port) => {
+                let _ = port.send(Err(err));
+            }
+            Reply::Delete(port) => {
+                let _ = port.send(Err(err));
+            }
+        }
+    }
+}
+
+impl Batch {
+    pub(super) fn delete(id: String, reply: RpcReplyPort<Result<(), IndexError>>) -> Self {
+        Self {
+            ops: vec![Op::Delete { id }],
+            reply: Reply::Delete(reply),
+        }
+    }
+}
+
+/// Validates an upsert batch in full (nothing is written unless every item
+/// is valid), embeds its texts off the mailbox, then queues it.
+pub(super) fn prepare_upsert(
+    arguments: &Arc<IndexArguments>,
+    myself: &ActorRef<IndexMessage>,
+    items: Vec<ItemInput>,
+    reply: RpcReplyPort<Result<UpsertOutcome, IndexError>>,
+) {
+    if let Err(err) = validate_items(&items, arguments.settings.max_batch) {
+        let _ = reply.send(Err(err.into()));
+        return;
+    }
+    let texts: Vec<String> = items.iter().filter_map(|i| i.text.clone()).collect();
+    let enqueue =
+        |myself: &ActorRef<IndexMessage>, prepared: Result<Vec<Op>, IndexError>, reply| {
+            match prepared {
+                Ok(ops) => {
+                    let batch = Batch {
+                        ops,
+                        reply: Reply::Upsert(reply),
+                    };
+                    if let Err(ractor::MessagingErr::SendErr(IndexMessage::Enqueue(batch))) =
+                        myself.send_message(IndexMessage::Enqueue(batch))
+                    {
+                        batch.reply.fail(IndexError::Unavailable);
+                    }
+                }
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            }
+        };
+    if texts.is_empty() {
+        let prepared = prepare_items(
+            &arguments.definition,
+            &arguments.settings,
+            items,
+            Vec::new(),
+        );
+        enqueue(myself, prepared, reply);
+        return;
+    }
+    let arguments = arguments.clone();
+    let myself = myself.clone();
+    tokio::spawn(async move {
+        let prepared = match embed_texts(&arguments, texts).await {
+            Ok(vectors) => {
+                prepare_items(&arguments.definition, &arguments.settings, items, vectors)
+            }
+            Err(err) => Err(err),
+        };
+        enqueue(&myself, prepared, reply);
+    });
+}
+
+/// Embeds `texts` through the `embed` actor, in chunks it accepts.
+pub(super) async fn embed_texts(
+    arguments: &IndexArguments,
+    texts: Vec<String>,
+) -> Result<Vec<Vec<f32>>, IndexError> {
+    let mut vectors = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(arguments.embed_chunk.max(1)) {
+        let texts = chunk.to_vec();
+        let embedded = arguments
+            .directory
+            .call_idempotent(
+                embed::NAME,
+                |reply| EmbedMessage::Embed {
+                    texts: texts.clone(),
+                    model: None,
+                    reply,
+                },
+                arguments.call_timeout,
+            )
+            .await
+            .map_err(IndexError::EmbedCall)??;
+        vectors.extend(embedded.vectors.iter().map(|v| v.to_vec()));
+    }
+    Ok(vectors)
+}
+
+/// Turns validated inputs into operations (vectors checked and prepared).
+fn prepare_items(
+    definition: &IndexDefinition,
+    settings: &VectorSettings,
+    items: Vec<ItemInput>,
+    embedded: Vec<Vec<f32>>,
+) -> Result<Vec<Op>, IndexError> {
+    let mut embedded = embedded.into_iter();
+    let mut ops = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let raw = match (item.vector, item.text) {
+            (Some(vector), None) => vector,
+            (None, Some(_)) => embedded
+                .next()
+                .ok_or_else(|| IndexError::Internal("embedder returned too few vectors".into()))?,
+            _ => {
+                return Err(ValidationError::VectorOrText {
+                    field: format!("items[{i}]"),
+                }
+                .into())
+            }
+        };
+        let field = format!("items[{i}].vector");
+        let vector = prepare_vector(raw, definition.dimension, definition.metric, &field)?;
+        let metadata = prepare_metadata(
+            item.metadata,
+            settings.max_metadata_bytes,
+            &format!("items[{i}].metadata"),
+        )?;
+        let metadata: Arc<str> = Value::Object(metadata).to_string().into();
+        ops.push(Op::Upsert {
+            id: item.id,
+            vector,
+            metadata,
+        });
+    }
+    Ok(ops)
+}
+
+/// One group commit, then the upkeep step. Replies to every writer in the
+/// group: with its outcome once the commit is durable, or with an error.
+/// An `Err` that is fatal means the in-memory index may no longer match
+/// Lance (the actor must reload).
+pub(super) async fn commit(
+    pipeline: &Arc<Pipeline>,
+    group: Vec<Batch>,
+    idle: bool,
+) -> Result<(), CommitError> {
+    let fence = pipeline.writer_fence().await;
+    if !pipeline.current() {
+        // This incarnation has ended, or a newer one has read Lance:
+        // writing now would reuse its seqs. Nothing is written or acked.
+        for batch in group {
+            batch.reply.fail(IndexError::Unavailable);
+        }
+        drop(fence);
+        return Err(CommitError::Superseded);
+    }
+    let mut writer = pipeline.writer.lock().await;
+
+    let (rows, outcomes) = plan_rows(pipeline, &mut writer, &group);
+
+    // The graph insert runs while Lance writes: the new labels stay
+    // invisible until `publish`, and if the append fails the index is
+    // reloaded from Lance anyway.
+    let append = async {
+        let started = Instant::now();
+        let committed = writer.store.append(&rows).await;
+        observe_commit(pipeline, "append", started);
+        committed
+    };
+    let insert = async {
+        let started = Instant::now();
+        let applied = apply(pipeline, &rows).await;
+        observe_commit(pipeline, "apply", started);
+        applied
+    };
+    let (committed, applied) = tokio::join!(append, insert);
+    if let Err(err) = committed {
+        let message = err.to_string();
+        for batch in group {
+            batch.reply.fail(IndexError::Storage(message.clone()));
+        }
+        // Whether Lance kept part of it is unknown, and seqs were consumed:
+        // reload from Lance rather than guess.
+        pipeline.poisoned.store(true, Ordering::SeqCst);
+        return Err(CommitError::Append(err));
+    }
+    if !rows.is_empty() {
+        writer.last_write = Some(Instant::now());
+        pipeline
+            .metrics
+            .lance_commits
+            .with_label_values(&[&format!("vectors/{}", pipeline.name)])
+            .inc();
+        if pipeline.panic_in_commit.swap(false, Ordering::SeqCst) {
+            // The fault the chaos harness and the tests use: durable in
+            // Lance, not yet visible, not acknowledged.
+            panic!(
+                "injected fault: panic in the commit task of '{}'",
+                actor_name(&pipeline.name)
+            );
+        }
+    }
+    if let Err(err) = applied {
+        pipeline.poisoned.store(true, Ordering::SeqCst);
+        let message = err.to_string();
+        for batch in group {
+            batch.reply.fail(IndexError::Internal(message.clone()));
+        }
+        return Err(err);
+    }
+
+    // Durable: now make it visible, then acknowledge.
+    publish(pipeline, &mut writer, &rows);
+    for (batch, outcome) in group.into_iter().zip(outcomes) {
+        match (batch.reply, outcome) {
+            (Reply::Upsert(port), outcome) => {
+                let _ = port.send(outcome);
+            }
+            (Reply::Delete(port), outcome) => {
+                let _ = port.send(outcome.map(|_| ()));
+            }
+        }
+    }
+    pipeline
+        .metrics
+        .vector_index_items
+        .with_label_values(&[&pipeline.name])
+        .set(pipeline.core.len() as i64);
+
+    upkeep::after_commit(pipeline, &mut writer, idle).await;
+    pipeline
+        .stats
+        .lance_version
+        .store(writer.store.version(), Ordering::Relaxed);
+    pipeline
+        .stats
+        .fragments
+        .store(writer.store.fragments() as u64, Ordering::Relaxed);
+    drop(writer);
+    drop(fence);
+    Ok(())
+}
+
+/// Decides every op against the live state plus earlier ops of the group,
+/// and gives each written row the next seq. Returns the rows and each
+/// batch's outcome.
+fn plan_rows(
+    pipeline: &Pipeline,
+    writer: &mut Writer,
+    group: &[Batch],
+) -> (Vec<LogRow>, Vec<Result<UpsertOutcome, IndexError>>) {
+    let mut rows: Vec<LogRow> = Vec::new();
+    let mut outcomes = Vec::with_capacity(group.len());
+    let mut live_in_group: HashMap<String, bool> = HashMap::new();
+    for batch in group {
+        let mut outcome = UpsertOutcome::default();
+        let mut failure = None;
+        for op in &batch.ops {
+            let id = match op {
+                Op::Upsert { id, .. } | Op::Delete { id } => id,
+            };
+            let exists = live_in_group
+                .get(id)
+                .copied()
+                .unwrap_or_else(|| pipeline.core.contains(id));
+            match op {
+                Op::Upsert {
+                    id,
+                    vector,
+                    metadata,
+                } => {
+                    if exists {
+                        outcome.updated += 1;
+                    } else {
+                        outcome.inserted += 1;
+                    }
+                    live_in_group.insert(id.clone(), true);
+                    rows.push(LogRow {
+                        id: id.clone(),
+                        seq: writer.next_seq,
+                        vector: Some(vector.clone()),
+                        metadata: Some(metadata.clone()),
+                    });
+                }
+                Op::Delete { id } => {
+                    if !exists {
+                        failure = Some(IndexError::ItemNotFound {
+                            index: pipeline.name.clone(),
+                            id: id.clone(),
+                        });
+                        continue;
+                    }
+                    live_in_group.insert(id.clone(), false);
+                    rows.push(LogRow {
+                        id: id.clone(),
+                        seq: writer.next_seq,
+                        vector: None,
+                        metadata: None,
+                    });
+                }
+            }
+            writer.next_seq += 1;
+        }
+        outcomes.push(failure.map_or(Ok(outcome), Err));
+    }
+    (rows, outcomes)
+}
+
+/// Makes committed rows visible, in seq order, and notes what they
+/// superseded for the upkeep step.
+fn publish(pipeline: &Pipeline, writer: &mut Writer, rows: &[LogRow]) {
+    let max_seq = writer.next_seq.saturating_sub(1);
+    let writes: Vec<Applied<'_>> = rows
+        .iter()
+        .map(|row| match &row.metadata {
+            Some(metadata) if row.vector.is_some() => Applied::Upsert {
+                id: &row.id,
+                seq: row.seq,
+                metadata: metadata.clone(),
+            },
+            _ => Applied::Delete { id: &row.id },
+        })
+        .collect();
+    let superseded = pipeline.core.publish(&writes, max_seq);
+    writer.superseded.extend(superseded);
+    writer
+        .superseded
+        .extend(rows.iter().filter(|r| r.vector.is_none()).map(|r| r.seq));
+    writer.rows_since_snapshot += rows.len();
+}
+
+/// Inserts the rows' vectors into the graph (off the runtime), unpublished.
+async fn apply(pipeline: &Pipeline, rows: &[LogRow]) -> Result<(), CommitError> {
+    let dimension = pipeline.core.definition.dimension;
+    let mut labels = Vec::new();
+    let mut vectors = Vec::with_capacity(rows.len() * dimension);
+    for row in rows {
+        if let Some(vector) = &row.vector {
+            labels.push(row.seq);
+            vectors.extend_from_slice(vector);
+        }
+    }
+    if labels.is_empty() {
+        return Ok(());
+    }
+    let core = pipeline.core.clone();
+    tokio::task::spawn_blocking(move || core.add_vectors(&vectors, &labels))
+        .await
+        .map_err(|e| CommitError::ApplyTask(e.to_string()))?
+        .map_err(CommitError::Apply)
+}
+
+pub(super) fn observe_commit(pipeline: &Pipeline, stage: &str, started: Instant) {
+    pipeline
+        .metrics
+        .vector_commit_duration
+        .with_label_values(&[&pipeline.name, stage])
+        .observe(started.elapsed().as_secs_f64());
+}
+
+impl Pipeline {
+    /// The fence's writer lock: held by one commit (or load) at a time.
+    async fn writer_fence(&self) -> tokio::sync::MutexGuard<'_, u64> {
+        self.fence.writer.lock().await
+    }
+}
