@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the figures in docs/benchmarks.md on this machine: release
 # builds, a server on loopback with a fresh data dir per part, bounded runs.
-#   loadtest/bench.sh [vectors|staffing|all]
+#   loadtest/bench.sh [vectors|staffing|durability|crasher|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/lakehouse-target}"
@@ -57,5 +57,25 @@ if [ "$part" = staffing ] || [ "$part" = all ]; then
   "$BIN/loadtest" --target "$TARGET" --clients 50 --duration "$DURATION" --json "$OUT/mix-plain.json"
   "$BIN/loadtest" --target "$TARGET" --clients 50 --duration "$DURATION" --chaos-every 5 --json "$OUT/mix-chaos.json"
   stop_server
+fi
+if [ "$part" = durability ]; then
+  # The cost of data.durability = "fsync": the same seed and record load on
+  # a fresh data dir in each mode.
+  for mode in process fsync; do
+    EXTRA_ENV="LAKEHOUSE__DATA__DURABILITY=$mode" start_server "$OUT/data-durability-$mode"
+    "$BIN/lakehouse" seed --workers "$WORKERS" --target "$TARGET" | tee "$OUT/seed-$mode.txt"
+    "$BIN/loadtest" --target "$TARGET" --only record_only --clients 50 --duration 15 --warmup 2 --json "$OUT/record-50-$mode.json"
+    "$BIN/loadtest" --target "$TARGET" --only record_only --clients 1 --duration 15 --warmup 2 --json "$OUT/record-1-$mode.json"
+    stop_server
+  done
+fi
+if [ "$part" = crasher ]; then
+  # kill -9 under concurrent writers, 20 times, in each durability mode.
+  for mode in process fsync; do
+    rm -rf "$OUT/crasher-$mode"
+    "$BIN/loadtest" crasher --binary "$BIN/lakehouse" --kills "${KILLS:-20}" --durability "$mode" \
+      --data-dir "$OUT/crasher-$mode" --json "$OUT/crasher-$mode.json" | tee "$OUT/crasher-$mode.txt"
+    rm -rf "$OUT/crasher-$mode"
+  done
 fi
 echo "results in $OUT" >&2
