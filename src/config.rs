@@ -11,6 +11,8 @@ use std::time::Duration;
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
+use crate::domain::auth::{validate_entries, TokenEntry};
+
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +21,16 @@ pub enum ConfigError {
     Load(#[from] config::ConfigError),
     #[error("configuration key `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
+    #[error("auth.tokens_file {path}: {message}")]
+    TokensFile { path: PathBuf, message: String },
+}
+
+/// The shape of `auth.tokens_file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensFile {
+    #[serde(default)]
+    tokens: Vec<TokenEntry>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -34,8 +46,21 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub query: QuerySettings,
     pub limits: LimitSettings,
+    pub auth: AuthSettings,
     pub faults: FaultSettings,
     pub log: LogSettings,
+}
+
+/// Who may call what (see [`crate::domain::auth`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Tokens as `{name, role, sha256}`; the token itself is never stored.
+    pub tokens: Vec<TokenEntry>,
+    /// More tokens, in a TOML file of `[[tokens]]` tables; empty: none.
+    pub tokens_file: Option<PathBuf>,
+    /// `/ready` and `/metrics` need a token (any role) too.
+    pub protect_ops: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +168,11 @@ pub struct VectorSettings {
     pub version_retention_secs: u64,
     /// Recent search results kept per index until its next write (0: off).
     pub result_cache_entries: usize,
+    /// ...and at most this many bytes of them (queries and results).
+    pub result_cache_bytes: usize,
+    /// Fields per index whose filter lookups are kept (and rebuilt at a
+    /// restart); filtering on more evicts the least recently used.
+    pub max_hot_fields: usize,
     /// Rebuild the graph without tombstones once they are more than this
     /// share of it (and at least `rebuild_min_tombstones`).
     pub rebuild_tombstone_share: f64,
@@ -212,12 +242,21 @@ pub struct QuerySettings {
     /// Rows returned at most (and the default `limit`).
     pub max_rows: usize,
     pub timeout_ms: u64,
+    /// DataFusion's memory pool, shared by the queries running at once; a
+    /// query that needs more fails (nothing spills to disk).
+    pub memory_limit_bytes: usize,
+    /// Queries running at once; more get `503 too_many_queries`.
+    pub max_concurrent: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSettings {
     pub max_body_bytes: usize,
+    /// Fields in one search filter.
+    pub max_filter_fields: usize,
+    /// Ids in one `exclude_ids` or `worker_ids` list.
+    pub max_id_list: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -285,9 +324,39 @@ impl Settings {
         for (key, value) in options.overrides {
             builder = builder.set_override(key, value)?;
         }
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.read_tokens_file()?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Appends the tokens of `auth.tokens_file`, if one is set.
+    fn read_tokens_file(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = self
+            .auth
+            .tokens_file
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty())
+        else {
+            return Ok(());
+        };
+        let error = |message: String| ConfigError::TokensFile {
+            path: path.clone(),
+            message,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| error(e.to_string()))?;
+        let file: TokensFile = toml::from_str(&text).map_err(|e| error(e.to_string()))?;
+        self.auth.tokens.extend(file.tokens);
+        Ok(())
+    }
+
+    /// Whether `server.host` is a loopback address (or `localhost`).
+    pub fn binds_loopback(&self) -> bool {
+        let host = self.server.host.trim_matches(|c| c == '[' || c == ']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -509,6 +578,39 @@ impl Settings {
             (1..=3_600_000).contains(&self.query.timeout_ms),
             "query.timeout_ms",
             "must be between 1 and 3600000",
+        )?;
+        if let Err(err) = validate_entries(&self.auth.tokens) {
+            check(false, "auth.tokens", &err.to_string())?;
+        }
+        check(
+            (1..=256).contains(&self.limits.max_filter_fields),
+            "limits.max_filter_fields",
+            "must be between 1 and 256",
+        )?;
+        check(
+            (1..=100_000).contains(&self.limits.max_id_list),
+            "limits.max_id_list",
+            "must be between 1 and 100000",
+        )?;
+        check(
+            (1..=1024).contains(&self.vectors.max_hot_fields),
+            "vectors.max_hot_fields",
+            "must be between 1 and 1024",
+        )?;
+        check(
+            self.vectors.result_cache_bytes <= 1 << 34,
+            "vectors.result_cache_bytes",
+            "must be at most 17179869184",
+        )?;
+        check(
+            (1 << 20..=1 << 40).contains(&self.query.memory_limit_bytes),
+            "query.memory_limit_bytes",
+            "must be between 1048576 and 1099511627776",
+        )?;
+        check(
+            (1..=256).contains(&self.query.max_concurrent),
+            "query.max_concurrent",
+            "must be between 1 and 256",
         )?;
         check(
             (1024..=1 << 30).contains(&self.limits.max_body_bytes),

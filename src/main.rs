@@ -26,6 +26,23 @@ enum Command {
     Doctor(ConfigArgs),
     /// Load a deterministic synthetic workers corpus into a running service.
     Seed(SeedArgs),
+    /// Bearer tokens: `token new` makes one.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a fresh random 256-bit token (once) and the line that
+    /// configures it (its SHA-256, never the token itself).
+    New {
+        /// A name for logs and for revoking it: 1-64 of A-Z a-z 0-9 . _ -
+        #[arg(long)]
+        name: String,
+        /// read, write or admin.
+        #[arg(long)]
+        role: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -45,6 +62,9 @@ struct SeedArgs {
     /// Requests in flight.
     #[arg(long, default_value_t = 2)]
     concurrency: usize,
+    /// A `write` token, if the service has tokens configured.
+    #[arg(long, env = "LAKEHOUSE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -91,6 +111,7 @@ fn main() -> ExitCode {
     let args = match &cli.command {
         Command::Serve(args) | Command::Doctor(args) => args,
         Command::Seed(seed) => &seed.config,
+        Command::Token(TokenCommand::New { name, role }) => return new_token(name, role),
     };
     let settings = match args.load() {
         Ok(settings) => settings,
@@ -103,7 +124,40 @@ fn main() -> ExitCode {
         Command::Serve(_) => serve(settings),
         Command::Doctor(_) => doctor(&settings),
         Command::Seed(args) => seed(args, &settings),
+        Command::Token(_) => ExitCode::SUCCESS,
     }
+}
+
+fn new_token(name: &str, role: &str) -> ExitCode {
+    use lakehouse::domain::auth::{hash_token, new_token, validate_entries, Role, TokenEntry};
+    let Some(role) = Role::parse(role) else {
+        eprintln!("lakehouse token new: --role must be read, write or admin, got '{role}'");
+        return ExitCode::from(2);
+    };
+    let token = match new_token() {
+        Ok(token) => token,
+        Err(err) => {
+            eprintln!("lakehouse token new: no randomness from the operating system: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let entry = TokenEntry {
+        name: name.to_string(),
+        role,
+        sha256: hex::encode(hash_token(&token)),
+    };
+    if let Err(err) = validate_entries(std::slice::from_ref(&entry)) {
+        eprintln!("lakehouse token new: {err}");
+        return ExitCode::from(2);
+    }
+    println!("{token}");
+    eprintln!(
+        "\nThe token above is shown once: give it to its user (Authorization: Bearer <token>).\n\
+         Add this to auth.tokens in the configuration (or as a [[tokens]] table in auth.tokens_file):\n\n  \
+         {{ name = \"{}\", role = \"{}\", sha256 = \"{}\" }}\n",
+        entry.name, entry.role, entry.sha256
+    );
+    ExitCode::SUCCESS
 }
 
 fn serve(settings: Settings) -> ExitCode {
@@ -151,6 +205,7 @@ fn seed(args: SeedArgs, settings: &Settings) -> ExitCode {
         seed: args.seed,
         batch: args.batch,
         concurrency: args.concurrency,
+        token: args.token,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

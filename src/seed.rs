@@ -24,6 +24,8 @@ pub struct SeedOptions {
     pub seed: u64,
     pub batch: usize,
     pub concurrency: usize,
+    /// A `write` token, when the service has tokens configured.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -36,8 +38,15 @@ pub async fn run(options: SeedOptions) -> Result<SeedReport> {
     if options.batch == 0 || options.concurrency == 0 {
         bail!("--batch and --concurrency must be at least 1");
     }
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = &options.token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
+        .default_headers(headers)
         .build()?;
     let base = options.target.trim_end_matches('/').to_string();
     ensure_index(&client, &base).await?;

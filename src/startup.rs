@@ -20,7 +20,8 @@ use crate::actors::validate::{self, ValidateActor, ValidateArguments};
 use crate::actors::vectors::catalog::{self, VectorCatalogActor};
 use crate::actors::vectors::VectorsContext;
 use crate::config::Settings;
-use crate::http::ApiContext;
+use crate::domain::auth::Tokens;
+use crate::http::{ApiContext, Contract};
 use crate::supervision::{
     Backoff, ChildSpec, Directory, Intensity, StatusBoard, Strategy, Supervisor,
     SupervisorArguments, SupervisorMessage,
@@ -39,6 +40,7 @@ impl Application {
     /// Binds `server.host:server.port` (port 0 picks a free one), prepares
     /// the data dir and starts the tree. Returns once every child has started.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        check_front_door(&settings)?;
         std::fs::create_dir_all(&settings.data.dir)
             .with_context(|| format!("cannot create data.dir {}", settings.data.dir.display()))?;
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
@@ -52,12 +54,27 @@ impl Application {
         let address = listener.local_addr()?;
 
         let metrics = Arc::new(Metrics::new()?);
+        let tokens = Arc::new(Tokens::new(&settings.auth.tokens));
+        if tokens.is_empty() {
+            tracing::warn!(
+                address = %address,
+                "no auth.tokens configured: the API is open to anyone who can reach this loopback address"
+            );
+        } else {
+            tracing::info!(
+                tokens = tokens.len(),
+                protect_ops = settings.auth.protect_ops,
+                "bearer tokens required"
+            );
+        }
         let context = ApiContext {
             directory: Directory::with_depth_gauge(metrics.actor_mailbox_depth.clone()),
             board: StatusBoard::new(Strategy::OneForOne),
             vectors_board: StatusBoard::new(Strategy::OneForOne),
             metrics,
             settings: Arc::new(settings),
+            tokens,
+            contract: Arc::new(Contract::build()),
         };
         let arguments = root_arguments(&context, Arc::new(listener));
         let (root, root_task) = Actor::spawn(
@@ -129,6 +146,22 @@ impl Application {
         }
         let _ = self.root_task.await;
     }
+}
+
+/// Refuses to serve an open API on anything but loopback: with no tokens,
+/// anyone who can reach the port could create and drop indexes, delete
+/// objects and send 1 GiB ingests.
+fn check_front_door(settings: &Settings) -> anyhow::Result<()> {
+    if settings.auth.tokens.is_empty() && !settings.binds_loopback() {
+        anyhow::bail!(
+            "refusing to start: server.host = {} is not a loopback address and auth.tokens is \
+             empty (no auth.tokens_file either), so anyone who can reach the port could write, \
+             drop and delete. Add tokens (`lakehouse token new --name NAME --role ROLE` prints \
+             the line for auth.tokens), or bind server.host to 127.0.0.1",
+            settings.server.host
+        );
+    }
+    Ok(())
 }
 
 /// Tree names of the subsystem supervisors under `root`.

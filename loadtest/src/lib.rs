@@ -44,8 +44,21 @@ pub fn loopback_base(url: &str) -> Result<String> {
     Ok(format!("http://{host}"))
 }
 
+/// The harness's HTTP client; with `$LAKEHOUSE_TOKEN` set, every request
+/// carries it as a bearer token (a server with tokens configured needs
+/// one: `write` for the mix, `admin` for chaos faults).
 pub fn client(concurrency: usize) -> Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = std::env::var("LAKEHOUSE_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     Ok(reqwest::Client::builder()
+        .default_headers(headers)
         .pool_max_idle_per_host(concurrency.max(1) * 2)
         .timeout(Duration::from_secs(30))
         .tcp_nodelay(true)

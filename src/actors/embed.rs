@@ -48,10 +48,12 @@ impl From<Fault> for EmbedMessage {
 }
 
 /// The reply to [`EmbedMessage::Embed`] (also the HTTP response body).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Embeddings {
     pub model: String,
     pub dimension: usize,
+    /// One L2-normalised vector per text, in order.
+    #[schema(value_type = Vec<Vec<f32>>)]
     pub vectors: Vec<Arc<[f32]>>,
 }
 

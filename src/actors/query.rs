@@ -5,7 +5,15 @@
 //! every dataset is registered at its latest committed version (a Lance
 //! table provider pins a version, so registering per query is what makes
 //! queries see the newest data). Only `SELECT`, `WITH … SELECT` and
-//! `EXPLAIN` of those are accepted; the row and time limits come from config.
+//! `EXPLAIN` of those are accepted — checked on the parse, and again by
+//! DataFusion's `SQLOptions` (no DDL, no DML, no statements).
+//!
+//! Bounded: at most `query.max_concurrent` queries run at once (more get
+//! `503 too_many_queries` at once); together they share one memory pool of
+//! `query.memory_limit_bytes`, and nothing spills to disk, so a query that
+//! needs more (a sort of ten billion rows) fails with
+//! `query_memory_exceeded` and the process keeps serving. Rows and time are
+//! limited by `query.max_rows` and `query.timeout_ms`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +27,11 @@ use lance::deps::datafusion::arrow::datatypes::{
     UInt32Type, UInt64Type, UInt8Type,
 };
 use lance::deps::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use lance::deps::datafusion::prelude::SessionContext;
+use lance::deps::datafusion::error::DataFusionError;
+use lance::deps::datafusion::execution::context::SQLOptions;
+use lance::deps::datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use lance::deps::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use lance::deps::datafusion::prelude::{SessionConfig, SessionContext};
 use lance::deps::datafusion::sql::parser::{DFParser, Statement};
 use lance::deps::datafusion::sql::sqlparser::ast::{SetExpr, Statement as SqlStatement};
 use lance::Dataset;
@@ -43,6 +55,10 @@ pub enum QueryError {
     InvalidLimit { max: usize, got: usize },
     #[error("the query did not finish within {0} ms")]
     Timeout(u64),
+    #[error("the query needs more memory than query.memory_limit_bytes ({limit} bytes) allows: {detail}")]
+    MemoryExceeded { limit: usize, detail: String },
+    #[error("{running} queries are running (query.max_concurrent); retry shortly")]
+    Busy { running: usize },
     #[error("storage: {0}")]
     Storage(String),
     #[error(transparent)]
@@ -71,9 +87,18 @@ pub struct QueryArguments {
     pub call_timeout: Duration,
 }
 
+/// What every query task shares.
+pub struct QueryState {
+    arguments: QueryArguments,
+    /// The memory pool of every query, and no disk to spill to.
+    runtime: Arc<RuntimeEnv>,
+    /// One permit per query that may run at once.
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
 impl Actor for QueryActor {
     type Msg = QueryMessage;
-    type State = Arc<QueryArguments>;
+    type State = Arc<QueryState>;
     type Arguments = QueryArguments;
 
     async fn pre_start(
@@ -81,7 +106,18 @@ impl Actor for QueryActor {
         _myself: ActorRef<Self::Msg>,
         args: QueryArguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(Arc::new(args))
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(args.settings.memory_limit_bytes, 1.0)
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .build_arc()?;
+        let permits = Arc::new(tokio::sync::Semaphore::new(args.settings.max_concurrent));
+        Ok(Arc::new(QueryState {
+            arguments: args,
+            runtime,
+            permits,
+        }))
     }
 
     async fn handle(
@@ -92,14 +128,20 @@ impl Actor for QueryActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             QueryMessage::Sql { request, reply } => {
-                let context = state.clone();
+                let Ok(permit) = state.permits.clone().try_acquire_owned() else {
+                    let running = state.arguments.settings.max_concurrent;
+                    let _ = reply.send(Err(QueryError::Busy { running }));
+                    return Ok(());
+                };
+                let state = state.clone();
                 tokio::spawn(async move {
-                    let timeout = Duration::from_millis(context.settings.timeout_ms);
-                    let outcome = match tokio::time::timeout(timeout, run(&context, request)).await
-                    {
+                    let settings = &state.arguments.settings;
+                    let timeout = Duration::from_millis(settings.timeout_ms);
+                    let outcome = match tokio::time::timeout(timeout, run(&state, request)).await {
                         Ok(outcome) => outcome,
-                        Err(_) => Err(QueryError::Timeout(context.settings.timeout_ms)),
+                        Err(_) => Err(QueryError::Timeout(settings.timeout_ms)),
                     };
+                    drop(permit);
                     let _ = reply.send(outcome);
                 });
             }
@@ -152,7 +194,19 @@ fn first_words(sql: &str) -> String {
     sql.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
 }
 
-async fn run(context: &QueryArguments, request: SqlRequest) -> Result<SqlResult, QueryError> {
+/// DataFusion's error, with running out of the memory pool told apart.
+fn sql_error(state: &QueryState, err: DataFusionError) -> QueryError {
+    match err.find_root() {
+        DataFusionError::ResourcesExhausted(detail) => QueryError::MemoryExceeded {
+            limit: state.arguments.settings.memory_limit_bytes,
+            detail: detail.clone(),
+        },
+        _ => QueryError::Sql(err.to_string()),
+    }
+}
+
+async fn run(state: &QueryState, request: SqlRequest) -> Result<SqlResult, QueryError> {
+    let context = &state.arguments;
     let max = context.settings.max_rows;
     let limit = request.limit.unwrap_or(max);
     if !(1..=max).contains(&limit) {
@@ -167,7 +221,7 @@ async fn run(context: &QueryArguments, request: SqlRequest) -> Result<SqlResult,
             context.call_timeout,
         )
         .await?;
-    let session = SessionContext::new();
+    let session = SessionContext::new_with_config_rt(SessionConfig::new(), state.runtime.clone());
     for manifest in manifests {
         let dataset = Dataset::open(&manifest.uri)
             .await
@@ -177,10 +231,14 @@ async fn run(context: &QueryArguments, request: SqlRequest) -> Result<SqlResult,
             .register_table(manifest.name.as_str(), Arc::new(provider))
             .map_err(|e| QueryError::Sql(e.to_string()))?;
     }
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
     let frame = session
-        .sql(&request.sql)
+        .sql_with_options(&request.sql, options)
         .await
-        .map_err(|e| QueryError::Sql(e.to_string()))?;
+        .map_err(|e| sql_error(state, e))?;
     let schema = frame.schema().clone();
     let columns: Vec<SqlColumn> = schema
         .fields()
@@ -193,11 +251,11 @@ async fn run(context: &QueryArguments, request: SqlRequest) -> Result<SqlResult,
     let mut stream = frame
         .execute_stream()
         .await
-        .map_err(|e| QueryError::Sql(e.to_string()))?;
+        .map_err(|e| sql_error(state, e))?;
     let mut rows = Vec::new();
     let mut truncated = false;
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| QueryError::Sql(e.to_string()))?;
+        let batch = batch.map_err(|e| sql_error(state, e))?;
         append_rows(&batch, &mut rows, limit + 1);
         if rows.len() > limit {
             truncated = true;

@@ -59,7 +59,7 @@ pub enum UploadChunk {
     Abort(String),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ObjectInfo {
     pub key: String,
     pub size: u64,

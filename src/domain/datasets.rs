@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// One column of a dataset's Arrow schema, as the catalog reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Column {
     pub name: String,
     /// Arrow's display of the type, e.g. `Int64`, `Utf8`, `Float64`.
@@ -14,7 +14,7 @@ pub struct Column {
 }
 
 /// One ingest of a source file into a dataset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IngestRecord {
     pub sha256: String,
     pub rows: u64,
@@ -24,7 +24,7 @@ pub struct IngestRecord {
 }
 
 /// What the catalog knows of a dataset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DatasetManifest {
     pub name: String,
     pub uri: String,
@@ -38,7 +38,7 @@ pub struct DatasetManifest {
 
 /// `POST /v1/ingest/{dataset}` reply: the manifest, and whether this ingest
 /// changed anything.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IngestOutcome {
     /// `created`, `appended` or `unchanged`.
     pub status: &'static str,
@@ -47,13 +47,13 @@ pub struct IngestOutcome {
     pub manifest: DatasetManifest,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DatasetList {
     pub datasets: Vec<DatasetManifest>,
 }
 
 /// How an incoming CSV's schema differs from the dataset's.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SchemaDrift {
     pub added: Vec<String>,
     pub missing: Vec<String>,
@@ -118,23 +118,27 @@ pub fn validate_dataset_name(name: &str) -> Result<(), String> {
 }
 
 /// `POST /v1/sql` body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqlRequest {
+    /// One SELECT, WITH … SELECT or EXPLAIN statement.
     pub sql: String,
+    /// Rows at most (default and maximum: `query.max_rows`).
+    #[schema(minimum = 1, maximum = 1000000)]
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SqlColumn {
     pub name: String,
     #[serde(rename = "type")]
     pub data_type: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SqlResult {
     pub columns: Vec<SqlColumn>,
+    #[schema(value_type = Vec<Vec<Object>>)]
     pub rows: Vec<Vec<serde_json::Value>>,
     pub row_count: usize,
     pub truncated: bool,

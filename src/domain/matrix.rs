@@ -16,10 +16,12 @@ pub const MAX_QUERY_CHARS: usize = 2000;
 pub const MAX_K: usize = 200;
 pub const MAX_RECORDED_WORKERS: usize = 100;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatrixSearch {
+    /// What the coordinator is looking for, in words.
     pub query: String,
+    #[schema(minimum = 1, maximum = 200)]
     pub k: usize,
     pub role: Option<String>,
     pub city: Option<String>,
@@ -29,25 +31,28 @@ pub struct MatrixSearch {
     pub use_playbook: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaybookRecord {
     pub query: String,
     pub role: String,
     pub worker_ids: Vec<String>,
+    /// How well the placement went: 1.0 halves a boosted worker's distance.
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub score: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MatrixHit {
     pub worker_id: String,
     pub distance: f32,
     pub boosted: bool,
     pub injected: bool,
+    #[schema(value_type = Object)]
     pub worker: Value,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MatrixResults {
     pub hits: Vec<MatrixHit>,
     /// How many hits were boosted / injected by the playbook.
@@ -55,7 +60,7 @@ pub struct MatrixResults {
     pub injected: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Recorded {
     pub recording_id: String,
     pub workers: usize,

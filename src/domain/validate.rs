@@ -11,7 +11,7 @@ pub const MAX_SMS_CHARS: usize = 160;
 pub const MAX_FILL_WORKERS: usize = 1000;
 
 /// One problem found: what kind, in which field, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     pub kind: String,
     pub field: String,
@@ -29,7 +29,7 @@ impl Problem {
 }
 
 /// `POST /v1/validate` body, by `kind`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ValidateRequest {
     Email {
@@ -47,7 +47,7 @@ pub enum ValidateRequest {
     },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FillOrder {
     pub role: String,
@@ -65,7 +65,7 @@ pub struct WorkerFacts {
 }
 
 /// The reply: `200 {"valid": true}` or `422 {"valid": false, "errors": [...]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Verdict {
     pub valid: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -17,7 +17,7 @@ pub const MAX_EF_SEARCH: u32 = 4096;
 
 /// How nearness is measured. Distances are reported so that smaller is
 /// nearer: `1 - cos` for cosine, squared L2 for l2, `-dot` for inner product.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     #[default]
@@ -52,7 +52,7 @@ impl Metric {
 }
 
 /// HNSW build and search parameters of one index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HnswParams {
     pub m: u32,
@@ -81,7 +81,7 @@ impl HnswParams {
 }
 
 /// What defines an index; persisted beside its data and fixed at creation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IndexDefinition {
     pub name: String,
     pub dimension: usize,
@@ -142,21 +142,27 @@ pub enum ValidationError {
 }
 
 /// `POST /v1/vectors/index` body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateIndex {
+    /// `[a-z0-9_-]{1,64}`.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     pub name: String,
+    #[schema(minimum = 1, maximum = 4096)]
     pub dimension: usize,
     pub metric: Option<Metric>,
     pub hnsw: Option<HnswOverrides>,
 }
 
 /// Per-index HNSW settings; omitted ones come from `vectors.*` config.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HnswOverrides {
+    #[schema(minimum = 4, maximum = 128)]
     pub m: Option<u32>,
+    #[schema(minimum = 8, maximum = 2048)]
     pub ef_construction: Option<u32>,
+    #[schema(minimum = 1, maximum = 4096)]
     pub ef_search: Option<u32>,
 }
 
@@ -183,37 +189,45 @@ impl CreateIndex {
 }
 
 /// One item of `POST …/{name}/add`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemInput {
     pub id: String,
     pub vector: Option<Vec<f32>>,
     pub text: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddItems {
     pub items: Vec<ItemInput>,
 }
 
 /// `POST …/{name}/add` reply.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UpsertOutcome {
     pub inserted: usize,
     pub updated: usize,
 }
 
 /// `POST …/{name}/search` body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
+    /// The query vector (of the index's dimension), or…
     pub vector: Option<Vec<f32>>,
+    /// …a text, embedded by the service.
     pub text: Option<String>,
+    #[schema(minimum = 1, maximum = 1000)]
     pub k: usize,
+    #[schema(value_type = Option<Object>)]
     pub filter: Option<Map<String, Value>>,
+    /// Ids never returned (at most `limits.max_id_list`).
     pub exclude_ids: Option<Vec<String>>,
+    /// This search's own graph-walk width (default: the index's).
+    #[schema(minimum = 1, maximum = 4096)]
     pub ef_search: Option<u32>,
 }
 
@@ -278,28 +292,30 @@ fn exactly_one_of_vector_or_text(
 }
 
 /// One search hit; smaller distance is nearer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Hit {
     pub id: String,
     pub distance: f32,
+    #[schema(value_type = Object)]
     pub metadata: Value,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SearchResults {
     pub hits: Vec<Hit>,
 }
 
 /// `GET …/{name}/items/{id}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Item {
     pub id: String,
     pub vector: Vec<f32>,
+    #[schema(value_type = Object)]
     pub metadata: Value,
 }
 
 /// `GET /v1/vectors/index/{name}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IndexInfo {
     pub name: String,
     pub dimension: usize,
@@ -320,12 +336,12 @@ pub struct IndexInfo {
 }
 
 /// `GET /v1/vectors/index`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IndexList {
     pub indexes: Vec<IndexSummary>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IndexSummary {
     pub name: String,
     pub dimension: usize,

@@ -9,8 +9,10 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{ApiContext, ApiError};
 use crate::actors::vectors::index::actor_name;
@@ -21,14 +23,11 @@ use crate::supervision::{Fault, FaultKind, SupervisorError, SupervisorMessage};
 /// The longest stall a `delay` fault may cause.
 const MAX_DELAY_MS: u64 = 60_000;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/faults", web::post().to(inject)).route(
-        "/admin/indexes/{name}/restart",
-        web::post().to(restart_index),
-    );
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(inject).service(restart_index);
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RestartAccepted {
     pub index: String,
     /// The index is loading; `GET /v1/vectors/index/{name}` answers once it
@@ -36,6 +35,18 @@ pub struct RestartAccepted {
     pub restarting: bool,
 }
 
+/// Stop an index (if it runs) and start it again with a clean restart
+/// history: how one left failed after a crash loop comes back.
+#[utoipa::path(
+    tag = "admin",
+    params(("name" = String, Path, description = "The index")),
+    responses(
+        (status = 202, description = "Restarting: it answers `503 index_loading` until loaded", body = RestartAccepted),
+        (status = 404, description = "`index_not_found`", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+#[post("/admin/indexes/{name}/restart")]
 #[tracing::instrument(skip_all, fields(index = %name))]
 async fn restart_index(
     context: web::Data<ApiContext>,
@@ -66,23 +77,38 @@ async fn restart_index(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultRequest {
     /// The actor's tree name, e.g. `embed` or `index:workers`.
     pub actor: String,
     pub fault: FaultKind,
     /// Required for `delay` and `slow_load`, refused otherwise.
+    #[schema(minimum = 1, maximum = 60000)]
     pub delay_ms: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FaultAccepted {
     pub actor: String,
     pub fault: FaultKind,
     pub injected: bool,
 }
 
+/// Make a named actor panic, fail or stall inside its own handler (or an
+/// index's commit task panic, or its next load be slow). Answers 404, like
+/// an unknown route, unless `faults.enabled = true`.
+#[utoipa::path(
+    tag = "admin",
+    request_body = FaultRequest,
+    responses(
+        (status = 202, description = "Delivered to the actor's mailbox", body = FaultAccepted),
+        (status = 404, description = "`not_found` (faults are off) or `unknown_actor`", body = super::error::ErrorBody),
+        (status = 422, description = "`invalid_body` (a delay out of range, a fault the actor does not take) or `fault_not_supported`", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+#[post("/admin/faults")]
 #[tracing::instrument(skip_all, fields(actor = %request.actor))]
 async fn inject(
     context: web::Data<ApiContext>,

@@ -9,11 +9,14 @@
 use std::time::Duration;
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{delete, get, post, put, web, HttpResponse};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
 
+use super::error::ErrorBody;
 use super::{ApiContext, ApiError};
 use crate::actors::catalog::{self, CatalogMessage};
 use crate::actors::ingest::{self, IngestMessage};
@@ -21,23 +24,15 @@ use crate::actors::query::{self, QueryMessage};
 use crate::actors::storage::{self, ObjectInfo, StorageMessage, UploadChunk};
 use crate::domain::datasets::{DatasetList, DatasetManifest, IngestOutcome, SqlRequest, SqlResult};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/storage/objects/{key:.+}")
-            .app_data(web::PayloadConfig::new(usize::MAX))
-            .route(web::put().to(put_object))
-            .route(web::get().to(get_object))
-            .route(web::delete().to(delete_object)),
-    )
-    .route("/storage/objects", web::get().to(list_objects))
-    .service(
-        web::resource("/ingest/{dataset}")
-            .app_data(web::PayloadConfig::new(usize::MAX))
-            .route(web::post().to(ingest_csv)),
-    )
-    .route("/catalog/datasets", web::get().to(list_datasets))
-    .route("/catalog/datasets/{name}", web::get().to(get_dataset))
-    .route("/sql", web::post().to(sql));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(put_object)
+        .service(get_object)
+        .service(delete_object)
+        .service(list_objects)
+        .service(ingest_csv)
+        .service(list_datasets)
+        .service(get_dataset)
+        .service(sql);
 }
 
 /// Forwards the body into `tx`; stops (and tells the receiver) once more
@@ -73,6 +68,20 @@ async fn pump(
     Ok(())
 }
 
+/// Store an object (streamed; at most `storage.max_object_bytes`).
+#[utoipa::path(
+    tag = "data",
+    params(("key" = String, Path, description = "The object's key: a relative path of plain segments")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The object's bytes"),
+    responses(
+        (status = 201, description = "Stored", body = ObjectInfo),
+        (status = 400, description = "`invalid_key`, `upload_aborted`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: nothing stored", body = ErrorBody),
+        (status = 503, description = "`too_many_transfers`", body = ErrorBody),
+    ),
+    security(("bearer" = ["write"]))
+)]
+#[put("/storage/objects/{key:.+}")]
 #[tracing::instrument(skip_all, fields(key = %key))]
 async fn put_object(
     context: web::Data<ApiContext>,
@@ -99,6 +108,19 @@ async fn put_object(
     Ok(HttpResponse::Created().json(info))
 }
 
+/// An object's bytes (streamed), its size in `x-object-size`.
+#[utoipa::path(
+    tag = "data",
+    params(("key" = String, Path, description = "The object's key")),
+    responses(
+        (status = 200, description = "The bytes", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 400, description = "`invalid_key`", body = ErrorBody),
+        (status = 404, description = "`object_not_found`", body = ErrorBody),
+        (status = 503, description = "`too_many_transfers`", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"]))
+)]
+#[get("/storage/objects/{key:.+}")]
 #[tracing::instrument(skip_all, fields(key = %key))]
 async fn get_object(
     context: web::Data<ApiContext>,
@@ -114,11 +136,23 @@ async fn get_object(
         .streaming(stream))
 }
 
-#[derive(Serialize)]
-struct Deleted {
+#[derive(Serialize, ToSchema)]
+pub struct Deleted {
     deleted: String,
 }
 
+/// Delete an object.
+#[utoipa::path(
+    tag = "data",
+    params(("key" = String, Path, description = "The object's key")),
+    responses(
+        (status = 200, description = "Deleted", body = Deleted),
+        (status = 400, description = "`invalid_key`", body = ErrorBody),
+        (status = 404, description = "`object_not_found`", body = ErrorBody),
+    ),
+    security(("bearer" = ["write"]))
+)]
+#[delete("/storage/objects/{key:.+}")]
 async fn delete_object(
     context: web::Data<ApiContext>,
     key: web::Path<String>,
@@ -134,17 +168,29 @@ async fn delete_object(
     Ok(HttpResponse::Ok().json(Deleted { deleted: key }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub struct ListQuery {
+    /// Only keys that start with this.
     prefix: Option<String>,
 }
 
-#[derive(Serialize)]
-struct ObjectList {
+#[derive(Serialize, ToSchema)]
+pub struct ObjectList {
     objects: Vec<ObjectInfo>,
 }
 
+/// Objects, optionally under a prefix.
+#[utoipa::path(
+    tag = "data",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The objects", body = ObjectList),
+        (status = 400, description = "`invalid_key` (the prefix)", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"]))
+)]
+#[get("/storage/objects")]
 async fn list_objects(
     context: web::Data<ApiContext>,
     query: web::Query<ListQuery>,
@@ -159,6 +205,21 @@ async fn list_objects(
     Ok(HttpResponse::Ok().json(ObjectList { objects }))
 }
 
+/// Ingest a CSV (header row first) into a Lance dataset: created on
+/// first ingest, appended after; the same bytes again change nothing.
+#[utoipa::path(
+    tag = "data",
+    params(("dataset" = String, Path, description = "The dataset: a plain identifier")),
+    request_body(content = String, content_type = "text/csv", description = "CSV with a header row"),
+    responses(
+        (status = 200, description = "`created`, `appended` or `unchanged`, with the manifest", body = IngestOutcome),
+        (status = 400, description = "`invalid_name`, `malformed_csv` (names the line), `upload_aborted`", body = ErrorBody),
+        (status = 409, description = "`schema_drift` (lists the columns), `ingest_in_progress`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: nothing written", body = ErrorBody),
+    ),
+    security(("bearer" = ["write"]))
+)]
+#[post("/ingest/{dataset}")]
 #[tracing::instrument(skip_all, fields(dataset = %dataset))]
 async fn ingest_csv(
     context: web::Data<ApiContext>,
@@ -184,6 +245,13 @@ async fn ingest_csv(
     Ok(web::Json(outcome?))
 }
 
+/// Every dataset's manifest.
+#[utoipa::path(
+    tag = "data",
+    responses((status = 200, description = "The manifests", body = DatasetList)),
+    security(("bearer" = ["read"]))
+)]
+#[get("/catalog/datasets")]
 async fn list_datasets(context: web::Data<ApiContext>) -> Result<web::Json<DatasetList>, ApiError> {
     let datasets = context
         .call(catalog::NAME, |reply| CatalogMessage::List { reply })
@@ -191,6 +259,17 @@ async fn list_datasets(context: web::Data<ApiContext>) -> Result<web::Json<Datas
     Ok(web::Json(DatasetList { datasets }))
 }
 
+/// One dataset's manifest: schema, rows, version, ingests.
+#[utoipa::path(
+    tag = "data",
+    params(("name" = String, Path, description = "The dataset")),
+    responses(
+        (status = 200, description = "The manifest", body = DatasetManifest),
+        (status = 404, description = "`dataset_not_found`", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"]))
+)]
+#[get("/catalog/datasets/{name}")]
 async fn get_dataset(
     context: web::Data<ApiContext>,
     name: web::Path<String>,
@@ -207,6 +286,21 @@ async fn get_dataset(
     Ok(web::Json(manifest))
 }
 
+/// One read-only SQL query (SELECT, WITH … SELECT, EXPLAIN) over every
+/// dataset, at its latest version.
+#[utoipa::path(
+    tag = "data",
+    request_body = SqlRequest,
+    responses(
+        (status = 200, description = "Columns and rows (at most `limit`)", body = SqlResult),
+        (status = 400, description = "`read_only`, `sql_error`", body = ErrorBody),
+        (status = 422, description = "`invalid_limit`, `query_memory_exceeded`", body = ErrorBody),
+        (status = 503, description = "`too_many_queries`", body = ErrorBody),
+        (status = 504, description = "`query_timeout`", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"]))
+)]
+#[post("/sql")]
 #[tracing::instrument(skip_all)]
 async fn sql(
     context: web::Data<ApiContext>,

@@ -13,7 +13,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::actors::embed::EmbedError;
 use crate::actors::ingest::IngestError;
@@ -21,6 +22,7 @@ use crate::actors::matrix::MatrixError;
 use crate::actors::query::QueryError;
 use crate::actors::storage::StorageError;
 use crate::actors::vectors::IndexError;
+use crate::domain::auth::Role;
 use crate::domain::matrix::MatrixInvalid;
 use crate::domain::vectors::ValidationError;
 use crate::supervision::CallError;
@@ -48,6 +50,28 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("no route for {method} {path}")]
     RouteNotFound { method: String, path: String },
+    #[error("{method} is not allowed on {path}; allowed: {allow}")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allow: String,
+    },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("this needs the '{needed}' role; token '{token}' has '{role}'")]
+    Forbidden {
+        needed: Role,
+        token: String,
+        role: Role,
+    },
+    #[error("a filter may have at most {max} fields, got {got}")]
+    TooManyFilterFields { max: usize, got: usize },
+    #[error("{field} may hold at most {max} ids, got {got}")]
+    TooManyIds {
+        field: &'static str,
+        max: usize,
+        got: usize,
+    },
     #[error("service not ready: {0}")]
     NotReady(String),
     #[error("internal error: {0}")]
@@ -68,43 +92,163 @@ pub enum ApiError {
     Query(#[from] QueryError),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+/// The one error shape: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: &'a str,
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, documented code (see the README's error table).
+    pub code: String,
+    /// What went wrong, for a person; 5xx messages carry no file paths.
+    pub message: String,
+}
+
+/// Declares every error code the API answers with, its status and what it
+/// means, in one table: [`ErrorCode::ALL`] is what the README's error table
+/// and the OpenAPI document are checked against.
+macro_rules! error_codes {
+    ($($variant:ident = ($status:ident, $code:literal, $meaning:literal),)*) => {
+        /// A stable error code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$variant => StatusCode::$status,)*
+                }
+            }
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+
+            /// One line on when it happens.
+            pub fn meaning(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $meaning,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    MalformedJson = (BAD_REQUEST, "malformed_json", "the body is not JSON"),
+    MalformedBody = (BAD_REQUEST, "malformed_body", "the body could not be read"),
+    MalformedCsv = (BAD_REQUEST, "malformed_csv", "the CSV does not parse (names the line)"),
+    InvalidPath = (BAD_REQUEST, "invalid_path", "a path parameter does not parse"),
+    InvalidQuery = (BAD_REQUEST, "invalid_query", "the query string does not parse"),
+    InvalidKey = (BAD_REQUEST, "invalid_key", "an object key that could leave the store"),
+    ReadOnly = (BAD_REQUEST, "read_only", "SQL that is not a single read-only query"),
+    SqlError = (BAD_REQUEST, "sql_error", "SQL that does not plan or run"),
+    UploadAborted = (BAD_REQUEST, "upload_aborted", "the client stopped sending the body"),
+    InvalidName = (BAD_REQUEST, "invalid_name", "an index or dataset name outside its pattern"),
+    InvalidDimension = (BAD_REQUEST, "invalid_dimension", "a dimension out of range"),
+    InvalidHnsw = (BAD_REQUEST, "invalid_hnsw", "HNSW parameters out of range"),
+    DimensionMismatch = (BAD_REQUEST, "dimension_mismatch", "a vector of the wrong length (names expected and got)"),
+    InvalidVector = (BAD_REQUEST, "invalid_vector", "a vector with NaN, infinite or (cosine) zero components"),
+    InvalidId = (BAD_REQUEST, "invalid_id", "an empty, overlong or control-character id"),
+    DuplicateId = (BAD_REQUEST, "duplicate_id", "an id twice in one batch"),
+    Unauthorized = (UNAUTHORIZED, "unauthorized", "no valid bearer token (with `WWW-Authenticate: Bearer`)"),
+    Forbidden = (FORBIDDEN, "forbidden", "the token's role is below the one the route needs (named)"),
+    NotFound = (NOT_FOUND, "not_found", "no such route"),
+    UnknownActor = (NOT_FOUND, "unknown_actor", "a fault aimed at an actor that is not in the tree"),
+    IndexNotFound = (NOT_FOUND, "index_not_found", "no such index"),
+    ItemNotFound = (NOT_FOUND, "item_not_found", "no such item in the index"),
+    ObjectNotFound = (NOT_FOUND, "object_not_found", "no such object"),
+    DatasetNotFound = (NOT_FOUND, "dataset_not_found", "no such dataset"),
+    NoWorkers = (NOT_FOUND, "no_workers", "the workers index does not exist yet: seed first"),
+    MethodNotAllowed = (METHOD_NOT_ALLOWED, "method_not_allowed", "the route exists with other methods (listed in `Allow`)"),
+    IndexExists = (CONFLICT, "index_exists", "an index of that name exists"),
+    SchemaDrift = (CONFLICT, "schema_drift", "the CSV's columns differ from the dataset's (lists added, missing, retyped)"),
+    IngestInProgress = (CONFLICT, "ingest_in_progress", "another ingest into the same dataset is running"),
+    PayloadTooLarge = (PAYLOAD_TOO_LARGE, "payload_too_large", "a body over its limit (nothing stored)"),
+    UnsupportedMediaType = (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "a JSON route sent another content type"),
+    InvalidBody = (UNPROCESSABLE_ENTITY, "invalid_body", "wrong types, missing or unknown fields"),
+    EmptyBatch = (UNPROCESSABLE_ENTITY, "empty_batch", "no items or texts"),
+    EmptyText = (UNPROCESSABLE_ENTITY, "empty_text", "a text with nothing to embed"),
+    TooManyTexts = (UNPROCESSABLE_ENTITY, "too_many_texts", "more texts than embed.max_texts"),
+    TextTooLong = (UNPROCESSABLE_ENTITY, "text_too_long", "a text over embed.max_text_chars"),
+    UnknownModel = (UNPROCESSABLE_ENTITY, "unknown_model", "a model the embedder does not serve"),
+    FaultNotSupported = (UNPROCESSABLE_ENTITY, "fault_not_supported", "a fault aimed at a supervisor"),
+    BatchTooLarge = (UNPROCESSABLE_ENTITY, "batch_too_large", "more items than vectors.max_batch"),
+    InvalidMetadata = (UNPROCESSABLE_ENTITY, "invalid_metadata", "metadata that is not an object, or over its size"),
+    VectorOrText = (UNPROCESSABLE_ENTITY, "vector_or_text", "not exactly one of `vector` and `text`"),
+    InvalidK = (UNPROCESSABLE_ENTITY, "invalid_k", "k out of range"),
+    InvalidEfSearch = (UNPROCESSABLE_ENTITY, "invalid_ef_search", "ef_search out of range"),
+    InvalidFilter = (UNPROCESSABLE_ENTITY, "invalid_filter", "a filter value that cannot be matched"),
+    TooManyFilterFields = (UNPROCESSABLE_ENTITY, "too_many_filter_fields", "more filter fields than limits.max_filter_fields"),
+    TooManyIds = (UNPROCESSABLE_ENTITY, "too_many_ids", "an exclude_ids or worker_ids list over limits.max_id_list"),
+    EmptyQuery = (UNPROCESSABLE_ENTITY, "empty_query", "a search query with nothing in it"),
+    QueryTooLong = (UNPROCESSABLE_ENTITY, "query_too_long", "a search query over its length"),
+    EmptyRole = (UNPROCESSABLE_ENTITY, "empty_role", "an empty role"),
+    InvalidScore = (UNPROCESSABLE_ENTITY, "invalid_score", "a score outside [0, 1]"),
+    InvalidWorkerIds = (UNPROCESSABLE_ENTITY, "invalid_worker_ids", "an empty or duplicated worker list"),
+    UnknownWorkers = (UNPROCESSABLE_ENTITY, "unknown_workers", "worker ids that do not exist (listed)"),
+    InvalidLimit = (UNPROCESSABLE_ENTITY, "invalid_limit", "a SQL row limit out of range"),
+    QueryMemoryExceeded = (UNPROCESSABLE_ENTITY, "query_memory_exceeded", "a SQL query that needs more than query.memory_limit_bytes"),
+    Internal = (INTERNAL_SERVER_ERROR, "internal", "a bug: reported, with the request id in the log"),
+    StorageError = (INTERNAL_SERVER_ERROR, "storage_error", "the data dir or object store failed"),
+    IndexError = (INTERNAL_SERVER_ERROR, "index_error", "faiss failed"),
+    EmbedFailed = (INTERNAL_SERVER_ERROR, "embed_failed", "the embedder failed inside"),
+    EmbedderBadResponse = (BAD_GATEWAY, "embedder_bad_response", "Ollama answered with the wrong model or dimension"),
+    ActorUnavailable = (SERVICE_UNAVAILABLE, "actor_unavailable", "the actor behind the route is restarting or stopped"),
+    ActorFailed = (SERVICE_UNAVAILABLE, "actor_failed", "the actor behind the route was given up on after a crash loop"),
+    IndexLoading = (SERVICE_UNAVAILABLE, "index_loading", "the index is loading from storage (starting or restarting)"),
+    IndexUnavailable = (SERVICE_UNAVAILABLE, "index_unavailable", "the index went down with the request in hand (a commit that failed): retry"),
+    IndexFailed = (SERVICE_UNAVAILABLE, "index_failed", "the index was left failed after a crash loop (names the reason)"),
+    NotReady = (SERVICE_UNAVAILABLE, "not_ready", "`/ready`: actors still starting or restarting (named)"),
+    EmbedderUnavailable = (SERVICE_UNAVAILABLE, "embedder_unavailable", "Ollama cannot be reached (names the URL)"),
+    TooManyTransfers = (SERVICE_UNAVAILABLE, "too_many_transfers", "storage.max_concurrent_transfers are running"),
+    TooManyQueries = (SERVICE_UNAVAILABLE, "too_many_queries", "query.max_concurrent queries are running"),
+    ActorTimeout = (GATEWAY_TIMEOUT, "actor_timeout", "no reply within server.request_timeout_ms"),
+    EmbedderTimeout = (GATEWAY_TIMEOUT, "embedder_timeout", "the embedder did not answer in time"),
+    QueryTimeout = (GATEWAY_TIMEOUT, "query_timeout", "SQL over query.timeout_ms"),
 }
 
 impl ApiError {
     /// The status and the stable, documented `code` of each failure.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        let code = self.code();
+        (code.status(), code.as_str())
+    }
+
+    /// The code of each failure: one exhaustive match per error type.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
-            ApiError::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed_body"),
-            ApiError::DatasetNotFound(_) => (StatusCode::NOT_FOUND, "dataset_not_found"),
-            ApiError::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-            ApiError::PayloadTooLarge { .. } => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
-            }
-            ApiError::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
-            ApiError::InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
-            ApiError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
-            ApiError::RouteNotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            ApiError::Call(err) => call_status(err),
-            ApiError::Index(err) => index_status(err),
-            ApiError::Embed(err) => embed_status(err),
-            ApiError::Matrix(err) => matrix_status(err),
-            ApiError::Storage(err) => storage_status(err),
-            ApiError::Ingest(err) => ingest_status(err),
-            ApiError::Query(err) => query_status(err),
+            ApiError::MalformedJson(_) => ErrorCode::MalformedJson,
+            ApiError::MalformedBody(_) => ErrorCode::MalformedBody,
+            ApiError::DatasetNotFound(_) => ErrorCode::DatasetNotFound,
+            ApiError::InvalidBody(_) => ErrorCode::InvalidBody,
+            ApiError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            ApiError::InvalidPath(_) => ErrorCode::InvalidPath,
+            ApiError::InvalidQuery(_) => ErrorCode::InvalidQuery,
+            ApiError::RouteNotFound { .. } => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::Forbidden { .. } => ErrorCode::Forbidden,
+            ApiError::TooManyFilterFields { .. } => ErrorCode::TooManyFilterFields,
+            ApiError::TooManyIds { .. } => ErrorCode::TooManyIds,
+            ApiError::NotReady(_) => ErrorCode::NotReady,
+            ApiError::Internal(_) => ErrorCode::Internal,
+            ApiError::Call(err) => call_code(err),
+            ApiError::Index(err) => index_code(err),
+            ApiError::Embed(err) => embed_code(err),
+            ApiError::Matrix(err) => matrix_code(err),
+            ApiError::Storage(err) => storage_code(err),
+            ApiError::Ingest(err) => ingest_code(err),
+            ApiError::Query(err) => query_code(err),
         }
     }
 
@@ -114,122 +258,118 @@ impl ApiError {
     }
 }
 
-fn call_status(err: &CallError) -> (StatusCode, &'static str) {
+fn call_code(err: &CallError) -> ErrorCode {
     match err {
-        CallError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "actor_unavailable"),
-        CallError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "actor_timeout"),
-        CallError::Unknown { .. } => (StatusCode::NOT_FOUND, "unknown_actor"),
-        CallError::FaultsUnsupported { .. } => {
-            (StatusCode::UNPROCESSABLE_ENTITY, "fault_not_supported")
-        }
-        CallError::Failed { .. } => (StatusCode::SERVICE_UNAVAILABLE, "actor_failed"),
+        CallError::Unavailable { .. } => ErrorCode::ActorUnavailable,
+        CallError::Timeout { .. } => ErrorCode::ActorTimeout,
+        CallError::Unknown { .. } => ErrorCode::UnknownActor,
+        CallError::FaultsUnsupported { .. } => ErrorCode::FaultNotSupported,
+        CallError::Failed { .. } => ErrorCode::ActorFailed,
     }
 }
 
-fn embed_status(err: &EmbedError) -> (StatusCode, &'static str) {
+fn embed_code(err: &EmbedError) -> ErrorCode {
     match err {
-        EmbedError::EmptyBatch => (StatusCode::UNPROCESSABLE_ENTITY, "empty_batch"),
-        EmbedError::TooManyTexts { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_texts"),
-        EmbedError::EmptyText { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "empty_text"),
-        EmbedError::TextTooLong { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "text_too_long"),
-        EmbedError::UnknownModel { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_model"),
-        EmbedError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "embedder_unavailable"),
-        EmbedError::BadResponse(_) => (StatusCode::BAD_GATEWAY, "embedder_bad_response"),
-        EmbedError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "embed_failed"),
+        EmbedError::EmptyBatch => ErrorCode::EmptyBatch,
+        EmbedError::TooManyTexts { .. } => ErrorCode::TooManyTexts,
+        EmbedError::EmptyText { .. } => ErrorCode::EmptyText,
+        EmbedError::TextTooLong { .. } => ErrorCode::TextTooLong,
+        EmbedError::UnknownModel { .. } => ErrorCode::UnknownModel,
+        EmbedError::Unavailable { .. } => ErrorCode::EmbedderUnavailable,
+        EmbedError::BadResponse(_) => ErrorCode::EmbedderBadResponse,
+        EmbedError::Internal(_) => ErrorCode::EmbedFailed,
     }
 }
 
-fn index_status(err: &IndexError) -> (StatusCode, &'static str) {
+fn index_code(err: &IndexError) -> ErrorCode {
     match err {
-        IndexError::Invalid(invalid) => validation_status(invalid),
-        IndexError::NotFound(_) => (StatusCode::NOT_FOUND, "index_not_found"),
-        IndexError::AlreadyExists(_) => (StatusCode::CONFLICT, "index_exists"),
-        IndexError::ItemNotFound { .. } => (StatusCode::NOT_FOUND, "item_not_found"),
-        IndexError::Embed(err) => embed_status(err),
-        IndexError::EmbedCall(CallError::Timeout { .. }) => {
-            (StatusCode::GATEWAY_TIMEOUT, "embedder_timeout")
-        }
-        IndexError::EmbedCall(_) => (StatusCode::SERVICE_UNAVAILABLE, "embedder_unavailable"),
-        IndexError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
-        IndexError::Faiss(_) => (StatusCode::INTERNAL_SERVER_ERROR, "index_error"),
-        IndexError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "index_unavailable"),
-        IndexError::Loading(_) => (StatusCode::SERVICE_UNAVAILABLE, "index_loading"),
-        IndexError::Failed { .. } => (StatusCode::SERVICE_UNAVAILABLE, "index_failed"),
-        IndexError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        IndexError::Invalid(invalid) => validation_code(invalid),
+        IndexError::NotFound(_) => ErrorCode::IndexNotFound,
+        IndexError::AlreadyExists(_) => ErrorCode::IndexExists,
+        IndexError::ItemNotFound { .. } => ErrorCode::ItemNotFound,
+        IndexError::Embed(err) => embed_code(err),
+        IndexError::EmbedCall(CallError::Timeout { .. }) => ErrorCode::EmbedderTimeout,
+        IndexError::EmbedCall(_) => ErrorCode::EmbedderUnavailable,
+        IndexError::Storage(_) => ErrorCode::StorageError,
+        IndexError::Faiss(_) => ErrorCode::IndexError,
+        IndexError::Unavailable => ErrorCode::IndexUnavailable,
+        IndexError::Loading(_) => ErrorCode::IndexLoading,
+        IndexError::Failed { .. } => ErrorCode::IndexFailed,
+        IndexError::Internal(_) => ErrorCode::Internal,
     }
 }
 
-fn matrix_status(err: &MatrixError) -> (StatusCode, &'static str) {
-    let invalid = StatusCode::UNPROCESSABLE_ENTITY;
+fn matrix_code(err: &MatrixError) -> ErrorCode {
     match err {
-        MatrixError::Invalid(invalid_request) => match invalid_request {
-            MatrixInvalid::EmptyQuery => (invalid, "empty_query"),
-            MatrixInvalid::QueryTooLong { .. } => (invalid, "query_too_long"),
-            MatrixInvalid::InvalidK(_) => (invalid, "invalid_k"),
-            MatrixInvalid::EmptyRole => (invalid, "empty_role"),
-            MatrixInvalid::InvalidScore(_) => (invalid, "invalid_score"),
-            MatrixInvalid::InvalidWorkerIds => (invalid, "invalid_worker_ids"),
-            MatrixInvalid::UnknownWorkers(_) => (invalid, "unknown_workers"),
+        MatrixError::Invalid(invalid) => match invalid {
+            MatrixInvalid::EmptyQuery => ErrorCode::EmptyQuery,
+            MatrixInvalid::QueryTooLong { .. } => ErrorCode::QueryTooLong,
+            MatrixInvalid::InvalidK(_) => ErrorCode::InvalidK,
+            MatrixInvalid::EmptyRole => ErrorCode::EmptyRole,
+            MatrixInvalid::InvalidScore(_) => ErrorCode::InvalidScore,
+            MatrixInvalid::InvalidWorkerIds => ErrorCode::InvalidWorkerIds,
+            MatrixInvalid::UnknownWorkers(_) => ErrorCode::UnknownWorkers,
         },
-        MatrixError::NoWorkers => (StatusCode::NOT_FOUND, "no_workers"),
-        MatrixError::Index(err) => index_status(err),
-        MatrixError::Embed(err) => embed_status(err),
-        MatrixError::Call(err) => call_status(err),
+        MatrixError::NoWorkers => ErrorCode::NoWorkers,
+        MatrixError::Index(err) => index_code(err),
+        MatrixError::Embed(err) => embed_code(err),
+        MatrixError::Call(err) => call_code(err),
     }
 }
 
-fn storage_status(err: &StorageError) -> (StatusCode, &'static str) {
+fn storage_code(err: &StorageError) -> ErrorCode {
     match err {
-        StorageError::InvalidKey(_) => (StatusCode::BAD_REQUEST, "invalid_key"),
-        StorageError::NotFound(_) => (StatusCode::NOT_FOUND, "object_not_found"),
-        StorageError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        StorageError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "too_many_transfers"),
-        StorageError::Aborted(_) => (StatusCode::BAD_REQUEST, "upload_aborted"),
-        StorageError::Backend(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
+        StorageError::InvalidKey(_) => ErrorCode::InvalidKey,
+        StorageError::NotFound(_) => ErrorCode::ObjectNotFound,
+        StorageError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+        StorageError::Busy => ErrorCode::TooManyTransfers,
+        StorageError::Aborted(_) => ErrorCode::UploadAborted,
+        StorageError::Backend(_) => ErrorCode::StorageError,
     }
 }
 
-fn ingest_status(err: &IngestError) -> (StatusCode, &'static str) {
+fn ingest_code(err: &IngestError) -> ErrorCode {
     match err {
-        IngestError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_name"),
-        IngestError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        IngestError::Aborted(_) => (StatusCode::BAD_REQUEST, "upload_aborted"),
-        IngestError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_csv"),
-        IngestError::SchemaDrift { .. } => (StatusCode::CONFLICT, "schema_drift"),
-        IngestError::Busy(_) => (StatusCode::CONFLICT, "ingest_in_progress"),
-        IngestError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
-        IngestError::Catalog(err) => call_status(err),
+        IngestError::InvalidName(_) => ErrorCode::InvalidName,
+        IngestError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+        IngestError::Aborted(_) => ErrorCode::UploadAborted,
+        IngestError::Malformed(_) => ErrorCode::MalformedCsv,
+        IngestError::SchemaDrift { .. } => ErrorCode::SchemaDrift,
+        IngestError::Busy(_) => ErrorCode::IngestInProgress,
+        IngestError::Storage(_) => ErrorCode::StorageError,
+        IngestError::Catalog(err) => call_code(err),
     }
 }
 
-fn query_status(err: &QueryError) -> (StatusCode, &'static str) {
+fn query_code(err: &QueryError) -> ErrorCode {
     match err {
-        QueryError::ReadOnly(_) => (StatusCode::BAD_REQUEST, "read_only"),
-        QueryError::Sql(_) => (StatusCode::BAD_REQUEST, "sql_error"),
-        QueryError::InvalidLimit { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_limit"),
-        QueryError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "query_timeout"),
-        QueryError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
-        QueryError::Catalog(err) => call_status(err),
+        QueryError::ReadOnly(_) => ErrorCode::ReadOnly,
+        QueryError::Sql(_) => ErrorCode::SqlError,
+        QueryError::InvalidLimit { .. } => ErrorCode::InvalidLimit,
+        QueryError::Timeout(_) => ErrorCode::QueryTimeout,
+        QueryError::MemoryExceeded { .. } => ErrorCode::QueryMemoryExceeded,
+        QueryError::Busy { .. } => ErrorCode::TooManyQueries,
+        QueryError::Storage(_) => ErrorCode::StorageError,
+        QueryError::Catalog(err) => call_code(err),
     }
 }
 
-fn validation_status(err: &ValidationError) -> (StatusCode, &'static str) {
-    use StatusCode as S;
+fn validation_code(err: &ValidationError) -> ErrorCode {
     match err {
-        ValidationError::InvalidName(_) => (S::BAD_REQUEST, "invalid_name"),
-        ValidationError::InvalidDimension(_) => (S::BAD_REQUEST, "invalid_dimension"),
-        ValidationError::DimensionMismatch { .. } => (S::BAD_REQUEST, "dimension_mismatch"),
-        ValidationError::InvalidVector { .. } => (S::BAD_REQUEST, "invalid_vector"),
-        ValidationError::InvalidId { .. } => (S::BAD_REQUEST, "invalid_id"),
-        ValidationError::DuplicateId(_) => (S::BAD_REQUEST, "duplicate_id"),
-        ValidationError::BatchTooLarge { .. } => (S::UNPROCESSABLE_ENTITY, "batch_too_large"),
-        ValidationError::EmptyBatch => (S::UNPROCESSABLE_ENTITY, "empty_batch"),
-        ValidationError::InvalidMetadata { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_metadata"),
-        ValidationError::VectorOrText { .. } => (S::UNPROCESSABLE_ENTITY, "vector_or_text"),
-        ValidationError::InvalidK(_) => (S::UNPROCESSABLE_ENTITY, "invalid_k"),
-        ValidationError::InvalidEfSearch(_) => (S::UNPROCESSABLE_ENTITY, "invalid_ef_search"),
-        ValidationError::InvalidHnsw { .. } => (S::BAD_REQUEST, "invalid_hnsw"),
-        ValidationError::InvalidFilter { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_filter"),
+        ValidationError::InvalidName(_) => ErrorCode::InvalidName,
+        ValidationError::InvalidDimension(_) => ErrorCode::InvalidDimension,
+        ValidationError::DimensionMismatch { .. } => ErrorCode::DimensionMismatch,
+        ValidationError::InvalidVector { .. } => ErrorCode::InvalidVector,
+        ValidationError::InvalidId { .. } => ErrorCode::InvalidId,
+        ValidationError::DuplicateId(_) => ErrorCode::DuplicateId,
+        ValidationError::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
+        ValidationError::EmptyBatch => ErrorCode::EmptyBatch,
+        ValidationError::InvalidMetadata { .. } => ErrorCode::InvalidMetadata,
+        ValidationError::VectorOrText { .. } => ErrorCode::VectorOrText,
+        ValidationError::InvalidK(_) => ErrorCode::InvalidK,
+        ValidationError::InvalidEfSearch(_) => ErrorCode::InvalidEfSearch,
+        ValidationError::InvalidHnsw { .. } => ErrorCode::InvalidHnsw,
+        ValidationError::InvalidFilter { .. } => ErrorCode::InvalidFilter,
     }
 }
 
@@ -240,21 +380,52 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let (status, code) = self.status_and_code();
+        let mut message = self.to_string();
         if status.is_server_error() {
-            tracing::warn!(code, error = %self, "request failed");
+            tracing::warn!(code, error = %message, "request failed");
+            message = redact_paths(&message);
         }
         let mut response = HttpResponse::build(status);
         if self.retry_after() {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
         }
-        response.json(body(code, &self.to_string()))
+        match self {
+            ApiError::Unauthorized(_) => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"lakehouse\""));
+            }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                response.insert_header((header::ALLOW, allow.as_str()));
+            }
+            _ => {}
+        }
+        response.json(body(code, &message))
     }
 }
 
-fn body<'a>(code: &'a str, message: &'a str) -> ErrorBody<'a> {
+fn body(code: &str, message: &str) -> ErrorBody {
     ErrorBody {
-        error: ErrorDetail { code, message },
+        error: ErrorDetail {
+            code: code.to_string(),
+            message: message.to_string(),
+        },
     }
+}
+
+/// Replaces filesystem paths in a server-side error message (`/var/lib/…`,
+/// `file:///…`) with `<path>`: they say nothing a client can act on and
+/// tell an attacker how the host is laid out. The log keeps the original.
+/// A path is an absolute one of two or more components at the start of the
+/// message or after a space, quote, bracket or `=`; the path of a URL
+/// (`http://host/api/x`) is left alone.
+pub fn redact_paths(message: &str) -> String {
+    static PATH: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let path = PATH.get_or_init(|| {
+        regex::Regex::new(
+            r#"(^|[\s"'(\[=])((?:file(?:-object-store)?://)?(?:/[A-Za-z0-9._\-]+){2,}/?)"#,
+        )
+        .expect("a valid pattern")
+    });
+    path.replace_all(message, "${1}<path>").into_owned()
 }
 
 impl From<JsonPayloadError> for ApiError {
@@ -291,11 +462,24 @@ pub fn query_config() -> web::QueryConfig {
 }
 
 /// The default service: any path no route matches.
-pub async fn not_found(req: HttpRequest) -> ApiError {
-    ApiError::RouteNotFound {
-        method: req.method().to_string(),
-        path: req.path().to_string(),
+/// The default service: a path no route matches is a 404; a path that a
+/// route matches with another method is a 405 listing the methods it has.
+pub async fn not_found(
+    req: HttpRequest,
+    context: Option<web::Data<super::ApiContext>>,
+) -> ApiError {
+    let (method, path) = (req.method().to_string(), req.path().to_string());
+    if let (Some(pattern), Some(context)) = (req.match_pattern(), context) {
+        let allow = context.contract.rules.methods_of(&pattern);
+        if !allow.is_empty() {
+            return ApiError::MethodNotAllowed {
+                method,
+                path,
+                allow: allow.join(", "),
+            };
+        }
     }
+    ApiError::RouteNotFound { method, path }
 }
 
 impl actix_web::Responder for ApiError {
@@ -327,6 +511,11 @@ pub fn uniform_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
         let code = code_for_status(status);
+        let message = if status.is_server_error() {
+            redact_paths(&message)
+        } else {
+            message
+        };
         let retry_after = res.response().headers().get(header::RETRY_AFTER).cloned();
         let (req, _) = res.into_parts();
         let mut response = HttpResponse::build(status);
@@ -345,17 +534,21 @@ pub fn uniform_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
     })
 }
 
+/// The code of an error response something other than [`ApiError`] made
+/// (actix-web itself, a middleware): always one of [`ErrorCode::ALL`].
 fn code_for_status(status: StatusCode) -> &'static str {
-    match status {
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
-        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-        StatusCode::GATEWAY_TIMEOUT => "timeout",
-        s if s.is_server_error() => "internal",
-        _ => "request_failed",
-    }
+    let code = match status {
+        StatusCode::BAD_REQUEST => ErrorCode::MalformedBody,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::InvalidBody,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::ActorUnavailable,
+        StatusCode::GATEWAY_TIMEOUT => ErrorCode::ActorTimeout,
+        _ => ErrorCode::Internal,
+    };
+    code.as_str()
 }

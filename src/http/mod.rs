@@ -3,11 +3,14 @@
 //! to the owning actor (by name, with a timeout), map the reply.
 
 mod admin;
+pub mod auth;
 mod data;
 mod embed;
 pub mod error;
+mod limits;
 mod matrix;
 mod middleware;
+pub mod openapi;
 mod ops;
 mod validate;
 mod vectors;
@@ -18,16 +21,22 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
+use utoipa_actix_web::service_config::ServiceConfig;
+use utoipa_actix_web::{scope, AppExt};
+use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::config::Settings;
+use crate::domain::auth::Tokens;
 use crate::supervision::{CallError, Directory, StatusBoard};
 use crate::telemetry::Metrics;
 
+pub use auth::AccessRules;
 pub use error::ApiError;
 
 /// What every handler can reach: the directory to find actors by name, the
 /// root board to draw the tree, the `vectors` supervisor's board (whether
-/// an index is loading or failed, without a message), metrics and settings.
+/// an index is loading or failed, without a message), metrics, settings,
+/// the configured tokens and the published contract.
 #[derive(Clone, Debug)]
 pub struct ApiContext {
     pub directory: Directory,
@@ -35,6 +44,47 @@ pub struct ApiContext {
     pub vectors_board: StatusBoard,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
+    pub tokens: Arc<Tokens>,
+    pub contract: Arc<Contract>,
+}
+
+/// The OpenAPI document of every route the server serves, and the access
+/// rules read from it.
+#[derive(Debug)]
+pub struct Contract {
+    pub document: serde_json::Value,
+    pub rules: AccessRules,
+}
+
+impl Contract {
+    /// Registers the routes on a throwaway app to collect the document (the
+    /// server's workers register the same ones).
+    pub fn build() -> Self {
+        let (_, routes) = App::new()
+            .into_utoipa_app()
+            .configure(routes)
+            .split_for_parts();
+        let document = openapi::document(routes);
+        let rules = AccessRules::from_document(&document);
+        Self { document, rules }
+    }
+}
+
+/// Every route, through utoipa-actix-web, which records each in the
+/// OpenAPI document as it registers it.
+fn routes(cfg: &mut ServiceConfig) {
+    ops::configure(cfg);
+    cfg.service(openapi::openapi_json);
+    cfg.service(
+        scope::scope("/v1")
+            .configure(ops::configure_v1)
+            .configure(admin::configure)
+            .configure(embed::configure)
+            .configure(vectors::configure)
+            .configure(matrix::configure)
+            .configure(validate::configure)
+            .configure(data::configure),
+    );
 }
 
 impl ApiContext {
@@ -80,26 +130,23 @@ pub fn server(listener: TcpListener, context: ApiContext) -> std::io::Result<Ser
     let data = web::Data::new(context);
     let server = HttpServer::new(move || {
         let max_body = data.settings.limits.max_body_bytes;
-        App::new()
+        let (app, _) = App::new()
+            .into_utoipa_app()
             .app_data(data.clone())
             .app_data(error::json_config(max_body))
             .app_data(error::path_config())
             .app_data(error::query_config())
             .app_data(web::PayloadConfig::new(max_body))
-            .wrap(error::uniform_errors())
-            .wrap(actix_web::middleware::from_fn(middleware::observe))
-            .configure(ops::configure)
-            .service(
-                web::scope("/v1")
-                    .configure(ops::configure_v1)
-                    .configure(admin::configure)
-                    .configure(embed::configure)
-                    .configure(vectors::configure)
-                    .configure(matrix::configure)
-                    .configure(validate::configure)
-                    .configure(data::configure),
-            )
+            .configure(routes)
+            .split_for_parts();
+        // Middleware: the last wrapped runs first. observe (ids, metrics,
+        // the log line with the caller) → authorize → one error shape.
+        app.service(web::redirect("/docs", "/docs/"))
+            .service(SwaggerUi::new("/docs/{_:.*}").config(SwaggerConfig::new(["/openapi.json"])))
             .default_service(web::to(error::not_found))
+            .wrap(error::uniform_errors())
+            .wrap(actix_web::middleware::from_fn(auth::authorize))
+            .wrap(actix_web::middleware::from_fn(middleware::observe))
     })
     .workers(workers)
     .shutdown_timeout(shutdown)

@@ -1,31 +1,33 @@
 //! Operations: liveness, readiness, metrics and the supervision tree.
 
 use actix_web::http::header::ContentType;
-use actix_web::{web, HttpResponse};
+use actix_web::{get, web, HttpResponse};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{ApiContext, ApiError};
 use crate::supervision::{ChildStatus, NodeView};
 
 /// Routes outside `/v1`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health))
-        .route("/ready", web::get().to(ready))
-        .route("/metrics", web::get().to(metrics));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(health).service(ready).service(metrics);
 }
 
 /// Routes under `/v1`.
-pub fn configure_v1(cfg: &mut web::ServiceConfig) {
-    cfg.route("/supervision", web::get().to(supervision));
+pub fn configure_v1(cfg: &mut ServiceConfig) {
+    cfg.service(supervision);
 }
 
-#[derive(Serialize)]
-struct Status {
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
     status: &'static str,
 }
 
-#[derive(Serialize)]
-struct Readiness {
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready`.
     status: &'static str,
     /// Vector indexes left failed after a crash loop: they answer 503
     /// `index_failed`, everything else serves (and a node is not taken out
@@ -34,15 +36,26 @@ struct Readiness {
     failed_indexes: Vec<String>,
 }
 
-/// Liveness: the edge answers.
+/// Liveness: the edge answers. Always open.
+#[utoipa::path(tag = "ops", responses((status = 200, description = "The edge answers", body = Health)))]
+#[get("/health")]
 async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(Status { status: "ok" })
+    HttpResponse::Ok().json(Health { status: "ok" })
 }
 
 /// Readiness: every actor in the tree is running (or was stopped on
 /// purpose); anything starting, restarting or failed makes this a 503
 /// naming it — except a vector index left failed, which is listed but
 /// does not make the node unready.
+#[utoipa::path(
+    tag = "ops",
+    responses(
+        (status = 200, description = "Every actor is running", body = Readiness),
+        (status = 503, description = "`not_ready`: names what is starting, restarting or failed", body = super::error::ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+#[get("/ready")]
 async fn ready(context: web::Data<ApiContext>) -> Result<HttpResponse, ApiError> {
     let nodes = context.board.flatten();
     let failed_indexes: Vec<String> = nodes
@@ -83,6 +96,12 @@ fn status_word(status: ChildStatus) -> &'static str {
 }
 
 /// Prometheus text exposition.
+#[utoipa::path(
+    tag = "ops",
+    responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain")),
+    security((), ("bearer" = []))
+)]
+#[get("/metrics")]
 async fn metrics(context: web::Data<ApiContext>) -> Result<HttpResponse, ApiError> {
     let body = context
         .metrics
@@ -97,7 +116,13 @@ async fn metrics(context: web::Data<ApiContext>) -> Result<HttpResponse, ApiErro
         .body(body))
 }
 
-/// The supervision tree as JSON.
+/// The supervision tree: every node's status, restarts and last failure.
+#[utoipa::path(
+    tag = "ops",
+    responses((status = 200, description = "The live tree", body = NodeView)),
+    security(("bearer" = ["read"]))
+)]
+#[get("/supervision")]
 async fn supervision(context: web::Data<ApiContext>) -> web::Json<NodeView> {
     web::Json(context.board.view("root", ChildStatus::Running))
 }

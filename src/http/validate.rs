@@ -1,16 +1,39 @@
 //! `POST /v1/validate {kind: email | sms | fill, …}`: `200 {"valid": true}`
 //! or `422 {"valid": false, "errors": [{kind, field, reason}]}`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{post, web, HttpResponse};
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{ApiContext, ApiError};
 use crate::actors::validate::{ValidateMessage, NAME};
-use crate::domain::validate::ValidateRequest;
+use crate::domain::validate::{ValidateRequest, Verdict};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/validate", web::post().to(validate));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(validate);
 }
 
+/// A 422 of `/v1/validate`: the verdict of a check that failed, or the
+/// error of a request that could not be read.
+#[allow(dead_code)]
+#[derive(utoipa::ToSchema)]
+#[serde(untagged)]
+enum ValidateFailure {
+    Verdict(Verdict),
+    Error(super::error::ErrorBody),
+}
+
+/// Check outreach before it is sent: an e-mail, an SMS, or a fill proposal
+/// (workers for an order). A failed check is a verdict, not an error.
+#[utoipa::path(
+    tag = "validate",
+    request_body = ValidateRequest,
+    responses(
+        (status = 200, description = "`{\"valid\": true}`", body = Verdict),
+        (status = 422, description = "`{\"valid\": false, \"errors\": [...]}` — or `invalid_body`", body = ValidateFailure),
+    ),
+    security(("bearer" = ["read"]))
+)]
+#[post("/validate")]
 #[tracing::instrument(skip_all)]
 async fn validate(
     context: web::Data<ApiContext>,

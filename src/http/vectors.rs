@@ -2,9 +2,13 @@
 //! search, get and delete items. Index changes go to `vector_catalog`,
 //! item operations to the index's own actor `index:<name>`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{delete, get, post, web, HttpResponse};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
+use super::error::ErrorBody;
+use super::limits::{check_filter_fields, check_ids};
 use super::{ApiContext, ApiError};
 use crate::actors::vectors::catalog::{self, VectorCatalogMessage};
 use crate::actors::vectors::index::{actor_name, IndexMessage};
@@ -15,33 +19,24 @@ use crate::domain::vectors::{
 };
 use crate::supervision::{CallError, ChildStatus};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/vectors/index")
-            .route(web::post().to(create))
-            .route(web::get().to(list)),
-    )
-    .service(
-        web::resource("/vectors/index/{name}")
-            .route(web::get().to(info))
-            .route(web::delete().to(drop_index)),
-    )
-    .route("/vectors/index/{name}/add", web::post().to(add))
-    .route("/vectors/index/{name}/search", web::post().to(search))
-    .service(
-        web::resource("/vectors/index/{name}/items/{id}")
-            .route(web::get().to(get_item))
-            .route(web::delete().to(delete_item)),
-    );
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create)
+        .service(list)
+        .service(info)
+        .service(drop_index)
+        .service(add)
+        .service(search)
+        .service(get_item)
+        .service(delete_item);
 }
 
-#[derive(Serialize)]
-struct Dropped {
+#[derive(Serialize, ToSchema)]
+pub struct Dropped {
     dropped: String,
 }
 
-#[derive(Serialize)]
-struct Deleted {
+#[derive(Serialize, ToSchema)]
+pub struct Deleted {
     deleted: String,
 }
 
@@ -86,6 +81,18 @@ where
     }
 }
 
+/// Create an index. Answers once it is loaded and usable.
+#[utoipa::path(
+    tag = "vectors",
+    request_body = CreateIndex,
+    responses(
+        (status = 201, description = "The definition", body = IndexDefinition),
+        (status = 400, description = "`invalid_name`, `invalid_dimension`, `invalid_hnsw`", body = ErrorBody),
+        (status = 409, description = "`index_exists`", body = ErrorBody),
+    ),
+    security(("bearer" = ["write"]))
+)]
+#[post("/vectors/index")]
 #[tracing::instrument(skip_all, fields(index = %request.name))]
 async fn create(
     context: web::Data<ApiContext>,
@@ -101,6 +108,13 @@ async fn create(
     Ok(HttpResponse::Created().json(definition))
 }
 
+/// Every index with its status and count.
+#[utoipa::path(
+    tag = "vectors",
+    responses((status = 200, description = "The indexes", body = IndexList)),
+    security(("bearer" = ["read"]))
+)]
+#[get("/vectors/index")]
 async fn list(context: web::Data<ApiContext>) -> Result<web::Json<IndexList>, ApiError> {
     let indexes = context
         .call(catalog::NAME, |reply| VectorCatalogMessage::List { reply })
@@ -108,6 +122,19 @@ async fn list(context: web::Data<ApiContext>) -> Result<web::Json<IndexList>, Ap
     Ok(web::Json(IndexList { indexes }))
 }
 
+/// An index's definition and state: count, Lance version, fragments,
+/// graph size, tombstones, snapshot age, restarts.
+#[utoipa::path(
+    tag = "vectors",
+    params(("name" = String, Path, description = "The index")),
+    responses(
+        (status = 200, description = "The index", body = IndexInfo),
+        (status = 404, description = "`index_not_found`", body = ErrorBody),
+        (status = 503, description = "`index_loading`, `index_failed` (names the reason), `index_unavailable`", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"]))
+)]
+#[get("/vectors/index/{name}")]
 #[tracing::instrument(skip_all, fields(index = %name))]
 async fn info(
     context: web::Data<ApiContext>,
@@ -117,6 +144,17 @@ async fn info(
     Ok(web::Json(info))
 }
 
+/// Drop an index and remove its data.
+#[utoipa::path(
+    tag = "vectors",
+    params(("name" = String, Path, description = "The index")),
+    responses(
+        (status = 200, description = "Dropped", body = Dropped),
+        (status = 404, description = "`index_not_found`", body = ErrorBody),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+#[delete("/vectors/index/{name}")]
 #[tracing::instrument(skip_all, fields(index = %name))]
 async fn drop_index(
     context: web::Data<ApiContext>,
@@ -133,6 +171,22 @@ async fn drop_index(
     Ok(web::Json(Dropped { dropped: name }))
 }
 
+/// Upsert items by id (a vector, or a text to embed, and metadata).
+/// Acknowledged once committed to Lance and searchable.
+#[utoipa::path(
+    tag = "vectors",
+    params(("name" = String, Path, description = "The index")),
+    request_body = AddItems,
+    responses(
+        (status = 200, description = "Inserted and updated counts", body = UpsertOutcome),
+        (status = 400, description = "`dimension_mismatch`, `invalid_vector`, `invalid_id`, `duplicate_id`", body = ErrorBody),
+        (status = 422, description = "`empty_batch`, `batch_too_large`, `vector_or_text`, `invalid_metadata`, and the embedder's codes for texts", body = ErrorBody),
+        (status = 404, description = "`index_not_found`", body = ErrorBody),
+        (status = 503, description = "`index_loading`, `index_failed` (names the reason), `index_unavailable`", body = ErrorBody),
+    ),
+    security(("bearer" = ["write"]))
+)]
+#[post("/vectors/index/{name}/add")]
 #[tracing::instrument(skip_all, fields(index = %name, items = request.items.len()))]
 async fn add(
     context: web::Data<ApiContext>,
@@ -148,6 +202,22 @@ async fn add(
     Ok(web::Json(outcome))
 }
 
+/// The k nearest items to a vector or a text, with an optional equality
+/// filter on metadata and ids to exclude.
+#[utoipa::path(
+    tag = "vectors",
+    params(("name" = String, Path, description = "The index")),
+    request_body = SearchRequest,
+    responses(
+        (status = 200, description = "Hits, nearest first", body = SearchResults),
+        (status = 400, description = "`dimension_mismatch`, `invalid_vector`", body = ErrorBody),
+        (status = 422, description = "`invalid_k`, `vector_or_text`, `invalid_ef_search`, `invalid_filter`, `too_many_filter_fields`, `too_many_ids`", body = ErrorBody),
+        (status = 404, description = "`index_not_found`", body = ErrorBody),
+        (status = 503, description = "`index_loading`, `index_failed` (names the reason), `index_unavailable`", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"]))
+)]
+#[post("/vectors/index/{name}/search")]
 #[tracing::instrument(skip_all, fields(index = %name, k = request.k))]
 async fn search(
     context: web::Data<ApiContext>,
@@ -155,6 +225,8 @@ async fn search(
     request: web::Json<SearchRequest>,
 ) -> Result<web::Json<SearchResults>, ApiError> {
     let request = request.into_inner();
+    check_filter_fields(&context, request.filter.as_ref().map_or(0, |f| f.len()))?;
+    check_ids(&context, "exclude_ids", request.exclude_ids.as_deref())?;
     let hits = call_index(&context, &name, |reply| IndexMessage::Search {
         request,
         reply,
@@ -163,6 +235,21 @@ async fn search(
     Ok(web::Json(SearchResults { hits }))
 }
 
+/// One item: its vector and metadata.
+#[utoipa::path(
+    tag = "vectors",
+    params(
+        ("name" = String, Path, description = "The index"),
+        ("id" = String, Path, description = "The item"),
+    ),
+    responses(
+        (status = 200, description = "The item", body = Item),
+        (status = 404, description = "`index_not_found`, `item_not_found`", body = ErrorBody),
+        (status = 503, description = "`index_loading`, `index_failed`, `index_unavailable`", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"]))
+)]
+#[get("/vectors/index/{name}/items/{id}")]
 #[tracing::instrument(skip_all, fields(index = %path.0))]
 async fn get_item(
     context: web::Data<ApiContext>,
@@ -173,6 +260,22 @@ async fn get_item(
     Ok(web::Json(item))
 }
 
+/// Delete one item (acknowledged once committed to Lance).
+#[utoipa::path(
+    tag = "vectors",
+    params(
+        ("name" = String, Path, description = "The index"),
+        ("id" = String, Path, description = "The item"),
+    ),
+    responses(
+        (status = 200, description = "Deleted", body = Deleted),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 404, description = "`index_not_found`, `item_not_found`", body = ErrorBody),
+        (status = 503, description = "`index_loading`, `index_failed`, `index_unavailable`", body = ErrorBody),
+    ),
+    security(("bearer" = ["write"]))
+)]
+#[delete("/vectors/index/{name}/items/{id}")]
 #[tracing::instrument(skip_all, fields(index = %path.0))]
 async fn delete_item(
     context: web::Data<ApiContext>,

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::spec::Strategy;
 
 /// A child's lifecycle as the supervisor sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChildStatus {
     /// Not started yet (only before the supervisor's first start).
@@ -25,7 +25,7 @@ pub enum ChildStatus {
     Failed,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Failure {
     pub at: DateTime<Utc>,
     pub reason: String,
@@ -59,7 +59,7 @@ pub struct StatusBoard {
 }
 
 /// One node of the drawn tree (the wire format of `/v1/supervision`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
     pub name: String,
     pub status: ChildStatus,
@@ -67,6 +67,7 @@ pub struct NodeView {
     pub last_failure: Option<Failure>,
     /// `null` for workers.
     pub strategy: Option<Strategy>,
+    #[schema(no_recursion)]
     pub children: Vec<NodeView>,
 }
 

@@ -8,7 +8,7 @@ use ractor::ActorProcessingErr;
 use serde::{Deserialize, Serialize};
 
 /// What the actor should do when it handles the fault message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
     /// `panic!` in the handler: ractor catches it and reports `ActorFailed`.

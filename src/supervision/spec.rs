@@ -26,7 +26,7 @@ pub enum Restart {
 }
 
 /// Which children are restarted when one of them fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     OneForOne,

@@ -430,6 +430,7 @@ async fn seeding_also_makes_the_workers_dataset_queryable() {
         seed: 11,
         batch: 150,
         concurrency: 2,
+        token: None,
     };
     lakehouse::seed::run(options.clone()).await.unwrap();
     let body: Value = sql(

@@ -103,7 +103,75 @@ pub async fn spawn_app_on(data_dir: PathBuf, overrides: &[(&str, &str)]) -> Test
     }
 }
 
+/// One token of each role, configured through `auth.tokens_file`.
+#[derive(Debug, Clone)]
+pub struct RoleTokens {
+    pub read: String,
+    pub write: String,
+    pub admin: String,
+}
+
+impl RoleTokens {
+    pub fn of(&self, role: lakehouse::domain::auth::Role) -> &str {
+        use lakehouse::domain::auth::Role;
+        match role {
+            Role::Read => &self.read,
+            Role::Write => &self.write,
+            Role::Admin => &self.admin,
+        }
+    }
+}
+
+/// As [`spawn_app_with`], with a token of each role configured.
+pub async fn spawn_app_with_tokens(overrides: &[(&str, &str)]) -> (TestApp, RoleTokens) {
+    use lakehouse::domain::auth::{hash_token, new_token};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokens = RoleTokens {
+        read: new_token().unwrap(),
+        write: new_token().unwrap(),
+        admin: new_token().unwrap(),
+    };
+    let mut file = String::new();
+    for (name, role, token) in [
+        ("reader", "read", &tokens.read),
+        ("writer", "write", &tokens.write),
+        ("operator", "admin", &tokens.admin),
+    ] {
+        file.push_str(&format!(
+            "[[tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n\n",
+            hex::encode(hash_token(token))
+        ));
+    }
+    let tokens_file = dir.path().join("tokens.toml");
+    std::fs::write(&tokens_file, file).unwrap();
+    let tokens_file = tokens_file.display().to_string();
+    let mut all: Vec<(&str, &str)> = vec![("auth.tokens_file", tokens_file.as_str())];
+    all.extend_from_slice(overrides);
+    let data = dir.path().join("data");
+    let mut app = spawn_app_on(data, &all).await;
+    app._data_guard = Some(dir);
+    (app, tokens)
+}
+
 impl TestApp {
+    /// Any request, with a bearer token if given.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request sent")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

@@ -4,8 +4,10 @@
 mod helpers;
 
 mod data;
+mod deploy;
 mod embed;
 mod errors;
+mod front_door;
 mod matrix;
 mod ollama;
 mod ops;

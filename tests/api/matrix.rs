@@ -14,6 +14,7 @@ async fn seeded_app(workers: usize) -> TestApp {
         seed: 7,
         batch: 250,
         concurrency: 2,
+        token: None,
     })
     .await
     .expect("seeding through the API");

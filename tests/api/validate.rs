@@ -83,6 +83,7 @@ async fn fill_proposals_are_checked_against_the_workers_index() {
         seed: 3,
         batch: 100,
         concurrency: 1,
+        token: None,
     })
     .await
     .unwrap();

@@ -95,7 +95,7 @@ pub struct Core {
     /// (`max_seq` grows with every write): repeated searches — a page
     /// refreshed, the same order searched by several coordinators — cost
     /// a lookup. `None` when disabled.
-    results: Option<Mutex<LruCache<u64, CachedResult>>>,
+    results: Option<Mutex<ResultCache>>,
     /// Fields filtered on, remembered across incarnations.
     hot_fields: HotFields,
 }
@@ -104,6 +104,60 @@ struct CachedResult {
     query: Query,
     max_seq: u64,
     scored: Vec<(u64, f32)>,
+}
+
+impl CachedResult {
+    /// What the entry holds, roughly: the query (vector, filter, excluded
+    /// ids) and the scored labels, plus the map's own overhead.
+    fn bytes(&self) -> usize {
+        let query = &self.query;
+        64 + query.vector.len() * 4
+            + query
+                .filter
+                .iter()
+                .map(|(f, v)| f.len() + v.len() + 48)
+                .sum::<usize>()
+            + query
+                .exclude_ids
+                .iter()
+                .map(|id| id.len() + 24)
+                .sum::<usize>()
+            + self.scored.len() * 16
+    }
+}
+
+/// The result LRU, bounded by entries and by bytes: a client sending long
+/// `exclude_ids` lists must not make it hold gigabytes.
+struct ResultCache {
+    entries: LruCache<u64, CachedResult>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl ResultCache {
+    fn get(&mut self, key: &u64) -> Option<&CachedResult> {
+        self.entries.get(key)
+    }
+
+    fn put(&mut self, key: u64, entry: CachedResult) {
+        let size = entry.bytes();
+        // One entry that would take more than an eighth of the budget is
+        // not worth evicting others for.
+        if size > self.max_bytes / 8 {
+            return;
+        }
+        if let Some(old) = self.entries.pop(&key) {
+            self.bytes -= old.bytes();
+        }
+        while self.bytes + size > self.max_bytes || self.entries.len() == self.entries.cap().get() {
+            match self.entries.pop_lru() {
+                Some((_, old)) => self.bytes -= old.bytes(),
+                None => break,
+            }
+        }
+        self.bytes += size;
+        self.entries.put(key, entry);
+    }
 }
 
 impl Query {
@@ -156,16 +210,26 @@ pub enum Applied<'a> {
 }
 
 impl Core {
-    /// `cache_entries`: how many recent results to keep (0: none).
+    /// `cache_entries`, `cache_bytes`: how many recent results to keep, in
+    /// how many bytes at most (either 0: none).
     pub fn new(
         definition: IndexDefinition,
         hnsw: Hnsw,
         cache_entries: usize,
+        cache_bytes: usize,
         hot_fields: HotFields,
     ) -> Self {
         Self {
             hot_fields,
-            results: NonZeroUsize::new(cache_entries).map(|n| Mutex::new(LruCache::new(n))),
+            results: NonZeroUsize::new(cache_entries)
+                .filter(|_| cache_bytes > 0)
+                .map(|n| {
+                    Mutex::new(ResultCache {
+                        entries: LruCache::new(n),
+                        bytes: 0,
+                        max_bytes: cache_bytes,
+                    })
+                }),
             definition,
             inner: RwLock::new(CoreInner {
                 hnsw,
@@ -311,22 +375,22 @@ impl Core {
     /// Builds the lookups of every field filtered on before (by this or an
     /// earlier incarnation) and the vector arena (load path).
     pub fn prepare_filters(&self) -> Result<(), HnswError> {
-        let fields: Vec<String> = self.hot_fields.lock().iter().cloned().collect();
+        let fields = self.hot_fields.list();
         if fields.is_empty() {
             return Ok(());
         }
-        self.ensure_filters(&fields.iter().map(String::as_str).collect::<Vec<_>>())
+        self.ensure_filters(&fields.iter().map(String::as_str).collect::<Vec<_>>(), &[])
     }
 
-    /// Builds the lookups of those of `fields` not built yet, and the arena
-    /// if there is none, remembering the fields for later incarnations.
-    /// Metadata and vectors are two independent passes: one thread each.
-    fn ensure_filters(&self, fields: &[&str]) -> Result<(), HnswError> {
-        self.hot_fields
-            .lock()
-            .extend(fields.iter().map(|f| f.to_string()));
+    /// Drops the lookups of the `evicted` fields and builds those of
+    /// `fields` not built yet, and the arena if there is none. Metadata and
+    /// vectors are two independent passes: one thread each.
+    fn ensure_filters(&self, fields: &[&str], evicted: &[String]) -> Result<(), HnswError> {
         let mut inner = self.inner.write();
         let inner = &mut *inner;
+        for field in evicted {
+            inner.fields.remove(field);
+        }
         let missing: Vec<&str> = fields
             .iter()
             .copied()
@@ -371,17 +435,20 @@ impl Core {
 
     /// The k nearest live items passing the filter and not excluded.
     pub fn search(&self, query: &Query) -> Result<Vec<Hit>, HnswError> {
-        let missing: Vec<&str> = {
-            let inner = self.inner.read();
-            query
-                .filter
-                .iter()
-                .map(|(field, _)| field.as_str())
-                .filter(|field| !inner.fields.contains_key(*field))
-                .collect()
-        };
-        if !missing.is_empty() {
-            self.ensure_filters(&missing)?;
+        let fields: Vec<&str> = query.filter.iter().map(|(f, _)| f.as_str()).collect();
+        if !fields.is_empty() {
+            let evicted = self.hot_fields.touch(&fields);
+            let missing: Vec<&str> = {
+                let inner = self.inner.read();
+                fields
+                    .iter()
+                    .copied()
+                    .filter(|field| !inner.fields.contains_key(*field))
+                    .collect()
+            };
+            if !missing.is_empty() || !evicted.is_empty() {
+                self.ensure_filters(&missing, &evicted)?;
+            }
         }
         let key = query.cache_key();
         let max_seq = self.inner.read().max_seq;
@@ -393,7 +460,7 @@ impl Core {
         let scored = match cached {
             Some(scored) => scored,
             None => {
-                let scored = self.score(query)?;
+                let scored = self.score_with_lookups(query, &fields)?;
                 if let Some(results) = &self.results {
                     results.lock().put(
                         key,
@@ -424,12 +491,33 @@ impl Core {
             .collect())
     }
 
+    /// [`Core::score`], making sure the lookups of `fields` exist while it
+    /// reads them: another search filtering on yet other fields can evict
+    /// one between building it and using it.
+    fn score_with_lookups(
+        &self,
+        query: &Query,
+        fields: &[&str],
+    ) -> Result<Vec<(u64, f32)>, HnswError> {
+        for _ in 0..8 {
+            {
+                let inner = self.inner.read();
+                if fields.iter().all(|f| inner.fields.contains_key(*f)) {
+                    return self.score(query, &inner);
+                }
+            }
+            self.ensure_filters(fields, &[])?;
+        }
+        Err(HnswError(format!(
+            "more distinct filter fields are in use at once than vectors.max_hot_fields allows: {fields:?}"
+        )))
+    }
+
     /// `(label, distance)` of the k nearest, best first. Every search
     /// holds only the read lock, whatever its efSearch.
-    fn score(&self, query: &Query) -> Result<Vec<(u64, f32)>, HnswError> {
+    fn score(&self, query: &Query, inner: &CoreInner) -> Result<Vec<(u64, f32)>, HnswError> {
         let ef_search = query.ef_search.unwrap_or(self.definition.hnsw.ef_search);
         let metric = self.definition.metric;
-        let inner = self.inner.read();
         if query.filter.is_empty() {
             let allowed = inner.allowed_unfiltered(query);
             return inner.graph_search_k(query, query.k, ef_search, &allowed, metric);
@@ -676,5 +764,48 @@ mod tests {
         // Not an object, or not JSON: nothing, rather than an error.
         assert_eq!(Picked::parse("[1,2]", &fields), vec![None; 4]);
         assert_eq!(Picked::parse("{\"role\":", &fields), vec![None; 4]);
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn entry(exclude: usize, hits: usize) -> CachedResult {
+        CachedResult {
+            query: Query {
+                vector: vec![0.0; 64],
+                k: 10,
+                filter: vec![("role".into(), "s:Welder".into())],
+                exclude_ids: (0..exclude).map(|i| format!("W{i:07}")).collect(),
+                ef_search: None,
+            },
+            max_seq: 1,
+            scored: (0..hits as u64).map(|l| (l, 0.5)).collect(),
+        }
+    }
+
+    #[test]
+    fn the_result_cache_stays_within_its_bytes() {
+        let mut cache = ResultCache {
+            entries: LruCache::new(NonZeroUsize::new(1000).unwrap()),
+            bytes: 0,
+            max_bytes: 64 << 10,
+        };
+        for key in 0..500u64 {
+            cache.put(key, entry(50, 10));
+            assert!(cache.bytes <= cache.max_bytes, "{} bytes", cache.bytes);
+            let held: usize = cache.entries.iter().map(|(_, e)| e.bytes()).sum();
+            assert_eq!(held, cache.bytes, "the count follows the entries");
+        }
+        assert!(cache.entries.len() < 500, "old entries were evicted");
+        assert!(cache.get(&499).is_some(), "the newest is kept");
+        // An entry worth more than an eighth of the budget is not cached.
+        cache.put(10_000, entry(2_000, 10));
+        assert!(cache.get(&10_000).is_none());
+        // Replacing an entry does not count it twice.
+        let before = cache.bytes;
+        cache.put(499, entry(50, 10));
+        assert_eq!(cache.bytes, before);
     }
 }

@@ -97,7 +97,57 @@ impl IndexFence {
 /// incarnations: a restarted index builds their lookups (and the vector
 /// arena) while it loads, so the first filtered search after a restart
 /// is as fast as any other.
-pub type HotFields = Arc<Mutex<std::collections::BTreeSet<String>>>;
+pub type HotFields = Arc<HotFieldSet>;
+
+/// The fields with filter lookups, least recently filtered on first, at
+/// most `vectors.max_hot_fields` of them: every write updates the lookup
+/// of every hot field, so a client filtering on ever new fields must not
+/// make every later write slower (nor the memory grow).
+#[derive(Debug)]
+pub struct HotFieldSet {
+    max: usize,
+    order: Mutex<Vec<String>>,
+}
+
+impl Default for HotFieldSet {
+    fn default() -> Self {
+        Self::new(16)
+    }
+}
+
+impl HotFieldSet {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            order: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Marks `fields` as used now; returns the fields that fell out of the
+    /// set (never one of `fields`: a filter with more fields than the cap
+    /// keeps them all until the next one).
+    pub fn touch(&self, fields: &[&str]) -> Vec<String> {
+        let mut order = self.order.lock();
+        for field in fields {
+            match order.iter().position(|f| f == field) {
+                Some(i) if i + 1 == order.len() => {}
+                Some(i) => {
+                    let used = order.remove(i);
+                    order.push(used);
+                }
+                None => order.push(field.to_string()),
+            }
+        }
+        let keep = self.max.max(fields.len());
+        let excess = order.len().saturating_sub(keep);
+        order.drain(..excess).collect()
+    }
+
+    /// The fields, least recently used first.
+    pub fn list(&self) -> Vec<String> {
+        self.order.lock().clone()
+    }
+}
 
 /// Tree name of the vectors supervisor.
 pub const SUPERVISOR: &str = "vectors";
@@ -198,10 +248,11 @@ impl VectorsContext {
     }
 
     pub fn hot_fields(&self, name: &str) -> HotFields {
+        let max = self.settings.vectors.max_hot_fields;
         self.hot_fields
             .lock()
             .entry(name.to_string())
-            .or_default()
+            .or_insert_with(|| Arc::new(HotFieldSet::new(max)))
             .clone()
     }
 
@@ -299,3 +350,28 @@ fn read_definition(path: &Path) -> Result<IndexDefinition, String> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hot_field_tests {
+    use super::HotFieldSet;
+
+    #[test]
+    fn hot_fields_keep_the_most_recently_used_up_to_the_cap() {
+        let hot = HotFieldSet::new(3);
+        assert!(hot.touch(&["role"]).is_empty());
+        assert!(hot.touch(&["city", "state"]).is_empty());
+        // `role` used again: `city` is now the least recently used.
+        assert!(hot.touch(&["role"]).is_empty());
+        assert_eq!(hot.touch(&["zip"]), ["city"]);
+        assert_eq!(hot.list(), ["state", "role", "zip"]);
+        // Ad-hoc fields never grow the set past its cap...
+        for i in 0..100 {
+            hot.touch(&[&format!("field{i}")]);
+            assert!(hot.list().len() <= 3);
+        }
+        // ...and a filter with more fields than the cap keeps all of its own.
+        let evicted = hot.touch(&["a", "b", "c", "d"]);
+        assert_eq!(evicted.len(), 3);
+        assert_eq!(hot.list(), ["a", "b", "c", "d"]);
+    }
+}

@@ -1290,7 +1290,7 @@ fn a_search_with_its_own_ef_search_runs_while_another_reader_holds_the_graph() {
     let dimension = 16;
     let definition = definition("ef", dimension, params());
     let hnsw = Hnsw::new(dimension, definition.metric, definition.hnsw).unwrap();
-    let core = Core::new(definition, hnsw, 0, Default::default());
+    let core = Core::new(definition, hnsw, 0, 0, Default::default());
     let mut rng = Rng(21);
     let vectors: Vec<Vec<f32>> = (0..300).map(|_| rng.unit_vector(dimension)).collect();
     let labels: Vec<u64> = (1..=300).collect();
@@ -1338,4 +1338,57 @@ fn a_search_with_its_own_ef_search_runs_while_another_reader_holds_the_graph() {
         assert_eq!(custom[0].id, "v8");
         assert_eq!(default[0].id, "v8");
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_on_more_fields_than_the_cap_stay_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let dimension = 16;
+    let actor = spawn_index_with(
+        dir.path(),
+        definition("fields", dimension, params()),
+        &[("vectors.max_hot_fields", "2")],
+    )
+    .await;
+    let mut rng = Rng(31);
+    let mut vectors = Vec::new();
+    let items: Vec<ItemInput> = (0..600)
+        .map(|i| {
+            let vector = rng.unit_vector(dimension);
+            vectors.push(vector.clone());
+            let metadata: serde_json::Map<String, serde_json::Value> = (0..6)
+                .map(|f| (format!("f{f}"), json!((i + f) % 3)))
+                .collect();
+            item(
+                &format!("i{i}"),
+                vector,
+                serde_json::Value::Object(metadata),
+            )
+        })
+        .collect();
+    upsert(&actor, items).await;
+    // Six fields in turn, twice: lookups are evicted and rebuilt.
+    for round in 0..12 {
+        let field = round % 6;
+        let q = rng.unit_vector(dimension);
+        let mut request = query(q.clone(), 5);
+        request.filter = Some(
+            json!({ format!("f{field}"): 1 })
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        let hits = search(&actor, request).await;
+        let mut expected: Vec<(f32, String)> = (0..600)
+            .filter(|i| (i + field) % 3 == 1)
+            .map(|i| {
+                let d = 1.0 - vectors[i].iter().zip(&q).map(|(a, b)| a * b).sum::<f32>();
+                (d, format!("i{i}"))
+            })
+            .collect();
+        expected.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
+        let expected: Vec<String> = expected.into_iter().take(5).map(|(_, id)| id).collect();
+        assert_eq!(ids, expected, "round {round}, field f{field}");
+    }
 }

@@ -136,6 +136,7 @@ pub(super) async fn load(
         definition.clone(),
         hnsw,
         arguments.settings.result_cache_entries,
+        arguments.settings.result_cache_bytes,
         arguments.hot_fields.clone(),
     ));
 

@@ -1,0 +1,277 @@
+//! The front door: who is calling, and may they call this route.
+//!
+//! Every request's route (its template, e.g. `/v1/vectors/index/{name}`)
+//! and method are looked up in the [`AccessRules`], which are read from the
+//! OpenAPI document's `security` requirements: `/health` and the contract
+//! are open, `/ready` and `/metrics` are open unless `auth.protect_ops`,
+//! everything else needs a bearer token whose role is at least the one the
+//! operation names. A route the document does not know is refused (it
+//! would be a route nobody decided a role for).
+//!
+//! With no tokens configured the service is open (it refuses to start like
+//! that on anything but loopback, see [`crate::startup`]); every request
+//! is then logged as the caller `anonymous`.
+
+use std::collections::HashMap;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, Method};
+use actix_web::middleware::Next;
+use actix_web::{web, Error, HttpMessage};
+use serde_json::Value;
+
+use super::{ApiContext, ApiError};
+use crate::domain::auth::{bearer, Role, Tokens};
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (`/health`, the contract, the docs).
+    Open,
+    /// Anyone, unless `auth.protect_ops`: then any valid token.
+    Ops,
+    /// A token with at least this role.
+    Role(Role),
+}
+
+/// Who made a request, for the log line and the handlers.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's name (never the token), or `anonymous`.
+    pub name: String,
+    /// `None` when no token was needed or none is configured.
+    pub role: Option<Role>,
+}
+
+/// Route template and method → what it needs, read from the document.
+#[derive(Debug, Clone, Default)]
+pub struct AccessRules {
+    rules: HashMap<(String, String), Access>,
+}
+
+impl AccessRules {
+    pub fn from_document(document: &Value) -> Self {
+        let mut rules = HashMap::new();
+        let paths = document.get("paths").and_then(Value::as_object);
+        for (path, item) in paths.into_iter().flatten() {
+            for method in super::openapi::METHODS {
+                let Some(operation) = item.get(method) else {
+                    continue;
+                };
+                rules.insert(
+                    (method.to_ascii_uppercase(), normalise(path)),
+                    access_of(operation.get("security")),
+                );
+            }
+        }
+        Self { rules }
+    }
+
+    /// What `method` on the route `template` needs; `None` if the document
+    /// does not know it.
+    pub fn access(&self, method: &Method, template: &str) -> Option<Access> {
+        self.rules
+            .get(&(method.as_str().to_string(), normalise(template)))
+            .copied()
+    }
+
+    /// Every (method, template) the document knows, with its access.
+    pub fn all(&self) -> impl Iterator<Item = (&str, &str, Access)> {
+        self.rules
+            .iter()
+            .map(|((method, path), access)| (method.as_str(), path.as_str(), *access))
+    }
+
+    /// The methods a template is served with (for `405` and `Allow`).
+    pub fn methods_of(&self, template: &str) -> Vec<&str> {
+        let template = normalise(template);
+        let mut methods: Vec<&str> = self
+            .rules
+            .keys()
+            .filter(|(_, path)| *path == template)
+            .map(|(method, _)| method.as_str())
+            .collect();
+        methods.sort_unstable();
+        methods
+    }
+}
+
+/// `{key:.+}` (actix's pattern) and `{key}` (the document's) are one route.
+fn normalise(template: &str) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut in_regex = false;
+    for c in template.chars() {
+        match c {
+            ':' if out.rfind('{') > out.rfind('}') => in_regex = true,
+            '}' => {
+                in_regex = false;
+                out.push(c);
+            }
+            _ if in_regex => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Reads an operation's `security`: none is open; `[{}, {"bearer": []}]`
+/// (token optional) is ops; `[{"bearer": ["write"]}]` needs `write`.
+fn access_of(security: Option<&Value>) -> Access {
+    let Some(requirements) = security.and_then(Value::as_array) else {
+        return Access::Open;
+    };
+    let optional = requirements
+        .iter()
+        .any(|r| r.as_object().is_some_and(|o| o.is_empty()));
+    let scopes: Vec<&str> = requirements
+        .iter()
+        .filter_map(|r| r.get("bearer").and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    match scopes.iter().filter_map(|s| Role::parse(s)).min() {
+        Some(role) => Access::Role(role),
+        None if optional => Access::Ops,
+        None if requirements.is_empty() => Access::Open,
+        // A bearer requirement without a role: any token.
+        None => Access::Role(Role::Read),
+    }
+}
+
+/// The middleware: decides, records the caller, or refuses.
+pub async fn authorize(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, Error> {
+    let Some(context) = req.app_data::<web::Data<ApiContext>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    match check(&req, &context) {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            Ok(next.call(req).await?.map_into_boxed_body())
+        }
+        Err((caller, refusal)) => {
+            req.extensions_mut().insert(caller);
+            let (request, _) = req.into_parts();
+            let response = actix_web::ResponseError::error_response(&refusal);
+            Ok(ServiceResponse::new(request, response))
+        }
+    }
+}
+
+fn check(req: &ServiceRequest, context: &ApiContext) -> Result<Caller, (Caller, ApiError)> {
+    let anonymous = Caller {
+        name: "anonymous".into(),
+        role: None,
+    };
+    let tokens: &Tokens = &context.tokens;
+    let access = match req.match_pattern() {
+        // No route: the default service answers 404 or 405.
+        None => return Ok(anonymous),
+        Some(pattern) if pattern.starts_with("/docs") => Access::Open,
+        Some(pattern) => match context.contract.rules.access(req.method(), &pattern) {
+            Some(access) => access,
+            // The route exists with other methods: 405 from the default
+            // service. Any other route the document does not know has no
+            // role decided for it, so nobody may call it.
+            None if !context.contract.rules.methods_of(&pattern).is_empty() => {
+                return Ok(anonymous)
+            }
+            None => {
+                tracing::error!(%pattern, method = %req.method(), "a route without an access rule");
+                let refusal = ApiError::Internal("this route has no access rule".into());
+                return Err((anonymous, refusal));
+            }
+        },
+    };
+    let needed = match access {
+        Access::Open => return Ok(anonymous),
+        Access::Ops if !context.settings.auth.protect_ops => return Ok(anonymous),
+        Access::Ops => None,
+        Access::Role(role) => Some(role),
+    };
+    if tokens.is_empty() {
+        return Ok(anonymous);
+    }
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let presented = match header {
+        None => {
+            let refusal = ApiError::Unauthorized(
+                "this route needs a bearer token (Authorization: Bearer <token>)".into(),
+            );
+            return Err((anonymous, refusal));
+        }
+        Some(value) => bearer(value),
+    };
+    let Some(entry) = presented.and_then(|token| tokens.check(token)) else {
+        let refusal = ApiError::Unauthorized("the bearer token is not valid".into());
+        return Err((anonymous, refusal));
+    };
+    let caller = Caller {
+        name: entry.name.clone(),
+        role: Some(entry.role),
+    };
+    match needed {
+        Some(needed) if entry.role < needed => {
+            let refusal = ApiError::Forbidden {
+                needed,
+                token: entry.name.clone(),
+                role: entry.role,
+            };
+            Err((caller, refusal))
+        }
+        _ => Ok(caller),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn templates_with_and_without_regexes_are_one_route() {
+        assert_eq!(
+            normalise("/v1/storage/objects/{key:.+}"),
+            "/v1/storage/objects/{key}"
+        );
+        assert_eq!(
+            normalise("/v1/vectors/index/{name}"),
+            "/v1/vectors/index/{name}"
+        );
+        assert_eq!(normalise("/a/{x:[0-9]+}/b/{y}"), "/a/{x}/b/{y}");
+    }
+
+    #[test]
+    fn security_requirements_map_to_access() {
+        assert_eq!(access_of(None), Access::Open);
+        assert_eq!(access_of(Some(&json!([]))), Access::Open);
+        assert_eq!(access_of(Some(&json!([{}, {"bearer": []}]))), Access::Ops);
+        assert_eq!(
+            access_of(Some(&json!([{"bearer": ["write"]}]))),
+            Access::Role(Role::Write)
+        );
+        let doc = json!({"paths": {
+            "/v1/x/{id}": {"get": {"security": [{"bearer": ["read"]}]},
+                           "delete": {"security": [{"bearer": ["admin"]}]}},
+            "/health": {"get": {}}
+        }});
+        let rules = AccessRules::from_document(&doc);
+        assert_eq!(
+            rules.access(&Method::GET, "/v1/x/{id}"),
+            Some(Access::Role(Role::Read))
+        );
+        assert_eq!(
+            rules.access(&Method::DELETE, "/v1/x/{id}"),
+            Some(Access::Role(Role::Admin))
+        );
+        assert_eq!(rules.access(&Method::POST, "/v1/x/{id}"), None);
+        assert_eq!(rules.access(&Method::GET, "/health"), Some(Access::Open));
+        assert_eq!(rules.methods_of("/v1/x/{id}"), ["DELETE", "GET"]);
+    }
+}
