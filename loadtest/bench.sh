@@ -35,7 +35,7 @@ trap stop_server EXIT
 
 part="${1:-all}"
 if [ "$part" = vectors ] || [ "$part" = all ]; then
-  [ -f "$OUT/vectors/base.npy" ] || python3 ../shared/bench/dataset.py --out "$OUT/vectors"
+  [ -f "$OUT/vectors/base.npy" ] || python3 loadtest/dataset.py --out "$OUT/vectors"
   start_server "$OUT/data-vectors"
   "$BIN/vector_bench" --target "$TARGET" --dataset "$OUT/vectors" --data-dir "$OUT/data-vectors" \
     --clients 50 --seconds 15 --json "$OUT/vectors.json"

@@ -1,5 +1,5 @@
 //! Vector-index benchmark against a running `lakehouse serve`, on the
-//! reference corpus written by `../shared/bench/dataset.py --out DIR`:
+//! reference corpus written by `dataset.py --out DIR`:
 //! load time, recall@10 against the exact ground truth, single-client
 //! latency, throughput at N concurrent clients, restart time of the index
 //! actor (from its snapshot, and with the snapshot removed), server RSS.
