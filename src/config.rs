@@ -42,6 +42,7 @@ pub struct Settings {
     pub supervision: SupervisionSettings,
     pub vectors: VectorSettings,
     pub matrix: MatrixSettings,
+    pub chat: ChatSettings,
     pub storage: StorageSettings,
     pub ingest: IngestSettings,
     pub query: QuerySettings,
@@ -122,6 +123,43 @@ pub struct OllamaSettings {
     pub timeout_ms: u64,
     /// Texts per request to Ollama.
     pub batch_size: usize,
+}
+
+/// Which model answers chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatProvider {
+    /// Built in, needs nothing: answers from the retrieved records with a
+    /// fixed template, and says so.
+    Extractive,
+    /// Ollama's `/api/chat`, through ollama-rs.
+    Ollama,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatSettings {
+    pub provider: ChatProvider,
+    /// Records retrieved when a request's context asks for none (replay).
+    pub default_k: usize,
+    /// At most this many records go into the context…
+    pub max_context_records: usize,
+    /// …and at most about this many tokens (4 characters each).
+    pub max_context_tokens: usize,
+    /// The whole chat, retrieval and generation, must end within this.
+    pub timeout_ms: u64,
+    pub ollama: ChatOllamaSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatOllamaSettings {
+    pub url: String,
+    pub model: String,
+    /// How long Ollama keeps the model loaded after a request.
+    pub keep_alive_secs: u64,
+    /// Tokens the model may generate (Ollama's `num_predict`).
+    pub max_tokens: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -542,6 +580,42 @@ impl Settings {
         if let Err(err) = self.matrix.playbook_hnsw.validate() {
             check(false, "matrix.playbook_hnsw", &err.to_string())?;
         }
+        let chat = &self.chat;
+        check(
+            (1..=crate::domain::chat::MAX_CONTEXT_K).contains(&chat.default_k),
+            "chat.default_k",
+            "must be between 1 and 50",
+        )?;
+        check(
+            (1..=200).contains(&chat.max_context_records),
+            "chat.max_context_records",
+            "must be between 1 and 200",
+        )?;
+        check(
+            (100..=200_000).contains(&chat.max_context_tokens),
+            "chat.max_context_tokens",
+            "must be between 100 and 200000",
+        )?;
+        check(
+            (100..=3_600_000).contains(&chat.timeout_ms),
+            "chat.timeout_ms",
+            "must be between 100 and 3600000",
+        )?;
+        check(
+            reqwest::Url::parse(&chat.ollama.url).is_ok(),
+            "chat.ollama.url",
+            "must be a URL such as http://127.0.0.1:11434",
+        )?;
+        check(
+            !chat.ollama.model.trim().is_empty(),
+            "chat.ollama.model",
+            "must not be empty",
+        )?;
+        check(
+            (1..=32_768).contains(&chat.ollama.max_tokens),
+            "chat.ollama.max_tokens",
+            "must be between 1 and 32768",
+        )?;
         if let Some(url) = self.storage.url.as_deref().filter(|u| !u.is_empty()) {
             check(
                 url.starts_with("s3://") && url.len() > 5,

@@ -43,7 +43,46 @@ pub fn run(settings: &Settings) -> Vec<Check> {
         data_dir(&settings.data.dir),
         port(&settings.server.host, settings.server.port),
         embedder(settings),
+        chat(settings),
     ]
+}
+
+/// With `chat.provider = "ollama"`: Ollama answers and has the model.
+fn chat(settings: &Settings) -> Check {
+    use crate::actors::chat::provider::OllamaChat;
+    use crate::actors::chat::ChatError;
+    use crate::config::ChatProvider;
+    if settings.chat.provider == ChatProvider::Extractive {
+        return Check::pass(
+            "chat",
+            "built-in extractive provider (answers from the records, no model)".into(),
+        );
+    }
+    let ollama = &settings.chat.ollama;
+    let outcome = OllamaChat::new(&settings.chat).and_then(|chat| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ChatError::Internal(e.to_string()))?;
+        runtime.block_on(chat.check())
+    });
+    match outcome {
+        Ok(()) => Check::pass(
+            "chat",
+            format!("ollama at {} has model '{}'", ollama.url, ollama.model),
+        ),
+        Err(ChatError::ModelNotFound { model, url }) => Check::fail(
+            "chat",
+            format!("ollama at {url} does not have model '{model}'"),
+            format!("`ollama pull {model}`, or set chat.ollama.model to a pulled one"),
+        ),
+        Err(err) => Check::fail(
+            "chat",
+            format!("ollama at {}: {err}", ollama.url),
+            "start Ollama (`ollama serve`), fix chat.ollama.url, or use chat.provider = \"extractive\""
+                .into(),
+        ),
+    }
 }
 
 fn data_dir(dir: &Path) -> Check {

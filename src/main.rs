@@ -26,6 +26,9 @@ enum Command {
     Doctor(ConfigArgs),
     /// Load a deterministic synthetic workers corpus into a running service.
     Seed(SeedArgs),
+    /// Run each query of a JSON-lines file through `POST /v1/replay` of a
+    /// running service (each run is appended to `replay_runs`).
+    Replay(ReplayArgs),
     /// Bearer tokens: `token new` makes one.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -62,6 +65,21 @@ struct SeedArgs {
     /// Requests in flight.
     #[arg(long, default_value_t = 2)]
     concurrency: usize,
+    /// A `write` token, if the service has tokens configured.
+    #[arg(long, env = "LAKEHOUSE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// One `{"query", "role"?, "k"?, "model"?, "validate"?}` per line.
+    #[arg(long, value_name = "FILE")]
+    file: PathBuf,
+    /// The service (default: server.host:server.port from the configuration).
+    #[arg(long, value_name = "URL")]
+    target: Option<String>,
     /// A `write` token, if the service has tokens configured.
     #[arg(long, env = "LAKEHOUSE_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -111,6 +129,7 @@ fn main() -> ExitCode {
     let args = match &cli.command {
         Command::Serve(args) | Command::Doctor(args) => args,
         Command::Seed(seed) => &seed.config,
+        Command::Replay(replay) => &replay.config,
         Command::Token(TokenCommand::New { name, role }) => return new_token(name, role),
     };
     let settings = match args.load() {
@@ -124,6 +143,7 @@ fn main() -> ExitCode {
         Command::Serve(_) => serve(settings),
         Command::Doctor(_) => doctor(&settings),
         Command::Seed(args) => seed(args, &settings),
+        Command::Replay(args) => replay(args, &settings),
         Command::Token(_) => ExitCode::SUCCESS,
     }
 }
@@ -226,6 +246,38 @@ fn seed(args: SeedArgs, settings: &Settings) -> ExitCode {
         }
         Err(err) => {
             eprintln!("lakehouse seed: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn replay(args: ReplayArgs, settings: &Settings) -> ExitCode {
+    let target = args
+        .target
+        .unwrap_or_else(|| format!("http://{}:{}", settings.server.host, settings.server.port));
+    let options = lakehouse::replay_cli::ReplayOptions {
+        file: args.file,
+        target,
+        token: args.token,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("lakehouse: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(lakehouse::replay_cli::run(options)) {
+        Ok(report) => {
+            println!("{} runs logged, {} failed", report.runs, report.failed);
+            if report.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            eprintln!("lakehouse replay: {err:#}");
             ExitCode::FAILURE
         }
     }

@@ -10,6 +10,7 @@ use ractor::{Actor, ActorRef};
 use tokio::task::JoinHandle;
 
 use crate::actors::catalog::{self as dataset_catalog, CatalogActor, CatalogArguments};
+use crate::actors::chat::{self, ChatActor, ChatArguments};
 use crate::actors::embed::{self, EmbedActor, EmbedArguments};
 use crate::actors::http::{self, HttpActor, HttpArguments};
 use crate::actors::ingest::{self, IngestActor, IngestArguments};
@@ -328,6 +329,20 @@ fn retrieval_children(context: &ApiContext) -> Vec<ChildSpec> {
         )
     })
     .shutdown(shutdown);
+    let arguments = {
+        let settings = settings.clone();
+        let (directory, metrics) = (context.directory.clone(), context.metrics.clone());
+        move || ChatArguments {
+            settings: settings.chat.clone(),
+            matrix: settings.matrix.clone(),
+            directory: directory.clone(),
+            metrics: metrics.clone(),
+            data_dir: settings.data.dir.clone(),
+            durability: settings.data.durability,
+            call_timeout: timeout,
+        }
+    };
+    let chat = ChildSpec::worker(chat::NAME, move || (ChatActor, arguments())).shutdown(shutdown);
     let directory = context.directory.clone();
     let validate = ChildSpec::worker(validate::NAME, move || {
         (
@@ -339,7 +354,14 @@ fn retrieval_children(context: &ApiContext) -> Vec<ChildSpec> {
         )
     })
     .shutdown(shutdown);
-    vec![embed, vectors_supervisor, vector_catalog, matrix, validate]
+    vec![
+        embed,
+        vectors_supervisor,
+        vector_catalog,
+        matrix,
+        validate,
+        chat,
+    ]
 }
 
 /// The actix-web server.

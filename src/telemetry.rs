@@ -62,6 +62,10 @@ pub struct Metrics {
     pub vector_commit_duration: HistogramVec,
     pub vector_manifest_recoveries: IntCounterVec,
     pub lance_commits: IntCounterVec,
+    pub chat_requests: IntCounterVec,
+    pub chat_tokens: IntCounterVec,
+    pub chat_first_token: HistogramVec,
+    pub chat_duration: HistogramVec,
 }
 
 /// Stages of `lakehouse_vector_commit_duration_seconds`.
@@ -205,6 +209,43 @@ impl Metrics {
             ),
             &["dataset"],
         )?;
+        let chat_requests = IntCounterVec::new(
+            Opts::new(
+                "lakehouse_chat_requests_total",
+                "Chat requests by provider, model and outcome (ok, or the error code).",
+            ),
+            &["provider", "model", "outcome"],
+        )?;
+        let chat_tokens = IntCounterVec::new(
+            Opts::new(
+                "lakehouse_chat_tokens_total",
+                "Chat tokens by provider and kind (prompt, completion); estimated when the provider reports none.",
+            ),
+            &["provider", "kind"],
+        )?;
+        let chat_buckets = vec![
+            0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+        ];
+        let chat_first_token = HistogramVec::new(
+            HistogramOpts::new(
+                "lakehouse_chat_first_token_seconds",
+                "Time from a chat request to its first answer token.",
+            )
+            .buckets(chat_buckets.clone()),
+            &["provider"],
+        )?;
+        let chat_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "lakehouse_chat_duration_seconds",
+                "Chat latency, retrieval included, to the last token.",
+            )
+            .buckets(chat_buckets),
+            &["provider"],
+        )?;
+        registry.register(Box::new(chat_requests.clone()))?;
+        registry.register(Box::new(chat_tokens.clone()))?;
+        registry.register(Box::new(chat_first_token.clone()))?;
+        registry.register(Box::new(chat_duration.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(actor_restarts.clone()))?;
@@ -236,6 +277,10 @@ impl Metrics {
             vector_commit_duration,
             vector_manifest_recoveries,
             lance_commits,
+            chat_requests,
+            chat_tokens,
+            chat_first_token,
+            chat_duration,
         })
     }
 

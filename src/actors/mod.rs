@@ -3,10 +3,12 @@
 //! happens: `embed.rs` turns texts into vectors, `http.rs` owns the server,
 //! `vectors/` holds one actor per vector index and the catalog of indexes,
 //! `matrix.rs` does worker search and the playbook loop, `validate.rs`
-//! checks outreach; `storage.rs`, `catalog.rs`, `ingest.rs` and `query.rs`
+//! checks outreach; `chat/` answers questions over retrieved records and
+//! keeps the replay log; `storage.rs`, `catalog.rs`, `ingest.rs` and `query.rs`
 //! are the data plane (objects, dataset manifests, CSV into Lance, SQL).
 
 pub mod catalog;
+pub mod chat;
 pub mod embed;
 pub mod http;
 pub mod ingest;

@@ -2,6 +2,7 @@
 //! runtime. Actors call into it; it never calls actors.
 
 pub mod auth;
+pub mod chat;
 pub mod datasets;
 pub mod embedding;
 pub mod matrix;

@@ -65,10 +65,10 @@ pub struct WorkerFacts {
 }
 
 /// The reply: `200 {"valid": true}` or `422 {"valid": false, "errors": [...]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Verdict {
     pub valid: bool,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<Problem>,
 }
 
@@ -108,6 +108,21 @@ pub fn validate_sms(to: &str, body: &str) -> Vec<Problem> {
         problems.push(Problem::new("invalid_phone", "to", reason));
     }
     check_text(&mut problems, "body", body, MAX_SMS_CHARS);
+    check_placeholders(&mut problems, "body", body);
+    check_pii(&mut problems, "body", body);
+    problems
+}
+
+/// The checks of a drafted body alone, without a recipient: what a chat
+/// answer drafted as an SMS or an e-mail must pass before anyone sends it.
+pub fn validate_draft(sms: bool, body: &str) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let max = if sms {
+        MAX_SMS_CHARS
+    } else {
+        MAX_EMAIL_BODY_CHARS
+    };
+    check_text(&mut problems, "body", body, max);
     check_placeholders(&mut problems, "body", body);
     check_pii(&mut problems, "body", body);
     problems

@@ -300,6 +300,26 @@ pub struct Hit {
     pub metadata: Value,
 }
 
+/// An exact search of an index as of one Lance version (time travel).
+#[derive(Debug, Clone)]
+pub struct PinnedSearch {
+    pub vector: Vec<f32>,
+    pub k: usize,
+    pub filter: Option<Map<String, Value>>,
+    pub exclude_ids: Vec<String>,
+    /// Only these ids are candidates.
+    pub only_ids: Option<Vec<String>>,
+    /// `None`: the newest committed version.
+    pub version: Option<u64>,
+}
+
+/// The hits of a [`PinnedSearch`] and the version they come from.
+#[derive(Debug, Clone)]
+pub struct PinnedHits {
+    pub version: u64,
+    pub hits: Vec<Hit>,
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SearchResults {
     pub hits: Vec<Hit>,

@@ -90,6 +90,8 @@ pub enum ApiError {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Query(#[from] QueryError),
+    #[error(transparent)]
+    Chat(#[from] crate::actors::chat::ChatError),
 }
 
 /// The one error shape: `{"error": {"code", "message"}}`.
@@ -152,6 +154,7 @@ error_codes! {
     ReadOnly = (BAD_REQUEST, "read_only", "SQL that is not a single read-only query"),
     SqlError = (BAD_REQUEST, "sql_error", "SQL that does not plan or run"),
     UploadAborted = (BAD_REQUEST, "upload_aborted", "the client stopped sending the body"),
+    Cancelled = (BAD_REQUEST, "cancelled", "the client went away mid-answer (seen only in logs and metrics)"),
     InvalidName = (BAD_REQUEST, "invalid_name", "an index or dataset name outside its pattern"),
     InvalidDimension = (BAD_REQUEST, "invalid_dimension", "a dimension out of range"),
     InvalidHnsw = (BAD_REQUEST, "invalid_hnsw", "HNSW parameters out of range"),
@@ -168,10 +171,13 @@ error_codes! {
     ObjectNotFound = (NOT_FOUND, "object_not_found", "no such object"),
     DatasetNotFound = (NOT_FOUND, "dataset_not_found", "no such dataset"),
     NoWorkers = (NOT_FOUND, "no_workers", "the workers index does not exist yet: seed first"),
+    RunNotFound = (NOT_FOUND, "run_not_found", "no replay run with that id"),
+    ModelNotFound = (NOT_FOUND, "model_not_found", "the chat model is not pulled on Ollama (names it and the URL)"),
     MethodNotAllowed = (METHOD_NOT_ALLOWED, "method_not_allowed", "the route exists with other methods (listed in `Allow`)"),
     IndexExists = (CONFLICT, "index_exists", "an index of that name exists"),
     SchemaDrift = (CONFLICT, "schema_drift", "the CSV's columns differ from the dataset's (lists added, missing, retyped)"),
     IngestInProgress = (CONFLICT, "ingest_in_progress", "another ingest into the same dataset is running"),
+    VersionGone = (GONE, "version_gone", "a cited Lance version that retention has removed"),
     PayloadTooLarge = (PAYLOAD_TOO_LARGE, "payload_too_large", "a body over its limit (nothing stored)"),
     UnsupportedMediaType = (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "a JSON route sent another content type"),
     InvalidBody = (UNPROCESSABLE_ENTITY, "invalid_body", "wrong types, missing or unknown fields"),
@@ -185,6 +191,8 @@ error_codes! {
     InvalidMetadata = (UNPROCESSABLE_ENTITY, "invalid_metadata", "metadata that is not an object, or over its size"),
     VectorOrText = (UNPROCESSABLE_ENTITY, "vector_or_text", "not exactly one of `vector` and `text`"),
     InvalidK = (UNPROCESSABLE_ENTITY, "invalid_k", "k out of range"),
+    InvalidMessages = (UNPROCESSABLE_ENTITY, "invalid_messages", "chat messages empty, too many, too long, not ending with the user's, or a bad model name"),
+    InvalidContext = (UNPROCESSABLE_ENTITY, "invalid_context", "a chat context source that is not `workers` or `index:<name>`, or a playbook without a role"),
     InvalidEfSearch = (UNPROCESSABLE_ENTITY, "invalid_ef_search", "ef_search out of range"),
     InvalidFilter = (UNPROCESSABLE_ENTITY, "invalid_filter", "a filter value that cannot be matched"),
     TooManyFilterFields = (UNPROCESSABLE_ENTITY, "too_many_filter_fields", "more filter fields than limits.max_filter_fields"),
@@ -201,6 +209,7 @@ error_codes! {
     StorageError = (INTERNAL_SERVER_ERROR, "storage_error", "the data dir or object store failed"),
     IndexError = (INTERNAL_SERVER_ERROR, "index_error", "faiss failed"),
     EmbedFailed = (INTERNAL_SERVER_ERROR, "embed_failed", "the embedder failed inside"),
+    ChatBadResponse = (BAD_GATEWAY, "chat_bad_response", "Ollama's chat answer broke off or did not parse"),
     EmbedderBadResponse = (BAD_GATEWAY, "embedder_bad_response", "Ollama answered with the wrong model or dimension"),
     ActorUnavailable = (SERVICE_UNAVAILABLE, "actor_unavailable", "the actor behind the route is restarting or stopped"),
     ActorFailed = (SERVICE_UNAVAILABLE, "actor_failed", "the actor behind the route was given up on after a crash loop"),
@@ -208,12 +217,14 @@ error_codes! {
     IndexUnavailable = (SERVICE_UNAVAILABLE, "index_unavailable", "the index went down with the request in hand (a commit that failed): retry"),
     IndexFailed = (SERVICE_UNAVAILABLE, "index_failed", "the index was left failed after a crash loop (names the reason)"),
     NotReady = (SERVICE_UNAVAILABLE, "not_ready", "`/ready`: actors still starting or restarting (named)"),
+    ChatUnavailable = (SERVICE_UNAVAILABLE, "chat_unavailable", "Ollama (chat) cannot be reached (names the URL)"),
     EmbedderUnavailable = (SERVICE_UNAVAILABLE, "embedder_unavailable", "Ollama cannot be reached (names the URL)"),
     TooManyTransfers = (SERVICE_UNAVAILABLE, "too_many_transfers", "storage.max_concurrent_transfers are running"),
     TooManyQueries = (SERVICE_UNAVAILABLE, "too_many_queries", "query.max_concurrent queries are running"),
     ActorTimeout = (GATEWAY_TIMEOUT, "actor_timeout", "no reply within server.request_timeout_ms"),
     EmbedderTimeout = (GATEWAY_TIMEOUT, "embedder_timeout", "the embedder did not answer in time"),
     QueryTimeout = (GATEWAY_TIMEOUT, "query_timeout", "SQL over query.timeout_ms"),
+    ChatTimeout = (GATEWAY_TIMEOUT, "chat_timeout", "a chat over chat.timeout_ms"),
 }
 
 impl ApiError {
@@ -249,6 +260,7 @@ impl ApiError {
             ApiError::Storage(err) => storage_code(err),
             ApiError::Ingest(err) => ingest_code(err),
             ApiError::Query(err) => query_code(err),
+            ApiError::Chat(err) => chat_code(err),
         }
     }
 
@@ -281,6 +293,32 @@ fn embed_code(err: &EmbedError) -> ErrorCode {
     }
 }
 
+/// The code of a chat failure (also the `outcome` label of its metric).
+pub fn chat_code(err: &crate::actors::chat::ChatError) -> ErrorCode {
+    use crate::actors::chat::ChatError;
+    use crate::domain::chat::ChatInvalid;
+    match err {
+        ChatError::Invalid(invalid) => match invalid {
+            ChatInvalid::Messages(_) | ChatInvalid::Model => ErrorCode::InvalidMessages,
+            ChatInvalid::Source(_) | ChatInvalid::PlaybookWithoutRole => ErrorCode::InvalidContext,
+            ChatInvalid::K(_) => ErrorCode::InvalidK,
+            ChatInvalid::Query(_) => ErrorCode::QueryTooLong,
+        },
+        ChatError::NoWorkers => ErrorCode::NoWorkers,
+        ChatError::ModelNotFound { .. } => ErrorCode::ModelNotFound,
+        ChatError::Unavailable { .. } => ErrorCode::ChatUnavailable,
+        ChatError::Timeout => ErrorCode::ChatTimeout,
+        ChatError::BadResponse(_) => ErrorCode::ChatBadResponse,
+        ChatError::RunNotFound(_) => ErrorCode::RunNotFound,
+        ChatError::Cancelled => ErrorCode::Cancelled,
+        ChatError::Index(err) => index_code(err),
+        ChatError::Embed(err) => embed_code(err),
+        ChatError::Call(err) => call_code(err),
+        ChatError::Storage(_) => ErrorCode::StorageError,
+        ChatError::Internal(_) => ErrorCode::Internal,
+    }
+}
+
 fn index_code(err: &IndexError) -> ErrorCode {
     match err {
         IndexError::Invalid(invalid) => validation_code(invalid),
@@ -295,6 +333,7 @@ fn index_code(err: &IndexError) -> ErrorCode {
         IndexError::Unavailable => ErrorCode::IndexUnavailable,
         IndexError::Loading(_) => ErrorCode::IndexLoading,
         IndexError::Failed { .. } => ErrorCode::IndexFailed,
+        IndexError::VersionGone { .. } => ErrorCode::VersionGone,
         IndexError::Internal(_) => ErrorCode::Internal,
     }
 }

@@ -4,6 +4,7 @@
 
 mod admin;
 pub mod auth;
+mod chat;
 mod data;
 mod embed;
 pub mod error;
@@ -83,7 +84,8 @@ fn routes(cfg: &mut ServiceConfig) {
             .configure(vectors::configure)
             .configure(matrix::configure)
             .configure(validate::configure)
-            .configure(data::configure),
+            .configure(data::configure)
+            .configure(chat::configure),
     );
 }
 
@@ -115,7 +117,7 @@ impl ApiContext {
         self.directory.call(actor, build, timeout).await
     }
 
-    fn timeout(&self) -> Duration {
+    pub fn timeout(&self) -> Duration {
         self.settings.request_timeout()
     }
 }

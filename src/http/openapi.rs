@@ -43,6 +43,7 @@ Errors have one shape: `{\"error\": {\"code\", \"message\"}}`. Send `Authorizati
         (name = "matrix", description = "Worker search and the playbook learning loop"),
         (name = "validate", description = "Outreach validators: e-mail, SMS, fill proposals"),
         (name = "data", description = "Objects, CSV ingest into Lance datasets, the catalog, SQL"),
+        (name = "chat", description = "Answers over retrieved records, with citations pinned to Lance versions; the replay log"),
     )
 )]
 struct ApiDoc;

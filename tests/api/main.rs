@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod chat;
 mod data;
 mod deploy;
 mod embed;

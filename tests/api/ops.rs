@@ -134,7 +134,14 @@ async fn supervision_draws_the_tree() {
     assert_eq!(children("data"), ["storage", "catalog", "ingest", "query"]);
     assert_eq!(
         children("retrieval"),
-        ["embed", "vectors", "vector_catalog", "matrix", "validate"]
+        [
+            "embed",
+            "vectors",
+            "vector_catalog",
+            "matrix",
+            "validate",
+            "chat"
+        ]
     );
     assert_eq!(children("edge"), ["http"]);
     let embed = app.node("embed").await.unwrap();

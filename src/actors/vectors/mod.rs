@@ -179,6 +179,9 @@ pub enum IndexError {
     /// admin restart.
     #[error("index '{index}' has failed: {reason}")]
     Failed { index: String, reason: String },
+    /// A pinned search asked for a version that retention removed.
+    #[error("index '{index}' no longer keeps version {version} (removed after vectors.version_retention_secs)")]
+    VersionGone { index: String, version: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }

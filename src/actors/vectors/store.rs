@@ -624,3 +624,128 @@ fn manifest_version(path: &Path) -> Option<u64> {
         stem
     })
 }
+
+/// An exact search of the index as it was at one Lance version.
+pub struct PinnedQuery {
+    /// Prepared for the index's metric (normalised for cosine).
+    pub vector: Vec<f32>,
+    pub metric: crate::domain::vectors::Metric,
+    pub k: usize,
+    /// `(field, filter key)` pairs, as [`crate::domain::vectors::prepare_filter`] gives them.
+    pub filter: Vec<(String, String)>,
+    pub exclude: std::collections::HashSet<String>,
+    /// When set, only these ids are candidates (how the playbook's
+    /// injected workers are scored).
+    pub only: Option<std::collections::HashSet<String>>,
+}
+
+/// Why a pinned search found no dataset to read.
+pub enum PinnedMiss {
+    /// The version was removed by `vectors.version_retention_secs` (and no
+    /// tag kept it).
+    VersionGone,
+    Store(StoreError),
+}
+
+/// The exact `k` nearest live items of the dataset at `path` as of
+/// `version`: time travel. Reads the rows of that version (the newest row
+/// per id wins, delete markers remove), so the same version always gives
+/// the same answer — the graph plays no part. Cost: one scan of the
+/// version, so for reruns and for chat context, not for hot paths.
+pub async fn search_at(
+    path: &Path,
+    version: u64,
+    query: &PinnedQuery,
+) -> Result<Vec<crate::domain::vectors::Hit>, PinnedMiss> {
+    use std::collections::HashMap;
+    let store = |e: lance::Error| PinnedMiss::Store(StoreError::Lance(e));
+    let location = path.to_string_lossy();
+    let latest = Dataset::open(&location).await.map_err(store)?;
+    let dataset = match latest.checkout_version(version).await {
+        Ok(dataset) => dataset,
+        Err(lance::Error::VersionNotFound { .. }) | Err(lance::Error::NotFound { .. }) => {
+            return Err(PinnedMiss::VersionGone)
+        }
+        Err(err) => return Err(store(err)),
+    };
+    let mut scanner = dataset.scan();
+    scanner
+        .project(&["id", "seq", "vector", "metadata", "deleted"])
+        .map_err(store)?;
+    let mut stream = scanner.try_into_stream().await.map_err(store)?;
+    // id → (seq, distance, metadata); a delete marker keeps its seq with
+    // no distance so an older row cannot come back.
+    let mut newest: HashMap<String, (u64, Option<f32>, Option<Arc<str>>)> = HashMap::new();
+    while let Some(batch) = stream.try_next().await.map_err(store)? {
+        let miss = |e: StoreError| PinnedMiss::Store(e);
+        let ids = column::<StringArray>(&batch, "id").map_err(miss)?;
+        let seqs = column::<UInt64Array>(&batch, "seq").map_err(miss)?;
+        let metadata = column::<StringArray>(&batch, "metadata").map_err(miss)?;
+        let deleted = column::<BooleanArray>(&batch, "deleted").map_err(miss)?;
+        let vectors = column::<FixedSizeListArray>(&batch, "vector").map_err(miss)?;
+        let values = vectors
+            .values()
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .ok_or(PinnedMiss::Store(StoreError::Column("vector")))?;
+        let dimension = query.vector.len();
+        for i in 0..batch.num_rows() {
+            let id = ids.value(i);
+            if query.exclude.contains(id) || query.only.as_ref().is_some_and(|o| !o.contains(id)) {
+                continue;
+            }
+            let seq = seqs.value(i);
+            if newest.get(id).is_some_and(|(known, _, _)| *known > seq) {
+                continue;
+            }
+            let row = if deleted.value(i) || vectors.is_null(i) {
+                (seq, None, None)
+            } else {
+                let start = vectors.value_offset(i) as usize;
+                let Some(vector) = values.values().get(start..start + dimension) else {
+                    continue;
+                };
+                let text = (!metadata.is_null(i)).then(|| Arc::from(metadata.value(i)));
+                (seq, Some(query.metric.exact(&query.vector, vector)), text)
+            };
+            newest.insert(id.to_string(), row);
+        }
+    }
+    let mut hits: Vec<crate::domain::vectors::Hit> = newest
+        .into_iter()
+        .filter_map(|(id, (_, distance, text))| {
+            let distance = distance?;
+            let metadata: serde_json::Value = text
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or(serde_json::Value::Null);
+            let passes = query.filter.iter().all(|(field, key)| {
+                metadata
+                    .get(field)
+                    .and_then(crate::domain::vectors::filter_key)
+                    .as_ref()
+                    == Some(key)
+            });
+            passes.then_some(crate::domain::vectors::Hit {
+                id,
+                distance,
+                metadata,
+            })
+        })
+        .collect();
+    hits.sort_by(|a, b| {
+        a.distance
+            .total_cmp(&b.distance)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    hits.truncate(query.k);
+    Ok(hits)
+}
+
+/// Tags `version` so that removing old versions keeps it (a replay run
+/// cites it). Not a commit: it writes a ref file beside the manifests.
+pub async fn tag_version(path: &Path, tag: &str, version: u64) -> Result<(), StoreError> {
+    let dataset = Dataset::open(&path.to_string_lossy()).await?;
+    dataset.tags().create(tag, version).await?;
+    Ok(())
+}

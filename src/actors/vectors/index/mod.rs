@@ -42,7 +42,8 @@ use super::snapshot::SnapshotPaths;
 use super::{HotFields, IndexError, IndexFence};
 use crate::config::{Durability, VectorSettings};
 use crate::domain::vectors::{
-    validate_id, Hit, IndexDefinition, IndexInfo, Item, ItemInput, SearchRequest, UpsertOutcome,
+    validate_id, Hit, IndexDefinition, IndexInfo, Item, ItemInput, PinnedHits, PinnedSearch,
+    SearchRequest, UpsertOutcome,
 };
 use crate::supervision::{Directory, Fault, FaultKind, StatusBoard};
 use crate::telemetry::Metrics;
@@ -97,6 +98,20 @@ pub enum IndexMessage {
     },
     Info {
         reply: RpcReplyPort<IndexInfo>,
+    },
+    /// An exact search of the index as of one Lance version (the newest
+    /// when `version` is `None`): the same version always gives the same
+    /// hits. Reads Lance, not the graph.
+    Pinned {
+        request: PinnedSearch,
+        reply: RpcReplyPort<Result<PinnedHits, IndexError>>,
+    },
+    /// Keeps `version` from removal by the retention of old versions
+    /// (something durable cites it).
+    Tag {
+        version: u64,
+        tag: String,
+        reply: RpcReplyPort<Result<(), IndexError>>,
     },
     /// The metadata of those of `ids` that exist (no vectors; cheap).
     Lookup {
@@ -309,6 +324,20 @@ impl Actor for IndexActor {
             }
             IndexMessage::Info { reply } => {
                 let _ = reply.send(state.info(&pipeline));
+            }
+            IndexMessage::Pinned { request, reply } => {
+                search::pinned(state.arguments.clone(), request, reply)
+            }
+            IndexMessage::Tag {
+                version,
+                tag,
+                reply,
+            } => {
+                let path = search::dataset_path(&state.arguments);
+                tokio::spawn(async move {
+                    let tagged = super::store::tag_version(&path, &tag, version).await;
+                    let _ = reply.send(tagged.map_err(IndexError::from));
+                });
             }
             IndexMessage::Lookup { ids, reply } => {
                 let _ = reply.send(search::lookup(&pipeline, ids));

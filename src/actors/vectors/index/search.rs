@@ -12,9 +12,11 @@ use serde_json::Value;
 use super::write::embed_texts;
 use super::{IndexArguments, Pipeline};
 use crate::actors::vectors::core::Query;
+use crate::actors::vectors::store::{self, PinnedMiss, PinnedQuery};
 use crate::actors::vectors::IndexError;
 use crate::domain::vectors::{
-    prepare_filter, prepare_vector, Hit, Item, SearchRequest, ValidationError,
+    prepare_filter, prepare_vector, Hit, Item, PinnedHits, PinnedSearch, SearchRequest,
+    ValidationError,
 };
 
 /// Validates a search in the mailbox (cheap), then runs it on its own task.
@@ -99,4 +101,60 @@ pub(super) fn lookup(pipeline: &Pipeline, ids: Vec<String>) -> HashMap<String, V
             Some((id, metadata))
         })
         .collect()
+}
+
+/// Where the index's Lance dataset lives.
+pub(super) fn dataset_path(arguments: &IndexArguments) -> std::path::PathBuf {
+    arguments
+        .dir
+        .join(format!("{}.lance", arguments.definition.name))
+}
+
+/// An exact search at one Lance version, on its own task.
+pub(super) fn pinned(
+    arguments: Arc<IndexArguments>,
+    request: PinnedSearch,
+    reply: RpcReplyPort<Result<PinnedHits, IndexError>>,
+) {
+    tokio::spawn(async move {
+        let _ = reply.send(run_pinned(&arguments, request).await);
+    });
+}
+
+async fn run_pinned(
+    arguments: &IndexArguments,
+    request: PinnedSearch,
+) -> Result<PinnedHits, IndexError> {
+    let definition = &arguments.definition;
+    crate::domain::vectors::validate_k(request.k)?;
+    let vector = prepare_vector(
+        request.vector,
+        definition.dimension,
+        definition.metric,
+        "vector",
+    )?;
+    let path = dataset_path(arguments);
+    let version = match request.version {
+        Some(version) => version,
+        None => lance::Dataset::open(&path.to_string_lossy())
+            .await
+            .map_err(|e| IndexError::Storage(e.to_string()))?
+            .version_id(),
+    };
+    let query = PinnedQuery {
+        vector,
+        metric: definition.metric,
+        k: request.k,
+        filter: prepare_filter(request.filter)?,
+        exclude: request.exclude_ids.into_iter().collect(),
+        only: request.only_ids.map(|ids| ids.into_iter().collect()),
+    };
+    match store::search_at(&path, version, &query).await {
+        Ok(hits) => Ok(PinnedHits { version, hits }),
+        Err(PinnedMiss::VersionGone) => Err(IndexError::VersionGone {
+            index: definition.name.clone(),
+            version,
+        }),
+        Err(PinnedMiss::Store(err)) => Err(err.into()),
+    }
 }

@@ -1,0 +1,257 @@
+//! Retrieval for chat: exact reads of pinned Lance versions, so a run's
+//! context can be rebuilt later from the versions it cites.
+//!
+//! - `workers`: the workers index, and with `use_playbook` the playbook's
+//!   recordings of the role, boosted with the matrix's arithmetic.
+//! - `index:<name>`: any vector index, by the query's embedding.
+//!
+//! Each read names the version it read; a rerun passes the same versions
+//! back and gets the same records.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value};
+
+use super::{ChatContext, ChatError};
+use crate::actors::embed::{self, EmbedMessage};
+use crate::actors::matrix::{PLAYBOOK, WORKERS};
+use crate::actors::vectors::index::{actor_name, IndexMessage};
+use crate::actors::vectors::IndexError;
+use crate::domain::chat::{redact_value, Citation, ContextRequest, Record, Source};
+use crate::domain::matrix::{apply_playbook, best_scores, boost_factor, MatrixHit};
+use crate::domain::vectors::{PinnedHits, PinnedSearch};
+use crate::supervision::CallError;
+
+/// What a retrieval read and found.
+pub struct Retrieved {
+    pub records: Vec<Record>,
+    /// Index name → the Lance version read.
+    pub versions: BTreeMap<String, u64>,
+    /// SSN-shaped values redacted from the records.
+    pub redacted: usize,
+}
+
+impl ChatContext {
+    /// Retrieves `context` for `query`, at `versions` when given (a rerun),
+    /// else at each index's newest version.
+    pub async fn retrieve(
+        &self,
+        context: &ContextRequest,
+        query: &str,
+        versions: Option<&BTreeMap<String, u64>>,
+    ) -> Result<Retrieved, ChatError> {
+        let source = Source::parse(&context.source)?;
+        let vector = self.embed(query).await?;
+        let at = |index: &str| versions.and_then(|v| v.get(index).copied());
+        let mut read = BTreeMap::new();
+        let k = context.k.min(self.settings.max_context_records);
+        let hits: Vec<MatrixHit> = match &source {
+            Source::Index(name) => {
+                let found = self
+                    .pinned(name, &vector, k, context.filter.clone(), None, at(name))
+                    .await?
+                    .ok_or_else(|| IndexError::NotFound(name.clone()))?;
+                read.insert(name.clone(), found.version);
+                found.hits.into_iter().map(to_matrix_hit).collect()
+            }
+            Source::Workers => {
+                let found = self
+                    .pinned(
+                        WORKERS,
+                        &vector,
+                        k,
+                        context.filter.clone(),
+                        None,
+                        at(WORKERS),
+                    )
+                    .await?
+                    .ok_or(ChatError::NoWorkers)?;
+                let workers_version = found.version;
+                read.insert(WORKERS.to_string(), workers_version);
+                let hits: Vec<MatrixHit> = found.hits.into_iter().map(to_matrix_hit).collect();
+                let role = context
+                    .filter
+                    .as_ref()
+                    .and_then(|f| f.get("role"))
+                    .and_then(Value::as_str);
+                match (context.use_playbook, role) {
+                    (true, Some(role)) => {
+                        let (scores, playbook_version) =
+                            self.recordings(&vector, role, at(PLAYBOOK)).await?;
+                        if let Some(version) = playbook_version {
+                            read.insert(PLAYBOOK.to_string(), version);
+                        }
+                        let missing: Vec<String> = scores
+                            .keys()
+                            .filter(|id| !hits.iter().any(|h| &h.worker_id == *id))
+                            .cloned()
+                            .collect();
+                        let mut injected = Vec::new();
+                        if !missing.is_empty() {
+                            let extra = self
+                                .pinned(
+                                    WORKERS,
+                                    &vector,
+                                    missing.len(),
+                                    context.filter.clone(),
+                                    Some(missing),
+                                    Some(workers_version),
+                                )
+                                .await?
+                                .ok_or(ChatError::NoWorkers)?;
+                            for hit in extra.hits {
+                                let score = scores.get(&hit.id).copied().unwrap_or(0.0);
+                                let mut hit = to_matrix_hit(hit);
+                                hit.distance *= boost_factor(score);
+                                hit.boosted = true;
+                                hit.injected = true;
+                                injected.push(hit);
+                            }
+                        }
+                        apply_playbook(hits, &scores, injected, k).hits
+                    }
+                    _ => hits,
+                }
+            }
+        };
+        let label = source.label();
+        let lance_version = match &source {
+            Source::Index(name) => read[name],
+            Source::Workers => read[WORKERS],
+        };
+        let mut redacted = 0;
+        let records = hits
+            .into_iter()
+            .map(|hit| {
+                let mut metadata = hit.worker;
+                redacted += redact_value(&mut metadata);
+                Record {
+                    citation: Citation {
+                        source: label.clone(),
+                        id: hit.worker_id,
+                        lance_version,
+                        distance: hit.distance,
+                    },
+                    metadata,
+                }
+            })
+            .collect();
+        Ok(Retrieved {
+            records,
+            versions: read,
+            redacted,
+        })
+    }
+
+    async fn embed(&self, text: &str) -> Result<Vec<f32>, ChatError> {
+        let texts = vec![text.to_string()];
+        let embedded = self
+            .directory
+            .call_idempotent(
+                embed::NAME,
+                |reply| EmbedMessage::Embed {
+                    texts: texts.clone(),
+                    model: None,
+                    reply,
+                },
+                self.call_timeout,
+            )
+            .await??;
+        embedded
+            .vectors
+            .first()
+            .map(|v| v.to_vec())
+            .ok_or_else(|| ChatError::Internal("the embedder returned no vector".into()))
+    }
+
+    /// One pinned search; `Ok(None)` when the index does not exist.
+    async fn pinned(
+        &self,
+        index: &str,
+        vector: &[f32],
+        k: usize,
+        filter: Option<Map<String, Value>>,
+        only_ids: Option<Vec<String>>,
+        version: Option<u64>,
+    ) -> Result<Option<PinnedHits>, ChatError> {
+        let request = PinnedSearch {
+            vector: vector.to_vec(),
+            k,
+            filter,
+            exclude_ids: Vec::new(),
+            only_ids,
+            version,
+        };
+        let actor = actor_name(index);
+        match self
+            .directory
+            .call_idempotent(
+                &actor,
+                |reply| IndexMessage::Pinned {
+                    request: request.clone(),
+                    reply,
+                },
+                self.call_timeout,
+            )
+            .await
+        {
+            Ok(found) => Ok(Some(found?)),
+            Err(CallError::Unavailable { .. }) if !self.directory.known(&actor) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The best score per worker over the recordings of `role` near the
+    /// query, and the playbook version read (`None`: no playbook yet).
+    async fn recordings(
+        &self,
+        vector: &[f32],
+        role: &str,
+        version: Option<u64>,
+    ) -> Result<(HashMap<String, f64>, Option<u64>), ChatError> {
+        let mut filter = Map::new();
+        filter.insert("role".into(), Value::String(role.to_string()));
+        let found = match self
+            .pinned(
+                PLAYBOOK,
+                vector,
+                self.matrix.playbook_candidates,
+                Some(filter),
+                None,
+                version,
+            )
+            .await
+        {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok((HashMap::new(), None)),
+            // A playbook of another dimension (another embedder) cannot match.
+            Err(ChatError::Index(IndexError::Invalid(_))) => return Ok((HashMap::new(), None)),
+            Err(err) => return Err(err),
+        };
+        let recordings: Vec<(Vec<String>, f64)> = found
+            .hits
+            .into_iter()
+            .filter(|hit| hit.distance <= self.matrix.playbook_max_distance)
+            .filter_map(|hit| {
+                let ids = hit.metadata.get("worker_ids")?.as_array()?;
+                let ids = ids
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect();
+                Some((ids, hit.metadata.get("score")?.as_f64()?))
+            })
+            .collect();
+        let scores = best_scores(recordings.iter().map(|(ids, s)| (ids.as_slice(), *s)));
+        Ok((scores, Some(found.version)))
+    }
+}
+
+fn to_matrix_hit(hit: crate::domain::vectors::Hit) -> MatrixHit {
+    MatrixHit {
+        worker_id: hit.id,
+        distance: hit.distance,
+        boosted: false,
+        injected: false,
+        worker: hit.metadata,
+    }
+}
