@@ -43,6 +43,7 @@ pub struct Settings {
     pub vectors: VectorSettings,
     pub matrix: MatrixSettings,
     pub chat: ChatSettings,
+    pub mcp: McpSettings,
     pub storage: StorageSettings,
     pub ingest: IngestSettings,
     pub query: QuerySettings,
@@ -123,6 +124,26 @@ pub struct OllamaSettings {
     pub timeout_ms: u64,
     /// Texts per request to Ollama.
     pub batch_size: usize,
+}
+
+/// The MCP server (`/mcp` and `lakehouse mcp`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpSettings {
+    /// Serve `/mcp` (streamable HTTP).
+    pub enabled: bool,
+    /// Do not offer write tools (`record_placement`) at all.
+    pub read_only: bool,
+    /// Rows (hits, datasets, …) a tool result holds at most.
+    pub max_rows: usize,
+    /// Characters a tool result holds at most.
+    pub max_chars: usize,
+    /// Browser origins accepted besides loopback ones (`http://localhost:*`,
+    /// `http://127.0.0.1:*`, `http://[::1]:*`), e.g. `https://agents.example.com`.
+    pub allowed_origins: Vec<String>,
+    /// `Host` headers accepted on `/mcp` besides loopback names (DNS
+    /// rebinding protection): add the name clients reach the service by.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Which model answers chat.
@@ -580,6 +601,24 @@ impl Settings {
         if let Err(err) = self.matrix.playbook_hnsw.validate() {
             check(false, "matrix.playbook_hnsw", &err.to_string())?;
         }
+        check(
+            (1..=10_000).contains(&self.mcp.max_rows),
+            "mcp.max_rows",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            (1_000..=10_000_000).contains(&self.mcp.max_chars),
+            "mcp.max_chars",
+            "must be between 1000 and 10000000",
+        )?;
+        check(
+            self.mcp
+                .allowed_origins
+                .iter()
+                .all(|o| o.starts_with("http://") || o.starts_with("https://")),
+            "mcp.allowed_origins",
+            "each origin needs its scheme, e.g. https://agents.example.com",
+        )?;
         let chat = &self.chat;
         check(
             (1..=crate::domain::chat::MAX_CONTEXT_K).contains(&chat.default_k),

@@ -25,6 +25,7 @@ pub mod doctor;
 pub mod domain;
 pub mod durability;
 pub mod http;
+pub mod mcp;
 pub mod replay_cli;
 pub mod seed;
 pub mod startup;

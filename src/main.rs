@@ -29,6 +29,9 @@ enum Command {
     /// Run each query of a JSON-lines file through `POST /v1/replay` of a
     /// running service (each run is appended to `replay_runs`).
     Replay(ReplayArgs),
+    /// Speak MCP on stdin/stdout for an agent (Claude Desktop, Claude
+    /// Code), calling a running service's HTTP API.
+    Mcp(McpArgs),
     /// Bearer tokens: `token new` makes one.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -88,6 +91,18 @@ struct ReplayArgs {
 }
 
 #[derive(clap::Args)]
+struct McpArgs {
+    /// The running service (default: server.host:server.port from the configuration).
+    #[arg(long, value_name = "URL")]
+    target: Option<String>,
+    /// A token for the service (its role gates the tools).
+    #[arg(long, env = "LAKEHOUSE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(clap::Args)]
 struct ConfigArgs {
     /// An extra TOML file layered over config/default.toml and config/<LAKEHOUSE_ENV>.toml.
     #[arg(long, value_name = "FILE")]
@@ -130,6 +145,7 @@ fn main() -> ExitCode {
         Command::Serve(args) | Command::Doctor(args) => args,
         Command::Seed(seed) => &seed.config,
         Command::Replay(replay) => &replay.config,
+        Command::Mcp(mcp) => &mcp.config,
         Command::Token(TokenCommand::New { name, role }) => return new_token(name, role),
     };
     let settings = match args.load() {
@@ -144,6 +160,7 @@ fn main() -> ExitCode {
         Command::Doctor(_) => doctor(&settings),
         Command::Seed(args) => seed(args, &settings),
         Command::Replay(args) => replay(args, &settings),
+        Command::Mcp(args) => mcp_stdio(args, &settings),
         Command::Token(_) => ExitCode::SUCCESS,
     }
 }
@@ -278,6 +295,46 @@ fn replay(args: ReplayArgs, settings: &Settings) -> ExitCode {
         }
         Err(err) => {
             eprintln!("lakehouse replay: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// MCP over stdio. stdout carries the protocol: logs go to stderr.
+fn mcp_stdio(args: McpArgs, settings: &Settings) -> ExitCode {
+    use rmcp::ServiceExt;
+    lakehouse::telemetry::init_tracing(&settings.log.level, settings.log.format, std::io::stderr);
+    let target = args
+        .target
+        .unwrap_or_else(|| format!("http://{}:{}", settings.server.host, settings.server.port));
+    // A tool call may run a chat: give it the chat's budget.
+    let timeout =
+        std::time::Duration::from_millis(settings.chat.timeout_ms) + settings.request_timeout();
+    let backend = match lakehouse::mcp::backend::Backend::remote(&target, args.token, timeout) {
+        Ok(backend) => backend,
+        Err(err) => {
+            eprintln!("lakehouse mcp: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let handler =
+        lakehouse::mcp::LakehouseMcp::new(std::sync::Arc::new(backend), settings.mcp.clone());
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("lakehouse: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        let service = handler.serve(rmcp::transport::stdio()).await?;
+        service.waiting().await?;
+        anyhow::Ok(())
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("lakehouse mcp: {err:#}");
             ExitCode::FAILURE
         }
     }

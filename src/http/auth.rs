@@ -171,6 +171,10 @@ fn check(req: &ServiceRequest, context: &ApiContext) -> Result<Caller, (Caller, 
         // No route: the default service answers 404 or 405.
         None => return Ok(anonymous),
         Some(pattern) if pattern.starts_with("/docs") => Access::Open,
+        // MCP: any valid token; each tool then checks the role it needs.
+        Some(pattern) if pattern == "/mcp" || pattern.starts_with("/mcp/") => {
+            Access::Role(Role::Read)
+        }
         Some(pattern) => match context.contract.rules.access(req.method(), &pattern) {
             Some(access) => access,
             // The route exists with other methods: 405 from the default

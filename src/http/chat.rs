@@ -76,6 +76,37 @@ async fn chat(
     if stream {
         return Ok(sse(first, citations, events));
     }
+    Ok(HttpResponse::Ok().json(gather(first, citations, events).await?))
+}
+
+/// A whole (not streamed) chat, as `/v1/chat` answers it: for callers
+/// inside the process (the MCP `ask` tool).
+pub async fn ask(context: &ApiContext, request: ChatRequest) -> Result<ChatResponse, ApiError> {
+    let mut events = context
+        .call(NAME, |reply| ChatMessage::Chat { request, reply })
+        .await??;
+    let mut citations = Vec::new();
+    let first = loop {
+        match events.recv().await {
+            Some(Event::Citations(found)) => citations = found,
+            Some(Event::Error(err)) => return Err(err.into()),
+            Some(event) => break event,
+            None => {
+                return Err(ApiError::Internal(
+                    "the chat ended without an answer".into(),
+                ))
+            }
+        }
+    };
+    gather(first, citations, events).await
+}
+
+/// Gathers the rest of an answer after its first event.
+async fn gather(
+    first: Event,
+    mut citations: Vec<Citation>,
+    mut events: mpsc::Receiver<Event>,
+) -> Result<ChatResponse, ApiError> {
     let mut answer = String::new();
     let mut event = Some(first);
     loop {
@@ -90,7 +121,7 @@ async fn chat(
                     verdict,
                     ..
                 } = *finished;
-                return Ok(HttpResponse::Ok().json(ChatResponse {
+                return Ok(ChatResponse {
                     provider,
                     model,
                     message: Message {
@@ -100,7 +131,7 @@ async fn chat(
                     citations,
                     usage,
                     verdict,
-                }));
+                });
             }
             Some(Event::Error(err)) => return Err(err.into()),
             None => {

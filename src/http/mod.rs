@@ -4,11 +4,11 @@
 
 mod admin;
 pub mod auth;
-mod chat;
+pub mod chat;
 mod data;
 mod embed;
 pub mod error;
-mod limits;
+pub mod limits;
 mod matrix;
 mod middleware;
 pub mod openapi;
@@ -122,6 +122,50 @@ impl ApiContext {
     }
 }
 
+/// The streamable HTTP MCP service (`mcp.enabled`), built once so every
+/// worker shares its sessions. The front door's verdict on the caller is
+/// handed to the tools, which check the role each needs.
+fn mcp_service(
+    context: &ApiContext,
+) -> Option<rmcp_actix_web::transport::StreamableHttpService<crate::mcp::LakehouseMcp>> {
+    use actix_web::HttpMessage as _;
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    let settings = context.settings.mcp.clone();
+    if !settings.enabled {
+        return None;
+    }
+    let backend = Arc::new(crate::mcp::backend::Backend::Local(context.clone()));
+    let handler = crate::mcp::LakehouseMcp::new(backend, settings.clone());
+    let mut origins = vec![
+        "http://localhost:*".to_string(),
+        "http://127.0.0.1:*".to_string(),
+        "http://[::1]:*".to_string(),
+    ];
+    origins.extend(settings.allowed_origins.iter().cloned());
+    let mut hosts = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "[::1]".to_string(),
+    ];
+    hosts.extend(settings.allowed_hosts.iter().cloned());
+    Some(
+        rmcp_actix_web::transport::StreamableHttpService::builder()
+            .service_factory(Arc::new(move || Ok(handler.clone())))
+            .session_manager(Arc::new(LocalSessionManager::default()))
+            .stateful_mode(true)
+            .allowed_origins(origins)
+            .allowed_hosts(hosts)
+            .on_request_fn(|request, extensions| {
+                let role = request
+                    .extensions()
+                    .get::<auth::Caller>()
+                    .and_then(|caller| caller.role);
+                extensions.insert(crate::mcp::McpCaller { role });
+            })
+            .build(),
+    )
+}
+
 /// Builds the actix-web server on `listener` (not yet running).
 pub fn server(listener: TcpListener, context: ApiContext) -> std::io::Result<Server> {
     let workers = match context.settings.server.workers {
@@ -129,6 +173,7 @@ pub fn server(listener: TcpListener, context: ApiContext) -> std::io::Result<Ser
         n => n,
     };
     let shutdown = context.settings.server.shutdown_timeout_secs;
+    let mcp = mcp_service(&context);
     let data = web::Data::new(context);
     let server = HttpServer::new(move || {
         let max_body = data.settings.limits.max_body_bytes;
@@ -143,6 +188,10 @@ pub fn server(listener: TcpListener, context: ApiContext) -> std::io::Result<Ser
             .split_for_parts();
         // Middleware: the last wrapped runs first. observe (ids, metrics,
         // the log line with the caller) → authorize → one error shape.
+        let app = match mcp.clone() {
+            Some(mcp) => app.service(mcp.scope_with_path("/mcp")),
+            None => app,
+        };
         app.service(web::redirect("/docs", "/docs/"))
             .service(SwaggerUi::new("/docs/{_:.*}").config(SwaggerConfig::new(["/openapi.json"])))
             .default_service(web::to(error::not_found))

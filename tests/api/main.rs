@@ -10,6 +10,7 @@ mod embed;
 mod errors;
 mod front_door;
 mod matrix;
+mod mcp;
 mod ollama;
 mod ops;
 mod recovery;

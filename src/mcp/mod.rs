@@ -1,0 +1,437 @@
+//! The MCP server (rmcp): AI agents use Lakehouse through the Model
+//! Context Protocol.
+//!
+//! - Streamable HTTP under `/mcp`, served by the actix edge: tools talk to
+//!   the actors directly; the bearer token's role gates them.
+//! - stdio: `lakehouse mcp --target URL` speaks MCP on stdin/stdout and
+//!   calls a running service's HTTP API (it never opens a data dir).
+//!
+//! [`tools`] lists the tools and their argument types (the JSON Schemas
+//! come from the types); [`backend`] does the work. A failing tool is an
+//! MCP tool error (`isError`) whose text is the HTTP API's `code: message`.
+
+pub mod backend;
+pub mod tools;
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    InitializeResult, JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
+    Tool, ToolAnnotations,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::{json, Map, Value};
+
+use crate::config::McpSettings;
+use crate::domain::auth::Role;
+use crate::domain::chat::{ChatRequest, ContextRequest, Message};
+use crate::domain::matrix::{MatrixSearch, PlaybookRecord};
+use crate::domain::validate::{FillOrder, ValidateRequest};
+use crate::domain::vectors::SearchRequest;
+use backend::{Backend, Op, ToolError};
+use tools::ToolSpec;
+
+/// The caller of an `/mcp` request, as the front door saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct McpCaller {
+    /// `None`: no tokens are configured (a loopback service, open).
+    pub role: Option<Role>,
+}
+
+/// One MCP session's handler. Cheap to clone: the backend is shared.
+#[derive(Clone)]
+pub struct LakehouseMcp {
+    backend: Arc<Backend>,
+    settings: McpSettings,
+}
+
+impl LakehouseMcp {
+    pub fn new(backend: Arc<Backend>, settings: McpSettings) -> Self {
+        Self { backend, settings }
+    }
+
+    /// The tools this deployment offers: write tools only when it is not
+    /// read-only.
+    fn offered(&self) -> Vec<ToolSpec> {
+        tools::all()
+            .into_iter()
+            .filter(|t| t.read_only || !self.settings.read_only)
+            .collect()
+    }
+
+    async fn run(&self, name: &str, arguments: Value) -> Result<Value, ToolError> {
+        let invalid =
+            |e: serde_json::Error| ToolError::new("invalid_arguments", format!("{name}: {e}"));
+        let op = match name {
+            "list_datasets" => {
+                let _: tools::NoArguments = serde_json::from_value(arguments).map_err(invalid)?;
+                Op::ListDatasets
+            }
+            "describe_dataset" => {
+                let args: tools::DescribeDataset =
+                    serde_json::from_value(arguments).map_err(invalid)?;
+                Op::DescribeDataset(args.name)
+            }
+            "query_sql" => {
+                let args: tools::QuerySql = serde_json::from_value(arguments).map_err(invalid)?;
+                let limit = args
+                    .max_rows
+                    .unwrap_or(self.settings.max_rows)
+                    .clamp(1, self.settings.max_rows);
+                Op::Sql {
+                    sql: args.sql,
+                    limit,
+                }
+            }
+            "list_indexes" => {
+                let _: tools::NoArguments = serde_json::from_value(arguments).map_err(invalid)?;
+                Op::ListIndexes
+            }
+            "search_vectors" => {
+                let args: tools::SearchVectors =
+                    serde_json::from_value(arguments).map_err(invalid)?;
+                Op::SearchVectors {
+                    index: args.index,
+                    request: SearchRequest {
+                        vector: None,
+                        text: Some(args.text),
+                        k: args.k.min(self.settings.max_rows),
+                        filter: args.filter,
+                        exclude_ids: None,
+                        ef_search: None,
+                    },
+                }
+            }
+            "search_workers" => {
+                let args: tools::SearchWorkers =
+                    serde_json::from_value(arguments).map_err(invalid)?;
+                Op::SearchWorkers(MatrixSearch {
+                    query: args.query,
+                    k: args.k.min(self.settings.max_rows),
+                    role: args.role,
+                    city: args.city,
+                    state: args.state,
+                    exclude_ids: args.exclude_ids,
+                    use_playbook: args.use_playbook,
+                })
+            }
+            "embed_text" => {
+                let args: tools::EmbedText = serde_json::from_value(arguments).map_err(invalid)?;
+                Op::Embed(args.texts)
+            }
+            "validate_outreach" => {
+                let args: tools::ValidateOutreach =
+                    serde_json::from_value(arguments).map_err(invalid)?;
+                let (request, body) = outreach(args)?;
+                Op::Validate(request, body)
+            }
+            "record_placement" => {
+                let args: tools::RecordPlacement =
+                    serde_json::from_value(arguments).map_err(invalid)?;
+                Op::Record(PlaybookRecord {
+                    query: args.query,
+                    role: args.role,
+                    worker_ids: args.worker_ids,
+                    score: args.score,
+                })
+            }
+            "ask" => {
+                let args: tools::Ask = serde_json::from_value(arguments).map_err(invalid)?;
+                Op::Ask(ChatRequest {
+                    messages: vec![Message {
+                        role: crate::domain::chat::Role::User,
+                        content: args.question.clone(),
+                    }],
+                    model: None,
+                    stream: false,
+                    context: Some(ContextRequest {
+                        source: args.source.unwrap_or_else(|| "workers".into()),
+                        query: None,
+                        k: args.k.unwrap_or(5),
+                        filter: args.filter,
+                        use_playbook: args.use_playbook,
+                    }),
+                    validate: args.validate,
+                })
+            }
+            "supervision_tree" => {
+                let _: tools::NoArguments = serde_json::from_value(arguments).map_err(invalid)?;
+                Op::Tree
+            }
+            other => {
+                return Err(ToolError::new(
+                    "unknown_tool",
+                    format!("no tool '{other}'; tools/list names them"),
+                ))
+            }
+        };
+        self.backend.run(op).await
+    }
+
+    /// Caps a result to `mcp.max_rows` rows per list and `mcp.max_chars`
+    /// characters, marking it `truncated`.
+    fn cap(&self, mut value: Value) -> Value {
+        let mut truncated = false;
+        if let Value::Object(map) = &mut value {
+            for key in ["rows", "hits", "datasets", "indexes", "vectors"] {
+                if let Some(Value::Array(items)) = map.get_mut(key) {
+                    if items.len() > self.settings.max_rows {
+                        items.truncate(self.settings.max_rows);
+                        truncated = true;
+                    }
+                }
+            }
+            while value.to_string().len() > self.settings.max_chars {
+                let Some(longest) = longest_array(&mut value) else {
+                    break;
+                };
+                let keep = longest.len() / 2;
+                longest.truncate(keep);
+                truncated = true;
+                if keep == 0 {
+                    break;
+                }
+            }
+            if value.to_string().len() > self.settings.max_chars {
+                // No list left to shorten: the text alone, cut.
+                let text: String = value
+                    .to_string()
+                    .chars()
+                    .take(self.settings.max_chars)
+                    .collect();
+                value = json!({ "text": text });
+                truncated = true;
+            }
+            if truncated {
+                if let Value::Object(map) = &mut value {
+                    map.insert("truncated".into(), Value::Bool(true));
+                }
+            }
+        }
+        value
+    }
+}
+
+fn longest_array(value: &mut Value) -> Option<&mut Vec<Value>> {
+    let Value::Object(map) = value else {
+        return None;
+    };
+    map.values_mut()
+        .filter_map(|v| match v {
+            Value::Array(items) if !items.is_empty() => Some(items),
+            _ => None,
+        })
+        .max_by_key(|items| items.len())
+}
+
+/// The HTTP body and the typed request of a `validate_outreach` call.
+fn outreach(args: tools::ValidateOutreach) -> Result<(ValidateRequest, Value), ToolError> {
+    let missing = |field: &str| {
+        ToolError::new(
+            "invalid_arguments",
+            format!("validate_outreach: kind '{:?}' needs '{field}'", args.kind).to_lowercase(),
+        )
+    };
+    let request = match args.kind {
+        tools::OutreachKind::Email => ValidateRequest::Email {
+            to: args.to.clone().ok_or_else(|| missing("to"))?,
+            subject: args.subject.clone().ok_or_else(|| missing("subject"))?,
+            body: args.body.clone().ok_or_else(|| missing("body"))?,
+        },
+        tools::OutreachKind::Sms => ValidateRequest::Sms {
+            to: args.to.clone().ok_or_else(|| missing("to"))?,
+            body: args.body.clone().ok_or_else(|| missing("body"))?,
+        },
+        tools::OutreachKind::Fill => {
+            let order = args.order.as_ref().ok_or_else(|| missing("order"))?;
+            ValidateRequest::Fill {
+                order: FillOrder {
+                    role: order.role.clone(),
+                    city: order.city.clone(),
+                    state: order.state.clone(),
+                    count: order.count,
+                },
+                worker_ids: args
+                    .worker_ids
+                    .clone()
+                    .ok_or_else(|| missing("worker_ids"))?,
+            }
+        }
+    };
+    let body = match &request {
+        ValidateRequest::Email { to, subject, body } => {
+            json!({"kind": "email", "to": to, "subject": subject, "body": body})
+        }
+        ValidateRequest::Sms { to, body } => json!({"kind": "sms", "to": to, "body": body}),
+        ValidateRequest::Fill { order, worker_ids } => json!({
+            "kind": "fill",
+            "order": {"role": order.role, "city": order.city, "state": order.state, "count": order.count},
+            "worker_ids": worker_ids,
+        }),
+    };
+    Ok((request, body))
+}
+
+/// The `/v1/chat` body of an `ask` (the stdio server sends it).
+pub fn ask_body(request: &ChatRequest) -> Value {
+    let context = request.context.as_ref().map(|c| {
+        json!({"source": c.source, "k": c.k, "filter": c.filter, "use_playbook": c.use_playbook})
+    });
+    json!({
+        "messages": request.messages,
+        "context": context,
+        "validate": request.validate,
+    })
+}
+
+/// A short text rendering of a result for clients that show text.
+fn render(name: &str, value: &Value) -> String {
+    let count = |key: &str| value.get(key).and_then(Value::as_array).map(Vec::len);
+    let summary = match name {
+        "search_workers" => value["hits"].as_array().map(|hits| {
+            let lines: Vec<String> = hits
+                .iter()
+                .map(|h| {
+                    let w = &h["worker"];
+                    format!(
+                        "{} {} — {}, {} {} (distance {:.3}{})",
+                        h["worker_id"].as_str().unwrap_or("?"),
+                        w["name"].as_str().unwrap_or(""),
+                        w["role"].as_str().unwrap_or(""),
+                        w["city"].as_str().unwrap_or(""),
+                        w["state"].as_str().unwrap_or(""),
+                        h["distance"].as_f64().unwrap_or(0.0),
+                        if h["boosted"] == true {
+                            ", boosted"
+                        } else {
+                            ""
+                        },
+                    )
+                })
+                .collect();
+            format!("{} workers:\n{}", lines.len(), lines.join("\n"))
+        }),
+        "ask" => value["message"]["content"].as_str().map(str::to_string),
+        "query_sql" => value["row_count"]
+            .as_u64()
+            .map(|n| format!("{n} rows; columns: {}", value["columns"])),
+        _ => ["hits", "datasets", "indexes", "vectors"]
+            .iter()
+            .find_map(|k| count(k).map(|n| format!("{n} {k}"))),
+    };
+    let mut text = summary.unwrap_or_default();
+    let json = value.to_string();
+    if text.is_empty() {
+        text = json;
+    } else if text.len() + json.len() < 4000 {
+        text = format!("{text}\n{json}");
+    }
+    text
+}
+
+fn tool_of(spec: &ToolSpec) -> Tool {
+    let schema = match (spec.schema)() {
+        Value::Object(map) => map,
+        _ => JsonObject::new(),
+    };
+    Tool::new(spec.name, spec.description, Arc::new(schema)).with_annotations(
+        ToolAnnotations::new()
+            .read_only(spec.read_only)
+            .destructive(spec.destructive)
+            .idempotent(spec.read_only),
+    )
+}
+
+/// The caller's role, as the `/mcp` route's front door recorded it; the
+/// stdio server has none (the service it calls checks its token).
+fn caller_role(context: &RequestContext<RoleServer>) -> Option<Option<Role>> {
+    rmcp_actix_web::transport::on_request_extensions(&context.extensions)
+        .and_then(|e| e.get::<McpCaller>())
+        .map(|c| c.role)
+}
+
+impl ServerHandler for LakehouseMcp {
+    fn get_info(&self) -> InitializeResult {
+        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("lakehouse", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Lakehouse: staffing analytics. search_workers finds workers for a need; \
+                 ask answers questions with citations; query_sql reads the datasets; \
+                 validate_outreach checks a drafted SMS or e-mail before it is sent.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(
+            self.offered().iter().map(tool_of).collect(),
+        ))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let name = request.name.to_string();
+        let Some(spec) = self.offered().into_iter().find(|t| t.name == name) else {
+            let error = ToolError::new(
+                "unknown_tool",
+                if tools::all().iter().any(|t| t.name == name) {
+                    format!("tool '{name}' writes, and this deployment is read-only (mcp.read_only = true)")
+                } else {
+                    format!("no tool '{name}'; tools/list names them")
+                },
+            );
+            return Ok(failure(&error).into());
+        };
+        if let Some(Some(role)) = caller_role(&context) {
+            if role < spec.role {
+                let refused = ToolError::new(
+                    "forbidden",
+                    format!(
+                        "tool '{name}' needs the '{}' role; this token has '{role}'",
+                        spec.role
+                    ),
+                );
+                return Ok(failure(&refused).into());
+            }
+        }
+        let arguments = Value::Object(request.arguments.unwrap_or_else(Map::new));
+        let started = std::time::Instant::now();
+        let outcome = self.run(&name, arguments).await;
+        tracing::info!(
+            tool = %name,
+            ok = outcome.is_ok(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "mcp tool call"
+        );
+        Ok(match outcome {
+            Ok(value) => {
+                let value = self.cap(value);
+                let mut result = CallToolResult::structured(value.clone());
+                result.content = vec![ContentBlock::text(render(&name, &value))];
+                result
+            }
+            Err(error) => failure(&error),
+        }
+        .into())
+    }
+}
+
+/// An MCP tool error carrying the HTTP API's code and message.
+fn failure(error: &ToolError) -> CallToolResult {
+    let mut result = CallToolResult::structured_error(json!({
+        "error": {"code": error.code, "message": error.message}
+    }));
+    result.content = vec![ContentBlock::text(format!(
+        "{}: {}",
+        error.code, error.message
+    ))];
+    result
+}

@@ -1,0 +1,379 @@
+//! The MCP server, driven by rmcp's own client: over streamable HTTP
+//! against `/mcp` of a test app, and over stdio against the real binary
+//! (`lakehouse mcp --target`) pointed at a test app.
+
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app_with, spawn_app_with_tokens, TestApp};
+
+type Client = RunningService<RoleClient, ()>;
+
+const READ_TOOLS: [&str; 10] = [
+    "list_datasets",
+    "describe_dataset",
+    "query_sql",
+    "list_indexes",
+    "search_vectors",
+    "search_workers",
+    "embed_text",
+    "validate_outreach",
+    "ask",
+    "supervision_tree",
+];
+
+async fn seed(app: &TestApp, workers: usize) {
+    lakehouse::seed::run(lakehouse::seed::SeedOptions {
+        target: app.address.clone(),
+        workers,
+        seed: 7,
+        batch: 250,
+        concurrency: 2,
+        token: None,
+    })
+    .await
+    .expect("seeding through the API");
+}
+
+async fn over_http(app: &TestApp, token: Option<&str>) -> Client {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", app.address));
+    if let Some(token) = token {
+        config = config.auth_header(token);
+    }
+    let transport = StreamableHttpClientTransport::from_config(config);
+    ().serve(transport).await.expect("MCP initialize over HTTP")
+}
+
+async fn over_stdio(app: &TestApp, env: &[(&str, &str)]) -> Client {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_lakehouse"));
+    command.args(["mcp", "--target", &app.address]);
+    command.env("LAKEHOUSE__LOG__LEVEL", "warn");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let transport = TokioChildProcess::new(command).expect("spawn lakehouse mcp");
+    ().serve(transport)
+        .await
+        .expect("MCP initialize over stdio")
+}
+
+async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
+    let Value::Object(arguments) = arguments else {
+        panic!("arguments are an object")
+    };
+    client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(arguments))
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: a protocol error instead of a tool result: {e}"))
+}
+
+/// A successful call's structured result.
+async fn ok(client: &Client, tool: &str, arguments: Value) -> Value {
+    let result = call(client, tool, arguments).await;
+    assert_eq!(result.is_error, Some(false), "{tool}: {result:?}");
+    let text = result.content[0]
+        .as_text()
+        .expect("a text rendering")
+        .text
+        .clone();
+    assert!(!text.is_empty(), "{tool}: empty text");
+    result.structured_content.expect("structured content")
+}
+
+/// A failing call's `code: message` text.
+async fn fails(client: &Client, tool: &str, arguments: Value) -> String {
+    let result = call(client, tool, arguments).await;
+    assert_eq!(result.is_error, Some(true), "{tool}: {result:?}");
+    let text = result.content[0].as_text().expect("a text").text.clone();
+    let structured = result.structured_content.expect("structured error");
+    let code = structured["error"]["code"].as_str().unwrap();
+    assert!(text.starts_with(&format!("{code}: ")), "{text}");
+    assert!(
+        text.len() > code.len() + 2,
+        "a message, never an empty error: {text}"
+    );
+    text
+}
+
+/// initialize, tools/list, a call of every read tool with real results, an
+/// error per tool family, and the caps (`mcp.max_rows` = 5,
+/// `mcp.max_chars` = 4000 on the serving side).
+async fn the_sequence(client: &Client, workers: usize) {
+    let info = client.peer_info().expect("initialized");
+    assert_eq!(
+        info.server_info.as_ref().expect("server info").name,
+        "lakehouse"
+    );
+
+    let tools = client.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(
+        names, READ_TOOLS,
+        "read-only by default: no write tools listed"
+    );
+    let search = tools.iter().find(|t| t.name == "search_workers").unwrap();
+    let properties = search.input_schema["properties"].as_object().unwrap();
+    for field in [
+        "query",
+        "k",
+        "role",
+        "city",
+        "state",
+        "exclude_ids",
+        "use_playbook",
+    ] {
+        assert!(
+            properties.contains_key(field),
+            "search_workers schema lacks {field}"
+        );
+    }
+    assert!(properties["query"]["description"].is_string());
+    let annotations = search.annotations.as_ref().unwrap();
+    assert_eq!(annotations.read_only_hint, Some(true));
+    assert_eq!(annotations.destructive_hint, Some(false));
+    let vectors = tools.iter().find(|t| t.name == "search_vectors").unwrap();
+    assert!(vectors.input_schema["properties"].get("text").is_some());
+    assert!(
+        vectors.input_schema["properties"].get("vector").is_none(),
+        "text, not raw vectors"
+    );
+
+    // Every tool, with real results.
+    let datasets = ok(client, "list_datasets", json!({})).await;
+    assert!(datasets["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["name"] == "workers"));
+    let described = ok(client, "describe_dataset", json!({"name": "workers"})).await;
+    assert_eq!(described["row_count"], workers);
+    let rows = ok(
+        client,
+        "query_sql",
+        json!({"sql": "SELECT worker_id FROM workers ORDER BY worker_id"}),
+    )
+    .await;
+    assert_eq!(
+        rows["rows"].as_array().unwrap().len(),
+        5,
+        "capped at mcp.max_rows"
+    );
+    assert_eq!(rows["truncated"], true);
+    let indexes = ok(client, "list_indexes", json!({})).await;
+    assert!(indexes["indexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["name"] == "workers"));
+    let hits = ok(
+        client,
+        "search_vectors",
+        json!({"index": "workers", "text": "forklift operator", "k": 3, "filter": {"role": "Forklift Operator"}}),
+    )
+    .await;
+    let hits = hits["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 3);
+    assert!(hits
+        .iter()
+        .all(|h| h["metadata"]["role"] == "Forklift Operator"));
+    let found = call(
+        client,
+        "search_workers",
+        json!({"query": "forklift operator", "k": 3, "role": "Forklift Operator"}),
+    )
+    .await;
+    let text = found.content[0].as_text().unwrap().text.clone();
+    assert!(
+        text.starts_with("3 workers:") && text.contains("Forklift Operator"),
+        "{text}"
+    );
+    let found = found.structured_content.unwrap();
+    assert!(found["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h["worker"]["role"] == "Forklift Operator"));
+    let embedded = ok(
+        client,
+        "embed_text",
+        json!({"texts": ["forklift", "welder"]}),
+    )
+    .await;
+    let dimension = embedded["dimension"].as_u64().unwrap() as usize;
+    assert_eq!(embedded["vectors"].as_array().unwrap().len(), 2);
+    assert_eq!(embedded["vectors"][0].as_array().unwrap().len(), dimension);
+    let verdict = ok(
+        client,
+        "validate_outreach",
+        json!({"kind": "sms", "to": "(555) 123-4567", "body": "x".repeat(200)}),
+    )
+    .await;
+    assert_eq!(verdict["valid"], false);
+    assert_eq!(verdict["errors"][0]["kind"], "too_long");
+    let answer = ok(
+        client,
+        "ask",
+        json!({"question": "who can drive a forklift?", "k": 2, "filter": {"role": "Forklift Operator"}}),
+    )
+    .await;
+    assert_eq!(answer["citations"].as_array().unwrap().len(), 2);
+    assert!(answer["citations"][0]["lance_version"].as_u64().unwrap() > 0);
+    let tree = ok(client, "supervision_tree", json!({})).await;
+    assert_eq!(tree["name"], "root");
+
+    // The character cap: ten vectors are far over 4,000 characters.
+    let texts: Vec<String> = (0..10).map(|i| format!("text {i}")).collect();
+    let capped = ok(client, "embed_text", json!({ "texts": texts })).await;
+    assert_eq!(capped["truncated"], true);
+    assert!(
+        capped.to_string().len() <= 4000,
+        "{}",
+        capped.to_string().len()
+    );
+
+    // An error per family, with the HTTP API's code and message.
+    let text = fails(client, "describe_dataset", json!({"name": "nope"})).await;
+    assert_eq!(text, "dataset_not_found: no dataset 'nope'");
+    let text = fails(client, "query_sql", json!({"sql": "DROP TABLE workers"})).await;
+    assert!(text.starts_with("read_only: "), "{text}");
+    let text = fails(
+        client,
+        "search_vectors",
+        json!({"index": "x", "text": "a", "k": 1}),
+    )
+    .await;
+    assert_eq!(text, "index_not_found: index 'x' does not exist");
+    let text = fails(
+        client,
+        "search_workers",
+        json!({"query": "forklift", "k": 0}),
+    )
+    .await;
+    assert!(text.starts_with("invalid_k: "), "{text}");
+    let text = fails(client, "embed_text", json!({"texts": []})).await;
+    assert!(text.starts_with("empty_batch: "), "{text}");
+    let text = fails(
+        client,
+        "validate_outreach",
+        json!({"kind": "sms", "to": "5551234567"}),
+    )
+    .await;
+    assert!(
+        text.starts_with("invalid_arguments: ") && text.contains("body"),
+        "{text}"
+    );
+    let text = fails(
+        client,
+        "ask",
+        json!({"question": "hi", "source": "nowhere"}),
+    )
+    .await;
+    assert!(text.starts_with("invalid_context: "), "{text}");
+    let text = fails(client, "list_indexes", json!({"surprise": 1})).await;
+    assert!(text.starts_with("invalid_arguments: "), "{text}");
+    let text = fails(client, "record_placement", json!({})).await;
+    assert!(text.contains("read-only"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_sequence_over_streamable_http() {
+    let app = spawn_app_with(&[("mcp.max_rows", "5"), ("mcp.max_chars", "4000")]).await;
+    seed(&app, 300).await;
+    let client = over_http(&app, None).await;
+    the_sequence(&client, 300).await;
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_sequence_over_stdio_against_the_binary() {
+    let app = spawn_app_with(&[]).await;
+    seed(&app, 300).await;
+    let client = over_stdio(
+        &app,
+        &[
+            ("LAKEHOUSE__MCP__MAX_ROWS", "5"),
+            ("LAKEHOUSE__MCP__MAX_CHARS", "4000"),
+        ],
+    )
+    .await;
+    the_sequence(&client, 300).await;
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_placement_needs_the_write_role() {
+    let (app, tokens) = spawn_app_with_tokens(&[("mcp.read_only", "false")]).await;
+    lakehouse::seed::run(lakehouse::seed::SeedOptions {
+        target: app.address.clone(),
+        workers: 50,
+        seed: 7,
+        batch: 250,
+        concurrency: 2,
+        token: Some(tokens.write.clone()),
+    })
+    .await
+    .unwrap();
+    let record = json!({"query": "forklift", "role": "Forklift Operator", "worker_ids": ["W0000001"], "score": 1.0});
+
+    let reader = over_http(&app, Some(&tokens.read)).await;
+    let names: Vec<String> = reader
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(names.contains(&"record_placement".to_string()));
+    let text = fails(&reader, "record_placement", record.clone()).await;
+    assert!(
+        text.starts_with("forbidden: ") && text.contains("'write'"),
+        "{text}"
+    );
+    reader.cancel().await.unwrap();
+
+    let writer = over_http(&app, Some(&tokens.write)).await;
+    let recorded = ok(&writer, "record_placement", record).await;
+    assert_eq!(recorded["workers"], 1);
+    writer.cancel().await.unwrap();
+
+    // No token: the front door refuses /mcp itself.
+    let response = reqwest::Client::new()
+        .post(format!("{}/mcp", app.address))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_origin_is_rejected_and_a_loopback_one_is_not() {
+    let app = spawn_app_with(&[]).await;
+    let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let send = |origin: &'static str| {
+        let url = format!("{}/mcp", app.address);
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("origin", origin)
+                .body(initialize)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        send("https://evil.example").await,
+        reqwest::StatusCode::FORBIDDEN
+    );
+    assert!(send("http://localhost:5173").await.is_success());
+}
