@@ -179,6 +179,32 @@ impl Context {
                 filter.insert(field.to_string(), Value::String(value.clone()));
             }
         }
+        // The typed fields and the request's own filter must all hold.
+        let filter = match (&request.filter, filter.is_empty()) {
+            (None, _) => filter,
+            (Some(extra), true) => extra.clone(),
+            (Some(extra), false) => {
+                let mut both = Map::new();
+                both.insert(
+                    "and".into(),
+                    Value::Array(vec![Value::Object(filter), Value::Object(extra.clone())]),
+                );
+                both
+            }
+        };
+        let predicate = if filter.is_empty() {
+            None
+        } else {
+            Some(
+                crate::domain::filter::Filter::parse(
+                    &filter,
+                    crate::domain::vectors::MAX_FILTER_CONDITIONS,
+                )
+                .map_err(|e| {
+                    IndexError::Invalid(crate::domain::vectors::ValidationError::Filter(e))
+                })?,
+            )
+        };
         let exclude = request.exclude_ids.clone().unwrap_or_default();
         let search = SearchRequest {
             vector: Some(vector.clone()),
@@ -223,10 +249,7 @@ impl Context {
                 .await?;
             let Some(Ok(item)) = fetched else { continue };
             // Injection honours the search's own filters.
-            if !filter
-                .iter()
-                .all(|(field, value)| item.metadata.get(field) == Some(value))
-            {
+            if !predicate.as_ref().is_none_or(|p| p.matches(&item.metadata)) {
                 continue;
             }
             let distance = (1.0 - dot(&vector, &item.vector)).max(0.0);

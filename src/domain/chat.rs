@@ -125,7 +125,7 @@ pub enum ChatInvalid {
     #[error("context.k must be between 1 and {MAX_CONTEXT_K}, got {0}")]
     K(usize),
     #[error("context.query: {0}")]
-    Query(String),
+    Query(super::matrix::MatrixInvalid),
     #[error("context.use_playbook needs context.filter.role (recordings are per role)")]
     PlaybookWithoutRole,
     #[error("model: must be 1 to {MAX_MODEL_CHARS} characters without control characters")]
@@ -174,7 +174,7 @@ impl ChatRequest {
                 return Err(ChatInvalid::K(context.k));
             }
             if let Some(query) = &context.query {
-                super::matrix::check_query(query).map_err(|e| ChatInvalid::Query(e.to_string()))?;
+                super::matrix::check_query(query).map_err(ChatInvalid::Query)?;
             }
             let has_role = context
                 .filter
@@ -257,6 +257,11 @@ pub fn redact_value(value: &mut Value) -> usize {
                 *text = redacted;
             }
             n
+        }
+        // A nine-digit integer is as much an SSN as the same digits in a string.
+        Value::Number(n) if n.is_u64() && !find_ssns(&n.to_string()).is_empty() => {
+            *value = Value::String(SSN_REDACTED.to_string());
+            1
         }
         Value::Array(items) => items.iter_mut().map(redact_value).sum(),
         Value::Object(map) => map.values_mut().map(redact_value).sum(),

@@ -29,6 +29,11 @@ pub struct MatrixSearch {
     pub exclude_ids: Option<Vec<String>>,
     #[serde(default)]
     pub use_playbook: bool,
+    /// More conditions on the workers' fields, in the filter language
+    /// (`{"years_experience": {"gte": 3}}`); all must hold with role,
+    /// city and state.
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Map<String, Value>>,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod chat;
 pub mod datasets;
 pub mod embedding;
+pub mod filter;
 pub mod matrix;
 pub mod validate;
 pub mod vectors;

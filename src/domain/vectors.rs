@@ -137,8 +137,8 @@ pub enum ValidationError {
         max: u32,
         got: u32,
     },
-    #[error("filter.{field}: only strings, numbers and booleans can be matched")]
-    InvalidFilter { field: String },
+    #[error("invalid filter at {0}")]
+    Filter(super::filter::FilterError),
 }
 
 /// `POST /v1/vectors/index` body.
@@ -517,20 +517,34 @@ pub fn filter_key(value: &Value) -> Option<String> {
     }
 }
 
-/// Validates a search filter and turns it into `(field, key)` pairs.
+/// Parses a search filter (see [`super::filter`]) into the equalities the
+/// field lookups answer and the rest.
 pub fn prepare_filter(
     filter: Option<Map<String, Value>>,
-) -> Result<Vec<(String, String)>, ValidationError> {
+) -> Result<PreparedFilter, ValidationError> {
     let Some(filter) = filter else {
-        return Ok(Vec::new());
+        return Ok(PreparedFilter::default());
     };
-    filter
-        .into_iter()
-        .map(|(field, value)| match filter_key(&value) {
-            Some(key) => Ok((field, key)),
-            None => Err(ValidationError::InvalidFilter { field }),
-        })
-        .collect()
+    let parsed = super::filter::Filter::parse(&filter, MAX_FILTER_CONDITIONS)
+        .map_err(ValidationError::Filter)?;
+    Ok(PreparedFilter {
+        equalities: parsed.required_equalities(),
+        predicate: (!parsed.is_equalities_only()).then(|| std::sync::Arc::new(parsed)),
+    })
+}
+
+/// Conditions in one filter, whatever its nesting (the HTTP edge also caps
+/// its top-level fields at `limits.max_filter_fields`).
+pub const MAX_FILTER_CONDITIONS: usize = 64;
+
+/// A filter ready for an index: the equalities every match satisfies
+/// (answered from the per-field lookups), and the rest, checked on each
+/// remaining item.
+#[derive(Debug, Clone, Default)]
+pub struct PreparedFilter {
+    pub equalities: Vec<(String, String)>,
+    /// `None` when the equalities say everything.
+    pub predicate: Option<std::sync::Arc<super::filter::Filter>>,
 }
 
 #[cfg(test)]

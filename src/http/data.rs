@@ -214,7 +214,7 @@ async fn list_objects(
     responses(
         (status = 200, description = "`created`, `appended` or `unchanged`, with the manifest", body = IngestOutcome),
         (status = 400, description = "`invalid_name`, `malformed_csv` (names the line), `upload_aborted`", body = ErrorBody),
-        (status = 409, description = "`schema_drift` (lists the columns), `ingest_in_progress`", body = ErrorBody),
+        (status = 409, description = "`schema_drift` (lists the columns), `ingest_in_progress`, `reserved_dataset` (`replay_runs`)", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: nothing written", body = ErrorBody),
     ),
     security(("bearer" = ["write"]))
@@ -227,6 +227,9 @@ async fn ingest_csv(
     payload: web::Payload,
 ) -> Result<web::Json<IngestOutcome>, ApiError> {
     let dataset = dataset.into_inner();
+    if dataset == crate::actors::chat::replay::DATASET {
+        return Err(ApiError::ReservedDataset(dataset));
+    }
     let limit = context.settings.ingest.max_bytes;
     let (tx, rx) = mpsc::channel(8);
     let timeout = Duration::from_millis(context.settings.ingest.timeout_ms);

@@ -72,6 +72,8 @@ pub enum ApiError {
         max: usize,
         got: usize,
     },
+    #[error("dataset '{0}' is written by the service itself (the replay log); ingest under another name")]
+    ReservedDataset(String),
     #[error("service not ready: {0}")]
     NotReady(String),
     #[error("internal error: {0}")]
@@ -176,6 +178,7 @@ error_codes! {
     MethodNotAllowed = (METHOD_NOT_ALLOWED, "method_not_allowed", "the route exists with other methods (listed in `Allow`)"),
     IndexExists = (CONFLICT, "index_exists", "an index of that name exists"),
     SchemaDrift = (CONFLICT, "schema_drift", "the CSV's columns differ from the dataset's (lists added, missing, retyped)"),
+    ReservedDataset = (CONFLICT, "reserved_dataset", "an ingest into a dataset the service writes itself (`replay_runs`)"),
     IngestInProgress = (CONFLICT, "ingest_in_progress", "another ingest into the same dataset is running"),
     VersionGone = (GONE, "version_gone", "a cited Lance version that retention has removed"),
     PayloadTooLarge = (PAYLOAD_TOO_LARGE, "payload_too_large", "a body over its limit (nothing stored)"),
@@ -194,7 +197,7 @@ error_codes! {
     InvalidMessages = (UNPROCESSABLE_ENTITY, "invalid_messages", "chat messages empty, too many, too long, not ending with the user's, or a bad model name"),
     InvalidContext = (UNPROCESSABLE_ENTITY, "invalid_context", "a chat context source that is not `workers` or `index:<name>`, or a playbook without a role"),
     InvalidEfSearch = (UNPROCESSABLE_ENTITY, "invalid_ef_search", "ef_search out of range"),
-    InvalidFilter = (UNPROCESSABLE_ENTITY, "invalid_filter", "a filter value that cannot be matched"),
+    InvalidFilter = (UNPROCESSABLE_ENTITY, "invalid_filter", "a filter that does not parse: unknown operator, wrong type, too deep (names the path inside it)"),
     TooManyFilterFields = (UNPROCESSABLE_ENTITY, "too_many_filter_fields", "more filter fields than limits.max_filter_fields"),
     TooManyIds = (UNPROCESSABLE_ENTITY, "too_many_ids", "an exclude_ids or worker_ids list over limits.max_id_list"),
     EmptyQuery = (UNPROCESSABLE_ENTITY, "empty_query", "a search query with nothing in it"),
@@ -251,6 +254,7 @@ impl ApiError {
             ApiError::Forbidden { .. } => ErrorCode::Forbidden,
             ApiError::TooManyFilterFields { .. } => ErrorCode::TooManyFilterFields,
             ApiError::TooManyIds { .. } => ErrorCode::TooManyIds,
+            ApiError::ReservedDataset(_) => ErrorCode::ReservedDataset,
             ApiError::NotReady(_) => ErrorCode::NotReady,
             ApiError::Internal(_) => ErrorCode::Internal,
             ApiError::Call(err) => call_code(err),
@@ -302,6 +306,7 @@ pub fn chat_code(err: &crate::actors::chat::ChatError) -> ErrorCode {
             ChatInvalid::Messages(_) | ChatInvalid::Model => ErrorCode::InvalidMessages,
             ChatInvalid::Source(_) | ChatInvalid::PlaybookWithoutRole => ErrorCode::InvalidContext,
             ChatInvalid::K(_) => ErrorCode::InvalidK,
+            ChatInvalid::Query(MatrixInvalid::EmptyQuery) => ErrorCode::EmptyQuery,
             ChatInvalid::Query(_) => ErrorCode::QueryTooLong,
         },
         ChatError::NoWorkers => ErrorCode::NoWorkers,
@@ -408,7 +413,7 @@ fn validation_code(err: &ValidationError) -> ErrorCode {
         ValidationError::InvalidK(_) => ErrorCode::InvalidK,
         ValidationError::InvalidEfSearch(_) => ErrorCode::InvalidEfSearch,
         ValidationError::InvalidHnsw { .. } => ErrorCode::InvalidHnsw,
-        ValidationError::InvalidFilter { .. } => ErrorCode::InvalidFilter,
+        ValidationError::Filter(_) => ErrorCode::InvalidFilter,
     }
 }
 

@@ -250,6 +250,7 @@ async fn remote(
                 "query": request.query, "k": request.k, "role": request.role,
                 "city": request.city, "state": request.state,
                 "exclude_ids": request.exclude_ids, "use_playbook": request.use_playbook,
+                "filter": request.filter,
             })),
         ),
         Op::Embed(texts) => (

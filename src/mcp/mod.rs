@@ -115,6 +115,7 @@ impl LakehouseMcp {
                     state: args.state,
                     exclude_ids: args.exclude_ids,
                     use_playbook: args.use_playbook,
+                    filter: args.filter,
                 })
             }
             "embed_text" => {

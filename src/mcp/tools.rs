@@ -147,7 +147,10 @@ pub struct SearchVectors {
     /// How many results, 1 to 100.
     #[schemars(range(min = 1, max = 100))]
     pub k: usize,
-    /// Metadata fields that must equal these values, e.g. `{"role": "Welder"}`.
+    /// Conditions on the metadata: `{"role": "Welder"}` (equality), or the
+    /// filter language: `and`/`or`/`not`, `eq`, `ne`, `in`, `nin`, `gt`,
+    /// `gte`, `lt`, `lte` (numbers, RFC 3339 dates), `contains`,
+    /// `contains_any`, `contains_all` (arrays), `exists`.
     pub filter: Option<Map<String, Value>>,
 }
 
@@ -169,6 +172,9 @@ pub struct SearchWorkers {
     /// Apply the boosts recorded by `record_placement` for this role.
     #[serde(default)]
     pub use_playbook: bool,
+    /// More conditions in the filter language, e.g.
+    /// `{"and": [{"years_experience": {"gte": 3}}, {"certifications": {"contains": "CDL-A"}}]}`.
+    pub filter: Option<Map<String, Value>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

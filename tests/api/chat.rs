@@ -460,6 +460,12 @@ async fn replays_are_logged_queryable_and_rerun_against_their_versions() {
         )
         .await;
     assert_error(response, StatusCode::NOT_FOUND, "run_not_found").await;
+
+    // Nobody else writes the replay log.
+    let response = app
+        .post_raw("/v1/ingest/replay_runs", "text/csv", "a,b\n1,2\n")
+        .await;
+    assert_error(response, StatusCode::CONFLICT, "reserved_dataset").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,6 +506,10 @@ async fn bad_chats_get_their_codes() {
         (
             json!({"messages": [{"role": "user", "content": "hi"}], "context": {"source": "workers", "k": 0}}),
             "invalid_k",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "hi"}], "context": {"source": "workers", "k": 2, "query": " "}}),
+            "empty_query",
         ),
         (
             json!({"messages": [{"role": "user", "content": "hi"}], "context": {"source": "workers", "k": 2}}),

@@ -411,3 +411,57 @@ async fn a_panic_in_an_index_heals_and_a_process_restart_keeps_everything() {
     assert_eq!(hits["hits"][0]["id"], "i19");
     drop(guard);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_filter_language_works_through_http_and_names_bad_paths() {
+    let app = spawn_app().await;
+    assert_eq!(create(&app, "crew", 3).await.status(), StatusCode::CREATED);
+    let items = json!({"items": [
+        {"id": "ana", "vector": [1.0, 0.0, 0.0], "metadata": {"years": 5, "rate": 22.0, "certs": ["CDL-A", "OSHA 10"], "available": "2026-12-03T00:00:00Z"}},
+        {"id": "ben", "vector": [0.9, 0.1, 0.0], "metadata": {"years": 1, "rate": 19.0, "certs": ["CDL-A"], "available": "2026-12-02T00:00:00Z"}},
+        {"id": "cy", "vector": [0.8, 0.2, 0.0], "metadata": {"years": 7, "rate": 26.0, "certs": ["OSHA 30"], "available": "2026-12-20T00:00:00Z"}},
+        {"id": "dee", "vector": [0.7, 0.3, 0.0], "metadata": {"years": 4, "rate": 23.5, "certs": ["CDL-A"], "available": "2026-12-05T00:00:00Z"}},
+    ]});
+    let response = app.post_json("/v1/vectors/index/crew/add", &items).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let ids = |body: Value| -> Vec<String> {
+        body["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // CDL-A drivers with 3+ years under $24/h available by the 7th.
+    let filter = json!({"and": [
+        {"certs": {"contains": "CDL-A"}},
+        {"years": {"gte": 3}, "rate": {"lt": 24}},
+        {"available": {"lte": "2026-12-07T00:00:00Z"}},
+    ]});
+    let response = search(
+        &app,
+        "crew",
+        json!({"vector": [1.0, 0.0, 0.0], "k": 10, "filter": filter}),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(ids(response.json().await.unwrap()), ["ana", "dee"]);
+    let filter = json!({"or": [{"years": {"gt": 6}}, {"not": {"certs": {"contains_any": ["CDL-A", "OSHA 30"]}}}]});
+    let response = search(
+        &app,
+        "crew",
+        json!({"vector": [1.0, 0.0, 0.0], "k": 10, "filter": filter}),
+    )
+    .await;
+    assert_eq!(ids(response.json().await.unwrap()), ["cy"]);
+
+    let response = search(
+        &app,
+        "crew",
+        json!({"vector": [1.0, 0.0, 0.0], "k": 1, "filter": {"and": [{"rate": {"under": 24}}]}}),
+    )
+    .await;
+    let body = assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_filter").await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("filter.and[0].rate.under"), "{message}");
+}

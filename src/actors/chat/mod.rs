@@ -219,7 +219,14 @@ impl ChatContext {
         events: mpsc::Sender<Event>,
     ) {
         let provider = self.provider.name();
-        let model = self.provider.model(request.model.as_deref());
+        // The metric names the configured model, or `other`: a model named
+        // in a request must not mint a series.
+        let model = self.provider.model(None);
+        let model = if self.provider.model(request.model.as_deref()) == model {
+            model
+        } else {
+            "other".to_string()
+        };
         let started = Instant::now();
         let deadline = Duration::from_millis(self.settings.timeout_ms);
         let outcome = tokio::select! {

@@ -75,6 +75,8 @@ impl ChatContext {
                     .and_then(|f| f.get("role"))
                     .and_then(Value::as_str);
                 match (context.use_playbook, role) {
+                    // A rerun of a run that read no playbook reads none.
+                    (true, Some(_)) if versions.is_some() && at(PLAYBOOK).is_none() => hits,
                     (true, Some(role)) => {
                         let (scores, playbook_version) =
                             self.recordings(&vector, role, at(PLAYBOOK)).await?;

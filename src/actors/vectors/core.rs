@@ -168,6 +168,10 @@ impl Query {
         }
         self.k.hash(&mut hasher);
         self.filter.hash(&mut hasher);
+        self.predicate
+            .as_ref()
+            .map(|p| p.canonical())
+            .hash(&mut hasher);
         self.exclude_ids.hash(&mut hasher);
         self.ef_search.hash(&mut hasher);
         hasher.finish()
@@ -177,6 +181,7 @@ impl Query {
         self.k == other.k
             && self.ef_search == other.ef_search
             && self.filter == other.filter
+            && self.predicate == other.predicate
             && self.exclude_ids == other.exclude_ids
             && self.vector.len() == other.vector.len()
             && self
@@ -192,7 +197,10 @@ impl Query {
 pub struct Query {
     pub vector: Vec<f32>,
     pub k: usize,
+    /// Equalities every match satisfies (answered from the field lookups).
     pub filter: Vec<(String, String)>,
+    /// The rest of the filter, checked on each remaining item.
+    pub predicate: Option<Arc<crate::domain::filter::Filter>>,
     pub exclude_ids: Vec<String>,
     pub ef_search: Option<u32>,
 }
@@ -518,11 +526,19 @@ impl Core {
     fn score(&self, query: &Query, inner: &CoreInner) -> Result<Vec<(u64, f32)>, HnswError> {
         let ef_search = query.ef_search.unwrap_or(self.definition.hnsw.ef_search);
         let metric = self.definition.metric;
-        if query.filter.is_empty() {
+        if query.filter.is_empty() && query.predicate.is_none() {
             let allowed = inner.allowed_unfiltered(query);
             return inner.graph_search_k(query, query.k, ef_search, &allowed, metric);
         }
-        let candidates = inner.candidates(&query.filter, &inner.excluded(query));
+        let excluded = inner.excluded(query);
+        let mut candidates = if query.filter.is_empty() {
+            inner.live_labels(&excluded)
+        } else {
+            inner.candidates(&query.filter, &excluded)
+        };
+        if let Some(predicate) = &query.predicate {
+            candidates.retain(|label| inner.satisfies(*label, predicate));
+        }
         if candidates.len() <= EXACT_SEARCH_LIMIT {
             return inner.exact_search(query, &candidates, metric);
         }
@@ -591,6 +607,26 @@ impl CoreInner {
                 }
             }
         }
+    }
+
+    /// Every live label except the excluded ones, in order.
+    fn live_labels(&self, excluded: &HashSet<u64>) -> Vec<u64> {
+        let mut labels: Vec<u64> = self
+            .by_label
+            .keys()
+            .copied()
+            .filter(|label| !excluded.contains(label))
+            .collect();
+        labels.sort_unstable();
+        labels
+    }
+
+    /// Whether the item under `label` satisfies `predicate`.
+    fn satisfies(&self, label: u64, predicate: &crate::domain::filter::Filter) -> bool {
+        let Some(entry) = self.by_label.get(&label).and_then(|id| self.rows.get(id)) else {
+            return false;
+        };
+        serde_json::from_str::<Value>(&entry.metadata).is_ok_and(|m| predicate.matches(&m))
     }
 
     /// Live labels matching every `(field, key)`, minus the excluded ones.
@@ -777,6 +813,7 @@ mod cache_tests {
                 vector: vec![0.0; 64],
                 k: 10,
                 filter: vec![("role".into(), "s:Welder".into())],
+                predicate: None,
                 exclude_ids: (0..exclude).map(|i| format!("W{i:07}")).collect(),
                 ef_search: None,
             },

@@ -631,8 +631,8 @@ pub struct PinnedQuery {
     pub vector: Vec<f32>,
     pub metric: crate::domain::vectors::Metric,
     pub k: usize,
-    /// `(field, filter key)` pairs, as [`crate::domain::vectors::prepare_filter`] gives them.
-    pub filter: Vec<(String, String)>,
+    /// As [`crate::domain::vectors::prepare_filter`] gives it.
+    pub filter: crate::domain::vectors::PreparedFilter,
     pub exclude: std::collections::HashSet<String>,
     /// When set, only these ids are candidates (how the playbook's
     /// injected workers are scored).
@@ -719,13 +719,17 @@ pub async fn search_at(
                 .as_deref()
                 .and_then(|t| serde_json::from_str(t).ok())
                 .unwrap_or(serde_json::Value::Null);
-            let passes = query.filter.iter().all(|(field, key)| {
+            let passes = query.filter.equalities.iter().all(|(field, key)| {
                 metadata
                     .get(field)
                     .and_then(crate::domain::vectors::filter_key)
                     .as_ref()
                     == Some(key)
-            });
+            }) && query
+                .filter
+                .predicate
+                .as_ref()
+                .is_none_or(|p| p.matches(&metadata));
             passes.then_some(crate::domain::vectors::Hit {
                 id,
                 distance,

@@ -1312,6 +1312,7 @@ fn a_search_with_its_own_ef_search_runs_while_another_reader_holds_the_graph() {
         vector: vector.to_vec(),
         k: 5,
         filter: Vec::new(),
+        predicate: None,
         exclude_ids: Vec::new(),
         ef_search,
     };
@@ -1391,4 +1392,209 @@ async fn filters_on_more_fields_than_the_cap_stay_exact() {
         let expected: Vec<String> = expected.into_iter().take(5).map(|(_, id)| id).collect();
         assert_eq!(ids, expected, "round {round}, field f{field}");
     }
+}
+
+/// One item's metadata in the filter property test, and the conditions
+/// the test checks independently of the filter code.
+struct Facts {
+    n: Option<i64>,
+    s: &'static str,
+    tags: Vec<&'static str>,
+    day: u32,
+}
+
+impl Facts {
+    fn metadata(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        if let Some(n) = self.n {
+            m.insert("n".into(), json!(n));
+        }
+        m.insert("s".into(), json!(self.s));
+        m.insert("tags".into(), json!(self.tags));
+        m.insert(
+            "d".into(),
+            json!(format!("2026-12-{:02}T08:00:00Z", self.day)),
+        );
+        serde_json::Value::Object(m)
+    }
+}
+
+type Check = Box<dyn Fn(&Facts) -> bool>;
+
+/// A random leaf condition of `operator`: its JSON and what it means.
+fn leaf(rng: &mut Rng, operator: &str) -> (serde_json::Value, Check) {
+    const STRINGS: [&str; 3] = ["a", "b", "c"];
+    const TAGS: [&str; 4] = ["x", "y", "z", "w"];
+    let n = (rng.next() % 10) as i64;
+    let m = (rng.next() % 10) as i64;
+    let s = STRINGS[(rng.next() % 3) as usize];
+    let t = TAGS[(rng.next() % 4) as usize];
+    let u = TAGS[(rng.next() % 4) as usize];
+    let day = 1 + (rng.next() % 9) as u32;
+    let date = format!("2026-12-{day:02}T08:00:00Z");
+    match operator {
+        "eq" => (json!({"n": n}), Box::new(move |f: &Facts| f.n == Some(n))),
+        "eq_string" => (json!({"s": {"eq": s}}), Box::new(move |f: &Facts| f.s == s)),
+        "ne" => (
+            json!({"n": {"ne": n}}),
+            Box::new(move |f: &Facts| f.n != Some(n)),
+        ),
+        "in" => (
+            json!({"n": {"in": [n, m]}}),
+            Box::new(move |f: &Facts| f.n == Some(n) || f.n == Some(m)),
+        ),
+        "nin" => (
+            json!({"s": {"nin": [s]}}),
+            Box::new(move |f: &Facts| f.s != s),
+        ),
+        "gt" => (
+            json!({"n": {"gt": n}}),
+            Box::new(move |f: &Facts| f.n.is_some_and(|x| x > n)),
+        ),
+        "gte" => (
+            json!({"n": {"gte": n}}),
+            Box::new(move |f: &Facts| f.n.is_some_and(|x| x >= n)),
+        ),
+        "lt" => (
+            json!({"d": {"lt": date}}),
+            Box::new(move |f: &Facts| f.day < day),
+        ),
+        "lte" => (
+            json!({"d": {"lte": date}}),
+            Box::new(move |f: &Facts| f.day <= day),
+        ),
+        "contains" => (
+            json!({"tags": {"contains": t}}),
+            Box::new(move |f: &Facts| f.tags.contains(&t)),
+        ),
+        "contains_any" => (
+            json!({"tags": {"contains_any": [t, u]}}),
+            Box::new(move |f: &Facts| f.tags.contains(&t) || f.tags.contains(&u)),
+        ),
+        "contains_all" => (
+            json!({"tags": {"contains_all": [t, u]}}),
+            Box::new(move |f: &Facts| f.tags.contains(&t) && f.tags.contains(&u)),
+        ),
+        "exists" => {
+            let want = rng.next() % 2 == 0;
+            (
+                json!({"n": {"exists": want}}),
+                Box::new(move |f: &Facts| f.n.is_some() == want),
+            )
+        }
+        other => panic!("no generator for {other}"),
+    }
+}
+
+#[tokio::test]
+async fn filtered_search_equals_brute_force_for_every_operator() {
+    const OPERATORS: [&str; 13] = [
+        "eq",
+        "eq_string",
+        "ne",
+        "in",
+        "nin",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "contains",
+        "contains_any",
+        "contains_all",
+        "exists",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let dimension = 16;
+    let actor = spawn_index(dir.path(), definition("filters", dimension, params())).await;
+    let mut rng = Rng(20261201);
+    let mut vectors = Vec::new();
+    let mut facts = Vec::new();
+    let mut items = Vec::new();
+    for i in 0..500 {
+        let vector = rng.unit_vector(dimension);
+        let tags: Vec<&'static str> = ["x", "y", "z", "w"]
+            .into_iter()
+            .filter(|_| rng.next() % 2 == 0)
+            .collect();
+        let fact = Facts {
+            n: (rng.next() % 5 != 0).then(|| (rng.next() % 10) as i64),
+            s: ["a", "b", "c"][(rng.next() % 3) as usize],
+            tags,
+            day: 1 + (rng.next() % 9) as u32,
+        };
+        items.push(item(&format!("i{i}"), vector.clone(), fact.metadata()));
+        vectors.push(vector);
+        facts.push(fact);
+    }
+    upsert(&actor, items).await;
+
+    let mut checked = 0;
+    for round in 0..6 {
+        for (o, operator) in OPERATORS.iter().enumerate() {
+            // The leaf alone, then combined with another: and, or, not.
+            let (a, check_a) = leaf(&mut rng, operator);
+            let (b, check_b) = leaf(&mut rng, OPERATORS[(o + round + 1) % OPERATORS.len()]);
+            let cases: Vec<(serde_json::Value, Check)> = match round % 4 {
+                0 => vec![(a, check_a)],
+                1 => vec![(
+                    json!({"and": [a, b]}),
+                    Box::new(move |f: &Facts| check_a(f) && check_b(f)),
+                )],
+                2 => vec![(
+                    json!({"or": [a, b]}),
+                    Box::new(move |f: &Facts| check_a(f) || check_b(f)),
+                )],
+                _ => vec![(json!({"not": a}), Box::new(move |f: &Facts| !check_a(f)))],
+            };
+            for (filter, check) in cases {
+                let q = rng.unit_vector(dimension);
+                let mut request = query(q.clone(), 10);
+                request.filter = Some(filter.as_object().unwrap().clone());
+                let hits = search(&actor, request).await;
+                let mut expected: Vec<(f32, String)> = facts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| check(f))
+                    .map(|(i, _)| {
+                        let d = 1.0 - vectors[i].iter().zip(&q).map(|(a, b)| a * b).sum::<f32>();
+                        (d, format!("i{i}"))
+                    })
+                    .collect();
+                expected.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let expected: Vec<String> =
+                    expected.into_iter().take(10).map(|(_, id)| id).collect();
+                let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
+                assert_eq!(ids, expected, "{filter}");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 6 * OPERATORS.len());
+}
+
+#[tokio::test]
+async fn a_bad_filter_names_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let actor = spawn_index(dir.path(), definition("badfilter", 4, params())).await;
+    let mut request = query(vec![1.0, 0.0, 0.0, 0.0], 3);
+    request.filter = Some(
+        json!({"and": [{"n": {"between": [1, 2]}}]})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    let err = actor
+        .call(
+            |reply| IndexMessage::Search { request, reply },
+            Some(TIMEOUT),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("filter.and[0].n.between") && text.contains("unknown operator"),
+        "{text}"
+    );
 }

@@ -57,10 +57,12 @@ async fn run(
         }
     };
     let vector = prepare_vector(raw, definition.dimension, definition.metric, "vector")?;
+    let filter = prepare_filter(request.filter)?;
     let query = Query {
         vector,
         k: request.k,
-        filter: prepare_filter(request.filter)?,
+        filter: filter.equalities,
+        predicate: filter.predicate,
         exclude_ids: request.exclude_ids.unwrap_or_default(),
         ef_search: request.ef_search,
     };
@@ -126,7 +128,10 @@ async fn run_pinned(
     request: PinnedSearch,
 ) -> Result<PinnedHits, IndexError> {
     let definition = &arguments.definition;
-    crate::domain::vectors::validate_k(request.k)?;
+    // `only_ids` bounds a lookup by itself (the playbook's workers).
+    if request.only_ids.is_none() {
+        crate::domain::vectors::validate_k(request.k)?;
+    }
     let vector = prepare_vector(
         request.vector,
         definition.dimension,
@@ -149,6 +154,13 @@ async fn run_pinned(
         exclude: request.exclude_ids.into_iter().collect(),
         only: request.only_ids.map(|ids| ids.into_iter().collect()),
     };
+    // A pinned search scans a whole version: two at a time in the process,
+    // so a burst of chats cannot hold every version in memory at once.
+    static SCANS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+    let _scan = SCANS
+        .acquire()
+        .await
+        .map_err(|e| IndexError::Internal(e.to_string()))?;
     match store::search_at(&path, version, &query).await {
         Ok(hits) => Ok(PinnedHits { version, hits }),
         Err(PinnedMiss::VersionGone) => Err(IndexError::VersionGone {

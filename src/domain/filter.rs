@@ -1,0 +1,483 @@
+//! The filter language of searches: what a coordinator can say about the
+//! metadata of the items they want.
+//!
+//! ```json
+//! {"and": [
+//!   {"role": "Forklift Operator"},
+//!   {"years_experience": {"gte": 3}, "hourly_rate": {"lt": 24}},
+//!   {"certifications": {"contains_any": ["CDL-A", "OSHA 30"]}},
+//!   {"not": {"available_from": {"gt": "2026-12-07T00:00:00Z"}}}
+//! ]}
+//! ```
+//!
+//! - `{"and": [...]}`, `{"or": [...]}`, `{"not": ...}`;
+//! - per field: a scalar is shorthand for `eq`; an object of operators
+//!   (all must hold): `eq`, `ne`, `in`, `nin` on strings, numbers and
+//!   booleans; `gt`, `gte`, `lt`, `lte` on numbers and on RFC 3339 dates
+//!   (a string compares only for equality); `contains`, `contains_any`,
+//!   `contains_all` on arrays; `exists` (`true`: present and not null).
+//! - `ne` and `nin` also match an item without the field (as `not eq`).
+//!
+//! Parsing is strict: unknown operators, wrong types, empty lists, too many
+//! conditions or too deep a nesting fail naming the path inside the filter
+//! (`filter.and[1].years_experience.gte`).
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::vectors::filter_key;
+
+/// Nesting of `and` / `or` / `not` beyond this is refused.
+pub const MAX_DEPTH: usize = 4;
+/// Values in one `in` / `nin` / `contains_any` / `contains_all` list.
+pub const MAX_LIST: usize = 100;
+
+/// A parsed filter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    And(Vec<Filter>),
+    Or(Vec<Filter>),
+    Not(Box<Filter>),
+    Field { field: String, op: Op },
+}
+
+/// A condition on one field. Scalars are held as their filter keys (the
+/// same canonical form the equality index uses: `5` equals `5.0`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Eq(String),
+    Ne(String),
+    In(Vec<String>),
+    Nin(Vec<String>),
+    Gt(Bound),
+    Gte(Bound),
+    Lt(Bound),
+    Lte(Bound),
+    Contains(String),
+    ContainsAny(Vec<String>),
+    ContainsAll(Vec<String>),
+    Exists(bool),
+}
+
+/// What an order comparison compares with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound {
+    Number(f64),
+    Date(DateTime<Utc>),
+}
+
+/// Why a filter was refused: where, and what is wrong there.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct FilterError {
+    pub path: String,
+    pub reason: String,
+}
+
+fn refuse(path: &str, reason: impl Into<String>) -> FilterError {
+    FilterError {
+        path: path.to_string(),
+        reason: reason.into(),
+    }
+}
+
+const OPERATORS: &[&str] = &[
+    "eq",
+    "ne",
+    "in",
+    "nin",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "contains",
+    "contains_any",
+    "contains_all",
+    "exists",
+];
+
+impl Filter {
+    /// Parses a filter object; `max_conditions` bounds the field
+    /// conditions in it (`limits.max_filter_fields`).
+    pub fn parse(value: &Map<String, Value>, max_conditions: usize) -> Result<Self, FilterError> {
+        let mut count = 0;
+        let filter = parse_object(value, "filter", 0, &mut count)?;
+        if count > max_conditions {
+            return Err(refuse(
+                "filter",
+                format!("at most {max_conditions} conditions, got {count}"),
+            ));
+        }
+        Ok(filter)
+    }
+
+    /// Whether `metadata` satisfies the filter.
+    pub fn matches(&self, metadata: &Value) -> bool {
+        match self {
+            Filter::And(all) => all.iter().all(|f| f.matches(metadata)),
+            Filter::Or(any) => any.iter().any(|f| f.matches(metadata)),
+            Filter::Not(inner) => !inner.matches(metadata),
+            Filter::Field { field, op } => op.matches(metadata.get(field.as_str())),
+        }
+    }
+
+    /// The `(field, key)` equalities every match must satisfy (the
+    /// top-level conjunction's `eq`s): what an index can narrow by before
+    /// the rest is checked.
+    pub fn required_equalities(&self) -> Vec<(String, String)> {
+        match self {
+            Filter::Field {
+                field,
+                op: Op::Eq(key),
+            } => vec![(field.clone(), key.clone())],
+            Filter::And(all) => all.iter().flat_map(Filter::required_equalities).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the filter is nothing but a conjunction of equalities (the
+    /// equalities then say everything).
+    pub fn is_equalities_only(&self) -> bool {
+        match self {
+            Filter::Field { op: Op::Eq(_), .. } => true,
+            Filter::And(all) => all.iter().all(Filter::is_equalities_only),
+            _ => false,
+        }
+    }
+
+    /// A stable text of the filter (cache keys).
+    pub fn canonical(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+fn parse_object(
+    object: &Map<String, Value>,
+    path: &str,
+    depth: usize,
+    count: &mut usize,
+) -> Result<Filter, FilterError> {
+    if depth > MAX_DEPTH {
+        return Err(refuse(
+            path,
+            format!("nested deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    if object.is_empty() {
+        return Err(refuse(
+            path,
+            "an empty filter matches nothing in particular; leave it out",
+        ));
+    }
+    let logical = ["and", "or", "not"];
+    if object.keys().any(|k| logical.contains(&k.as_str())) {
+        if object.len() != 1 {
+            return Err(refuse(
+                path,
+                "'and', 'or' and 'not' stand alone in their object (wrap the fields in 'and')",
+            ));
+        }
+        let (key, value) = object.iter().next().expect("one entry");
+        let here = format!("{path}.{key}");
+        return match key.as_str() {
+            "not" => match value {
+                Value::Object(inner) => Ok(Filter::Not(Box::new(parse_object(
+                    inner,
+                    &here,
+                    depth + 1,
+                    count,
+                )?))),
+                _ => Err(refuse(&here, "takes one filter object")),
+            },
+            _ => {
+                let Value::Array(items) = value else {
+                    return Err(refuse(&here, "takes a list of filter objects"));
+                };
+                if items.is_empty() {
+                    return Err(refuse(&here, "takes at least one filter object"));
+                }
+                let mut parts = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let at = format!("{here}[{i}]");
+                    let Value::Object(inner) = item else {
+                        return Err(refuse(&at, "must be a filter object"));
+                    };
+                    parts.push(parse_object(inner, &at, depth + 1, count)?);
+                }
+                Ok(if key == "and" {
+                    Filter::And(parts)
+                } else {
+                    Filter::Or(parts)
+                })
+            }
+        };
+    }
+    let mut parts = Vec::new();
+    for (field, condition) in object {
+        let here = format!("{path}.{field}");
+        if field.is_empty() || field.len() > 256 || field.chars().any(char::is_control) {
+            return Err(refuse(
+                &here,
+                "a field name of 1 to 256 printable characters",
+            ));
+        }
+        match condition {
+            Value::Object(operators) => {
+                if operators.is_empty() {
+                    return Err(refuse(&here, "names no operator"));
+                }
+                for (operator, operand) in operators {
+                    let at = format!("{here}.{operator}");
+                    *count += 1;
+                    parts.push(Filter::Field {
+                        field: field.clone(),
+                        op: parse_op(operator, operand, &at)?,
+                    });
+                }
+            }
+            scalar => {
+                *count += 1;
+                parts.push(Filter::Field {
+                    field: field.clone(),
+                    op: Op::Eq(scalar_key(scalar, &here)?),
+                });
+            }
+        }
+    }
+    Ok(if parts.len() == 1 {
+        parts.pop().expect("one part")
+    } else {
+        Filter::And(parts)
+    })
+}
+
+fn scalar_key(value: &Value, path: &str) -> Result<String, FilterError> {
+    filter_key(value).ok_or_else(|| {
+        refuse(
+            path,
+            "only a string, a number or a boolean can be matched (use an operator object for the rest)",
+        )
+    })
+}
+
+fn scalar_list(value: &Value, path: &str) -> Result<Vec<String>, FilterError> {
+    let Value::Array(items) = value else {
+        return Err(refuse(path, "takes a list of strings, numbers or booleans"));
+    };
+    if items.is_empty() || items.len() > MAX_LIST {
+        return Err(refuse(
+            path,
+            format!("takes 1 to {MAX_LIST} values, got {}", items.len()),
+        ));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| scalar_key(item, &format!("{path}[{i}]")))
+        .collect()
+}
+
+fn bound(value: &Value, path: &str) -> Result<Bound, FilterError> {
+    match value {
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|f| f.is_finite())
+            .map(Bound::Number)
+            .ok_or_else(|| refuse(path, "not a finite number")),
+        Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .map(|d| Bound::Date(d.with_timezone(&Utc)))
+            .map_err(|_| {
+                refuse(
+                    path,
+                    format!("compares numbers or RFC 3339 dates (e.g. 2026-12-07T00:00:00Z); '{s}' is neither — strings compare only with eq, ne, in, nin"),
+                )
+            }),
+        _ => Err(refuse(path, "compares numbers or RFC 3339 dates")),
+    }
+}
+
+fn parse_op(operator: &str, operand: &Value, path: &str) -> Result<Op, FilterError> {
+    Ok(match operator {
+        "eq" => Op::Eq(scalar_key(operand, path)?),
+        "ne" => Op::Ne(scalar_key(operand, path)?),
+        "in" => Op::In(scalar_list(operand, path)?),
+        "nin" => Op::Nin(scalar_list(operand, path)?),
+        "gt" => Op::Gt(bound(operand, path)?),
+        "gte" => Op::Gte(bound(operand, path)?),
+        "lt" => Op::Lt(bound(operand, path)?),
+        "lte" => Op::Lte(bound(operand, path)?),
+        "contains" => Op::Contains(scalar_key(operand, path)?),
+        "contains_any" => Op::ContainsAny(scalar_list(operand, path)?),
+        "contains_all" => Op::ContainsAll(scalar_list(operand, path)?),
+        "exists" => match operand {
+            Value::Bool(b) => Op::Exists(*b),
+            _ => return Err(refuse(path, "takes true or false")),
+        },
+        other => {
+            return Err(refuse(
+                path,
+                format!(
+                    "unknown operator '{other}'; known: {}",
+                    OPERATORS.join(", ")
+                ),
+            ))
+        }
+    })
+}
+
+impl Op {
+    fn matches(&self, value: Option<&Value>) -> bool {
+        let key = || value.and_then(filter_key);
+        let elements = || -> Vec<String> {
+            match value {
+                Some(Value::Array(items)) => items.iter().filter_map(filter_key).collect(),
+                _ => Vec::new(),
+            }
+        };
+        match self {
+            Op::Eq(want) => key().as_ref() == Some(want),
+            Op::Ne(want) => key().as_ref() != Some(want),
+            Op::In(set) => key().is_some_and(|k| set.contains(&k)),
+            Op::Nin(set) => !key().is_some_and(|k| set.contains(&k)),
+            Op::Gt(b) => compare(value, b).is_some_and(|o| o.is_gt()),
+            Op::Gte(b) => compare(value, b).is_some_and(|o| o.is_ge()),
+            Op::Lt(b) => compare(value, b).is_some_and(|o| o.is_lt()),
+            Op::Lte(b) => compare(value, b).is_some_and(|o| o.is_le()),
+            Op::Contains(want) => elements().contains(want),
+            Op::ContainsAny(set) => {
+                let have = elements();
+                set.iter().any(|w| have.contains(w))
+            }
+            Op::ContainsAll(set) => {
+                let have = elements();
+                set.iter().all(|w| have.contains(w))
+            }
+            Op::Exists(want) => value.is_some_and(|v| !v.is_null()) == *want,
+        }
+    }
+}
+
+/// The value against the bound: numbers with numbers, dates with dates;
+/// anything else does not compare (and so does not match).
+fn compare(value: Option<&Value>, bound: &Bound) -> Option<std::cmp::Ordering> {
+    match (value?, bound) {
+        (Value::Number(n), Bound::Number(b)) => n.as_f64()?.partial_cmp(b),
+        (Value::String(s), Bound::Date(b)) => {
+            let date = DateTime::parse_from_rfc3339(s).ok()?.with_timezone(&Utc);
+            Some(date.cmp(b))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: Value) -> Result<Filter, FilterError> {
+        Filter::parse(value.as_object().unwrap(), 16)
+    }
+
+    fn matches(filter: Value, item: Value) -> bool {
+        parse(filter).unwrap().matches(&item)
+    }
+
+    #[test]
+    fn every_operator_means_what_it_says() {
+        let worker = json!({
+            "role": "Forklift Operator", "years": 5, "rate": 21.5, "cdl": true,
+            "certs": ["OSHA 10", "CDL-A"], "available": "2026-12-03T00:00:00Z", "note": null,
+        });
+        let table = [
+            (json!({"role": "Forklift Operator"}), true),
+            (json!({"years": 5.0}), true),
+            (json!({"role": {"eq": "Welder"}}), false),
+            (json!({"role": {"ne": "Welder"}}), true),
+            (json!({"missing": {"ne": "x"}}), true),
+            (
+                json!({"role": {"in": ["Welder", "Forklift Operator"]}}),
+                true,
+            ),
+            (
+                json!({"role": {"nin": ["Welder", "Forklift Operator"]}}),
+                false,
+            ),
+            (json!({"years": {"gt": 5}}), false),
+            (json!({"years": {"gte": 5}}), true),
+            (json!({"rate": {"lt": 24}}), true),
+            (json!({"rate": {"lte": 21}}), false),
+            (json!({"available": {"lte": "2026-12-07T00:00:00Z"}}), true),
+            (
+                json!({"available": {"gt": "2026-12-07T00:00:00+01:00"}}),
+                false,
+            ),
+            (json!({"role": {"gt": 3}}), false),
+            (json!({"certs": {"contains": "CDL-A"}}), true),
+            (
+                json!({"certs": {"contains_any": ["OSHA 30", "CDL-A"]}}),
+                true,
+            ),
+            (
+                json!({"certs": {"contains_all": ["OSHA 30", "CDL-A"]}}),
+                false,
+            ),
+            (json!({"note": {"exists": true}}), false),
+            (json!({"note": {"exists": false}}), true),
+            (json!({"cdl": {"exists": true}}), true),
+            (json!({"years": {"gte": 3, "lte": 4}}), false),
+            (json!({"or": [{"years": {"lt": 1}}, {"cdl": true}]}), true),
+            (json!({"not": {"role": "Forklift Operator"}}), false),
+            (
+                json!({"and": [{"role": "Forklift Operator"}, {"not": {"certs": {"contains": "OSHA 30"}}}]}),
+                true,
+            ),
+        ];
+        for (filter, want) in table {
+            assert_eq!(matches(filter.clone(), worker.clone()), want, "{filter}");
+        }
+    }
+
+    #[test]
+    fn bad_filters_name_the_path() {
+        let table = [
+            (json!({"role": {"like": "Fork%"}}), "filter.role.like"),
+            (json!({"role": {"gt": "Welder"}}), "filter.role.gt"),
+            (
+                json!({"and": [{"role": "x"}, {"years": {"in": []}}]}),
+                "filter.and[1].years.in",
+            ),
+            (json!({"or": {"role": "x"}}), "filter.or"),
+            (json!({"not": {"role": [1]}}), "filter.not.role"),
+            (json!({"and": [{"x": 1}], "y": 2}), "filter"),
+            (json!({"cdl": {"exists": "yes"}}), "filter.cdl.exists"),
+            (json!({"n": {}}), "filter.n"),
+        ];
+        for (filter, path) in table {
+            let err = parse(filter.clone()).unwrap_err();
+            assert_eq!(err.path, path, "{filter}: {err}");
+        }
+        let deep = json!({"not": {"not": {"not": {"not": {"not": {"x": 1}}}}}});
+        assert!(parse(deep).unwrap_err().reason.contains("nested deeper"));
+        let many: Map<String, Value> = (0..17).map(|i| (format!("f{i}"), json!(i))).collect();
+        assert!(Filter::parse(&many, 16)
+            .unwrap_err()
+            .reason
+            .contains("at most 16"));
+    }
+
+    #[test]
+    fn conjunctions_expose_their_equalities() {
+        let filter = parse(json!({"role": "Welder", "years": {"gte": 3}})).unwrap();
+        assert_eq!(
+            filter.required_equalities(),
+            [("role".to_string(), "s:Welder".to_string())]
+        );
+        assert!(!filter.is_equalities_only());
+        assert!(parse(json!({"role": "Welder", "state": "IL"}))
+            .unwrap()
+            .is_equalities_only());
+        let or = parse(json!({"or": [{"role": "Welder"}, {"role": "Painter"}]})).unwrap();
+        assert!(or.required_equalities().is_empty());
+    }
+}
