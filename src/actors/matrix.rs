@@ -179,19 +179,18 @@ impl Context {
                 filter.insert(field.to_string(), Value::String(value.clone()));
             }
         }
-        // The typed fields and the request's own filter must all hold.
-        let filter = match (&request.filter, filter.is_empty()) {
-            (None, _) => filter,
-            (Some(extra), true) => extra.clone(),
-            (Some(extra), false) => {
-                let mut both = Map::new();
-                both.insert(
-                    "and".into(),
-                    Value::Array(vec![Value::Object(filter), Value::Object(extra.clone())]),
-                );
-                both
-            }
-        };
+        // The typed parameters, role/city/state and the request's own
+        // filter must all hold. The request's filter is checked on its own
+        // first, so errors name the paths the caller wrote.
+        filter.extend(request.typed_conditions()?);
+        if let Some(extra) = &request.filter {
+            crate::domain::filter::Filter::parse(
+                extra,
+                crate::domain::vectors::MAX_FILTER_CONDITIONS,
+            )
+            .map_err(|e| IndexError::Invalid(crate::domain::vectors::ValidationError::Filter(e)))?;
+        }
+        let filter = combine(filter, request.filter.clone());
         let predicate = if filter.is_empty() {
             None
         } else {
@@ -391,6 +390,32 @@ impl Context {
             Err(err) => Err(err.into()),
         }
     }
+}
+
+/// `typed` (flat field conditions) and the caller's filter, both to hold,
+/// nested as little as possible: merged into one object when their fields
+/// differ, appended to the caller's own `and`, else wrapped in an `and`.
+fn combine(typed: Map<String, Value>, extra: Option<Map<String, Value>>) -> Map<String, Value> {
+    let Some(mut extra) = extra else { return typed };
+    if typed.is_empty() {
+        return extra;
+    }
+    let logical = ["and", "or", "not"];
+    let has_logical = extra.keys().any(|k| logical.contains(&k.as_str()));
+    if !has_logical && typed.keys().all(|k| !extra.contains_key(k)) {
+        extra.extend(typed);
+        return extra;
+    }
+    if let Some(Value::Array(all)) = extra.get_mut("and") {
+        all.push(Value::Object(typed));
+        return extra;
+    }
+    let mut both = Map::new();
+    both.insert(
+        "and".into(),
+        Value::Array(vec![Value::Object(extra), Value::Object(typed)]),
+    );
+    both
 }
 
 fn to_matrix_hit(hit: Hit) -> MatrixHit {

@@ -34,7 +34,26 @@ pub struct MatrixSearch {
     /// city and state.
     #[schema(value_type = Option<Object>)]
     pub filter: Option<serde_json::Map<String, Value>>,
+    /// At least this many years of experience.
+    #[serde(default)]
+    pub min_years: Option<u32>,
+    /// At most this hourly rate.
+    #[serde(default)]
+    #[schema(minimum = 0.0)]
+    pub max_rate: Option<f64>,
+    /// Every one of these skills.
+    #[serde(default)]
+    pub skills_all: Option<Vec<String>>,
+    /// At least one of these certifications.
+    #[serde(default)]
+    pub certifications_any: Option<Vec<String>>,
+    /// Available on or before this date (`2026-12-07` or RFC 3339).
+    #[serde(default)]
+    pub available_by: Option<String>,
 }
+
+/// Typed list parameters hold at most this many values.
+pub const MAX_TYPED_VALUES: usize = 50;
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +106,8 @@ pub enum MatrixInvalid {
     InvalidWorkerIds,
     #[error("unknown worker ids: {0:?}")]
     UnknownWorkers(Vec<String>),
+    #[error("{name}: {reason}")]
+    InvalidParameter { name: &'static str, reason: String },
 }
 
 pub fn check_query(query: &str) -> Result<(), MatrixInvalid> {
@@ -109,7 +130,63 @@ impl MatrixSearch {
         if !(1..=MAX_K).contains(&self.k) {
             return Err(MatrixInvalid::InvalidK(self.k));
         }
-        Ok(())
+        self.typed_conditions().map(|_| ())
+    }
+
+    /// The typed parameters as conditions of the filter language, over the
+    /// workers' fields (`years_experience`, `hourly_rate`, `skills`,
+    /// `certifications`, `available_from`).
+    pub fn typed_conditions(&self) -> Result<serde_json::Map<String, Value>, MatrixInvalid> {
+        let invalid =
+            |name: &'static str, reason: String| MatrixInvalid::InvalidParameter { name, reason };
+        let mut conditions = serde_json::Map::new();
+        if let Some(years) = self.min_years {
+            conditions.insert("years_experience".into(), serde_json::json!({"gte": years}));
+        }
+        if let Some(rate) = self.max_rate {
+            if !rate.is_finite() || rate < 0.0 {
+                return Err(invalid(
+                    "max_rate",
+                    format!("must be a non-negative number, got {rate}"),
+                ));
+            }
+            conditions.insert("hourly_rate".into(), serde_json::json!({"lte": rate}));
+        }
+        for (name, field, operator, values) in [
+            ("skills_all", "skills", "contains_all", &self.skills_all),
+            (
+                "certifications_any",
+                "certifications",
+                "contains_any",
+                &self.certifications_any,
+            ),
+        ] {
+            if let Some(values) = values {
+                if values.is_empty() || values.len() > MAX_TYPED_VALUES {
+                    return Err(invalid(
+                        name,
+                        format!("takes 1 to {MAX_TYPED_VALUES} values, got {}", values.len()),
+                    ));
+                }
+                conditions.insert(field.into(), serde_json::json!({ operator: values }));
+            }
+        }
+        if let Some(date) = &self.available_by {
+            // A day (UTC) includes all of it: before the next midnight.
+            let condition = if let Ok(instant) = chrono::DateTime::parse_from_rfc3339(date) {
+                serde_json::json!({"lte": instant.to_rfc3339()})
+            } else if let Ok(day) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") {
+                let next = day + chrono::Duration::days(1);
+                serde_json::json!({"lt": format!("{next}T00:00:00Z")})
+            } else {
+                return Err(invalid(
+                    "available_by",
+                    format!("'{date}' is neither a date (2026-12-07) nor RFC 3339"),
+                ));
+            };
+            conditions.insert("available_from".into(), condition);
+        }
+        Ok(conditions)
     }
 }
 

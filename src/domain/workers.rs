@@ -650,6 +650,8 @@ pub struct Worker {
     pub years_experience: u32,
     pub hourly_rate: f64,
     pub availability: String,
+    /// The first day the worker can start (RFC 3339), from `availability`.
+    pub available_from: String,
     pub shift: String,
     pub phone: String,
     pub email: String,
@@ -692,6 +694,23 @@ impl Rng {
     }
 }
 
+/// The corpus's "today": availability dates count from it, so the same
+/// seed gives the same dates whenever it is generated.
+pub const CORPUS_EPOCH: &str = "2026-12-01";
+
+/// A start date matching the availability phrase, spread over a few days.
+fn available_from(availability: &str, index: u64) -> String {
+    let days = match availability {
+        "immediately" => index % 3,
+        "within 1 week" => 3 + index % 5,
+        "within 2 weeks" => 8 + index % 7,
+        _ => 5 + index % 9,
+    };
+    let epoch = chrono::NaiveDate::parse_from_str(CORPUS_EPOCH, "%Y-%m-%d").unwrap_or_default();
+    let day = epoch + chrono::Duration::days(days as i64);
+    format!("{day}T08:00:00Z")
+}
+
 /// Worker number `index` (0-based) of the corpus with `seed`.
 pub fn worker(seed: u64, index: u64) -> Worker {
     let mut rng = Rng::new(seed, index);
@@ -720,6 +739,8 @@ pub fn worker(seed: u64, index: u64) -> Worker {
             - 100;
     let exchange = 200 + rng.below(800);
     let line = rng.below(10_000);
+    // Drawn where it always was: the same seed gives the same workers.
+    let availability = *rng.pick(AVAILABILITY);
     Worker {
         worker_id: format!("W{:07}", index + 1),
         name: format!("{first} {last}"),
@@ -730,7 +751,8 @@ pub fn worker(seed: u64, index: u64) -> Worker {
         certifications,
         years_experience,
         hourly_rate: cents as f64 / 100.0,
-        availability: rng.pick(AVAILABILITY).to_string(),
+        availability: availability.to_string(),
+        available_from: available_from(availability, index),
         shift: rng.pick(SHIFTS).to_string(),
         phone: format!("{area}-{exchange:03}-{line:04}"),
         email: format!(

@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::limits::check_filter_fields;
+use super::limits::check_filter;
 use super::{ApiContext, ApiError};
 use crate::actors::chat::{ChatMessage, Event, Finished, NAME};
 use crate::domain::chat::{
@@ -52,7 +52,7 @@ async fn chat(
 ) -> Result<HttpResponse, ApiError> {
     let request = request.into_inner();
     if let Some(filter) = request.context.as_ref().and_then(|c| c.filter.as_ref()) {
-        check_filter_fields(&context, filter.len())?;
+        check_filter(&context, Some(filter))?;
     }
     let stream = request.stream;
     let mut events = context

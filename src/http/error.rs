@@ -347,6 +347,7 @@ fn matrix_code(err: &MatrixError) -> ErrorCode {
     match err {
         MatrixError::Invalid(invalid) => match invalid {
             MatrixInvalid::EmptyQuery => ErrorCode::EmptyQuery,
+            MatrixInvalid::InvalidParameter { .. } => ErrorCode::InvalidBody,
             MatrixInvalid::QueryTooLong { .. } => ErrorCode::QueryTooLong,
             MatrixInvalid::InvalidK(_) => ErrorCode::InvalidK,
             MatrixInvalid::EmptyRole => ErrorCode::EmptyRole,

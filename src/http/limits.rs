@@ -13,6 +13,27 @@ pub fn check_filter_fields(context: &ApiContext, fields: usize) -> Result<(), Ap
     Ok(())
 }
 
+/// A filter names at most `limits.max_filter_fields` fields: those at its
+/// top level and the equalities nested in its `and`s (each of those gets a
+/// lookup in the index). A filter that does not parse passes here and is
+/// refused, naming the path, by the index.
+pub fn check_filter(
+    context: &ApiContext,
+    filter: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<(), ApiError> {
+    let Some(filter) = filter else { return Ok(()) };
+    let mut fields: std::collections::HashSet<&str> = filter
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !["and", "or", "not"].contains(k))
+        .collect();
+    let parsed =
+        crate::domain::filter::Filter::parse(filter, crate::domain::vectors::MAX_FILTER_CONDITIONS);
+    let equalities = parsed.map(|f| f.required_equalities()).unwrap_or_default();
+    fields.extend(equalities.iter().map(|(field, _)| field.as_str()));
+    check_filter_fields(context, fields.len())
+}
+
 /// An id list (`exclude_ids`, `worker_ids`) has at most
 /// `limits.max_id_list` ids.
 pub fn check_ids(

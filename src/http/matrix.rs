@@ -3,7 +3,7 @@
 use actix_web::{post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::limits::check_ids;
+use super::limits::{check_filter, check_ids};
 use super::{ApiContext, ApiError};
 use crate::actors::matrix::{MatrixMessage, NAME};
 use crate::domain::matrix::{MatrixResults, MatrixSearch, PlaybookRecord, Recorded};
@@ -33,6 +33,7 @@ async fn search(
 ) -> Result<web::Json<MatrixResults>, ApiError> {
     let request = request.into_inner();
     check_ids(&context, "exclude_ids", request.exclude_ids.as_deref())?;
+    check_filter(&context, request.filter.as_ref())?;
     let results = context
         .call(NAME, |reply| MatrixMessage::Search { request, reply })
         .await??;

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::error::ErrorBody;
-use super::limits::{check_filter_fields, check_ids};
+use super::limits::{check_filter, check_ids};
 use super::{ApiContext, ApiError};
 use crate::actors::vectors::catalog::{self, VectorCatalogMessage};
 use crate::actors::vectors::index::{actor_name, IndexMessage};
@@ -225,7 +225,7 @@ async fn search(
     request: web::Json<SearchRequest>,
 ) -> Result<web::Json<SearchResults>, ApiError> {
     let request = request.into_inner();
-    check_filter_fields(&context, request.filter.as_ref().map_or(0, |f| f.len()))?;
+    check_filter(&context, request.filter.as_ref())?;
     check_ids(&context, "exclude_ids", request.exclude_ids.as_deref())?;
     let hits = call_index(&context, &name, |reply| IndexMessage::Search {
         request,

@@ -154,10 +154,7 @@ async fn local(context: &ApiContext, op: Op) -> Result<Value, ApiError> {
             Ok(json!({ "indexes": to_value(&indexes)? }))
         }
         Op::SearchVectors { index, request } => {
-            crate::http::limits::check_filter_fields(
-                context,
-                request.filter.as_ref().map_or(0, |f| f.len()),
-            )?;
+            crate::http::limits::check_filter(context, request.filter.as_ref())?;
             let actor = crate::actors::vectors::index::actor_name(&index);
             match context.vectors_board.status(&actor) {
                 None => return Err(crate::actors::vectors::IndexError::NotFound(index).into()),
@@ -173,6 +170,7 @@ async fn local(context: &ApiContext, op: Op) -> Result<Value, ApiError> {
         }
         Op::SearchWorkers(request) => {
             crate::http::limits::check_ids(context, "exclude_ids", request.exclude_ids.as_deref())?;
+            crate::http::limits::check_filter(context, request.filter.as_ref())?;
             let results = context
                 .call(matrix::NAME, |reply| MatrixMessage::Search {
                     request,
@@ -251,6 +249,10 @@ async fn remote(
                 "city": request.city, "state": request.state,
                 "exclude_ids": request.exclude_ids, "use_playbook": request.use_playbook,
                 "filter": request.filter,
+                "min_years": request.min_years, "max_rate": request.max_rate,
+                "skills_all": request.skills_all,
+                "certifications_any": request.certifications_any,
+                "available_by": request.available_by,
             })),
         ),
         Op::Embed(texts) => (

@@ -116,6 +116,11 @@ impl LakehouseMcp {
                     exclude_ids: args.exclude_ids,
                     use_playbook: args.use_playbook,
                     filter: args.filter,
+                    min_years: args.min_years,
+                    max_rate: args.max_rate,
+                    skills_all: args.skills_all,
+                    certifications_any: args.certifications_any,
+                    available_by: args.available_by,
                 })
             }
             "embed_text" => {

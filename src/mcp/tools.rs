@@ -175,6 +175,16 @@ pub struct SearchWorkers {
     /// More conditions in the filter language, e.g.
     /// `{"and": [{"years_experience": {"gte": 3}}, {"certifications": {"contains": "CDL-A"}}]}`.
     pub filter: Option<Map<String, Value>>,
+    /// At least this many years of experience.
+    pub min_years: Option<u32>,
+    /// At most this hourly rate (USD).
+    pub max_rate: Option<f64>,
+    /// Every one of these skills, e.g. ["reach truck"].
+    pub skills_all: Option<Vec<String>>,
+    /// At least one of these certifications, e.g. ["CDL-A", "OSHA 30"].
+    pub certifications_any: Option<Vec<String>>,
+    /// Available on or before this date, e.g. "2026-12-07".
+    pub available_by: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -253,3 +253,82 @@ async fn bad_matrix_requests_are_refused() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_parameters_and_the_filter_language_narrow_the_workers() {
+    let app = seeded_app(2000).await;
+    let body = search(
+        &app,
+        json!({
+            "query": "forklift operator", "k": 20, "role": "Forklift Operator",
+            "min_years": 3, "max_rate": 24.0, "certifications_any": ["OSHA Forklift Certification"],
+            "available_by": "2026-12-07",
+            "filter": {"shift": {"in": ["day", "night", "swing"]}},
+        }),
+    )
+    .await;
+    let hits = body["hits"].as_array().unwrap();
+    assert!(!hits.is_empty(), "{body}");
+    for hit in hits {
+        let w = &hit["worker"];
+        assert_eq!(w["role"], "Forklift Operator");
+        assert!(w["years_experience"].as_u64().unwrap() >= 3, "{w}");
+        assert!(w["hourly_rate"].as_f64().unwrap() <= 24.0, "{w}");
+        assert!(
+            w["certifications"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c == "OSHA Forklift Certification"),
+            "{w}"
+        );
+        assert!(
+            w["available_from"].as_str().unwrap() <= "2026-12-07T23:59:59Z",
+            "{w}"
+        );
+        assert!(
+            ["day", "night", "swing"].contains(&w["shift"].as_str().unwrap()),
+            "{w}"
+        );
+    }
+    // Exactly the workers that satisfy all of it, nearest first: the same
+    // set as a brute-force read of every Forklift Operator.
+    let all = search(
+        &app,
+        json!({"query": "forklift operator", "k": 200, "role": "Forklift Operator"}),
+    )
+    .await;
+    let expected: Vec<&Value> = all["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| {
+            let w = &h["worker"];
+            w["years_experience"].as_u64().unwrap() >= 3
+                && w["hourly_rate"].as_f64().unwrap() <= 24.0
+                && w["certifications"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c == "OSHA Forklift Certification")
+                && w["available_from"].as_str().unwrap() <= "2026-12-07T23:59:59Z"
+                && ["day", "night", "swing"].contains(&w["shift"].as_str().unwrap())
+        })
+        .take(20)
+        .collect();
+    let got: Vec<&Value> = hits.iter().map(|h| &h["worker_id"]).collect();
+    let want: Vec<&Value> = expected.iter().map(|h| &h["worker_id"]).collect();
+    assert_eq!(got, want);
+
+    let response = app
+        .post_json(
+            "/v1/matrix/search",
+            &json!({"query": "x", "k": 5, "available_by": "next monday"}),
+        )
+        .await;
+    let error = assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+    assert!(error["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("available_by"));
+}

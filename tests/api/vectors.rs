@@ -464,4 +464,19 @@ async fn the_filter_language_works_through_http_and_names_bad_paths() {
     let body = assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_filter").await;
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("filter.and[0].rate.under"), "{message}");
+
+    // Equalities nested in `and` count toward limits.max_filter_fields (16).
+    let many: Vec<Value> = (0..17).map(|i| json!({ format!("f{i}"): 1 })).collect();
+    let response = search(
+        &app,
+        "crew",
+        json!({"vector": [1.0, 0.0, 0.0], "k": 1, "filter": {"and": many}}),
+    )
+    .await;
+    assert_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "too_many_filter_fields",
+    )
+    .await;
 }
