@@ -102,6 +102,47 @@ enum Provider {
     Ollama(Arc<OllamaEmbedder>),
 }
 
+/// Embeds one text through the `embed` actor (waiting out a restart),
+/// within `timeout`: what the matrix and the chat embed their queries with.
+pub async fn embed_one(
+    directory: &crate::supervision::Directory,
+    text: &str,
+    timeout: std::time::Duration,
+) -> Result<Result<Vec<f32>, EmbedError>, crate::supervision::CallError> {
+    let texts = vec![text.to_string()];
+    let embedded = directory
+        .call_idempotent(
+            NAME,
+            |reply| EmbedMessage::Embed {
+                texts: texts.clone(),
+                model: None,
+                reply,
+            },
+            timeout,
+        )
+        .await?;
+    Ok(embedded.and_then(|e| {
+        e.vectors
+            .first()
+            .map(|v| v.to_vec())
+            .ok_or_else(|| EmbedError::Internal("the embedder returned no vector".into()))
+    }))
+}
+
+/// An ollama-rs client for `url` whose requests end after `timeout`
+/// (embeddings and chat build theirs with it).
+pub fn ollama_client(url: &str, timeout: std::time::Duration) -> Result<ollama_rs::Ollama, String> {
+    let http = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let url = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    Ok(ollama_rs::Ollama::builder()
+        .url(url)
+        .reqwest_client(http)
+        .build())
+}
+
 /// Ollama through ollama-rs: batches of `batch_size` texts per request,
 /// answers checked against the configured dimension and normalised.
 pub struct OllamaEmbedder {
@@ -119,16 +160,12 @@ impl OllamaEmbedder {
             url: ollama.url.clone(),
             reason,
         };
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_millis(ollama.timeout_ms))
-            .build()
-            .map_err(|e| unavailable(e.to_string()))?;
-        let url = reqwest::Url::parse(&ollama.url).map_err(|e| unavailable(e.to_string()))?;
         Ok(Self {
-            client: ollama_rs::Ollama::builder()
-                .url(url)
-                .reqwest_client(http)
-                .build(),
+            client: ollama_client(
+                &ollama.url,
+                std::time::Duration::from_millis(ollama.timeout_ms),
+            )
+            .map_err(unavailable)?,
             url: ollama.url.clone(),
             model: ollama.model.clone(),
             dimension: settings.dimension,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::{json, Map, Value};
 
-use crate::actors::embed::{self, EmbedError, EmbedMessage};
+use crate::actors::embed::{self, EmbedError};
 use crate::actors::vectors::catalog::{self, VectorCatalogMessage};
 use crate::actors::vectors::index::{actor_name, IndexMessage};
 use crate::actors::vectors::IndexError;
@@ -121,24 +121,7 @@ impl Actor for MatrixActor {
 
 impl Context {
     async fn embed(&self, text: &str) -> Result<Vec<f32>, MatrixError> {
-        let texts = vec![text.to_string()];
-        let embedded = self
-            .directory
-            .call_idempotent(
-                embed::NAME,
-                |reply| EmbedMessage::Embed {
-                    texts: texts.clone(),
-                    model: None,
-                    reply,
-                },
-                self.timeout,
-            )
-            .await??;
-        Ok(embedded
-            .vectors
-            .first()
-            .map(|v| v.to_vec())
-            .unwrap_or_default())
+        Ok(embed::embed_one(&self.directory, text, self.timeout).await??)
     }
 
     /// One call to an index actor; `Ok(None)` when the index does not exist.

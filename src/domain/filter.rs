@@ -177,7 +177,9 @@ fn parse_object(
                 "'and', 'or' and 'not' stand alone in their object (wrap the fields in 'and')",
             ));
         }
-        let (key, value) = object.iter().next().expect("one entry");
+        let Some((key, value)) = object.iter().next() else {
+            return Err(refuse(path, "an empty filter"));
+        };
         let here = format!("{path}.{key}");
         return match key.as_str() {
             "not" => match value {
@@ -244,11 +246,12 @@ fn parse_object(
             }
         }
     }
-    Ok(if parts.len() == 1 {
-        parts.pop().expect("one part")
-    } else {
-        Filter::And(parts)
-    })
+    if parts.len() == 1 {
+        if let Some(only) = parts.pop() {
+            return Ok(only);
+        }
+    }
+    Ok(Filter::And(parts))
 }
 
 fn scalar_key(value: &Value, path: &str) -> Result<String, FilterError> {

@@ -55,24 +55,7 @@ async fn chat(
         check_filter(&context, Some(filter))?;
     }
     let stream = request.stream;
-    let mut events = context
-        .call(NAME, |reply| ChatMessage::Chat { request, reply })
-        .await??;
-    // Everything up to the first token (retrieval, the model's first
-    // answer) fails as a plain HTTP error.
-    let mut citations = Vec::new();
-    let first = loop {
-        match events.recv().await {
-            Some(Event::Citations(found)) => citations = found,
-            Some(Event::Error(err)) => return Err(err.into()),
-            Some(event) => break event,
-            None => {
-                return Err(ApiError::Internal(
-                    "the chat ended without an answer".into(),
-                ))
-            }
-        }
-    };
+    let (first, citations, events) = start(&context, request).await?;
     if stream {
         return Ok(sse(first, citations, events));
     }
@@ -82,23 +65,32 @@ async fn chat(
 /// A whole (not streamed) chat, as `/v1/chat` answers it: for callers
 /// inside the process (the MCP `ask` tool).
 pub async fn ask(context: &ApiContext, request: ChatRequest) -> Result<ChatResponse, ApiError> {
+    let (first, citations, events) = start(context, request).await?;
+    gather(first, citations, events).await
+}
+
+/// Starts a chat and waits for its first token: everything before it
+/// (retrieval, the model's first answer) fails as a plain HTTP error.
+async fn start(
+    context: &ApiContext,
+    request: ChatRequest,
+) -> Result<(Event, Vec<Citation>, mpsc::Receiver<Event>), ApiError> {
     let mut events = context
         .call(NAME, |reply| ChatMessage::Chat { request, reply })
         .await??;
     let mut citations = Vec::new();
-    let first = loop {
+    loop {
         match events.recv().await {
             Some(Event::Citations(found)) => citations = found,
             Some(Event::Error(err)) => return Err(err.into()),
-            Some(event) => break event,
+            Some(event) => return Ok((event, citations, events)),
             None => {
                 return Err(ApiError::Internal(
                     "the chat ended without an answer".into(),
                 ))
             }
         }
-    };
-    gather(first, citations, events).await
+    }
 }
 
 /// Gathers the rest of an answer after its first event.

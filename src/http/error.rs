@@ -463,14 +463,17 @@ fn body(code: &str, message: &str) -> ErrorBody {
 /// message or after a space, quote, bracket or `=`; the path of a URL
 /// (`http://host/api/x`) is left alone.
 pub fn redact_paths(message: &str) -> String {
-    static PATH: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    static PATH: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
     let path = PATH.get_or_init(|| {
         regex::Regex::new(
             r#"(^|[\s"'(\[=])((?:file(?:-object-store)?://)?(?:/[A-Za-z0-9._\-]+){2,}/?)"#,
         )
-        .expect("a valid pattern")
+        .ok()
     });
-    path.replace_all(message, "${1}<path>").into_owned()
+    match path {
+        Some(path) => path.replace_all(message, "${1}<path>").into_owned(),
+        None => message.to_string(),
+    }
 }
 
 impl From<JsonPayloadError> for ApiError {

@@ -14,7 +14,7 @@ mod middleware;
 pub mod openapi;
 mod ops;
 mod validate;
-mod vectors;
+pub(crate) mod vectors;
 
 use std::net::TcpListener;
 use std::sync::Arc;

@@ -45,7 +45,11 @@ pub struct Deleted {
 /// is loading (starting or restarting) a `503 index_loading`, one its
 /// supervisor gave up on a `503 index_failed` with the last reason — all
 /// at once, never after a request timeout.
-async fn call_index<T, F>(context: &ApiContext, name: &str, build: F) -> Result<T, ApiError>
+pub(crate) async fn call_index<T, F>(
+    context: &ApiContext,
+    name: &str,
+    build: F,
+) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(ractor::RpcReplyPort<T>) -> IndexMessage,

@@ -155,17 +155,11 @@ async fn local(context: &ApiContext, op: Op) -> Result<Value, ApiError> {
         }
         Op::SearchVectors { index, request } => {
             crate::http::limits::check_filter(context, request.filter.as_ref())?;
-            let actor = crate::actors::vectors::index::actor_name(&index);
-            match context.vectors_board.status(&actor) {
-                None => return Err(crate::actors::vectors::IndexError::NotFound(index).into()),
-                Some(ChildStatus::Starting | ChildStatus::Restarting) => {
-                    return Err(crate::actors::vectors::IndexError::Loading(index).into())
-                }
-                _ => {}
-            }
-            let hits = context
-                .call(&actor, |reply| IndexMessage::Search { request, reply })
-                .await??;
+            // The same loading / failed / missing answers as the HTTP route.
+            let hits = crate::http::vectors::call_index(context, &index, |reply| {
+                IndexMessage::Search { request, reply }
+            })
+            .await??;
             Ok(json!({ "hits": to_value(&hits)? }))
         }
         Op::SearchWorkers(request) => {

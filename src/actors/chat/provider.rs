@@ -107,16 +107,10 @@ impl OllamaChat {
         };
         // The chat's own deadline bounds the whole exchange; this one stops
         // a connection that hangs past it.
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_millis(settings.timeout_ms))
-            .build()
-            .map_err(|e| unavailable(e.to_string()))?;
-        let url = reqwest::Url::parse(&ollama.url).map_err(|e| unavailable(e.to_string()))?;
+        let timeout = std::time::Duration::from_millis(settings.timeout_ms);
         Ok(Self {
-            client: ollama_rs::Ollama::builder()
-                .url(url)
-                .reqwest_client(http)
-                .build(),
+            client: crate::actors::embed::ollama_client(&ollama.url, timeout)
+                .map_err(unavailable)?,
             url: ollama.url.clone(),
             model: ollama.model.clone(),
             keep_alive_secs: ollama.keep_alive_secs,

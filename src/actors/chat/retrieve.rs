@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value};
 
 use super::{ChatContext, ChatError};
-use crate::actors::embed::{self, EmbedMessage};
+use crate::actors::embed;
 use crate::actors::matrix::{PLAYBOOK, WORKERS};
 use crate::actors::vectors::index::{actor_name, IndexMessage};
 use crate::actors::vectors::IndexError;
@@ -146,24 +146,7 @@ impl ChatContext {
     }
 
     async fn embed(&self, text: &str) -> Result<Vec<f32>, ChatError> {
-        let texts = vec![text.to_string()];
-        let embedded = self
-            .directory
-            .call_idempotent(
-                embed::NAME,
-                |reply| EmbedMessage::Embed {
-                    texts: texts.clone(),
-                    model: None,
-                    reply,
-                },
-                self.call_timeout,
-            )
-            .await??;
-        embedded
-            .vectors
-            .first()
-            .map(|v| v.to_vec())
-            .ok_or_else(|| ChatError::Internal("the embedder returned no vector".into()))
+        Ok(embed::embed_one(&self.directory, text, self.call_timeout).await??)
     }
 
     /// One pinned search; `Ok(None)` when the index does not exist.
