@@ -46,10 +46,16 @@ pub enum StorageError {
 
 impl From<object_store::Error> for StorageError {
     fn from(err: object_store::Error) -> Self {
-        match err {
-            object_store::Error::NotFound { path, .. } => StorageError::NotFound(path),
-            other => StorageError::Backend(other.to_string()),
-        }
+        StorageError::Backend(err.to_string())
+    }
+}
+
+/// The error of a store call about `key`: a missing object is named by
+/// its key (the store's own path would show the data directory).
+fn about(key: &str) -> impl Fn(object_store::Error) -> StorageError + '_ {
+    move |err| match err {
+        object_store::Error::NotFound { .. } => StorageError::NotFound(key.to_string()),
+        other => StorageError::Backend(other.to_string()),
     }
 }
 
@@ -210,8 +216,8 @@ impl Actor for StorageActor {
                 tokio::spawn(async move {
                     let result = async {
                         let path = validate_key(&key)?;
-                        store.head(&path).await?;
-                        store.delete(&path).await?;
+                        store.head(&path).await.map_err(about(&key))?;
+                        store.delete(&path).await.map_err(about(&key))?;
                         Ok(())
                     }
                     .await;
@@ -265,7 +271,7 @@ async fn upload(
     limit: u64,
     _permit: OwnedSemaphorePermit,
 ) -> Result<ObjectInfo, StorageError> {
-    let mut writer = WriteMultipart::new(store.put_multipart(&path).await?);
+    let mut writer = WriteMultipart::new(store.put_multipart(&path).await.map_err(about(&key))?);
     let mut size = 0u64;
     let outcome = loop {
         match chunks.recv().await {
@@ -283,12 +289,18 @@ async fn upload(
     };
     match outcome {
         Ok(()) => {
-            writer.finish().await?;
-            let meta = store.head(&path).await?;
+            writer.finish().await.map_err(about(&key))?;
+            // A delete of the same key may land between the two calls: the
+            // upload still succeeded, with the bytes it counted.
+            let modified = match store.head(&path).await {
+                Ok(meta) => meta.last_modified,
+                Err(object_store::Error::NotFound { .. }) => chrono::Utc::now(),
+                Err(err) => return Err(err.into()),
+            };
             Ok(ObjectInfo {
                 key,
-                size: meta.size,
-                modified: meta.last_modified,
+                size,
+                modified,
             })
         }
         Err(err) => {
@@ -304,7 +316,7 @@ async fn download(
     key: String,
     permit: OwnedSemaphorePermit,
 ) -> Result<(ObjectInfo, ObjectStream), StorageError> {
-    let result = store.get(&path).await?;
+    let result = store.get(&path).await.map_err(about(&key))?;
     let info = ObjectInfo {
         key,
         size: result.meta.size,

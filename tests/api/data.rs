@@ -92,12 +92,17 @@ async fn a_multi_megabyte_object_round_trips() {
         .await
         .unwrap();
     assert_eq!(deleted.status(), StatusCode::OK);
-    assert_error(
+    let missing = assert_error(
         app.get("/v1/storage/objects/reports/2026/big.bin").await,
         StatusCode::NOT_FOUND,
         "object_not_found",
     )
     .await;
+    // Named by its key, never by where the data directory is.
+    assert_eq!(
+        missing["error"]["message"],
+        "no object 'reports/2026/big.bin'"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
