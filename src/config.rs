@@ -236,6 +236,9 @@ pub struct VectorSettings {
     /// share of it (and at least `rebuild_min_tombstones`).
     pub rebuild_tombstone_share: f64,
     pub rebuild_min_tombstones: usize,
+    /// The keyword side's weight in a hybrid search (0 to 1), unless the
+    /// request gives its own.
+    pub keyword_weight: f32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -251,6 +254,8 @@ pub struct MatrixSettings {
     /// its graph only serves unfiltered searches: a cheaper graph makes
     /// every recording cheaper.
     pub playbook_hnsw: crate::domain::vectors::HnswParams,
+    /// The search mode of a matrix search that names none.
+    pub default_mode: crate::domain::keyword::SearchMode,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -709,6 +714,11 @@ impl Settings {
             (1..=1024).contains(&self.vectors.max_hot_fields),
             "vectors.max_hot_fields",
             "must be between 1 and 1024",
+        )?;
+        check(
+            (0.0..=1.0).contains(&self.vectors.keyword_weight),
+            "vectors.keyword_weight",
+            "must be between 0 and 1",
         )?;
         check(
             self.vectors.result_cache_bytes <= 1 << 34,

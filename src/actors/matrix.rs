@@ -5,7 +5,6 @@
 //! index actors (Lance-backed, supervised) — so each request runs as its
 //! own task: the mailbox only dispatches, and many searches proceed at once.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,10 +17,10 @@ use crate::actors::vectors::index::{actor_name, IndexMessage};
 use crate::actors::vectors::IndexError;
 use crate::config::MatrixSettings;
 use crate::domain::matrix::{
-    apply_playbook, best_scores, boost_factor, MatrixHit, MatrixInvalid, MatrixResults,
-    MatrixSearch, PlaybookRecord, Recorded,
+    apply_playbook, MatrixExplain, MatrixHit, MatrixInvalid, MatrixResults, MatrixSearch, Playbook,
+    PlaybookRecord, Recorded, Recording,
 };
-use crate::domain::vectors::{dot, CreateIndex, Hit, HnswOverrides, ItemInput, SearchRequest};
+use crate::domain::vectors::{CreateIndex, Hit, HnswOverrides, ItemInput, SearchRequest};
 use crate::supervision::{CallError, Directory, Fault};
 
 pub const NAME: &str = "matrix";
@@ -151,6 +150,9 @@ impl Context {
 
     async fn search(&self, request: MatrixSearch) -> Result<MatrixResults, MatrixError> {
         request.check()?;
+        let mode = request.mode.unwrap_or(self.settings.default_mode);
+        // Embedded whatever the mode: the playbook matches recordings by
+        // the query's vector.
         let vector = self.embed(&request.query).await?;
         let mut filter = Map::new();
         for (field, value) in [
@@ -174,27 +176,32 @@ impl Context {
             .map_err(|e| IndexError::Invalid(crate::domain::vectors::ValidationError::Filter(e)))?;
         }
         let filter = combine(filter, request.filter.clone());
-        let predicate = if filter.is_empty() {
-            None
-        } else {
-            Some(
-                crate::domain::filter::Filter::parse(
-                    &filter,
-                    crate::domain::vectors::MAX_FILTER_CONDITIONS,
-                )
-                .map_err(|e| {
-                    IndexError::Invalid(crate::domain::vectors::ValidationError::Filter(e))
-                })?,
-            )
-        };
         let exclude = request.exclude_ids.clone().unwrap_or_default();
+
+        let playbook = match (&request.role, request.use_playbook) {
+            (Some(role), true) => Playbook::new(self.recordings(&vector, role).await?),
+            // The role gate: without a role, no recording can apply.
+            _ => Playbook::default(),
+        };
+        // Recorded workers are scored by the index even below the top k
+        // (and only if they pass the filter), so a boost can bring them in.
+        let include_ids: Vec<String> = playbook
+            .scores
+            .keys()
+            .filter(|id| !exclude.contains(id))
+            .cloned()
+            .collect();
         let search = SearchRequest {
-            vector: Some(vector.clone()),
-            text: None,
+            vector: mode.uses_vectors().then(|| vector.clone()),
+            text: mode.uses_keywords().then(|| request.query.clone()),
             k: request.k,
             filter: (!filter.is_empty()).then(|| filter.clone()),
             exclude_ids: (!exclude.is_empty()).then(|| exclude.clone()),
             ef_search: None,
+            mode: Some(mode),
+            keyword_weight: request.keyword_weight,
+            explain: request.explain,
+            include_ids,
         };
         let hits = self
             .index_call(WORKERS, |reply| IndexMessage::Search {
@@ -203,64 +210,23 @@ impl Context {
             })
             .await?
             .ok_or(MatrixError::NoWorkers)??;
-        let hits: Vec<MatrixHit> = hits.into_iter().map(to_matrix_hit).collect();
-
-        let role = match (&request.role, request.use_playbook) {
-            (Some(role), true) => role.clone(),
-            // The role gate: without a role, no recording can apply.
-            _ => return Ok(apply_playbook(hits, &HashMap::new(), Vec::new(), request.k)),
-        };
-        let recordings = self.recordings(&vector, &role).await?;
-        let scores = best_scores(
-            recordings
-                .iter()
-                .map(|(ids, score)| (ids.as_slice(), *score)),
-        );
-        let missing: Vec<String> = scores
-            .keys()
-            .filter(|id| !hits.iter().any(|h| &h.worker_id == *id) && !exclude.contains(id))
-            .cloned()
+        // The index answers its top k first, then the included ids that
+        // ranked below them.
+        let hits: Vec<MatrixHit> = hits
+            .into_iter()
+            .enumerate()
+            .map(|(rank, hit)| to_matrix_hit(hit, rank >= request.k))
             .collect();
-        let mut injected = Vec::new();
-        for id in missing {
-            let fetched = self
-                .index_call(WORKERS, |reply| IndexMessage::Get {
-                    id: id.clone(),
-                    reply,
-                })
-                .await?;
-            let Some(Ok(item)) = fetched else { continue };
-            // Injection honours the search's own filters.
-            if !predicate.as_ref().is_none_or(|p| p.matches(&item.metadata)) {
-                continue;
-            }
-            let distance = (1.0 - dot(&vector, &item.vector)).max(0.0);
-            injected.push(MatrixHit {
-                worker_id: item.id,
-                distance: distance * boost_factor(scores[&id]),
-                boosted: true,
-                injected: true,
-                worker: item.metadata,
-            });
-        }
-        Ok(apply_playbook(hits, &scores, injected, request.k))
+        Ok(apply_playbook(hits, &playbook, request.k))
     }
 
     /// Recordings of `role` whose query is within the configured distance.
-    async fn recordings(
-        &self,
-        vector: &[f32],
-        role: &str,
-    ) -> Result<Vec<(Vec<String>, f64)>, MatrixError> {
+    async fn recordings(&self, vector: &[f32], role: &str) -> Result<Vec<Recording>, MatrixError> {
         let mut filter = Map::new();
         filter.insert("role".into(), Value::String(role.to_string()));
         let search = SearchRequest {
-            vector: Some(vector.to_vec()),
-            text: None,
-            k: self.settings.playbook_candidates,
             filter: Some(filter),
-            exclude_ids: None,
-            ef_search: None,
+            ..SearchRequest::for_vector(vector.to_vec(), self.settings.playbook_candidates)
         };
         let hits = match self
             .index_call(PLAYBOOK, |reply| IndexMessage::Search {
@@ -277,15 +243,7 @@ impl Context {
         Ok(hits
             .into_iter()
             .filter(|hit| hit.distance <= self.settings.playbook_max_distance)
-            .filter_map(|hit| {
-                let ids = hit.metadata.get("worker_ids")?.as_array()?;
-                let ids = ids
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect();
-                let score = hit.metadata.get("score")?.as_f64()?;
-                Some((ids, score))
-            })
+            .filter_map(recording)
             .collect())
     }
 
@@ -401,12 +359,35 @@ fn combine(typed: Map<String, Value>, extra: Option<Map<String, Value>>) -> Map<
     both
 }
 
-fn to_matrix_hit(hit: Hit) -> MatrixHit {
+/// A worker hit from the index, not boosted yet.
+pub(crate) fn to_matrix_hit(hit: Hit, injected: bool) -> MatrixHit {
     MatrixHit {
         worker_id: hit.id,
         distance: hit.distance,
         boosted: false,
-        injected: false,
+        injected,
         worker: hit.metadata,
+        explain: hit.explain.map(|ranking| MatrixExplain {
+            ranking,
+            boost_factor: 1.0,
+            playbook: None,
+        }),
     }
+}
+
+/// A playbook hit as a recording (`None` if its metadata is not one).
+pub(crate) fn recording(hit: Hit) -> Option<Recording> {
+    let worker_ids = hit
+        .metadata
+        .get("worker_ids")?
+        .as_array()?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    Some(Recording {
+        score: hit.metadata.get("score")?.as_f64()?,
+        recording_id: hit.id,
+        worker_ids,
+        query_distance: hit.distance,
+    })
 }

@@ -98,7 +98,7 @@ fn words(text: &str) -> Vec<String> {
 
 /// A light suffix stripper: enough to fold plurals and common verb/agent
 /// forms ("operators", "operating" -> "operat") without a dictionary.
-fn stem(word: &str) -> &str {
+pub(crate) fn stem(word: &str) -> &str {
     const SUFFIXES: [&str; 9] = [
         "ations", "ation", "ings", "ing", "ers", "er", "es", "ed", "s",
     ];

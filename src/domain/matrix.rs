@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::keyword::{HitExplain, SearchMode};
+
 pub const MAX_QUERY_CHARS: usize = 2000;
 pub const MAX_K: usize = 200;
 pub const MAX_RECORDED_WORKERS: usize = 100;
@@ -50,6 +52,18 @@ pub struct MatrixSearch {
     /// Available on or before this date (`2026-12-07` or RFC 3339).
     #[serde(default)]
     pub available_by: Option<String>,
+    /// `hybrid` (default: `matrix.default_mode`), `semantic` or `keyword`.
+    #[serde(default)]
+    pub mode: Option<SearchMode>,
+    /// The keyword side's weight in hybrid mode, 0 to 1 (default:
+    /// `vectors.keyword_weight`).
+    #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub keyword_weight: Option<f32>,
+    /// Give each hit an `explain`: the parts of its distance, and the
+    /// recordings behind its playbook boost.
+    #[serde(default)]
+    pub explain: bool,
 }
 
 /// Typed list parameters hold at most this many values.
@@ -69,11 +83,92 @@ pub struct PlaybookRecord {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MatrixHit {
     pub worker_id: String,
+    /// `explain.fused_distance × explain.boost_factor`.
     pub distance: f32,
     pub boosted: bool,
+    /// Brought in by the playbook from below the top `k`.
     pub injected: bool,
     #[schema(value_type = Object)]
     pub worker: Value,
+    /// With `explain: true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<MatrixExplain>,
+}
+
+/// How a worker's distance was reached: the index's ranking (semantic
+/// distance, keyword score, fusion), then the playbook's factor:
+/// `distance = fused_distance × boost_factor`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MatrixExplain {
+    #[serde(flatten)]
+    pub ranking: HitExplain,
+    /// `1 − 0.5 × playbook.score`, or 1 without a boost.
+    pub boost_factor: f32,
+    pub playbook: Option<PlaybookExplain>,
+}
+
+/// The boost of one worker and the recordings behind it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PlaybookExplain {
+    /// The strongest score among the recordings (the one that counts).
+    pub score: f64,
+    /// Every matching recording naming this worker, strongest first.
+    pub recordings: Vec<RecordingRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RecordingRef {
+    pub recording_id: String,
+    pub score: f64,
+    /// Distance between this search's query and the recorded one.
+    pub query_distance: f32,
+}
+
+/// A recording that matched a search: same role, query near enough.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    pub recording_id: String,
+    pub worker_ids: Vec<String>,
+    pub score: f64,
+    pub query_distance: f32,
+}
+
+/// The recordings that apply to one search, and each worker's best score.
+#[derive(Debug, Clone, Default)]
+pub struct Playbook {
+    pub scores: HashMap<String, f64>,
+    recordings: Vec<Recording>,
+}
+
+impl Playbook {
+    pub fn new(recordings: Vec<Recording>) -> Self {
+        let scores = best_scores(
+            recordings
+                .iter()
+                .map(|r| (r.worker_ids.as_slice(), r.score)),
+        );
+        Self { scores, recordings }
+    }
+
+    /// The recordings naming `worker`, strongest first (then nearest).
+    fn recordings_of(&self, worker: &str) -> Vec<RecordingRef> {
+        let mut found: Vec<RecordingRef> = self
+            .recordings
+            .iter()
+            .filter(|r| r.worker_ids.iter().any(|w| w == worker))
+            .map(|r| RecordingRef {
+                recording_id: r.recording_id.clone(),
+                score: r.score,
+                query_distance: r.query_distance,
+            })
+            .collect();
+        found.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.query_distance.total_cmp(&b.query_distance))
+        });
+        found
+    }
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -129,6 +224,14 @@ impl MatrixSearch {
         check_query(&self.query)?;
         if !(1..=MAX_K).contains(&self.k) {
             return Err(MatrixInvalid::InvalidK(self.k));
+        }
+        if let Some(weight) = self.keyword_weight {
+            if !(0.0..=1.0).contains(&weight) {
+                return Err(MatrixInvalid::InvalidParameter {
+                    name: "keyword_weight",
+                    reason: format!("must be between 0 and 1, got {weight}"),
+                });
+            }
         }
         self.typed_conditions().map(|_| ())
     }
@@ -231,21 +334,23 @@ pub fn best_scores<'a>(
     best
 }
 
-/// Applies the boosts to the hits, adds the injected workers (already
-/// carrying their own boosted distance), re-sorts and keeps `k`.
-pub fn apply_playbook(
-    mut hits: Vec<MatrixHit>,
-    scores: &HashMap<String, f64>,
-    injected: Vec<MatrixHit>,
-    k: usize,
-) -> MatrixResults {
+/// Applies the boosts to the hits (the top `k` and the injected workers
+/// after them), re-sorts and keeps `k`.
+pub fn apply_playbook(mut hits: Vec<MatrixHit>, playbook: &Playbook, k: usize) -> MatrixResults {
     for hit in hits.iter_mut() {
-        if let Some(score) = scores.get(&hit.worker_id) {
-            hit.distance *= boost_factor(*score);
+        let score = playbook.scores.get(&hit.worker_id).copied();
+        if let Some(score) = score {
+            hit.distance *= boost_factor(score);
             hit.boosted = true;
         }
+        if let Some(explain) = hit.explain.as_mut() {
+            explain.boost_factor = score.map_or(1.0, boost_factor);
+            explain.playbook = score.map(|score| PlaybookExplain {
+                score,
+                recordings: playbook.recordings_of(&hit.worker_id),
+            });
+        }
     }
-    hits.extend(injected);
     hits.sort_by(|a, b| {
         a.distance
             .total_cmp(&b.distance)
@@ -272,7 +377,23 @@ mod tests {
             boosted: false,
             injected: false,
             worker: Value::Null,
+            explain: None,
         }
+    }
+
+    fn playbook(scores: &[(&str, f64)]) -> Playbook {
+        Playbook::new(
+            scores
+                .iter()
+                .enumerate()
+                .map(|(i, (id, score))| Recording {
+                    recording_id: format!("r{i}"),
+                    worker_ids: vec![id.to_string()],
+                    score: *score,
+                    query_distance: 0.1,
+                })
+                .collect(),
+        )
     }
 
     #[test]
@@ -280,12 +401,67 @@ mod tests {
         assert_eq!(boost_factor(1.0), 0.5);
         assert_eq!(boost_factor(0.0), 1.0);
         assert!((boost_factor(0.3) - 0.85).abs() < 1e-6);
-        let scores = HashMap::from([("b".to_string(), 1.0)]);
-        let results = apply_playbook(vec![hit("a", 0.30), hit("b", 0.4322)], &scores, vec![], 10);
+        let results = apply_playbook(
+            vec![hit("a", 0.30), hit("b", 0.4322)],
+            &playbook(&[("b", 1.0)]),
+            10,
+        );
         assert_eq!(results.hits[0].worker_id, "b");
         assert_eq!(format!("{:.4}", results.hits[0].distance), "0.2161");
         assert!(results.hits[0].boosted && !results.hits[1].boosted);
         assert_eq!((results.boosted, results.injected), (1, 0));
+    }
+
+    #[test]
+    fn an_explained_boost_multiplies_the_fused_distance_and_names_its_recordings() {
+        let mut explained = hit("w", 0.4);
+        explained.explain = Some(MatrixExplain {
+            ranking: HitExplain {
+                mode: SearchMode::Hybrid,
+                semantic_distance: Some(0.5),
+                semantic_rank: Some(1),
+                keyword_score: 1.0,
+                keyword_reference: 1.0,
+                keyword_distance: 0.5,
+                keyword_rank: Some(2),
+                matched_terms: vec!["osha".into()],
+                keyword_weight: 0.2,
+                fused_distance: 0.4,
+                fused_rank: 1,
+            },
+            boost_factor: 1.0,
+            playbook: None,
+        });
+        let recordings = vec![
+            Recording {
+                recording_id: "weak".into(),
+                worker_ids: vec!["w".into()],
+                score: 0.2,
+                query_distance: 0.05,
+            },
+            Recording {
+                recording_id: "strong".into(),
+                worker_ids: vec!["w".into(), "x".into()],
+                score: 0.6,
+                query_distance: 0.2,
+            },
+        ];
+        let results = apply_playbook(vec![explained], &Playbook::new(recordings), 5);
+        let hit = &results.hits[0];
+        let explain = hit.explain.as_ref().unwrap();
+        assert!((explain.boost_factor - 0.7).abs() < 1e-6);
+        assert_eq!(
+            hit.distance,
+            explain.ranking.fused_distance * explain.boost_factor
+        );
+        let playbook = explain.playbook.as_ref().unwrap();
+        assert_eq!(playbook.score, 0.6);
+        let ids: Vec<&str> = playbook
+            .recordings
+            .iter()
+            .map(|r| r.recording_id.as_str())
+            .collect();
+        assert_eq!(ids, ["strong", "weak"]);
     }
 
     #[test]
@@ -299,18 +475,17 @@ mod tests {
 
     #[test]
     fn injected_workers_are_sorted_in_and_k_is_kept() {
-        let mut injected = hit("z", 0.25);
+        let mut injected = hit("z", 0.5);
         injected.injected = true;
-        injected.boosted = true;
         let results = apply_playbook(
-            vec![hit("a", 0.2), hit("b", 0.3)],
-            &HashMap::new(),
-            vec![injected],
+            vec![hit("a", 0.2), hit("b", 0.3), injected],
+            &playbook(&[("z", 1.0)]),
             2,
         );
         let ids: Vec<&str> = results.hits.iter().map(|h| h.worker_id.as_str()).collect();
         assert_eq!(ids, ["a", "z"]);
-        assert_eq!(results.injected, 1);
+        assert_eq!(results.hits[1].distance, 0.25);
+        assert_eq!((results.boosted, results.injected), (1, 1));
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod chat;
 pub mod datasets;
 pub mod embedding;
 pub mod filter;
+pub mod keyword;
 pub mod matrix;
 pub mod validate;
 pub mod vectors;

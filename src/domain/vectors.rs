@@ -6,6 +6,8 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use super::keyword::{HitExplain, SearchMode};
+
 /// Largest dimension an index may have.
 pub const MAX_DIMENSION: usize = 4096;
 /// Longest item id, in bytes.
@@ -14,6 +16,8 @@ pub const MAX_ID_BYTES: usize = 256;
 pub const MAX_K: usize = 1000;
 /// `ef_search` (an index's default, or a request's own) may be 1..=MAX_EF_SEARCH.
 pub const MAX_EF_SEARCH: u32 = 4096;
+/// Longest item text, in bytes (it is stored for keyword search).
+pub const MAX_TEXT_BYTES: usize = 65_536;
 
 /// How nearness is measured. Distances are reported so that smaller is
 /// nearer: `1 - cos` for cosine, squared L2 for l2, `-dot` for inner product.
@@ -139,6 +143,10 @@ pub enum ValidationError {
     },
     #[error("invalid filter at {0}")]
     Filter(super::filter::FilterError),
+    #[error("a {mode} search needs a text: {reason}")]
+    ModeNeedsText { mode: SearchMode, reason: String },
+    #[error("keyword_weight must be between 0 and 1, got {0}")]
+    InvalidKeywordWeight(f32),
 }
 
 /// `POST /v1/vectors/index` body.
@@ -193,7 +201,10 @@ impl CreateIndex {
 #[serde(deny_unknown_fields)]
 pub struct ItemInput {
     pub id: String,
+    /// The item's vector; without one, `text` is embedded.
     pub vector: Option<Vec<f32>>,
+    /// The item's text: stored for keyword search, and embedded when no
+    /// `vector` is given.
     pub text: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
@@ -229,14 +240,81 @@ pub struct SearchRequest {
     /// This search's own graph-walk width (default: the index's).
     #[schema(minimum = 1, maximum = 4096)]
     pub ef_search: Option<u32>,
+    /// `semantic` (default): nearest vectors; `keyword`: BM25 over the
+    /// items' texts (needs `text`); `hybrid`: both, fused (needs `text`,
+    /// which is also embedded unless `vector` is given).
+    #[serde(default)]
+    pub mode: Option<SearchMode>,
+    /// The keyword side's weight in a hybrid search, 0 to 1 (default:
+    /// `vectors.keyword_weight`).
+    #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub keyword_weight: Option<f32>,
+    /// Give each hit an `explain` with the parts of its distance.
+    #[serde(default)]
+    pub explain: bool,
+    /// Ids to score and return even when they rank below `k` (the matrix
+    /// search's playbook candidates); never from a client.
+    #[serde(skip)]
+    pub include_ids: Vec<String>,
 }
 
 impl SearchRequest {
-    /// What can be checked without the index: `k`, exactly one of
-    /// `vector` and `text`, and the bounds of `ef_search`.
+    /// A semantic search for `vector`, everything else default.
+    pub fn for_vector(vector: Vec<f32>, k: usize) -> Self {
+        Self {
+            vector: Some(vector),
+            text: None,
+            k,
+            filter: None,
+            exclude_ids: None,
+            ef_search: None,
+            mode: None,
+            keyword_weight: None,
+            explain: false,
+            include_ids: Vec::new(),
+        }
+    }
+
+    pub fn mode(&self) -> SearchMode {
+        self.mode.unwrap_or_default()
+    }
+
+    /// What can be checked without the index: `k`, the query the mode
+    /// needs (semantic: exactly one of `vector` and `text`; keyword: a
+    /// `text` and no `vector`; hybrid: a `text`, a `vector` optional), the
+    /// bounds of `ef_search` and of `keyword_weight`.
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_k(self.k)?;
-        exactly_one_of_vector_or_text(self.vector.is_some(), self.text.as_deref(), "query")?;
+        match self.mode() {
+            SearchMode::Semantic => {
+                exactly_one_of_vector_or_text(self.vector.is_some(), self.text.as_deref(), "query")?
+            }
+            mode => {
+                let needs = |reason: &str| ValidationError::ModeNeedsText {
+                    mode,
+                    reason: reason.to_string(),
+                };
+                match self.text.as_deref() {
+                    None => return Err(needs("give the words to match in 'text'")),
+                    Some(text) if text.trim().is_empty() => {
+                        return Err(needs("'text' must not be empty"))
+                    }
+                    Some(text) if crate::domain::keyword::query_terms(text).is_empty() => {
+                        return Err(needs("'text' has no letters or digits to match"))
+                    }
+                    Some(_) => {}
+                }
+                if mode == SearchMode::Keyword && self.vector.is_some() {
+                    return Err(needs("a keyword search takes no 'vector'"));
+                }
+            }
+        }
+        if let Some(weight) = self.keyword_weight {
+            if !(0.0..=1.0).contains(&weight) {
+                return Err(ValidationError::InvalidKeywordWeight(weight));
+            }
+        }
         match self.ef_search {
             Some(ef) if !(1..=MAX_EF_SEARCH).contains(&ef) => {
                 Err(ValidationError::InvalidEfSearch(ef))
@@ -247,8 +325,9 @@ impl SearchRequest {
 }
 
 /// An add batch, checked in full before anything is written: not empty,
-/// at most `max_batch` items, valid and unique ids, and each item with
-/// exactly one of a vector and a non-empty text.
+/// at most `max_batch` items, valid and unique ids, and each item with a
+/// vector, a non-empty text of at most [`MAX_TEXT_BYTES`], or both (the
+/// text is then stored for keyword search, not embedded).
 pub fn validate_items(items: &[ItemInput], max_batch: usize) -> Result<(), ValidationError> {
     if items.is_empty() {
         return Err(ValidationError::EmptyBatch);
@@ -261,11 +340,23 @@ pub fn validate_items(items: &[ItemInput], max_batch: usize) -> Result<(), Valid
     }
     for (i, item) in items.iter().enumerate() {
         validate_id(&item.id, &format!("items[{i}].id"))?;
-        exactly_one_of_vector_or_text(
-            item.vector.is_some(),
-            item.text.as_deref(),
-            &format!("items[{i}]"),
-        )?;
+        let field = format!("items[{i}]");
+        match (&item.vector, item.text.as_deref()) {
+            (None, None) => return Err(ValidationError::VectorOrText { field }),
+            (_, Some(text)) if text.trim().is_empty() => {
+                return Err(ValidationError::InvalidVector {
+                    field: format!("{field}.text"),
+                    reason: "must not be empty".into(),
+                })
+            }
+            (_, Some(text)) if text.len() > MAX_TEXT_BYTES => {
+                return Err(ValidationError::InvalidVector {
+                    field: format!("{field}.text"),
+                    reason: format!("must be at most {MAX_TEXT_BYTES} bytes, got {}", text.len()),
+                })
+            }
+            _ => {}
+        }
     }
     check_unique_ids(items.iter().map(|i| i.id.as_str()))
 }
@@ -298,6 +389,9 @@ pub struct Hit {
     pub distance: f32,
     #[schema(value_type = Object)]
     pub metadata: Value,
+    /// With `explain: true`: the parts of `distance`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<HitExplain>,
 }
 
 /// An exact search of an index as of one Lance version (time travel).
@@ -349,6 +443,8 @@ pub struct IndexInfo {
     pub fragments: u64,
     /// Vectors in the faiss graph, tombstoned ones included.
     pub graph_vectors: u64,
+    /// Live items with a text in the keyword index.
+    pub keyword_documents: usize,
     pub tombstones: u64,
     /// Seconds since the faiss snapshot was written; null if none.
     pub snapshot_age_secs: Option<f64>,

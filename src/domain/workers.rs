@@ -64,14 +64,14 @@ const ROLES: &[Role] = &[
     Role {
         name: "CDL Driver",
         skills: &[
-            "Class A driving",
+            "CDL-A",
             "pre-trip inspections",
             "ELD logs",
             "route planning",
             "load securement",
         ],
         certifications: &["CDL Class A", "HazMat Endorsement", "DOT Medical Card"],
-        base_rate: 28.0,
+        base_rate: 24.0,
     },
     Role {
         name: "Machine Operator",

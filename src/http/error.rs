@@ -197,6 +197,8 @@ error_codes! {
     InvalidMessages = (UNPROCESSABLE_ENTITY, "invalid_messages", "chat messages empty, too many, too long, not ending with the user's, or a bad model name"),
     InvalidContext = (UNPROCESSABLE_ENTITY, "invalid_context", "a chat context source that is not `workers` or `index:<name>`, or a playbook without a role"),
     InvalidEfSearch = (UNPROCESSABLE_ENTITY, "invalid_ef_search", "ef_search out of range"),
+    ModeNeedsText = (UNPROCESSABLE_ENTITY, "mode_needs_text", "a keyword or hybrid search without a usable `text` (or a keyword search with a `vector`)"),
+    InvalidKeywordWeight = (UNPROCESSABLE_ENTITY, "invalid_keyword_weight", "keyword_weight outside 0 to 1"),
     InvalidFilter = (UNPROCESSABLE_ENTITY, "invalid_filter", "a filter that does not parse: unknown operator, wrong type, too deep (names the path inside it)"),
     TooManyFilterFields = (UNPROCESSABLE_ENTITY, "too_many_filter_fields", "more filter fields than limits.max_filter_fields"),
     TooManyIds = (UNPROCESSABLE_ENTITY, "too_many_ids", "an exclude_ids or worker_ids list over limits.max_id_list"),
@@ -413,6 +415,8 @@ fn validation_code(err: &ValidationError) -> ErrorCode {
         ValidationError::VectorOrText { .. } => ErrorCode::VectorOrText,
         ValidationError::InvalidK(_) => ErrorCode::InvalidK,
         ValidationError::InvalidEfSearch(_) => ErrorCode::InvalidEfSearch,
+        ValidationError::ModeNeedsText { .. } => ErrorCode::ModeNeedsText,
+        ValidationError::InvalidKeywordWeight(_) => ErrorCode::InvalidKeywordWeight,
         ValidationError::InvalidHnsw { .. } => ErrorCode::InvalidHnsw,
         ValidationError::Filter(_) => ErrorCode::InvalidFilter,
     }

@@ -206,8 +206,10 @@ async fn add(
     Ok(web::Json(outcome))
 }
 
-/// The k nearest items to a vector or a text, with an optional equality
-/// filter on metadata and ids to exclude.
+/// The k best items for a query: nearest vectors (`semantic`), BM25 over
+/// the items' texts (`keyword`) or both fused (`hybrid`), with an optional
+/// filter on metadata, ids to exclude, and `explain` for the parts of each
+/// distance.
 #[utoipa::path(
     tag = "vectors",
     params(("name" = String, Path, description = "The index")),
@@ -215,7 +217,7 @@ async fn add(
     responses(
         (status = 200, description = "Hits, nearest first", body = SearchResults),
         (status = 400, description = "`dimension_mismatch`, `invalid_vector`", body = ErrorBody),
-        (status = 422, description = "`invalid_k`, `vector_or_text`, `invalid_ef_search`, `invalid_filter`, `too_many_filter_fields`, `too_many_ids`", body = ErrorBody),
+        (status = 422, description = "`invalid_k`, `vector_or_text`, `mode_needs_text`, `invalid_keyword_weight`, `invalid_ef_search`, `invalid_filter`, `too_many_filter_fields`, `too_many_ids`", body = ErrorBody),
         (status = 404, description = "`index_not_found`", body = ErrorBody),
         (status = 503, description = "`index_loading`, `index_failed` (names the reason), `index_unavailable`", body = ErrorBody),
     ),

@@ -99,8 +99,8 @@ impl LakehouseMcp {
                         text: Some(args.text),
                         k: args.k.min(self.settings.max_rows),
                         filter: args.filter,
-                        exclude_ids: None,
-                        ef_search: None,
+                        mode: args.mode,
+                        ..SearchRequest::for_vector(Vec::new(), 1)
                     },
                 }
             }
@@ -121,6 +121,9 @@ impl LakehouseMcp {
                     skills_all: args.skills_all,
                     certifications_any: args.certifications_any,
                     available_by: args.available_by,
+                    mode: args.mode,
+                    keyword_weight: None,
+                    explain: false,
                 })
             }
             "embed_text" => {

@@ -152,6 +152,9 @@ pub struct SearchVectors {
     /// `gte`, `lt`, `lte` (numbers, RFC 3339 dates), `contains`,
     /// `contains_any`, `contains_all` (arrays), `exists`.
     pub filter: Option<Map<String, Value>>,
+    /// `semantic` (default), `keyword` (exact words: certifications,
+    /// licence classes, names) or `hybrid` (both).
+    pub mode: Option<crate::domain::keyword::SearchMode>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -185,6 +188,8 @@ pub struct SearchWorkers {
     pub certifications_any: Option<Vec<String>>,
     /// Available on or before this date, e.g. "2026-12-07".
     pub available_by: Option<String>,
+    /// `hybrid` (default: words and meaning), `semantic` or `keyword`.
+    pub mode: Option<crate::domain::keyword::SearchMode>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -14,6 +14,7 @@ mod mcp;
 mod ollama;
 mod ops;
 mod recovery;
+mod retrieval;
 mod supervision;
 mod validate;
 mod vectors;

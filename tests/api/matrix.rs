@@ -332,3 +332,89 @@ async fn typed_parameters_and_the_filter_language_narrow_the_workers() {
         .unwrap()
         .contains("available_by"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hybrid_search_finds_exact_terms_and_explains_the_playbook_boost() {
+    let app = seeded_app(2000).await;
+    // Typed parameters over the typed fields: CDL-A at $25/h or less.
+    let body = search(
+        &app,
+        json!({"query": "truck driver", "k": 20, "skills_all": ["CDL-A"], "max_rate": 25}),
+    )
+    .await;
+    assert!(!hits(&body).is_empty(), "{body}");
+    for hit in hits(&body) {
+        let w = &hit["worker"];
+        assert!(
+            w["skills"].as_array().unwrap().iter().any(|s| s == "CDL-A"),
+            "{w}"
+        );
+        assert!(w["hourly_rate"].as_f64().unwrap() <= 25.0, "{w}");
+    }
+
+    // An exact certification: its holders fill the top 5.
+    let query = "HazMat Endorsement";
+    let body = search(&app, json!({"query": query, "k": 5, "explain": true})).await;
+    for hit in hits(&body) {
+        let certifications = hit["worker"]["certifications"].as_array().unwrap();
+        assert!(
+            certifications.iter().any(|c| c == "HazMat Endorsement"),
+            "{hit}"
+        );
+        assert_eq!(hit["explain"]["mode"], "hybrid");
+        assert_eq!(
+            hit["explain"]["matched_terms"],
+            json!(["hazmat", "endorsement"])
+        );
+    }
+
+    // After a recording, the boost's arithmetic and its recording.
+    let role = "CDL Driver";
+    let asked =
+        json!({"query": query, "k": 10, "role": role, "use_playbook": true, "explain": true});
+    let before = search(&app, asked.clone()).await;
+    let chosen = hits(&before)[6]["worker_id"].as_str().unwrap().to_string();
+    let response = app
+        .post_json(
+            "/v1/matrix/playbooks/record",
+            &json!({"query": query, "role": role, "worker_ids": [chosen], "score": 0.8}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let recording: Value = response.json().await.unwrap();
+    let after = search(&app, asked).await;
+    let hit = hits(&after)
+        .iter()
+        .find(|h| h["worker_id"] == chosen.as_str())
+        .expect("still in the top 10");
+    let explain = &hit["explain"];
+    assert_eq!(hit["boosted"], true);
+    assert!(
+        (explain["boost_factor"].as_f64().unwrap() - 0.6).abs() < 1e-6,
+        "{explain}"
+    );
+    let fused = explain["fused_distance"].as_f64().unwrap();
+    assert!(
+        (hit["distance"].as_f64().unwrap() - fused * 0.6).abs() < 1e-5,
+        "{explain}"
+    );
+    assert_eq!(
+        fused,
+        distance_of(&before, &chosen).unwrap(),
+        "the ranking before the boost is the one before the recording"
+    );
+    let recordings = explain["playbook"]["recordings"].as_array().unwrap();
+    assert_eq!(recordings[0]["recording_id"], recording["recording_id"]);
+    assert_eq!(recordings[0]["score"], 0.8);
+    assert!(
+        recordings[0]["query_distance"].as_f64().unwrap() < 1e-4,
+        "same query"
+    );
+    // Workers without a boost say so.
+    let other = hits(&after)
+        .iter()
+        .find(|h| h["worker_id"] != chosen.as_str())
+        .unwrap();
+    assert_eq!(other["explain"]["boost_factor"], 1.0);
+    assert!(other["explain"]["playbook"].is_null());
+}

@@ -8,17 +8,18 @@
 //! Each read names the version it read; a rerun passes the same versions
 //! back and gets the same records.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
 use super::{ChatContext, ChatError};
 use crate::actors::embed;
+use crate::actors::matrix::{recording, to_matrix_hit};
 use crate::actors::matrix::{PLAYBOOK, WORKERS};
 use crate::actors::vectors::index::{actor_name, IndexMessage};
 use crate::actors::vectors::IndexError;
 use crate::domain::chat::{redact_value, Citation, ContextRequest, Record, Source};
-use crate::domain::matrix::{apply_playbook, best_scores, boost_factor, MatrixHit};
+use crate::domain::matrix::{apply_playbook, MatrixHit, Playbook};
 use crate::domain::vectors::{PinnedHits, PinnedSearch};
 use crate::supervision::CallError;
 
@@ -52,7 +53,11 @@ impl ChatContext {
                     .await?
                     .ok_or_else(|| IndexError::NotFound(name.clone()))?;
                 read.insert(name.clone(), found.version);
-                found.hits.into_iter().map(to_matrix_hit).collect()
+                found
+                    .hits
+                    .into_iter()
+                    .map(|h| to_matrix_hit(h, false))
+                    .collect()
             }
             Source::Workers => {
                 let found = self
@@ -68,7 +73,11 @@ impl ChatContext {
                     .ok_or(ChatError::NoWorkers)?;
                 let workers_version = found.version;
                 read.insert(WORKERS.to_string(), workers_version);
-                let hits: Vec<MatrixHit> = found.hits.into_iter().map(to_matrix_hit).collect();
+                let hits: Vec<MatrixHit> = found
+                    .hits
+                    .into_iter()
+                    .map(|h| to_matrix_hit(h, false))
+                    .collect();
                 let role = context
                     .filter
                     .as_ref()
@@ -78,12 +87,13 @@ impl ChatContext {
                     // A rerun of a run that read no playbook reads none.
                     (true, Some(_)) if versions.is_some() && at(PLAYBOOK).is_none() => hits,
                     (true, Some(role)) => {
-                        let (scores, playbook_version) =
+                        let (playbook, playbook_version) =
                             self.recordings(&vector, role, at(PLAYBOOK)).await?;
                         if let Some(version) = playbook_version {
                             read.insert(PLAYBOOK.to_string(), version);
                         }
-                        let missing: Vec<String> = scores
+                        let missing: Vec<String> = playbook
+                            .scores
                             .keys()
                             .filter(|id| !hits.iter().any(|h| &h.worker_id == *id))
                             .cloned()
@@ -101,16 +111,11 @@ impl ChatContext {
                                 )
                                 .await?
                                 .ok_or(ChatError::NoWorkers)?;
-                            for hit in extra.hits {
-                                let score = scores.get(&hit.id).copied().unwrap_or(0.0);
-                                let mut hit = to_matrix_hit(hit);
-                                hit.distance *= boost_factor(score);
-                                hit.boosted = true;
-                                hit.injected = true;
-                                injected.push(hit);
-                            }
+                            injected.extend(extra.hits.into_iter().map(|h| to_matrix_hit(h, true)));
                         }
-                        apply_playbook(hits, &scores, injected, k).hits
+                        let mut hits = hits;
+                        hits.extend(injected);
+                        apply_playbook(hits, &playbook, k).hits
                     }
                     _ => hits,
                 }
@@ -186,14 +191,14 @@ impl ChatContext {
         }
     }
 
-    /// The best score per worker over the recordings of `role` near the
-    /// query, and the playbook version read (`None`: no playbook yet).
+    /// The recordings of `role` near the query, and the playbook version
+    /// read (`None`: no playbook yet).
     async fn recordings(
         &self,
         vector: &[f32],
         role: &str,
         version: Option<u64>,
-    ) -> Result<(HashMap<String, f64>, Option<u64>), ChatError> {
+    ) -> Result<(Playbook, Option<u64>), ChatError> {
         let mut filter = Map::new();
         filter.insert("role".into(), Value::String(role.to_string()));
         let found = match self
@@ -208,35 +213,19 @@ impl ChatContext {
             .await
         {
             Ok(Some(found)) => found,
-            Ok(None) => return Ok((HashMap::new(), None)),
+            Ok(None) => return Ok((Playbook::default(), None)),
             // A playbook of another dimension (another embedder) cannot match.
-            Err(ChatError::Index(IndexError::Invalid(_))) => return Ok((HashMap::new(), None)),
+            Err(ChatError::Index(IndexError::Invalid(_))) => {
+                return Ok((Playbook::default(), None))
+            }
             Err(err) => return Err(err),
         };
-        let recordings: Vec<(Vec<String>, f64)> = found
+        let recordings = found
             .hits
             .into_iter()
             .filter(|hit| hit.distance <= self.matrix.playbook_max_distance)
-            .filter_map(|hit| {
-                let ids = hit.metadata.get("worker_ids")?.as_array()?;
-                let ids = ids
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect();
-                Some((ids, hit.metadata.get("score")?.as_f64()?))
-            })
+            .filter_map(recording)
             .collect();
-        let scores = best_scores(recordings.iter().map(|(ids, s)| (ids.as_slice(), *s)));
-        Ok((scores, Some(found.version)))
-    }
-}
-
-fn to_matrix_hit(hit: crate::domain::vectors::Hit) -> MatrixHit {
-    MatrixHit {
-        worker_id: hit.id,
-        distance: hit.distance,
-        boosted: false,
-        injected: false,
-        worker: hit.metadata,
+        Ok((Playbook::new(recordings), Some(found.version)))
     }
 }

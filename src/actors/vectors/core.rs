@@ -16,8 +16,10 @@ use serde_json::{Map, Value};
 
 use super::arena::{Arena, RESCORE_EXTRA, RESCORE_FACTOR};
 use super::hnsw::{Hnsw, HnswError};
+use super::keyword::KeywordIndex;
 use super::HotFields;
-use crate::domain::vectors::{filter_key, Hit, IndexDefinition, Metric};
+use crate::domain::keyword::{fused_distance, keyword_distance, HitExplain, SearchMode};
+use crate::domain::vectors::{filter_key, Hit, IndexDefinition, Metric, MAX_K};
 
 /// Graph inserts per write-lock acquisition: small enough that searches
 /// interleave with a bulk load, large enough for faiss to use its threads.
@@ -34,6 +36,10 @@ const EXACT_SEARCH_LIMIT: usize = 8192;
 
 /// The widest walk a selective filter may ask for.
 const MAX_WIDENED_K: usize = 1024;
+
+/// A keyword or hybrid search draws this many candidates (at least; 4k
+/// for larger k) from each side before fusing them.
+const FUSION_POOL: usize = 50;
 
 /// A live item.
 #[derive(Debug, Clone)]
@@ -83,6 +89,8 @@ pub struct CoreInner {
     /// Compact vector copies for exact filtered scans; built with the first
     /// field index, then kept up to date by every insert and retirement.
     arena: Option<Arena>,
+    /// BM25 over the live items' texts, by label.
+    keywords: KeywordIndex,
     /// Labels in the graph that are no longer live (HNSW cannot remove).
     tombstones: u64,
     max_seq: u64,
@@ -203,6 +211,45 @@ pub struct Query {
     pub predicate: Option<Arc<crate::domain::filter::Filter>>,
     pub exclude_ids: Vec<String>,
     pub ef_search: Option<u32>,
+    pub mode: SearchMode,
+    /// The query's distinct terms (keyword and hybrid modes).
+    pub terms: Vec<String>,
+    /// The keyword side's weight in hybrid mode.
+    pub keyword_weight: f32,
+    pub explain: bool,
+    /// Ids scored and returned even below `k`, if they pass the filter.
+    pub include_ids: Vec<String>,
+}
+
+impl Query {
+    /// A semantic search of `k` for `vector`, nothing else asked.
+    pub fn nearest(vector: Vec<f32>, k: usize) -> Self {
+        Self {
+            vector,
+            k,
+            filter: Vec::new(),
+            predicate: None,
+            exclude_ids: Vec::new(),
+            ef_search: None,
+            mode: SearchMode::Semantic,
+            terms: Vec::new(),
+            keyword_weight: 0.0,
+            explain: false,
+            include_ids: Vec::new(),
+        }
+    }
+
+    /// A semantic search with nothing to explain or include: the cached path.
+    fn is_plain(&self) -> bool {
+        self.mode == SearchMode::Semantic && !self.explain && self.include_ids.is_empty()
+    }
+}
+
+/// A ranked label, before it becomes a [`Hit`].
+struct Ranked {
+    label: u64,
+    distance: f32,
+    explain: Option<HitExplain>,
 }
 
 /// An applied write, in seq order.
@@ -211,6 +258,8 @@ pub enum Applied<'a> {
         id: &'a str,
         seq: u64,
         metadata: Arc<str>,
+        /// Its text, for the keyword index.
+        text: Option<Arc<str>>,
     },
     Delete {
         id: &'a str,
@@ -246,16 +295,23 @@ impl Core {
                 live: Bitmap::default(),
                 fields: HashMap::new(),
                 arena: None,
+                keywords: KeywordIndex::default(),
                 tombstones: 0,
                 max_seq: 0,
             }),
         }
     }
 
-    /// Installs the live rows found in Lance (load path). Every label in the
-    /// graph that is not among them counts as a tombstone.
-    pub fn install(&self, rows: HashMap<String, Entry>, max_seq: u64) {
+    /// Installs the live rows found in Lance and their texts (load path).
+    /// Every label in the graph that is not among them counts as a
+    /// tombstone.
+    pub fn install(&self, rows: HashMap<String, Entry>, texts: Vec<(u64, Arc<str>)>, max_seq: u64) {
+        let mut keywords = KeywordIndex::default();
+        for (label, text) in &texts {
+            keywords.insert(*label, text);
+        }
         let mut inner = self.inner.write();
+        inner.keywords = keywords;
         inner.by_label = rows.iter().map(|(id, e)| (e.seq, id.clone())).collect();
         inner.live = Bitmap::from_labels(rows.values().map(|e| e.seq));
         inner.tombstones = inner.hnsw.len().saturating_sub(rows.len() as u64);
@@ -297,8 +353,17 @@ impl Core {
                 inner.retire(old.seq, &old.metadata);
                 superseded.push(old.seq);
             }
-            if let Applied::Upsert { id, seq, metadata } = write {
+            if let Applied::Upsert {
+                id,
+                seq,
+                metadata,
+                text,
+            } = write
+            {
                 inner.live.set(*seq);
+                if let Some(text) = text {
+                    inner.keywords.insert(*seq, text);
+                }
                 inner.by_label.insert(*seq, id.to_string());
                 // An arena built between this write's graph insert and now
                 // (by a search) missed it.
@@ -344,6 +409,11 @@ impl Core {
 
     pub fn max_seq(&self) -> u64 {
         self.inner.read().max_seq
+    }
+
+    /// Live items with a keyword text.
+    pub fn keyword_documents(&self) -> usize {
+        self.inner.read().keywords.len()
     }
 
     /// `(vectors in the graph, tombstones)`.
@@ -458,6 +528,14 @@ impl Core {
                 self.ensure_filters(&missing, &evicted)?;
             }
         }
+        if !query.is_plain() {
+            let ranked = self.with_lookups(&fields, |inner| self.rank(query, inner))?;
+            let inner = self.inner.read();
+            return Ok(ranked
+                .into_iter()
+                .filter_map(|r| inner.hit(r.label, r.distance, r.explain))
+                .collect());
+        }
         let key = query.cache_key();
         let max_seq = self.inner.read().max_seq;
         let cached = self.results.as_ref().and_then(|results| {
@@ -468,7 +546,7 @@ impl Core {
         let scored = match cached {
             Some(scored) => scored,
             None => {
-                let scored = self.score_with_lookups(query, &fields)?;
+                let scored = self.with_lookups(&fields, |inner| self.score(query, inner))?;
                 if let Some(results) = &self.results {
                     results.lock().put(
                         key,
@@ -486,32 +564,23 @@ impl Core {
         let inner = self.inner.read();
         Ok(scored
             .into_iter()
-            .filter_map(|(label, distance)| {
-                let id = inner.by_label.get(&label)?;
-                let entry = inner.rows.get(id)?;
-                Some(Hit {
-                    id: id.clone(),
-                    distance,
-                    metadata: serde_json::from_str(&entry.metadata)
-                        .unwrap_or(Value::Object(Map::new())),
-                })
-            })
+            .filter_map(|(label, distance)| inner.hit(label, distance, None))
             .collect())
     }
 
-    /// [`Core::score`], making sure the lookups of `fields` exist while it
-    /// reads them: another search filtering on yet other fields can evict
-    /// one between building it and using it.
-    fn score_with_lookups(
+    /// Runs `f` (a scoring) under the read lock, making sure the lookups of
+    /// `fields` exist while it reads them: another search filtering on yet
+    /// other fields can evict one between building it and using it.
+    fn with_lookups<T>(
         &self,
-        query: &Query,
         fields: &[&str],
-    ) -> Result<Vec<(u64, f32)>, HnswError> {
+        f: impl Fn(&CoreInner) -> Result<T, HnswError>,
+    ) -> Result<T, HnswError> {
         for _ in 0..8 {
             {
                 let inner = self.inner.read();
                 if fields.iter().all(|f| inner.fields.contains_key(*f)) {
-                    return self.score(query, &inner);
+                    return f(&inner);
                 }
             }
             self.ensure_filters(fields, &[])?;
@@ -531,14 +600,7 @@ impl Core {
             return inner.graph_search_k(query, query.k, ef_search, &allowed, metric);
         }
         let excluded = inner.excluded(query);
-        let mut candidates = if query.filter.is_empty() {
-            inner.live_labels(&excluded)
-        } else {
-            inner.candidates(&query.filter, &excluded)
-        };
-        if let Some(predicate) = &query.predicate {
-            candidates.retain(|label| inner.satisfies(*label, predicate));
-        }
+        let candidates = inner.filtered(query, &excluded);
         if candidates.len() <= EXACT_SEARCH_LIMIT {
             return inner.exact_search(query, &candidates, metric);
         }
@@ -553,9 +615,192 @@ impl Core {
         hits.truncate(query.k);
         Ok(hits)
     }
+
+    /// A keyword or hybrid search, or any search asked to explain itself
+    /// or to include given ids: candidates from each side the mode uses
+    /// (the same filter and exclusions), each scored on both, fused by
+    /// [`fused_distance`], best first; `k` of them plus the included ids
+    /// that ranked lower.
+    fn rank(&self, query: &Query, inner: &CoreInner) -> Result<Vec<Ranked>, HnswError> {
+        let mode = query.mode;
+        let weight = mode.weight(query.keyword_weight);
+        let pool = if mode == SearchMode::Semantic {
+            query.k
+        } else {
+            (query.k * 4).max(FUSION_POOL).min(MAX_K)
+        };
+        let semantic: Vec<(u64, f32)> = if mode.uses_vectors() {
+            let mut wide = query.clone();
+            wide.k = pool;
+            self.score(&wide, inner)?
+        } else {
+            Vec::new()
+        };
+        let excluded = inner.excluded(query);
+        let resolved = inner.keywords.resolve(&query.terms);
+        let keyword = if mode.uses_keywords() {
+            if query.filter.is_empty() && query.predicate.is_none() {
+                inner
+                    .keywords
+                    .top(&resolved, None, &|label| excluded.contains(&label), pool)
+            } else {
+                let allowed = inner.filtered(query, &excluded);
+                inner
+                    .keywords
+                    .top(&resolved, Some(&allowed), &|_| false, pool)
+            }
+        } else {
+            Vec::new()
+        };
+        let included: HashSet<u64> = query
+            .include_ids
+            .iter()
+            .filter_map(|id| inner.rows.get(id).map(|e| e.seq))
+            .filter(|label| !excluded.contains(label) && inner.passes(*label, query))
+            .collect();
+
+        // Every candidate once, with what each side knows of it.
+        let mut labels: Vec<u64> = Vec::with_capacity(semantic.len() + keyword.len());
+        let mut seen = HashSet::new();
+        let semantic_ranks: HashMap<u64, (usize, f32)> = semantic
+            .iter()
+            .enumerate()
+            .map(|(i, &(label, distance))| (label, (i + 1, distance)))
+            .collect();
+        let keyword_ranks: HashMap<u64, (usize, f32)> = keyword
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.label, (i + 1, s.score)))
+            .collect();
+        for label in semantic
+            .iter()
+            .map(|s| s.0)
+            .chain(keyword.iter().map(|s| s.label))
+            .chain(
+                query
+                    .include_ids
+                    .iter()
+                    .filter_map(|id| inner.rows.get(id).map(|e| e.seq)),
+            )
+        {
+            let wanted = semantic_ranks.contains_key(&label)
+                || keyword_ranks.contains_key(&label)
+                || included.contains(&label);
+            if wanted && seen.insert(label) {
+                labels.push(label);
+            }
+        }
+        let metric = self.definition.metric;
+        let mut parts = Vec::with_capacity(labels.len());
+        for label in labels {
+            let semantic_distance = match (mode.uses_vectors(), semantic_ranks.get(&label)) {
+                (false, _) => None,
+                (true, Some(&(_, distance))) => Some(distance),
+                (true, None) => Some(metric.exact(&query.vector, &inner.hnsw.reconstruct(label)?)),
+            };
+            let keyword_score = match keyword_ranks.get(&label) {
+                Some(&(_, score)) => score,
+                None if mode.uses_keywords() => {
+                    inner.keywords.score(&resolved, label).unwrap_or(0.0)
+                }
+                None => 0.0,
+            };
+            parts.push((label, semantic_distance, keyword_score));
+        }
+        let reference = resolved.reference();
+        let mut ranked: Vec<Ranked> = parts
+            .into_iter()
+            .map(|(label, semantic_distance, keyword_score)| {
+                let distance = fused_distance(
+                    semantic_distance,
+                    keyword_distance(keyword_score, reference),
+                    weight,
+                );
+                let explain = query.explain.then(|| HitExplain {
+                    mode,
+                    semantic_distance,
+                    semantic_rank: semantic_ranks.get(&label).map(|r| r.0),
+                    keyword_score,
+                    keyword_reference: reference,
+                    keyword_distance: keyword_distance(keyword_score, reference),
+                    keyword_rank: keyword_ranks.get(&label).map(|r| r.0),
+                    matched_terms: inner.keywords.matched(&query.terms, label),
+                    keyword_weight: weight,
+                    fused_distance: distance,
+                    fused_rank: 0,
+                });
+                Ranked {
+                    label,
+                    distance,
+                    explain,
+                }
+            })
+            .collect();
+        ranked.sort_by(|a, b| {
+            a.distance
+                .total_cmp(&b.distance)
+                .then(b.label.cmp(&a.label))
+        });
+        let mut kept = Vec::with_capacity(query.k + included.len());
+        for (i, mut r) in ranked.into_iter().enumerate() {
+            if let Some(explain) = r.explain.as_mut() {
+                explain.fused_rank = i + 1;
+            }
+            if i < query.k || included.contains(&r.label) {
+                kept.push(r);
+            }
+        }
+        Ok(kept)
+    }
 }
 
 impl CoreInner {
+    /// The hit for a ranked label, if it is still live.
+    fn hit(&self, label: u64, distance: f32, explain: Option<HitExplain>) -> Option<Hit> {
+        let id = self.by_label.get(&label)?;
+        let entry = self.rows.get(id)?;
+        Some(Hit {
+            id: id.clone(),
+            distance,
+            metadata: serde_json::from_str(&entry.metadata).unwrap_or(Value::Object(Map::new())),
+            explain,
+        })
+    }
+
+    /// The live labels passing the query's filter, minus `excluded`, in order.
+    fn filtered(&self, query: &Query, excluded: &HashSet<u64>) -> Vec<u64> {
+        let mut candidates = if query.filter.is_empty() {
+            self.live_labels(excluded)
+        } else {
+            self.candidates(&query.filter, excluded)
+        };
+        if let Some(predicate) = &query.predicate {
+            candidates.retain(|label| self.satisfies(*label, predicate));
+        }
+        candidates
+    }
+
+    /// Whether the item under `label` passes the query's whole filter.
+    fn passes(&self, label: u64, query: &Query) -> bool {
+        if query.filter.is_empty() && query.predicate.is_none() {
+            return true;
+        }
+        let Some(entry) = self.by_label.get(&label).and_then(|id| self.rows.get(id)) else {
+            return false;
+        };
+        let Ok(metadata) = serde_json::from_str::<Value>(&entry.metadata) else {
+            return false;
+        };
+        query
+            .filter
+            .iter()
+            .all(|(field, key)| metadata.get(field).and_then(filter_key).as_ref() == Some(key))
+            && query
+                .predicate
+                .as_ref()
+                .is_none_or(|p| p.matches(&metadata))
+    }
+
     fn excluded(&self, query: &Query) -> HashSet<u64> {
         query
             .exclude_ids
@@ -577,6 +822,7 @@ impl CoreInner {
 
     fn retire(&mut self, seq: u64, metadata: &str) {
         self.live.clear(seq);
+        self.keywords.remove(seq);
         if let Some(arena) = self.arena.as_mut() {
             arena.remove(seq);
         }
@@ -810,12 +1056,9 @@ mod cache_tests {
     fn entry(exclude: usize, hits: usize) -> CachedResult {
         CachedResult {
             query: Query {
-                vector: vec![0.0; 64],
-                k: 10,
                 filter: vec![("role".into(), "s:Welder".into())],
-                predicate: None,
                 exclude_ids: (0..exclude).map(|i| format!("W{i:07}")).collect(),
-                ef_search: None,
+                ..Query::nearest(vec![0.0; 64], 10)
             },
             max_seq: 1,
             scored: (0..hits as u64).map(|l| (l, 0.5)).collect(),

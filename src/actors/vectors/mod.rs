@@ -21,6 +21,7 @@ pub mod catalog;
 pub mod core;
 pub mod hnsw;
 pub mod index;
+pub mod keyword;
 pub mod snapshot;
 pub mod store;
 

@@ -46,7 +46,7 @@ use lance::dataset::index::DatasetIndexRemapperOptions;
 use lance::dataset::optimize::{
     commit_compaction, plan_compaction, CompactionOptions, RewriteResult,
 };
-use lance::dataset::{WriteMode, WriteParams};
+use lance::dataset::{NewColumnTransform, WriteMode, WriteParams};
 use lance::deps::arrow_array::{
     Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, RecordBatch,
     RecordBatchIterator, StringArray, UInt64Array,
@@ -130,6 +130,8 @@ pub struct LogRow {
     pub vector: Option<Vec<f32>>,
     /// The metadata object, serialised.
     pub metadata: Option<Arc<str>>,
+    /// The text the item was added with (keyword search reads it).
+    pub text: Option<Arc<str>>,
 }
 
 /// A row without its vector (what a load needs for every row).
@@ -138,6 +140,7 @@ pub struct MetaRow {
     pub id: String,
     pub seq: u64,
     pub metadata: Option<Arc<str>>,
+    pub text: Option<Arc<str>>,
     pub deleted: bool,
 }
 
@@ -176,7 +179,14 @@ fn schema(dimension: usize) -> SchemaRef {
         ),
         Field::new("metadata", DataType::Utf8, true),
         Field::new("deleted", DataType::Boolean, false),
+        text_field(),
     ]))
+}
+
+/// Added after the first release: datasets written before it gain the
+/// column, all null, when opened (a metadata-only Lance commit).
+fn text_field() -> Field {
+    Field::new("text", DataType::Utf8, true)
 }
 
 impl VectorStore {
@@ -220,14 +230,30 @@ impl VectorStore {
         } else {
             open_by_evidence(&uri, &store_params, &versions_dir, quarantine).await?
         };
-        let store = Self {
+        let mut store = Self {
             uri,
             dataset,
             schema,
             dimension,
         };
+        store.add_text_column().await?;
         store.check_schema()?;
         Ok((store, recovery))
+    }
+
+    /// Gives a dataset from before item texts were stored its `text`
+    /// column (null for the rows it holds: they have no keyword text until
+    /// they are written again).
+    async fn add_text_column(&mut self) -> Result<(), StoreError> {
+        if self.dataset.schema().field("text").is_some() {
+            return Ok(());
+        }
+        let column = Arc::new(Schema::new(vec![text_field()]));
+        self.dataset
+            .add_columns(NewColumnTransform::AllNulls(column), None, None)
+            .await?;
+        tracing::info!(uri = %self.uri, version = self.version(), "added the text column");
+        Ok(())
     }
 
     fn check_schema(&self) -> Result<(), StoreError> {
@@ -340,12 +366,14 @@ impl VectorStore {
         )?;
         let metadata = StringArray::from_iter(rows.iter().map(|r| r.metadata.as_deref()));
         let deleted = BooleanArray::from_iter(rows.iter().map(|r| Some(r.vector.is_none())));
+        let texts = StringArray::from_iter(rows.iter().map(|r| r.text.as_deref()));
         let columns: Vec<ArrayRef> = vec![
             Arc::new(ids),
             Arc::new(seqs),
             Arc::new(vectors),
             Arc::new(metadata),
             Arc::new(deleted),
+            Arc::new(texts),
         ];
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
@@ -353,7 +381,7 @@ impl VectorStore {
     /// Every row without its vector.
     pub async fn scan_meta(&self) -> Result<Vec<MetaRow>, StoreError> {
         let mut scanner = self.dataset.scan();
-        scanner.project(&["id", "seq", "metadata", "deleted"])?;
+        scanner.project(&["id", "seq", "metadata", "deleted", "text"])?;
         let mut stream = scanner.try_into_stream().await?;
         let mut out = Vec::new();
         while let Some(batch) = stream.try_next().await? {
@@ -361,11 +389,13 @@ impl VectorStore {
             let seqs = column::<UInt64Array>(&batch, "seq")?;
             let metadata = column::<StringArray>(&batch, "metadata")?;
             let deleted = column::<BooleanArray>(&batch, "deleted")?;
+            let texts = column::<StringArray>(&batch, "text")?;
             for i in 0..batch.num_rows() {
                 out.push(MetaRow {
                     id: ids.value(i).to_string(),
                     seq: seqs.value(i),
                     metadata: (!metadata.is_null(i)).then(|| Arc::from(metadata.value(i))),
+                    text: (!texts.is_null(i)).then(|| Arc::from(texts.value(i))),
                     deleted: deleted.value(i),
                 });
             }
@@ -734,6 +764,7 @@ pub async fn search_at(
                 id,
                 distance,
                 metadata,
+                explain: None,
             })
         })
         .collect();

@@ -147,14 +147,7 @@ async fn upsert(actor: &ActorRef<IndexMessage>, items: Vec<ItemInput>) -> Upsert
 }
 
 fn query(vector: Vec<f32>, k: usize) -> SearchRequest {
-    SearchRequest {
-        vector: Some(vector),
-        text: None,
-        k,
-        filter: None,
-        exclude_ids: None,
-        ef_search: None,
-    }
+    SearchRequest::for_vector(vector, k)
 }
 
 async fn search(actor: &ActorRef<IndexMessage>, request: SearchRequest) -> Vec<Hit> {
@@ -1307,14 +1300,10 @@ fn a_search_with_its_own_ef_search_runs_while_another_reader_holds_the_graph() {
             )
         })
         .collect();
-    core.install(rows, 300);
+    core.install(rows, Vec::new(), 300);
     let query = |vector: &[f32], ef_search: Option<u32>| Query {
-        vector: vector.to_vec(),
-        k: 5,
-        filter: Vec::new(),
-        predicate: None,
-        exclude_ids: Vec::new(),
         ef_search,
+        ..Query::nearest(vector.to_vec(), 5)
     };
 
     let holding = std::sync::Barrier::new(2);
@@ -1597,4 +1586,187 @@ async fn a_bad_filter_names_its_path() {
         text.contains("filter.and[0].n.between") && text.contains("unknown operator"),
         "{text}"
     );
+}
+
+/// A keyword search for `text` in `index` of a running tree: the ids found.
+async fn keyword_ids(tree: &Tree, index: &str, text: &str) -> BTreeSet<String> {
+    let request = SearchRequest {
+        vector: None,
+        text: Some(text.to_string()),
+        mode: Some(crate::domain::keyword::SearchMode::Keyword),
+        ..query(Vec::new(), 50)
+    };
+    tree.call(index, |reply| IndexMessage::Search { request, reply })
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|h| h.id)
+        .collect()
+}
+
+fn with_text(id: &str, vector: Vec<f32>, text: &str) -> ItemInput {
+    ItemInput {
+        text: Some(text.to_string()),
+        ..item(id, vector, json!({}))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keyword_index_follows_writes_and_survives_a_panic_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let dimension = 8;
+    let tree = start_tree(dir.path(), definition("kw", dimension, params())).await;
+    running(&tree, "kw").await;
+    let mut rng = Rng(11);
+    let items: Vec<ItemInput> = (0..40)
+        .map(|i| {
+            let text = if i % 10 == 3 {
+                format!("Electrician w{i} with OSHA 30 and a journeyman license")
+            } else {
+                format!("Forklift operator w{i} with OSHA 10")
+            };
+            with_text(&format!("w{i}"), rng.unit_vector(dimension), &text)
+        })
+        .collect();
+    tree.call("kw", |reply| IndexMessage::Upsert { items, reply })
+        .await
+        .unwrap()
+        .unwrap();
+    // w13 loses its certification, w23 is deleted, w5 gains it: the index
+    // follows updates and deletes.
+    let items = vec![
+        with_text(
+            "w13",
+            rng.unit_vector(dimension),
+            "Electrician with OSHA 10",
+        ),
+        with_text("w5", rng.unit_vector(dimension), "Welder, OSHA 30 card"),
+    ];
+    tree.call("kw", |reply| IndexMessage::Upsert { items, reply })
+        .await
+        .unwrap()
+        .unwrap();
+    tree.call("kw", |reply| IndexMessage::Delete {
+        id: "w23".into(),
+        reply,
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let holders: BTreeSet<String> = ["w3", "w33", "w5"].iter().map(|s| s.to_string()).collect();
+    let journeymen: BTreeSet<String> = ["w3", "w33"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(keyword_ids(&tree, "kw", "30").await, holders);
+    assert_eq!(keyword_ids(&tree, "kw", "journeyman").await, journeymen);
+
+    // A panic: the next incarnation rebuilds the keyword index from Lance.
+    tree.index("kw")
+        .unwrap()
+        .send_message(IndexMessage::Fault(Fault::panic()))
+        .unwrap();
+    wait_for("kw restarted", || {
+        tree.context.board.restarts(&actor_name("kw")).unwrap_or(0) >= 1
+    })
+    .await;
+    running(&tree, "kw").await;
+    assert_eq!(keyword_ids(&tree, "kw", "30").await, holders);
+
+    // A whole restart on the same data dir.
+    tree.stop().await;
+    let tree = start_tree(dir.path(), definition("kw", dimension, params())).await;
+    running(&tree, "kw").await;
+    assert_eq!(keyword_ids(&tree, "kw", "30").await, holders);
+    assert_eq!(keyword_ids(&tree, "kw", "journeyman").await, journeymen);
+    let info = tree
+        .call("kw", |reply| IndexMessage::Info { reply })
+        .await
+        .unwrap();
+    assert_eq!((info.count, info.keyword_documents), (39, 39));
+    tree.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_written_before_texts_were_stored_gains_the_column_and_keeps_its_items() {
+    use lance::deps::arrow_array::{
+        ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, RecordBatch, RecordBatchIterator,
+        StringArray, UInt64Array,
+    };
+    use lance::deps::arrow_schema::{DataType, Field, Schema};
+    let dir = tempfile::tempdir().unwrap();
+    let dimension = 4;
+    // The dataset as the previous release wrote it: no `text` column.
+    let item = Arc::new(Field::new("item", DataType::Float32, true));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("seq", DataType::UInt64, false),
+        Field::new(
+            "vector",
+            DataType::FixedSizeList(item.clone(), dimension as i32),
+            true,
+        ),
+        Field::new("metadata", DataType::Utf8, true),
+        Field::new("deleted", DataType::Boolean, false),
+    ]));
+    let vectors: Vec<f32> = (0..3).flat_map(|i| axis(dimension, i)).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec!["a", "b", "c"])),
+        Arc::new(UInt64Array::from(vec![1, 2, 3])),
+        Arc::new(
+            FixedSizeListArray::try_new(
+                item,
+                dimension as i32,
+                Arc::new(Float32Array::from(vectors)),
+                None,
+            )
+            .unwrap(),
+        ),
+        Arc::new(StringArray::from(vec![
+            "{\"n\":1}",
+            "{\"n\":2}",
+            "{\"n\":3}",
+        ])),
+        Arc::new(BooleanArray::from(vec![false, false, false])),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let path = dir.path().join("vectors/old.lance");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    lance::Dataset::write(
+        RecordBatchIterator::new(vec![Ok(batch)], schema),
+        path.to_str().unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+
+    let tree = start_tree(dir.path(), definition("old", dimension, params())).await;
+    running(&tree, "old").await;
+    let hits = search_tree(&tree, "old", axis(dimension, 1), 3).await;
+    assert_eq!(hits[0].id, "b", "the old items are all there");
+    assert_eq!(hits.len(), 3);
+    // New writes store their texts.
+    let items = vec![with_text("d", axis(dimension, 3), "HazMat endorsement")];
+    tree.call("old", |reply| IndexMessage::Upsert { items, reply })
+        .await
+        .unwrap()
+        .unwrap();
+    tree.stop().await;
+    let tree = start_tree(dir.path(), definition("old", dimension, params())).await;
+    running(&tree, "old").await;
+    assert_eq!(
+        keyword_ids(&tree, "old", "hazmat").await,
+        BTreeSet::from(["d".to_string()])
+    );
+    assert_eq!(
+        search_tree(&tree, "old", axis(dimension, 2), 4).await[0].id,
+        "c"
+    );
+    tree.stop().await;
+}
+
+async fn search_tree(tree: &Tree, index: &str, vector: Vec<f32>, k: usize) -> Vec<Hit> {
+    let request = query(vector, k);
+    tree.call(index, |reply| IndexMessage::Search { request, reply })
+        .await
+        .unwrap()
+        .unwrap()
 }

@@ -87,15 +87,20 @@ pub(super) async fn load(
     metas.sort_by_key(|m| m.seq);
     let max_seq = metas.last().map_or(0, |m| m.seq);
     let mut rows: HashMap<String, Entry> = HashMap::with_capacity(metas.len());
+    let mut texts: HashMap<u64, Arc<str>> = HashMap::new();
     let mut superseded = Vec::new();
     for meta in metas {
         if let Some(old) = rows.remove(&meta.id) {
+            texts.remove(&old.seq);
             superseded.push(old.seq);
         }
         if meta.deleted {
             superseded.push(meta.seq);
         } else {
             let metadata = meta.metadata.unwrap_or_else(|| Arc::from("{}"));
+            if let Some(text) = meta.text {
+                texts.insert(meta.seq, text);
+            }
             rows.insert(
                 meta.id,
                 Entry {
@@ -154,7 +159,12 @@ pub(super) async fn load(
         tokio::task::spawn_blocking(move || core.add_vectors(&vectors, &seqs)).await??;
     }
     drop(stream);
-    core.install(rows, max_seq);
+    // The keyword index is built off the runtime, like the graph.
+    let installing = core.clone();
+    tokio::task::spawn_blocking(move || {
+        installing.install(rows, texts.into_iter().collect(), max_seq)
+    })
+    .await?;
     let replayed_ms = started.elapsed().as_millis() as u64;
     // The lookups filtered searches used before a restart, built now rather
     // than by the first search after it.

@@ -418,6 +418,7 @@ impl IndexState {
             lance_version: pipeline.stats.lance_version.load(Ordering::Relaxed),
             fragments: pipeline.stats.fragments.load(Ordering::Relaxed),
             graph_vectors: graph,
+            keyword_documents: pipeline.core.keyword_documents(),
             tombstones,
             snapshot_age_secs: snapshot_at
                 .map(|at| (Utc::now() - at).num_milliseconds() as f64 / 1000.0),

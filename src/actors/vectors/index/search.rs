@@ -14,6 +14,7 @@ use super::{IndexArguments, Pipeline};
 use crate::actors::vectors::core::Query;
 use crate::actors::vectors::store::{self, PinnedMiss, PinnedQuery};
 use crate::actors::vectors::IndexError;
+use crate::domain::keyword::query_terms;
 use crate::domain::vectors::{
     prepare_filter, prepare_vector, Hit, Item, PinnedHits, PinnedSearch, SearchRequest,
     ValidationError,
@@ -43,20 +44,30 @@ async fn run(
 ) -> Result<Vec<Hit>, IndexError> {
     let started = Instant::now();
     let definition = &arguments.definition;
-    let raw = match (request.vector, request.text) {
-        (Some(vector), _) => vector,
-        (None, Some(text)) => embed_texts(arguments, vec![text])
-            .await?
-            .pop()
-            .ok_or_else(|| IndexError::Internal("embedder returned no vector".into()))?,
-        (None, None) => {
-            return Err(ValidationError::VectorOrText {
-                field: "query".into(),
-            }
-            .into())
-        }
+    let mode = request.mode();
+    let terms = match (mode.uses_keywords(), request.text.as_deref()) {
+        (true, Some(text)) => query_terms(text),
+        _ => Vec::new(),
     };
-    let vector = prepare_vector(raw, definition.dimension, definition.metric, "vector")?;
+    // A keyword search embeds nothing: it works while the embedder is down.
+    let vector = if mode.uses_vectors() {
+        let raw = match (request.vector, request.text) {
+            (Some(vector), _) => vector,
+            (None, Some(text)) => embed_texts(arguments, vec![text])
+                .await?
+                .pop()
+                .ok_or_else(|| IndexError::Internal("embedder returned no vector".into()))?,
+            (None, None) => {
+                return Err(ValidationError::VectorOrText {
+                    field: "query".into(),
+                }
+                .into())
+            }
+        };
+        prepare_vector(raw, definition.dimension, definition.metric, "vector")?
+    } else {
+        Vec::new()
+    };
     let filter = prepare_filter(request.filter)?;
     let query = Query {
         vector,
@@ -65,6 +76,13 @@ async fn run(
         predicate: filter.predicate,
         exclude_ids: request.exclude_ids.unwrap_or_default(),
         ef_search: request.ef_search,
+        mode,
+        terms,
+        keyword_weight: request
+            .keyword_weight
+            .unwrap_or(arguments.settings.keyword_weight),
+        explain: request.explain,
+        include_ids: request.include_ids,
     };
     let core = pipeline.core.clone();
     let hits = tokio::task::spawn_blocking(move || core.search(&query))

@@ -81,6 +81,7 @@ enum Op {
         id: String,
         vector: Vec<f32>,
         metadata: Arc<str>,
+        text: Option<Arc<str>>,
     },
     Delete {
         id: String,
@@ -126,7 +127,13 @@ pub(super) fn prepare_upsert(
         let _ = reply.send(Err(err.into()));
         return;
     }
-    let texts: Vec<String> = items.iter().filter_map(|i| i.text.clone()).collect();
+    // Only items without a vector are embedded; a text beside a vector is
+    // stored for keyword search as it is.
+    let texts: Vec<String> = items
+        .iter()
+        .filter(|i| i.vector.is_none())
+        .filter_map(|i| i.text.clone())
+        .collect();
     let enqueue =
         |myself: &ActorRef<IndexMessage>, prepared: Result<Vec<Op>, IndexError>, reply| {
             match prepared {
@@ -205,12 +212,13 @@ fn prepare_items(
     let mut embedded = embedded.into_iter();
     let mut ops = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        let raw = match (item.vector, item.text) {
-            (Some(vector), None) => vector,
+        let text: Option<Arc<str>> = item.text.map(Arc::from);
+        let raw = match (item.vector, &text) {
+            (Some(vector), _) => vector,
             (None, Some(_)) => embedded
                 .next()
                 .ok_or_else(|| IndexError::Internal("embedder returned too few vectors".into()))?,
-            _ => {
+            (None, None) => {
                 return Err(ValidationError::VectorOrText {
                     field: format!("items[{i}]"),
                 }
@@ -229,6 +237,7 @@ fn prepare_items(
             id: item.id,
             vector,
             metadata,
+            text,
         });
     }
     Ok(ops)
@@ -367,6 +376,7 @@ fn plan_rows(
                     id,
                     vector,
                     metadata,
+                    text,
                 } => {
                     if exists {
                         outcome.updated += 1;
@@ -379,6 +389,7 @@ fn plan_rows(
                         seq: writer.next_seq,
                         vector: Some(vector.clone()),
                         metadata: Some(metadata.clone()),
+                        text: text.clone(),
                     });
                 }
                 Op::Delete { id } => {
@@ -395,6 +406,7 @@ fn plan_rows(
                         seq: writer.next_seq,
                         vector: None,
                         metadata: None,
+                        text: None,
                     });
                 }
             }
@@ -416,6 +428,7 @@ fn publish(pipeline: &Pipeline, writer: &mut Writer, rows: &[LogRow]) {
                 id: &row.id,
                 seq: row.seq,
                 metadata: metadata.clone(),
+                text: row.text.clone(),
             },
             _ => Applied::Delete { id: &row.id },
         })

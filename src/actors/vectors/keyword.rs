@@ -1,0 +1,316 @@
+//! The keyword side of one index: an in-memory inverted index (BM25) over
+//! the texts items were added with. Like the faiss graph it is derived:
+//! Lance stores each item's text, and a load rebuilds this from it.
+//!
+//! Documents get slots in insertion order and a slot is never reused, so
+//! every posting list stays sorted by slot and a removed document's
+//! postings can stay behind, skipped by a liveness check, until a
+//! compaction (once dead slots outnumber live ones) renumbers the rest.
+//! That makes an update O(its terms) instead of a scan of every list that
+//! names it — a re-seed of 100k workers updates every document.
+
+use std::collections::HashMap;
+
+use crate::domain::keyword::{idf, term_score, terms};
+
+/// One term's postings: `(slot, term frequency)`, sorted by slot.
+#[derive(Debug, Default)]
+struct Term {
+    /// Live documents holding the term.
+    live: u32,
+    postings: Vec<(u32, u16)>,
+}
+
+#[derive(Debug)]
+struct Doc {
+    label: u64,
+    /// Terms in the text (its length for BM25).
+    length: u32,
+    /// Its distinct term ids (to update `live` when it goes).
+    terms: Box<[u32]>,
+}
+
+/// A keyword hit: its label and BM25 score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    pub label: u64,
+    pub score: f32,
+}
+
+#[derive(Debug, Default)]
+pub struct KeywordIndex {
+    vocabulary: HashMap<Box<str>, u32>,
+    terms: Vec<Term>,
+    /// By slot; `None` once removed.
+    docs: Vec<Option<Doc>>,
+    slots: HashMap<u64, u32>,
+    total_length: u64,
+}
+
+/// A query resolved against the vocabulary: `(term id, idf)` of the terms
+/// some live document holds.
+pub struct Resolved {
+    known: Vec<(u32, f32)>,
+    average_length: f32,
+}
+
+impl Resolved {
+    /// The sum of the known terms' idf: what a text holding each of them
+    /// once, at average length, scores.
+    pub fn reference(&self) -> f32 {
+        self.known.iter().map(|(_, idf)| idf).sum()
+    }
+}
+
+impl KeywordIndex {
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Indexes `text` under `label` (replacing what the label had).
+    pub fn insert(&mut self, label: u64, text: &str) {
+        self.remove(label);
+        let mut counts: HashMap<u32, u16> = HashMap::new();
+        let mut length = 0u32;
+        for term in terms(text) {
+            length += 1;
+            let next = self.terms.len() as u32;
+            let id = *self.vocabulary.entry(term.into_boxed_str()).or_insert(next);
+            if id == next {
+                self.terms.push(Term::default());
+            }
+            let tf = counts.entry(id).or_insert(0);
+            *tf = tf.saturating_add(1);
+        }
+        if length == 0 {
+            return;
+        }
+        let slot = self.docs.len() as u32;
+        let mut ids: Vec<u32> = counts.keys().copied().collect();
+        ids.sort_unstable();
+        for &id in &ids {
+            let term = &mut self.terms[id as usize];
+            term.live += 1;
+            term.postings.push((slot, counts[&id]));
+        }
+        self.docs.push(Some(Doc {
+            label,
+            length,
+            terms: ids.into_boxed_slice(),
+        }));
+        self.slots.insert(label, slot);
+        self.total_length += u64::from(length);
+    }
+
+    /// Forgets the document under `label`, if any.
+    pub fn remove(&mut self, label: u64) {
+        let Some(slot) = self.slots.remove(&label) else {
+            return;
+        };
+        if let Some(doc) = self.docs[slot as usize].take() {
+            for &id in doc.terms.iter() {
+                self.terms[id as usize].live -= 1;
+            }
+            self.total_length -= u64::from(doc.length);
+        }
+        if self.docs.len() > 1024 && self.docs.len() > 2 * self.slots.len() {
+            self.compact();
+        }
+    }
+
+    /// Renumbers the live documents densely and drops dead postings.
+    fn compact(&mut self) {
+        let mut renumbered = vec![u32::MAX; self.docs.len()];
+        let mut docs = Vec::with_capacity(self.slots.len());
+        for (old, doc) in std::mem::take(&mut self.docs).into_iter().enumerate() {
+            if let Some(doc) = doc {
+                renumbered[old] = docs.len() as u32;
+                self.slots.insert(doc.label, docs.len() as u32);
+                docs.push(Some(doc));
+            }
+        }
+        for term in &mut self.terms {
+            term.postings.retain_mut(|(slot, _)| {
+                *slot = renumbered[*slot as usize];
+                *slot != u32::MAX
+            });
+            term.postings.shrink_to_fit();
+        }
+        self.docs = docs;
+    }
+
+    /// The query's terms this index knows, with their idf.
+    pub fn resolve(&self, query: &[String]) -> Resolved {
+        let documents = self.slots.len();
+        let known = query
+            .iter()
+            .filter_map(|term| {
+                let id = *self.vocabulary.get(term.as_str())?;
+                let live = self.terms[id as usize].live as usize;
+                (live > 0).then(|| (id, idf(documents, live)))
+            })
+            .collect();
+        Resolved {
+            known,
+            average_length: self.total_length as f32 / documents.max(1) as f32,
+        }
+    }
+
+    /// The `n` best-scoring documents among those `allowed` lets through
+    /// (every document when `None`), best first; equal scores newest first.
+    /// Documents matching no term are not returned.
+    pub fn top(
+        &self,
+        query: &Resolved,
+        allowed: Option<&[u64]>,
+        excluded: &dyn Fn(u64) -> bool,
+        n: usize,
+    ) -> Vec<Scored> {
+        let mut scored: Vec<Scored> = match allowed {
+            // Few candidates (a filter): score each from the postings.
+            Some(labels) => labels
+                .iter()
+                .filter_map(|&label| {
+                    let score = self.score(query, label)?;
+                    (score > 0.0).then_some(Scored { label, score })
+                })
+                .collect(),
+            None => {
+                let mut sums = vec![0f32; self.docs.len()];
+                for &(id, idf) in &query.known {
+                    for &(slot, tf) in &self.terms[id as usize].postings {
+                        if let Some(doc) = &self.docs[slot as usize] {
+                            sums[slot as usize] +=
+                                term_score(idf, u32::from(tf), doc.length, query.average_length);
+                        }
+                    }
+                }
+                sums.iter()
+                    .enumerate()
+                    .filter(|(_, s)| **s > 0.0)
+                    .filter_map(|(slot, &score)| {
+                        let label = self.docs[slot].as_ref()?.label;
+                        (!excluded(label)).then_some(Scored { label, score })
+                    })
+                    .collect()
+            }
+        };
+        let order =
+            |a: &Scored, b: &Scored| b.score.total_cmp(&a.score).then(b.label.cmp(&a.label));
+        if scored.len() > n && n > 0 {
+            scored.select_nth_unstable_by(n - 1, order);
+            scored.truncate(n);
+        }
+        scored.sort_by(order);
+        scored
+    }
+
+    /// The BM25 score of the document under `label` (`None`: no text).
+    pub fn score(&self, query: &Resolved, label: u64) -> Option<f32> {
+        let slot = *self.slots.get(&label)?;
+        let doc = self.docs[slot as usize].as_ref()?;
+        Some(
+            query
+                .known
+                .iter()
+                .filter_map(|&(id, idf)| {
+                    let tf = self.tf(id, slot)?;
+                    Some(term_score(idf, tf, doc.length, query.average_length))
+                })
+                .sum(),
+        )
+    }
+
+    /// Which of `query`'s terms the document under `label` holds.
+    pub fn matched(&self, query: &[String], label: u64) -> Vec<String> {
+        let Some(&slot) = self.slots.get(&label) else {
+            return Vec::new();
+        };
+        query
+            .iter()
+            .filter(|term| {
+                self.vocabulary
+                    .get(term.as_str())
+                    .is_some_and(|&id| self.tf(id, slot).is_some())
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn tf(&self, id: u32, slot: u32) -> Option<u32> {
+        let postings = &self.terms[id as usize].postings;
+        let at = postings.binary_search_by_key(&slot, |p| p.0).ok()?;
+        Some(u32::from(postings[at].1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::keyword::query_terms;
+
+    fn labels(index: &KeywordIndex, query: &str, allowed: Option<&[u64]>) -> Vec<u64> {
+        let resolved = index.resolve(&query_terms(query));
+        index
+            .top(&resolved, allowed, &|_| false, 10)
+            .into_iter()
+            .map(|s| s.label)
+            .collect()
+    }
+
+    #[test]
+    fn bm25_ranks_the_rare_exact_term_first() {
+        let mut index = KeywordIndex::default();
+        index.insert(1, "Welder with OSHA 10 and MIG welding");
+        index.insert(2, "Welder with OSHA 30, TIG welding");
+        index.insert(3, "Electrician with OSHA 30");
+        index.insert(4, "Forklift operator");
+        assert_eq!(labels(&index, "OSHA 30", None), [3, 2, 1]);
+        assert_eq!(labels(&index, "OSHA 30", Some(&[1, 2, 4])), [2, 1]);
+        assert!(labels(&index, "pastry", None).is_empty());
+        let resolved = index.resolve(&query_terms("OSHA 30"));
+        let score = index.score(&resolved, 3).unwrap();
+        let top = index.top(&resolved, None, &|_| false, 1);
+        assert_eq!(top[0].score, score, "top and score agree");
+        assert_eq!(
+            index.matched(&query_terms("osha 30 tig"), 2),
+            ["osha", "30", "tig"]
+        );
+    }
+
+    #[test]
+    fn updates_and_removals_leave_the_same_index_as_a_fresh_build() {
+        let mut index = KeywordIndex::default();
+        for label in 0..3000u64 {
+            index.insert(label, &format!("worker {} skill{}", label, label % 7));
+        }
+        // Every document replaced under a new label, half of them removed.
+        for label in 0..3000u64 {
+            index.remove(label);
+            if label % 2 == 0 {
+                index.insert(
+                    label + 10_000,
+                    &format!("worker {} skill{}", label, label % 7),
+                );
+            }
+        }
+        let mut fresh = KeywordIndex::default();
+        for label in (0..3000u64).filter(|l| l % 2 == 0) {
+            fresh.insert(
+                label + 10_000,
+                &format!("worker {} skill{}", label, label % 7),
+            );
+        }
+        assert_eq!(index.len(), 1500);
+        assert!(index.docs.len() < 3 * 1500, "dead slots were compacted");
+        for query in ["skill3", "worker 42", "worker skill5 2998"] {
+            let a = index.top(&index.resolve(&query_terms(query)), None, &|_| false, 20);
+            let b = fresh.top(&fresh.resolve(&query_terms(query)), None, &|_| false, 20);
+            assert_eq!(a, b, "{query}");
+        }
+    }
+}

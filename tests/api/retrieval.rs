@@ -1,0 +1,269 @@
+//! Keyword and hybrid search and `explain`, through HTTP: on a corpus built
+//! so that the vectors point away from the items holding an exact term.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, spawn_app, TestApp};
+
+/// The query's direction.
+const QUERY: [f32; 4] = [1.0, 0.0, 0.0, 0.0];
+
+/// Eight items near the query that hold OSHA 10, three farther ones that
+/// hold OSHA 30: semantic search alone ranks the OSHA 10 items first.
+async fn certifications(app: &TestApp) {
+    let response = app
+        .post_json(
+            "/v1/vectors/index",
+            &json!({"name": "certs", "dimension": 4}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let mut items = Vec::new();
+    for i in 0..8 {
+        items.push(json!({
+            "id": format!("n{i}"),
+            "vector": [1.0, 0.02 * i as f32, 0.0, 0.0],
+            "text": format!("Warehouse associate n{i} with OSHA 10 and forklift experience, $30.50/hr"),
+            "metadata": {"group": "near"},
+        }));
+    }
+    for i in 0..3 {
+        items.push(json!({
+            "id": format!("h{i}"),
+            "vector": [0.8, 0.6, 0.01 * i as f32, 0.0],
+            "text": format!("Electrician h{i}, OSHA 30 certified"),
+            "metadata": {"group": "far"},
+        }));
+    }
+    let response = app
+        .post_json("/v1/vectors/index/certs/add", &json!({ "items": items }))
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{:?}",
+        response.text().await
+    );
+}
+
+async fn search(app: &TestApp, body: Value) -> Vec<Value> {
+    let response = app.post_json("/v1/vectors/index/certs/search", &body).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    body["hits"].as_array().unwrap().clone()
+}
+
+fn ids(hits: &[Value]) -> Vec<&str> {
+    hits.iter().map(|h| h["id"].as_str().unwrap()).collect()
+}
+
+fn f(value: &Value) -> f64 {
+    value.as_f64().unwrap()
+}
+
+/// The explanation adds up to the reported distance.
+fn assert_adds_up(hit: &Value, rank: usize) {
+    let e = &hit["explain"];
+    let weight = f(&e["keyword_weight"]);
+    let score = f(&e["keyword_score"]);
+    let reference = f(&e["keyword_reference"]);
+    let keyword = if score > 0.0 {
+        reference / (reference + score)
+    } else {
+        1.0
+    };
+    assert!((f(&e["keyword_distance"]) - keyword).abs() < 1e-5, "{hit}");
+    let semantic = e["semantic_distance"].as_f64().unwrap_or(0.0);
+    let fused = (1.0 - weight) * semantic + weight * keyword;
+    assert!((f(&e["fused_distance"]) - fused).abs() < 1e-5, "{hit}");
+    assert!((f(&hit["distance"]) - fused).abs() < 1e-5, "{hit}");
+    assert_eq!(e["fused_rank"], rank + 1, "{hit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hybrid_query_for_an_exact_certification_ranks_its_holders_first_where_semantic_does_not()
+{
+    let app = spawn_app().await;
+    certifications(&app).await;
+
+    let semantic = search(&app, json!({"vector": QUERY, "k": 3})).await;
+    assert!(
+        ids(&semantic).iter().all(|id| id.starts_with('n')),
+        "semantic alone: {:?}",
+        ids(&semantic)
+    );
+
+    let hybrid = search(
+        &app,
+        json!({"vector": QUERY, "text": "OSHA 30", "mode": "hybrid", "k": 5, "explain": true}),
+    )
+    .await;
+    let mut top: Vec<&str> = ids(&hybrid)[..3].to_vec();
+    top.sort();
+    assert_eq!(top, ["h0", "h1", "h2"], "hybrid: {:?}", ids(&hybrid));
+    for (rank, hit) in hybrid.iter().enumerate() {
+        assert_adds_up(hit, rank);
+        assert_eq!(hit["explain"]["mode"], "hybrid");
+    }
+    let holder = &hybrid[0]["explain"];
+    assert_eq!(holder["matched_terms"], json!(["osha", "30"]));
+    assert!(holder["keyword_rank"].as_u64().unwrap() <= 3, "{holder}");
+    // A rate of $30.50 is not the term "30".
+    assert_eq!(hybrid[3]["explain"]["matched_terms"], json!(["osha"]));
+
+    // Keyword mode: BM25 alone; the holders, then what matches only "osha".
+    let keyword = search(
+        &app,
+        json!({"text": "osha 30", "mode": "keyword", "k": 20, "explain": true}),
+    )
+    .await;
+    assert_eq!(keyword.len(), 11, "every item holds 'osha'");
+    let mut top: Vec<&str> = ids(&keyword)[..3].to_vec();
+    top.sort();
+    assert_eq!(top, ["h0", "h1", "h2"]);
+    for (rank, hit) in keyword.iter().enumerate() {
+        assert_adds_up(hit, rank);
+        assert!(hit["explain"]["semantic_distance"].is_null());
+    }
+    // A filter only removes hits: the survivors keep their order and distances.
+    let near = search(
+        &app,
+        json!({"text": "osha 30", "mode": "keyword", "k": 20, "filter": {"group": "near"}}),
+    )
+    .await;
+    let unfiltered: Vec<&Value> = keyword
+        .iter()
+        .filter(|h| h["metadata"]["group"] == "near")
+        .collect();
+    assert_eq!(near.len(), unfiltered.len());
+    for (a, b) in near.iter().zip(unfiltered) {
+        assert_eq!((&a["id"], &a["distance"]), (&b["id"], &b["distance"]));
+    }
+
+    // The weight is the caller's to set: at 0 hybrid is semantic.
+    let weightless = search(
+        &app,
+        json!({"vector": QUERY, "text": "OSHA 30", "mode": "hybrid", "k": 3, "keyword_weight": 0.0}),
+    )
+    .await;
+    assert_eq!(ids(&weightless), ids(&semantic));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_query_is_embedded_for_hybrid_and_items_may_carry_both_vector_and_text() {
+    let app = spawn_app().await;
+    let dimension = app.embed(&["probe"]).await.json::<Value>().await.unwrap()["dimension"]
+        .as_u64()
+        .unwrap();
+    let response = app
+        .post_json(
+            "/v1/vectors/index",
+            &json!({"name": "docs", "dimension": dimension}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let items = json!([
+        {"id": "a", "text": "Night shift forklift operator in Joliet"},
+        {"id": "b", "text": "Day shift welder in Gary with TIG experience"},
+    ]);
+    let response = app
+        .post_json("/v1/vectors/index/docs/add", &json!({ "items": items }))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let hits = app
+        .post_json(
+            "/v1/vectors/index/docs/search",
+            &json!({"text": "TIG welder", "mode": "hybrid", "k": 2, "explain": true}),
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(hits["hits"][0]["id"], "b");
+    assert_eq!(
+        hits["hits"][0]["explain"]["matched_terms"],
+        json!(["tig", "weld"])
+    );
+    let info: Value = app
+        .get("/v1/vectors/index/docs")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["keyword_documents"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_keyword_and_hybrid_searches_get_their_codes() {
+    let app = spawn_app().await;
+    certifications(&app).await;
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    for (body, status, code, says) in [
+        (
+            json!({"vector": QUERY, "k": 3, "mode": "keyword"}),
+            unprocessable,
+            "mode_needs_text",
+            "text",
+        ),
+        (
+            json!({"text": "osha", "vector": QUERY, "k": 3, "mode": "keyword"}),
+            unprocessable,
+            "mode_needs_text",
+            "no 'vector'",
+        ),
+        (
+            json!({"vector": QUERY, "k": 3, "mode": "hybrid"}),
+            unprocessable,
+            "mode_needs_text",
+            "text",
+        ),
+        (
+            json!({"text": "  ", "k": 3, "mode": "hybrid"}),
+            unprocessable,
+            "mode_needs_text",
+            "empty",
+        ),
+        (
+            json!({"text": "!!! ???", "k": 3, "mode": "keyword"}),
+            unprocessable,
+            "mode_needs_text",
+            "letters or digits",
+        ),
+        (
+            json!({"text": "osha", "k": 3, "mode": "hybrid", "keyword_weight": 1.5}),
+            unprocessable,
+            "invalid_keyword_weight",
+            "1.5",
+        ),
+        (
+            json!({"text": "osha", "k": 3, "mode": "fuzzy"}),
+            unprocessable,
+            "invalid_body",
+            "fuzzy",
+        ),
+        (
+            json!({"text": "osha", "k": 0, "mode": "keyword"}),
+            unprocessable,
+            "invalid_k",
+            "k",
+        ),
+    ] {
+        let response = app.post_json("/v1/vectors/index/certs/search", &body).await;
+        let error = assert_error(response, status, code).await;
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    // An item text beyond its bound is refused with its path.
+    let response = app
+        .post_json(
+            "/v1/vectors/index/certs/add",
+            &json!({"items": [{"id": "big", "vector": QUERY, "text": "x".repeat(70_000)}]}),
+        )
+        .await;
+    let error = assert_error(response, StatusCode::BAD_REQUEST, "invalid_vector").await;
+    assert!(error["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("items[0].text"));
+}
