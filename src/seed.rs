@@ -2,8 +2,8 @@
 //! service through its public API, the same path a user's tools take:
 //! each worker becomes an item of the `workers` vector index (text = its
 //! profile sentence, embedded by the service; metadata = its fields), and
-//! the corpus is ingested as the `workers` dataset (CSV through
-//! `/v1/ingest/workers`) so SQL can count and join it.
+//! the corpus is ingested as the `workers` dataset (JSON lines through
+//! `/v1/ingest/workers?mode=replace`) so SQL can count, filter and join it.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -142,43 +142,22 @@ async fn ensure_index(client: &reqwest::Client, base: &str) -> Result<()> {
     }
 }
 
-/// The same workers as one CSV ingest into the `workers` dataset. The same
+/// The same workers as one ingest replacing the `workers` dataset. The same
 /// seed and size give the same bytes, so seeding twice is a no-op there too.
 async fn ingest_dataset(client: &reqwest::Client, base: &str, options: &SeedOptions) -> Result<()> {
-    let mut csv = String::from(
-        "worker_id,name,role,city,state,skills,certifications,years_experience,hourly_rate,availability,shift,phone,email\n",
-    );
-    let field = |s: &str| {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
-    };
+    // JSON lines keep the typed fields typed: skills and certifications
+    // become list columns, rates and years numbers.
+    let mut lines = String::new();
     for i in 0..options.workers {
-        let w = worker(options.seed, i as u64);
-        let row = [
-            field(&w.worker_id),
-            field(&w.name),
-            field(&w.role),
-            field(&w.city),
-            field(&w.state),
-            field(&w.skills.join("; ")),
-            field(&w.certifications.join("; ")),
-            w.years_experience.to_string(),
-            format!("{:.2}", w.hourly_rate),
-            field(&w.availability),
-            field(&w.shift),
-            field(&w.phone),
-            field(&w.email),
-        ];
-        csv.push_str(&row.join(","));
-        csv.push('\n');
+        lines.push_str(&serde_json::to_string(&worker(options.seed, i as u64))?);
+        lines.push('\n');
     }
+    // The dataset mirrors the corpus: a re-seed replaces it (and so moves
+    // a dataset from an older corpus layout to this one).
     let response = client
-        .post(format!("{base}/v1/ingest/{WORKERS}"))
-        .header("content-type", "text/csv")
-        .body(csv)
+        .post(format!("{base}/v1/ingest/{WORKERS}?mode=replace"))
+        .header("content-type", "application/x-ndjson")
+        .body(lines)
         .send()
         .await?;
     let status = response.status();

@@ -1,12 +1,14 @@
-//! The `ingest` actor: CSV into Lance datasets.
+//! The `ingest` actor: CSV or JSON lines into Lance datasets.
 //!
 //! The HTTP edge streams the body in chunks; a task owned by this actor
 //! spools it to a temporary file while hashing it (SHA-256), then:
 //! the same file ingested before → `unchanged`; a schema that differs from
-//! the dataset's → `schema_drift`, nothing written; otherwise the CSV is
-//! decoded in batches (memory does not grow with the file) and written as
-//! one Lance commit — created on first ingest, appended after — and the
-//! manifest recorded in the catalog.
+//! the dataset's → `schema_drift`, nothing written (unless the ingest
+//! replaces the dataset); otherwise the file is decoded in batches (memory
+//! does not grow with the file) and written as one Lance commit — created
+//! on first ingest, appended or overwritten after — and the manifest
+//! recorded in the catalog. JSON lines carry what CSV cannot: lists
+//! (`["CDL-A", "OSHA 10"]` becomes a `List(Utf8)` column) and nesting.
 //!
 //! The task is aborted if the actor dies (its handle lives in the actor's
 //! state), so a crash mid-ingest leaves the dataset at its previous version:
@@ -21,8 +23,11 @@ use std::time::Duration;
 use chrono::Utc;
 use lance::dataset::{WriteMode, WriteParams};
 use lance::deps::arrow_array::RecordBatchIterator;
+use lance::deps::arrow_array::RecordBatchReader;
 use lance::deps::datafusion::arrow::csv::reader::Format;
 use lance::deps::datafusion::arrow::csv::ReaderBuilder;
+use lance::deps::datafusion::arrow::json::reader::infer_json_schema_from_seekable;
+use lance::deps::datafusion::arrow::json::ReaderBuilder as JsonReaderBuilder;
 use lance::Dataset;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use sha2::{Digest, Sha256};
@@ -49,13 +54,16 @@ const INFER_ROWS: usize = 1000;
 pub enum IngestError {
     #[error("{0}")]
     InvalidName(String),
-    #[error("the CSV is larger than the limit of {limit} bytes")]
+    #[error("the body is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("the upload was interrupted: {0}")]
     Aborted(String),
-    #[error("malformed CSV: {0}")]
-    Malformed(String),
-    #[error("the CSV's schema differs from dataset '{dataset}': {drift}")]
+    #[error("malformed {}: {reason}", format.noun())]
+    Malformed {
+        format: IngestFormat,
+        reason: String,
+    },
+    #[error("the file's schema differs from dataset '{dataset}': {drift} (ingest with ?mode=replace to overwrite it)")]
     SchemaDrift { dataset: String, drift: SchemaDrift },
     #[error("an ingest into '{0}' is already running; retry when it is done")]
     Busy(String),
@@ -65,9 +73,31 @@ pub enum IngestError {
     Catalog(#[from] CallError),
 }
 
+/// How the body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestFormat {
+    /// CSV with a header row.
+    Csv,
+    /// One JSON object per line.
+    JsonLines,
+}
+
+impl IngestFormat {
+    pub fn noun(self) -> &'static str {
+        match self {
+            IngestFormat::Csv => "CSV",
+            IngestFormat::JsonLines => "JSON lines",
+        }
+    }
+}
+
 pub enum IngestMessage {
     Ingest {
         dataset: String,
+        format: IngestFormat,
+        /// Overwrite the dataset (a new Lance version holding only this
+        /// file, its schema the file's) instead of appending.
+        replace: bool,
         chunks: mpsc::Receiver<UploadChunk>,
         reply: RpcReplyPort<Result<IngestOutcome, IngestError>>,
     },
@@ -134,6 +164,8 @@ impl Actor for IngestActor {
         match message {
             IngestMessage::Ingest {
                 dataset,
+                format,
+                replace,
                 chunks,
                 reply,
             } => {
@@ -148,7 +180,7 @@ impl Actor for IngestActor {
                 let context = state.context.clone();
                 let name = dataset.clone();
                 let handle = tokio::spawn(async move {
-                    let outcome = ingest(&context, &name, chunks).await;
+                    let outcome = ingest(&context, &name, format, replace, chunks).await;
                     if let Err(err) = &outcome {
                         tracing::warn!(dataset = %name, %err, "ingest refused");
                     }
@@ -172,9 +204,12 @@ impl Actor for IngestActor {
 async fn ingest(
     context: &IngestArguments,
     dataset: &str,
+    format: IngestFormat,
+    replace: bool,
     chunks: mpsc::Receiver<UploadChunk>,
 ) -> Result<IngestOutcome, IngestError> {
-    let (file, sha256, bytes) = spool(context, chunks).await?;
+    let malformed = |reason: String| IngestError::Malformed { format, reason };
+    let (file, sha256, bytes) = spool(context, chunks, format).await?;
     let existing = context
         .directory
         .call(
@@ -187,7 +222,13 @@ async fn ingest(
         )
         .await?;
     if let Some(manifest) = &existing {
-        if manifest.ingests.iter().any(|i| i.sha256 == sha256) {
+        // Appending a file again changes nothing; replacing with the file
+        // the dataset already is changes nothing either.
+        let same = match replace {
+            false => manifest.ingests.iter().any(|i| i.sha256 == sha256),
+            true => manifest.ingests.last().is_some_and(|i| i.sha256 == sha256),
+        };
+        if same {
             return Ok(IngestOutcome {
                 status: "unchanged",
                 rows: 0,
@@ -199,18 +240,32 @@ async fn ingest(
     let uri = dataset_path(&context.data_dir, dataset)
         .display()
         .to_string();
-    let mut source = file
-        .reopen()
-        .map_err(|e| IngestError::Storage(e.to_string()))?;
-    let (schema, _) = Format::default()
-        .with_header(true)
-        .infer_schema(&mut source, Some(INFER_ROWS))
-        .map_err(|e| IngestError::Malformed(e.to_string()))?;
+    let mut source = std::io::BufReader::new(
+        file.reopen()
+            .map_err(|e| IngestError::Storage(e.to_string()))?,
+    );
+    let schema = match format {
+        IngestFormat::Csv => {
+            Format::default()
+                .with_header(true)
+                .infer_schema(&mut source, Some(INFER_ROWS))
+                .map_err(|e| malformed(e.to_string()))?
+                .0
+        }
+        IngestFormat::JsonLines => {
+            infer_json_schema_from_seekable(&mut source, Some(INFER_ROWS))
+                .map_err(|e| malformed(e.to_string()))?
+                .0
+        }
+    };
     if schema.fields().is_empty() {
-        return Err(IngestError::Malformed("no header row".into()));
+        return Err(malformed(match format {
+            IngestFormat::Csv => "no header row".into(),
+            IngestFormat::JsonLines => "no fields in the first lines".into(),
+        }));
     }
     let incoming = columns(&schema);
-    if let Some(manifest) = &existing {
+    if let (Some(manifest), false) = (&existing, replace) {
         let drift = SchemaDrift::between(&manifest.schema, &incoming);
         if !drift.is_empty() {
             return Err(IngestError::SchemaDrift {
@@ -223,16 +278,26 @@ async fn ingest(
         .seek(SeekFrom::Start(0))
         .map_err(|e| IngestError::Storage(e.to_string()))?;
     let schema = Arc::new(schema);
-    let reader = ReaderBuilder::new(schema.clone())
-        .with_header(true)
-        .with_batch_size(BATCH_ROWS)
-        .build(source)
-        .map_err(|e| IngestError::Malformed(e.to_string()))?;
+    let reader: Box<dyn RecordBatchReader + Send> = match format {
+        IngestFormat::Csv => Box::new(
+            ReaderBuilder::new(schema.clone())
+                .with_header(true)
+                .with_batch_size(BATCH_ROWS)
+                .build(source)
+                .map_err(|e| malformed(e.to_string()))?,
+        ),
+        IngestFormat::JsonLines => Box::new(
+            JsonReaderBuilder::new(schema.clone())
+                .with_batch_size(BATCH_ROWS)
+                .build(source)
+                .map_err(|e| malformed(e.to_string()))?,
+        ),
+    };
     let batches = RecordBatchIterator::new(reader, schema.clone());
-    let mode = if existing.is_some() {
-        WriteMode::Append
-    } else {
-        WriteMode::Create
+    let mode = match (&existing, replace) {
+        (None, _) => WriteMode::Create,
+        (Some(_), false) => WriteMode::Append,
+        (Some(_), true) => WriteMode::Overwrite,
     };
     let params = WriteParams {
         mode,
@@ -246,15 +311,21 @@ async fn ingest(
     .map_err(|e| IngestError::Storage(e.to_string()))?;
     let written = Dataset::write(batches, write_uri.as_str(), Some(params))
         .await
-        .map_err(classify)?;
+        .map_err(|e| classify(e, format))?;
     context
         .metrics
         .lance_commits
         .with_label_values(&[&format!("datasets/{dataset}")])
         .inc();
 
-    let row_count = written.count_rows(None).await.map_err(classify)? as u64;
-    let previous_rows = existing.as_ref().map_or(0, |m| m.row_count);
+    let row_count = written
+        .count_rows(None)
+        .await
+        .map_err(|e| classify(e, format))? as u64;
+    let previous_rows = match replace {
+        true => 0,
+        false => existing.as_ref().map_or(0, |m| m.row_count),
+    };
     let now = Utc::now();
     let mut manifest = existing.clone().unwrap_or_else(|| DatasetManifest {
         name: dataset.to_string(),
@@ -267,6 +338,9 @@ async fn ingest(
         ingests: Vec::new(),
     });
     let rows = row_count.saturating_sub(previous_rows);
+    if replace {
+        manifest.schema = incoming.clone();
+    }
     manifest.row_count = row_count;
     manifest.version = written.version_id();
     manifest.updated_at = now;
@@ -290,10 +364,10 @@ async fn ingest(
         .map_err(IngestError::Storage)?;
     tracing::info!(dataset, rows, bytes, version = manifest.version, "ingested");
     Ok(IngestOutcome {
-        status: if existing.is_some() {
-            "appended"
-        } else {
-            "created"
+        status: match (existing.is_some(), replace) {
+            (false, _) => "created",
+            (true, false) => "appended",
+            (true, true) => "replaced",
         },
         rows,
         manifest,
@@ -305,6 +379,7 @@ async fn ingest(
 async fn spool(
     context: &IngestArguments,
     mut chunks: mpsc::Receiver<UploadChunk>,
+    format: IngestFormat,
 ) -> Result<(tempfile::NamedTempFile, String, u64), IngestError> {
     let storage = |e: std::io::Error| IngestError::Storage(e.to_string());
     let mut file =
@@ -328,25 +403,31 @@ async fn spool(
     }
     file.flush().map_err(storage)?;
     if size == 0 {
-        return Err(IngestError::Malformed(
-            "the body is empty; a header row is required".into(),
-        ));
+        return Err(IngestError::Malformed {
+            format,
+            reason: "the body is empty".into(),
+        });
     }
     let digest = hasher.finalize();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     Ok((file, hex, size))
 }
 
-/// CSV decoding errors surface from inside the Lance write: report them as
+/// Decoding errors surface from inside the Lance write: report them as
 /// malformed input (arrow names the line), the rest as storage failures.
-fn classify(err: lance::Error) -> IngestError {
+fn classify(err: lance::Error, format: IngestFormat) -> IngestError {
     let message = err.to_string();
     if message.contains("Parser error")
         || message.contains("parsing")
         || message.contains("CSV")
         || message.contains("Csv")
+        || message.contains("Json error")
+        || message.contains("JSON")
     {
-        IngestError::Malformed(message)
+        IngestError::Malformed {
+            format,
+            reason: message,
+        }
     } else {
         IngestError::Storage(message)
     }

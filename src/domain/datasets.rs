@@ -40,7 +40,7 @@ pub struct DatasetManifest {
 /// changed anything.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IngestOutcome {
-    /// `created`, `appended` or `unchanged`.
+    /// `created`, `appended`, `replaced` or `unchanged`.
     pub status: &'static str,
     pub rows: u64,
     #[serde(flatten)]

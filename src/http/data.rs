@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use actix_web::http::header;
-use actix_web::{delete, get, post, put, web, HttpResponse};
+use actix_web::{delete, get, post, put, web, HttpMessage, HttpResponse};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -19,7 +19,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::error::ErrorBody;
 use super::{ApiContext, ApiError};
 use crate::actors::catalog::{self, CatalogMessage};
-use crate::actors::ingest::{self, IngestMessage};
+use crate::actors::ingest::{self, IngestFormat, IngestMessage};
 use crate::actors::query::{self, QueryMessage};
 use crate::actors::storage::{self, ObjectInfo, StorageMessage, UploadChunk};
 use crate::domain::datasets::{DatasetList, DatasetManifest, IngestOutcome, SqlRequest, SqlResult};
@@ -205,15 +205,42 @@ async fn list_objects(
     Ok(HttpResponse::Ok().json(ObjectList { objects }))
 }
 
-/// Ingest a CSV (header row first) into a Lance dataset: created on
-/// first ingest, appended after; the same bytes again change nothing.
+/// How an ingest treats an existing dataset.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IngestMode {
+    /// Add the rows; the schema must match (else `schema_drift`).
+    #[default]
+    Append,
+    /// Overwrite: a new Lance version holding only this file, with its
+    /// schema (older versions stay readable until version cleanup).
+    Replace,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct IngestQuery {
+    /// `append` (default) or `replace`.
+    mode: Option<IngestMode>,
+}
+
+/// Ingest a CSV (header row first) or JSON lines (one object per line;
+/// lists and nested objects become list and struct columns) into a Lance
+/// dataset: created on first ingest, then appended, or replaced with
+/// `?mode=replace`; the same bytes again change nothing.
 #[utoipa::path(
     tag = "data",
-    params(("dataset" = String, Path, description = "The dataset: a plain identifier")),
-    request_body(content = String, content_type = "text/csv", description = "CSV with a header row"),
+    params(("dataset" = String, Path, description = "The dataset: a plain identifier"), IngestQuery),
+    request_body(
+        description = "CSV with a header row (`text/csv`), or JSON lines, one object per line (`application/x-ndjson`)",
+        content(
+            (String = "text/csv"),
+            (String = "application/x-ndjson"),
+        )
+    ),
     responses(
-        (status = 200, description = "`created`, `appended` or `unchanged`, with the manifest", body = IngestOutcome),
-        (status = 400, description = "`invalid_name`, `malformed_csv` (names the line), `upload_aborted`", body = ErrorBody),
+        (status = 200, description = "`created`, `appended`, `replaced` or `unchanged`, with the manifest", body = IngestOutcome),
+        (status = 400, description = "`invalid_name`, `malformed_csv`, `malformed_json_lines` (name the line), `upload_aborted`", body = ErrorBody),
         (status = 409, description = "`schema_drift` (lists the columns), `ingest_in_progress`, `reserved_dataset` (`replay_runs`)", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: nothing written", body = ErrorBody),
     ),
@@ -224,9 +251,19 @@ async fn list_objects(
 async fn ingest_csv(
     context: web::Data<ApiContext>,
     dataset: web::Path<String>,
+    query: web::Query<IngestQuery>,
+    request: actix_web::HttpRequest,
     payload: web::Payload,
 ) -> Result<web::Json<IngestOutcome>, ApiError> {
     let dataset = dataset.into_inner();
+    // JSON lines by their media type; anything else is read as CSV.
+    let format = match request.content_type() {
+        "application/x-ndjson" | "application/jsonl" | "application/json-lines" => {
+            IngestFormat::JsonLines
+        }
+        _ => IngestFormat::Csv,
+    };
+    let replace = matches!(query.into_inner().mode, Some(IngestMode::Replace));
     if dataset == crate::actors::chat::replay::DATASET {
         return Err(ApiError::ReservedDataset(dataset));
     }
@@ -237,6 +274,8 @@ async fn ingest_csv(
         ingest::NAME,
         |reply| IngestMessage::Ingest {
             dataset,
+            format,
+            replace,
             chunks: rx,
             reply,
         },

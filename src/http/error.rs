@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::actors::embed::EmbedError;
-use crate::actors::ingest::IngestError;
+use crate::actors::ingest::{IngestError, IngestFormat};
 use crate::actors::matrix::MatrixError;
 use crate::actors::query::QueryError;
 use crate::actors::storage::StorageError;
@@ -150,6 +150,7 @@ error_codes! {
     MalformedJson = (BAD_REQUEST, "malformed_json", "the body is not JSON"),
     MalformedBody = (BAD_REQUEST, "malformed_body", "the body could not be read"),
     MalformedCsv = (BAD_REQUEST, "malformed_csv", "the CSV does not parse (names the line)"),
+    MalformedJsonLines = (BAD_REQUEST, "malformed_json_lines", "the JSON lines do not parse (names the line)"),
     InvalidPath = (BAD_REQUEST, "invalid_path", "a path parameter does not parse"),
     InvalidQuery = (BAD_REQUEST, "invalid_query", "the query string does not parse"),
     InvalidKey = (BAD_REQUEST, "invalid_key", "an object key that could leave the store"),
@@ -380,7 +381,14 @@ fn ingest_code(err: &IngestError) -> ErrorCode {
         IngestError::InvalidName(_) => ErrorCode::InvalidName,
         IngestError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
         IngestError::Aborted(_) => ErrorCode::UploadAborted,
-        IngestError::Malformed(_) => ErrorCode::MalformedCsv,
+        IngestError::Malformed {
+            format: IngestFormat::Csv,
+            ..
+        } => ErrorCode::MalformedCsv,
+        IngestError::Malformed {
+            format: IngestFormat::JsonLines,
+            ..
+        } => ErrorCode::MalformedJsonLines,
         IngestError::SchemaDrift { .. } => ErrorCode::SchemaDrift,
         IngestError::Busy(_) => ErrorCode::IngestInProgress,
         IngestError::Storage(_) => ErrorCode::StorageError,

@@ -451,7 +451,126 @@ async fn seeding_also_makes_the_workers_dataset_queryable() {
     let total: i64 = rows.iter().map(|r| r[1].as_i64().unwrap()).sum();
     assert_eq!(total, 300);
 
-    // Seeding again with the same seed and size changes nothing.
-    lakehouse::seed::run(options).await.unwrap();
+    // The typed fields stay typed: lists and numbers, queryable as such.
+    let cdl = scalar(
+        &app,
+        "SELECT count(*) FROM workers WHERE array_has(skills, 'CDL-A') AND hourly_rate <= 25",
+    )
+    .await;
+    let by_hand = (0..300)
+        .map(|i| lakehouse::domain::workers::worker(11, i))
+        .filter(|w| w.skills.iter().any(|s| s == "CDL-A") && w.hourly_rate <= 25.0)
+        .count();
+    assert_eq!(cdl, by_hand as i64);
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT count(*) FROM workers WHERE available_from <= '2026-12-03T08:00:00Z'"
+        )
+        .await,
+        (0..300)
+            .filter(|i| lakehouse::domain::workers::worker(11, *i)
+                .available_from
+                .as_str()
+                <= "2026-12-03T08:00:00Z")
+            .count() as i64
+    );
+
+    // Seeding again with the same seed and size changes nothing; a larger
+    // seed replaces the dataset rather than appending to it.
+    lakehouse::seed::run(options.clone()).await.unwrap();
     assert_eq!(scalar(&app, "SELECT count(*) FROM workers").await, 300);
+    lakehouse::seed::run(lakehouse::seed::SeedOptions {
+        workers: 400,
+        ..options
+    })
+    .await
+    .unwrap();
+    assert_eq!(scalar(&app, "SELECT count(*) FROM workers").await, 400);
+}
+
+async fn ingest_lines(app: &TestApp, path: &str, lines: &str) -> reqwest::Response {
+    app.post_raw(path, "application/x-ndjson", lines.to_string())
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_lines_carry_lists_and_a_replace_moves_a_dataset_to_a_new_schema() {
+    let app = spawn_app().await;
+    // The old layout: lists flattened into text by a CSV.
+    ingest(&app, "crew", "id,certs\n1,CDL-A; OSHA 10\n2,OSHA 30\n").await;
+    let lines = concat!(
+        r#"{"id": 1, "certs": ["CDL-A", "OSHA 10"], "rate": 22.5}"#,
+        "\n",
+        r#"{"id": 2, "certs": ["OSHA 30"], "rate": 31.0}"#,
+        "\n",
+        r#"{"id": 3, "certs": [], "rate": 18.0}"#,
+        "\n",
+    );
+    // Appending a different schema is refused, and says how to move on.
+    let body = assert_error(
+        ingest_lines(&app, "/v1/ingest/crew", lines).await,
+        StatusCode::CONFLICT,
+        "schema_drift",
+    )
+    .await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("mode=replace"), "{message}");
+    assert_eq!(scalar(&app, "SELECT count(*) FROM crew").await, 2);
+
+    let response = ingest_lines(&app, "/v1/ingest/crew?mode=replace", lines).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let outcome: Value = response.json().await.unwrap();
+    assert_eq!(outcome["status"], "replaced");
+    assert_eq!(outcome["rows"], 3);
+    assert!(outcome["schema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "certs" && c["type"].as_str().unwrap().starts_with("List")));
+    assert_eq!(scalar(&app, "SELECT count(*) FROM crew").await, 3);
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT count(*) FROM crew WHERE array_has(certs, 'CDL-A')"
+        )
+        .await,
+        1
+    );
+    // The same file again changes nothing; appending in the new schema works.
+    let again: Value = ingest_lines(&app, "/v1/ingest/crew?mode=replace", lines)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["status"], "unchanged");
+    let more = r#"{"id": 4, "certs": ["HazMat Endorsement"], "rate": 27.0}"#;
+    let appended: Value = ingest_lines(&app, "/v1/ingest/crew", more)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (appended["status"].as_str(), appended["rows"].as_i64()),
+        (Some("appended"), Some(1))
+    );
+
+    // Broken lines are refused with their own code, naming where.
+    let body = assert_error(
+        ingest_lines(&app, "/v1/ingest/broken", "{\"a\": 1}\n{\"a\": \n").await,
+        StatusCode::BAD_REQUEST,
+        "malformed_json_lines",
+    )
+    .await;
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("JSON lines"));
+    assert_error(
+        app.post_json("/v1/ingest/crew?mode=sideways", &json!({}))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    )
+    .await;
 }
