@@ -11,6 +11,7 @@
 //! explicit; hdrhistogram gives exact percentiles without sampling.
 
 pub mod crasher;
+pub mod retrieval;
 
 use std::path::Path;
 use std::time::Duration;

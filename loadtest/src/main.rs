@@ -70,6 +70,28 @@ enum Command {
     /// concurrent writers, checking after every restart that no
     /// acknowledged write was lost.
     Crasher(CrasherArgs),
+    /// Precision@10 of semantic, hybrid and keyword search for queries
+    /// naming an exact certification or skill of the seeded corpus, and
+    /// each mode's latency at 1 and N clients.
+    Retrieval(RetrievalArgs),
+}
+
+#[derive(clap::Args)]
+struct RetrievalArgs {
+    #[arg(long, default_value = "http://127.0.0.1:3100")]
+    target: String,
+    #[arg(long, default_value_t = 50)]
+    clients: usize,
+    /// Seconds of load per mode and concurrency.
+    #[arg(long, default_value_t = 15)]
+    duration: u64,
+    /// Skills asked besides every certification (the most held first).
+    #[arg(long, default_value_t = 20)]
+    skills: usize,
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -221,6 +243,7 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Crasher(args)) => crasher(args).await,
+        Some(Command::Retrieval(args)) => retrieval(args).await,
         None => mix(cli.mix).await,
     }
 }
@@ -285,6 +308,23 @@ async fn crasher(args: CrasherArgs) -> Result<()> {
     let _ = std::fs::remove_dir_all(&scratch);
     if !report.violations.is_empty() {
         bail!("{} acknowledged writes were lost", report.violations.len());
+    }
+    Ok(())
+}
+
+async fn retrieval(args: RetrievalArgs) -> Result<()> {
+    let options = lakehouse_loadtest::retrieval::RetrievalOptions {
+        base: loopback_base(&args.target)?,
+        clients: args.clients,
+        duration: Duration::from_secs(args.duration),
+        skills: args.skills,
+        k: args.k,
+    };
+    let http = client(args.clients)?;
+    let report = lakehouse_loadtest::retrieval::run(&http, &options).await?;
+    print!("{}", report.summary());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
     Ok(())
 }
