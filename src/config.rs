@@ -50,6 +50,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub auth: AuthSettings,
     pub faults: FaultSettings,
+    pub alarms: AlarmSettings,
     pub log: LogSettings,
 }
 
@@ -321,12 +322,36 @@ pub struct LimitSettings {
     pub max_filter_fields: usize,
     /// Ids in one `exclude_ids` or `worker_ids` list.
     pub max_id_list: usize,
+    /// Open `/v1/supervision/events` streams at once (503 beyond).
+    pub max_event_streams: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSettings {
     pub enabled: bool,
+}
+
+/// When the service sets its alarms (see [`crate::alarms`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmSettings {
+    /// How often the conditions are checked.
+    pub check_interval_ms: u64,
+    /// How often an Ollama embedder is asked whether it answers.
+    pub embedder_probe_ms: u64,
+    /// Resident memory above this sets `memory_high`.
+    pub memory_high_water_bytes: u64,
+    /// Less free space than this, or than this share, on the data
+    /// directory's disk sets `disk_nearly_full`.
+    pub disk_free_min_bytes: u64,
+    pub disk_free_min_ratio: f64,
+    /// Writes not in an index's faiss snapshot above this set `index_lagging`.
+    pub index_lag_writes: u64,
+    /// This many failures of one index within the window set
+    /// `index_crash_looping`.
+    pub crash_loop_failures: usize,
+    pub crash_loop_window_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -709,6 +734,31 @@ impl Settings {
             (1..=100_000).contains(&self.limits.max_id_list),
             "limits.max_id_list",
             "must be between 1 and 100000",
+        )?;
+        check(
+            (100..=3_600_000).contains(&self.alarms.check_interval_ms),
+            "alarms.check_interval_ms",
+            "must be between 100 and 3600000",
+        )?;
+        check(
+            (100..=3_600_000).contains(&self.alarms.embedder_probe_ms),
+            "alarms.embedder_probe_ms",
+            "must be between 100 and 3600000",
+        )?;
+        check(
+            (0.0..1.0).contains(&self.alarms.disk_free_min_ratio),
+            "alarms.disk_free_min_ratio",
+            "must be at least 0 and below 1",
+        )?;
+        check(
+            self.alarms.crash_loop_failures >= 1 && self.alarms.crash_loop_window_secs >= 1,
+            "alarms.crash_loop_failures",
+            "and alarms.crash_loop_window_secs must be at least 1",
+        )?;
+        check(
+            (1..=10_000).contains(&self.limits.max_event_streams),
+            "limits.max_event_streams",
+            "must be between 1 and 10000",
         )?;
         check(
             (1..=1024).contains(&self.vectors.max_hot_fields),

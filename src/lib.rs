@@ -13,6 +13,7 @@
 //!   intensity, backoff, ordered shutdown), the status board and the directory.
 //! - [`actors`]: one file per actor (`embed`, `http`, ...).
 //! - [`http`]: thin handlers, one per resource, and the one error shape.
+//! - [`alarms`]: the alarm board and its rules (the `alarms` actor checks).
 //! - [`domain`]: plain types and pure logic (the hashing embedder, ...).
 //! - [`durability`]: what an acknowledged write survives; the syncing
 //!   object store behind `data.durability = "fsync"`.
@@ -20,6 +21,7 @@
 //! - [`seed`]: `lakehouse seed`, the synthetic workers corpus loaded through the API.
 
 pub mod actors;
+pub mod alarms;
 pub mod config;
 pub mod doctor;
 pub mod domain;

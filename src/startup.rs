@@ -9,6 +9,7 @@ use anyhow::Context;
 use ractor::{Actor, ActorRef};
 use tokio::task::JoinHandle;
 
+use crate::actors::alarms::{self, AlarmsActor, AlarmsArguments};
 use crate::actors::catalog::{self as dataset_catalog, CatalogActor, CatalogArguments};
 use crate::actors::chat::{self, ChatActor, ChatArguments};
 use crate::actors::embed::{self, EmbedActor, EmbedArguments};
@@ -68,6 +69,9 @@ impl Application {
                 "bearer tokens required"
             );
         }
+        let event_streams = Arc::new(tokio::sync::Semaphore::new(
+            settings.limits.max_event_streams,
+        ));
         let context = ApiContext {
             directory: Directory::with_depth_gauge(metrics.actor_mailbox_depth.clone()),
             board: StatusBoard::new(Strategy::OneForOne),
@@ -76,6 +80,8 @@ impl Application {
             settings: Arc::new(settings),
             tokens,
             contract: Arc::new(Contract::build()),
+            event_streams,
+            alarms: crate::alarms::AlarmBoard::default(),
         };
         let arguments = root_arguments(&context, Arc::new(listener));
         let (root, root_task) = Actor::spawn(
@@ -364,7 +370,7 @@ fn retrieval_children(context: &ApiContext) -> Vec<ChildSpec> {
     ]
 }
 
-/// The actix-web server.
+/// The actix-web server, and the alarms checker.
 fn edge_children(context: &ApiContext, listener: Arc<TcpListener>) -> Vec<ChildSpec> {
     let shutdown = Duration::from_millis(context.settings.supervision.shutdown_timeout_ms);
     let http_context = context.clone();
@@ -378,7 +384,29 @@ fn edge_children(context: &ApiContext, listener: Arc<TcpListener>) -> Vec<ChildS
         )
     })
     .shutdown(shutdown);
-    vec![http]
+    let (settings, board, tree, vectors, directory, metrics) = (
+        context.settings.clone(),
+        context.alarms.clone(),
+        context.board.clone(),
+        context.vectors_board.clone(),
+        context.directory.clone(),
+        context.metrics.clone(),
+    );
+    let alarms = ChildSpec::worker(alarms::NAME, move || {
+        (
+            AlarmsActor,
+            AlarmsArguments {
+                settings: settings.clone(),
+                board: board.clone(),
+                tree: tree.clone(),
+                vectors: vectors.clone(),
+                directory: directory.clone(),
+                metrics: metrics.clone(),
+            },
+        )
+    })
+    .shutdown(shutdown);
+    vec![http, alarms]
 }
 
 pub fn intensity(settings: &Settings) -> Intensity {

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     pub actor_restarts: IntCounterVec,
     pub actor_up: IntGaugeVec,
+    /// `lakehouse_alarm_active{alarm}`: 1 while the alarm is set.
+    pub alarm_active: IntGaugeVec,
     pub actor_mailbox_depth: IntGaugeVec,
     pub supervision_events: IntCounterVec,
     pub embed_cache_hits: IntCounter,
@@ -134,6 +136,13 @@ impl Metrics {
                 "1 while the actor is running, 0 otherwise.",
             ),
             &["actor"],
+        )?;
+        let alarm_active = IntGaugeVec::new(
+            Opts::new(
+                "lakehouse_alarm_active",
+                "1 while the alarm (kind or kind:subject) is set, 0 once cleared.",
+            ),
+            &["alarm"],
         )?;
         let actor_mailbox_depth = IntGaugeVec::new(
             Opts::new(
@@ -250,6 +259,7 @@ impl Metrics {
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(actor_restarts.clone()))?;
         registry.register(Box::new(actor_up.clone()))?;
+        registry.register(Box::new(alarm_active.clone()))?;
         registry.register(Box::new(actor_mailbox_depth.clone()))?;
         registry.register(Box::new(supervision_events.clone()))?;
         registry.register(Box::new(embed_cache_hits.clone()))?;
@@ -267,6 +277,7 @@ impl Metrics {
             http_duration,
             actor_restarts,
             actor_up,
+            alarm_active,
             actor_mailbox_depth,
             supervision_events,
             embed_cache_hits,

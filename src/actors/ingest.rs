@@ -47,7 +47,7 @@ pub const NAME: &str = "ingest";
 
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 8192;
-/// Rows read to infer the schema.
+/// Rows read to infer a CSV's schema (JSON lines are read whole).
 const INFER_ROWS: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
@@ -224,9 +224,11 @@ async fn ingest(
     if let Some(manifest) = &existing {
         // Appending a file again changes nothing; replacing with the file
         // the dataset already is changes nothing either.
+        // (A replace starts the record afresh, so `ingests` is what the
+        // dataset holds now.)
         let same = match replace {
             false => manifest.ingests.iter().any(|i| i.sha256 == sha256),
-            true => manifest.ingests.last().is_some_and(|i| i.sha256 == sha256),
+            true => manifest.ingests.len() == 1 && manifest.ingests[0].sha256 == sha256,
         };
         if same {
             return Ok(IngestOutcome {
@@ -253,7 +255,8 @@ async fn ingest(
                 .0
         }
         IngestFormat::JsonLines => {
-            infer_json_schema_from_seekable(&mut source, Some(INFER_ROWS))
+            // Every line: a key first seen late would otherwise be dropped.
+            infer_json_schema_from_seekable(&mut source, None)
                 .map_err(|e| malformed(e.to_string()))?
                 .0
         }
@@ -340,6 +343,8 @@ async fn ingest(
     let rows = row_count.saturating_sub(previous_rows);
     if replace {
         manifest.schema = incoming.clone();
+        // The dataset is this file now: earlier files may be appended again.
+        manifest.ingests.clear();
     }
     manifest.row_count = row_count;
     manifest.version = written.version_id();

@@ -151,9 +151,18 @@ impl Context {
     async fn search(&self, request: MatrixSearch) -> Result<MatrixResults, MatrixError> {
         request.check()?;
         let mode = request.mode.unwrap_or(self.settings.default_mode);
-        // Embedded whatever the mode: the playbook matches recordings by
-        // the query's vector.
-        let vector = self.embed(&request.query).await?;
+        let playbook_role = match (&request.role, request.use_playbook) {
+            (Some(role), true) => Some(role.clone()),
+            // The role gate: without a role, no recording can apply.
+            _ => None,
+        };
+        // The playbook matches recordings by the query's vector, so a
+        // keyword search embeds only when it consults the playbook.
+        let vector = if mode.uses_vectors() || playbook_role.is_some() {
+            Some(self.embed(&request.query).await?)
+        } else {
+            None
+        };
         let mut filter = Map::new();
         for (field, value) in [
             ("role", &request.role),
@@ -178,9 +187,8 @@ impl Context {
         let filter = combine(filter, request.filter.clone());
         let exclude = request.exclude_ids.clone().unwrap_or_default();
 
-        let playbook = match (&request.role, request.use_playbook) {
-            (Some(role), true) => Playbook::new(self.recordings(&vector, role).await?),
-            // The role gate: without a role, no recording can apply.
+        let playbook = match (&playbook_role, &vector) {
+            (Some(role), Some(vector)) => Playbook::new(self.recordings(vector, role).await?),
             _ => Playbook::default(),
         };
         // Recorded workers are scored by the index even below the top k
@@ -192,7 +200,7 @@ impl Context {
             .cloned()
             .collect();
         let search = SearchRequest {
-            vector: mode.uses_vectors().then(|| vector.clone()),
+            vector: vector.filter(|_| mode.uses_vectors()),
             text: mode.uses_keywords().then(|| request.query.clone()),
             k: request.k,
             filter: (!filter.is_empty()).then(|| filter.clone()),
@@ -210,12 +218,13 @@ impl Context {
             })
             .await?
             .ok_or(MatrixError::NoWorkers)??;
-        // The index answers its top k first, then the included ids that
-        // ranked below them.
+        // The included ids that ranked below the top k are injected.
         let hits: Vec<MatrixHit> = hits
             .into_iter()
-            .enumerate()
-            .map(|(rank, hit)| to_matrix_hit(hit, rank >= request.k))
+            .map(|hit| {
+                let injected = hit.beyond_k;
+                to_matrix_hit(hit, injected)
+            })
             .collect();
         Ok(apply_playbook(hits, &playbook, request.k))
     }

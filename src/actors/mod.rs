@@ -5,8 +5,10 @@
 //! `matrix.rs` does worker search and the playbook loop, `validate.rs`
 //! checks outreach; `chat/` answers questions over retrieved records and
 //! keeps the replay log; `storage.rs`, `catalog.rs`, `ingest.rs` and `query.rs`
-//! are the data plane (objects, dataset manifests, CSV into Lance, SQL).
+//! are the data plane (objects, dataset manifests, CSV into Lance, SQL);
+//! `alarms.rs` sets and clears the service's alarms.
 
+pub mod alarms;
 pub mod catalog;
 pub mod chat;
 pub mod embed;

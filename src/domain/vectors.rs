@@ -18,6 +18,8 @@ pub const MAX_K: usize = 1000;
 pub const MAX_EF_SEARCH: u32 = 4096;
 /// Longest item text, in bytes (it is stored for keyword search).
 pub const MAX_TEXT_BYTES: usize = 65_536;
+/// Longest search text, in bytes.
+pub const MAX_SEARCH_TEXT_BYTES: usize = 16_384;
 
 /// How nearness is measured. Distances are reported so that smaller is
 /// nearer: `1 - cos` for cosine, squared L2 for l2, `-dot` for inner product.
@@ -147,6 +149,8 @@ pub enum ValidationError {
     ModeNeedsText { mode: SearchMode, reason: String },
     #[error("keyword_weight must be between 0 and 1, got {0}")]
     InvalidKeywordWeight(f32),
+    #[error("a hybrid search fuses cosine distances; this index's metric is {0:?} (use semantic or keyword)")]
+    UnsupportedMode(Metric),
 }
 
 /// `POST /v1/vectors/index` body.
@@ -286,6 +290,17 @@ impl SearchRequest {
     /// bounds of `ef_search` and of `keyword_weight`.
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_k(self.k)?;
+        if let Some(text) = &self.text {
+            if text.len() > MAX_SEARCH_TEXT_BYTES {
+                return Err(ValidationError::InvalidVector {
+                    field: "query.text".into(),
+                    reason: format!(
+                        "must be at most {MAX_SEARCH_TEXT_BYTES} bytes, got {}",
+                        text.len()
+                    ),
+                });
+            }
+        }
         match self.mode() {
             SearchMode::Semantic => {
                 exactly_one_of_vector_or_text(self.vector.is_some(), self.text.as_deref(), "query")?
@@ -392,6 +407,10 @@ pub struct Hit {
     /// With `explain: true`: the parts of `distance`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explain: Option<HitExplain>,
+    /// Returned only because the search asked for its id (`include_ids`):
+    /// it ranked below `k`.
+    #[serde(skip)]
+    pub beyond_k: bool,
 }
 
 /// An exact search of an index as of one Lance version (time travel).
@@ -448,6 +467,9 @@ pub struct IndexInfo {
     pub tombstones: u64,
     /// Seconds since the faiss snapshot was written; null if none.
     pub snapshot_age_secs: Option<f64>,
+    /// Writes the faiss snapshot does not cover yet: what a restart would
+    /// replay from Lance (the derived graph's lag behind its dataset).
+    pub writes_since_snapshot: u64,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 

@@ -76,6 +76,8 @@ pub enum ApiError {
     ReservedDataset(String),
     #[error("service not ready: {0}")]
     NotReady(String),
+    #[error("{0} event streams are open already; close one or retry later")]
+    TooManyStreams(usize),
     #[error("internal error: {0}")]
     Internal(String),
     #[error(transparent)]
@@ -200,6 +202,7 @@ error_codes! {
     InvalidEfSearch = (UNPROCESSABLE_ENTITY, "invalid_ef_search", "ef_search out of range"),
     ModeNeedsText = (UNPROCESSABLE_ENTITY, "mode_needs_text", "a keyword or hybrid search without a usable `text` (or a keyword search with a `vector`)"),
     InvalidKeywordWeight = (UNPROCESSABLE_ENTITY, "invalid_keyword_weight", "keyword_weight outside 0 to 1"),
+    UnsupportedMode = (UNPROCESSABLE_ENTITY, "unsupported_mode", "a hybrid search of an index whose metric is not cosine"),
     InvalidFilter = (UNPROCESSABLE_ENTITY, "invalid_filter", "a filter that does not parse: unknown operator, wrong type, too deep (names the path inside it)"),
     TooManyFilterFields = (UNPROCESSABLE_ENTITY, "too_many_filter_fields", "more filter fields than limits.max_filter_fields"),
     TooManyIds = (UNPROCESSABLE_ENTITY, "too_many_ids", "an exclude_ids or worker_ids list over limits.max_id_list"),
@@ -227,6 +230,7 @@ error_codes! {
     EmbedderUnavailable = (SERVICE_UNAVAILABLE, "embedder_unavailable", "Ollama cannot be reached (names the URL)"),
     TooManyTransfers = (SERVICE_UNAVAILABLE, "too_many_transfers", "storage.max_concurrent_transfers are running"),
     TooManyQueries = (SERVICE_UNAVAILABLE, "too_many_queries", "query.max_concurrent queries are running"),
+    TooManyStreams = (SERVICE_UNAVAILABLE, "too_many_streams", "limits.max_event_streams event streams are open"),
     ActorTimeout = (GATEWAY_TIMEOUT, "actor_timeout", "no reply within server.request_timeout_ms"),
     EmbedderTimeout = (GATEWAY_TIMEOUT, "embedder_timeout", "the embedder did not answer in time"),
     QueryTimeout = (GATEWAY_TIMEOUT, "query_timeout", "SQL over query.timeout_ms"),
@@ -259,6 +263,7 @@ impl ApiError {
             ApiError::TooManyIds { .. } => ErrorCode::TooManyIds,
             ApiError::ReservedDataset(_) => ErrorCode::ReservedDataset,
             ApiError::NotReady(_) => ErrorCode::NotReady,
+            ApiError::TooManyStreams(_) => ErrorCode::TooManyStreams,
             ApiError::Internal(_) => ErrorCode::Internal,
             ApiError::Call(err) => call_code(err),
             ApiError::Index(err) => index_code(err),
@@ -425,6 +430,7 @@ fn validation_code(err: &ValidationError) -> ErrorCode {
         ValidationError::InvalidEfSearch(_) => ErrorCode::InvalidEfSearch,
         ValidationError::ModeNeedsText { .. } => ErrorCode::ModeNeedsText,
         ValidationError::InvalidKeywordWeight(_) => ErrorCode::InvalidKeywordWeight,
+        ValidationError::UnsupportedMode(_) => ErrorCode::UnsupportedMode,
         ValidationError::InvalidHnsw { .. } => ErrorCode::InvalidHnsw,
         ValidationError::Filter(_) => ErrorCode::InvalidFilter,
     }

@@ -47,6 +47,10 @@ pub struct ApiContext {
     pub settings: Arc<Settings>,
     pub tokens: Arc<Tokens>,
     pub contract: Arc<Contract>,
+    /// One permit per open `/v1/supervision/events` stream.
+    pub event_streams: Arc<tokio::sync::Semaphore>,
+    /// Alarms set and cleared by the service (see [`crate::alarms`]).
+    pub alarms: crate::alarms::AlarmBoard,
 }
 
 /// The OpenAPI document of every route the server serves, and the access

@@ -1,13 +1,22 @@
-//! Operations: liveness, readiness, metrics and the supervision tree.
+//! Operations: liveness, readiness, metrics, the supervision tree and its
+//! event stream, and alarms.
 
-use actix_web::http::header::ContentType;
-use actix_web::{get, web, HttpResponse};
-use serde::Serialize;
-use utoipa::ToSchema;
+use std::time::Duration;
+
+use actix_web::http::header::{self, ContentType};
+use actix_web::web::Bytes;
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{ApiContext, ApiError};
-use crate::supervision::{ChildStatus, NodeView};
+use crate::alarms::Alarm;
+use crate::supervision::{ChildStatus, NodeView, SupervisionEventView};
+
+/// A comment line this often keeps idle event streams (and proxies) open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Routes outside `/v1`.
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -16,7 +25,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 /// Routes under `/v1`.
 pub fn configure_v1(cfg: &mut ServiceConfig) {
-    cfg.service(supervision);
+    cfg.service(supervision)
+        .service(supervision_events)
+        .service(list_alarms);
 }
 
 #[derive(Serialize, ToSchema)]
@@ -34,6 +45,15 @@ pub struct Readiness {
     /// of rotation for one bad index).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     failed_indexes: Vec<String>,
+    /// Alarms set that are not critical (critical ones make this a 503).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    alarms: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AlarmList {
+    /// Active alarms, most severe first.
+    alarms: Vec<Alarm>,
 }
 
 /// Liveness: the edge answers. Always open.
@@ -44,9 +64,10 @@ async fn health() -> HttpResponse {
 }
 
 /// Readiness: every actor in the tree is running (or was stopped on
-/// purpose); anything starting, restarting or failed makes this a 503
-/// naming it — except a vector index left failed, which is listed but
-/// does not make the node unready.
+/// purpose) and no critical alarm is set; anything starting, restarting or
+/// failed, or a critical alarm, makes this a 503 naming it — except a
+/// vector index left failed, which is listed but does not make the node
+/// unready.
 #[utoipa::path(
     tag = "ops",
     responses(
@@ -72,16 +93,26 @@ async fn ready(context: web::Data<ApiContext>) -> Result<HttpResponse, ApiError>
         })
         .map(|(name, status)| format!("{name} ({})", status_word(status)))
         .collect();
-    if waiting.is_empty() {
-        Ok(HttpResponse::Ok().json(Readiness {
+    let active = context.alarms.list();
+    let critical: Vec<String> = active
+        .iter()
+        .filter(|a| a.severity == crate::alarms::Severity::Critical)
+        .map(|a| format!("{}: {}", a.id, a.message))
+        .collect();
+    match (waiting.is_empty(), critical.is_empty()) {
+        (true, true) => Ok(HttpResponse::Ok().json(Readiness {
             status: "ready",
             failed_indexes,
-        }))
-    } else {
-        Err(ApiError::NotReady(format!(
+            alarms: active.into_iter().map(|a| a.id).collect(),
+        })),
+        (false, _) => Err(ApiError::NotReady(format!(
             "waiting for {}",
             waiting.join(", ")
-        )))
+        ))),
+        (true, false) => Err(ApiError::NotReady(format!(
+            "critical alarm: {}",
+            critical.join("; ")
+        ))),
     }
 }
 
@@ -125,4 +156,105 @@ async fn metrics(context: web::Data<ApiContext>) -> Result<HttpResponse, ApiErro
 #[get("/supervision")]
 async fn supervision(context: web::Data<ApiContext>) -> web::Json<NodeView> {
     web::Json(context.board.view("root", ChildStatus::Running))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Replay the kept events after this `seq` first (the last 256 at
+    /// most); `Last-Event-ID` does the same. Default: only new events.
+    since: Option<u64>,
+}
+
+/// The supervision events as Server-Sent Events: `started`, `failed`
+/// (with the reason), `restarted`, `gave_up`, `escalated`, `stopped`, each
+/// `{seq, at, actor, supervisor, kind, incarnation, reason}` with `id:` =
+/// `seq`; `lagged` `{"missed"}` when the listener fell behind; a comment
+/// every 15 s keeps the stream open.
+#[utoipa::path(
+    tag = "ops",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "`text/event-stream` of supervision events", content_type = "text/event-stream", body = SupervisionEventView),
+        (status = 503, description = "`too_many_streams`: limits.max_event_streams are open", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = ["read"]))
+)]
+#[get("/supervision/events")]
+async fn supervision_events(
+    context: web::Data<ApiContext>,
+    query: web::Query<EventsQuery>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let permit = context
+        .event_streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::TooManyStreams(context.settings.limits.max_event_streams))?;
+    let events = context.directory.events();
+    let resume = request
+        .headers()
+        .get("Last-Event-ID")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let since = query
+        .since
+        .or(resume)
+        .unwrap_or_else(|| events.next_seq().saturating_sub(1));
+    let (backlog, receiver) = events.subscribe(since);
+    let start = Bytes::from_static(b": supervision events\n\n");
+    let body = futures::stream::unfold(
+        (Some(start), backlog.into_iter(), receiver, permit),
+        |(first, mut backlog, mut receiver, permit)| async move {
+            if let Some(first) = first {
+                return Some((Ok(first), (None, backlog, receiver, permit)));
+            }
+            if let Some(event) = backlog.next() {
+                return Some((Ok(event_frame(&event)), (None, backlog, receiver, permit)));
+            }
+            let bytes = match tokio::time::timeout(KEEP_ALIVE, receiver.recv()).await {
+                Ok(Ok(event)) => event_frame(&event),
+                Ok(Err(RecvError::Lagged(missed))) => {
+                    Bytes::from(format!("event: lagged\ndata: {{\"missed\":{missed}}}\n\n"))
+                }
+                Ok(Err(RecvError::Closed)) => return None,
+                Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+            };
+            Some((
+                Ok::<_, actix_web::Error>(bytes),
+                (None, backlog, receiver, permit),
+            ))
+        },
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body))
+}
+
+fn event_frame(event: &SupervisionEventView) -> Bytes {
+    let data = serde_json::to_string(event).unwrap_or_default();
+    let kind = serde_json::to_value(event.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    Bytes::from(format!(
+        "id: {}\nevent: {kind}\ndata: {data}\n\n",
+        event.seq
+    ))
+}
+
+/// The active alarms (set and cleared by the service itself), most
+/// severe first: `critical` ones also make `/ready` answer 503.
+#[utoipa::path(
+    tag = "ops",
+    responses((status = 200, description = "Active alarms", body = AlarmList)),
+    security(("bearer" = ["read"]))
+)]
+#[get("/alarms")]
+async fn list_alarms(context: web::Data<ApiContext>) -> web::Json<AlarmList> {
+    web::Json(AlarmList {
+        alarms: context.alarms.list(),
+    })
 }

@@ -2,13 +2,18 @@
 //! where readers (`/v1/supervision`, `/ready`, tests) can see it at any moment
 //! without a message round trip to a supervisor that may be busy restarting.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
 use serde::Serialize;
 
+use super::events::SupervisionEventView;
 use super::spec::Strategy;
+
+/// Events kept per child on the board (its restart history).
+pub const HISTORY: usize = 20;
 
 /// A child's lifecycle as the supervisor sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -37,6 +42,10 @@ struct ChildEntry {
     status: ChildStatus,
     restarts: u64,
     last_failure: Option<Failure>,
+    /// Starts so far (the live incarnation's number).
+    incarnation: u64,
+    /// The last [`HISTORY`] supervision events of this child, oldest first.
+    history: VecDeque<SupervisionEventView>,
     /// The child's own board when it is a supervisor.
     board: Option<StatusBoard>,
 }
@@ -65,6 +74,10 @@ pub struct NodeView {
     pub status: ChildStatus,
     pub restarts: u64,
     pub last_failure: Option<Failure>,
+    /// The live incarnation (1 = the first start).
+    pub incarnation: u64,
+    /// The last supervision events of this node (at most 20), oldest first.
+    pub history: Vec<SupervisionEventView>,
     /// `null` for workers.
     pub strategy: Option<Strategy>,
     #[schema(no_recursion)]
@@ -119,6 +132,8 @@ impl StatusBoard {
             status: ChildStatus::Starting,
             restarts: 0,
             last_failure: None,
+            incarnation: 0,
+            history: VecDeque::new(),
             board,
         });
     }
@@ -142,6 +157,38 @@ impl StatusBoard {
 
     pub(crate) fn count_restart(&self, name: &str) {
         self.update(name, |entry| entry.restarts += 1);
+    }
+
+    /// Counts a start of `name`; returns its incarnation number.
+    pub(crate) fn count_start(&self, name: &str) -> u64 {
+        let mut incarnation = 0;
+        self.update(name, |entry| {
+            entry.incarnation += 1;
+            incarnation = entry.incarnation;
+        });
+        incarnation
+    }
+
+    /// The live incarnation of `name` (0 before its first start).
+    pub fn incarnation(&self, name: &str) -> u64 {
+        self.find(name).map_or(0, |entry| entry.incarnation)
+    }
+
+    /// Adds an event to the child's bounded history.
+    pub(crate) fn remember(&self, name: &str, event: SupervisionEventView) {
+        self.update(name, |entry| {
+            if entry.history.len() == HISTORY {
+                entry.history.pop_front();
+            }
+            entry.history.push_back(event);
+        });
+    }
+
+    /// The child's history, oldest first.
+    pub fn history(&self, name: &str) -> Vec<SupervisionEventView> {
+        self.find(name)
+            .map(|entry| entry.history.into_iter().collect())
+            .unwrap_or_default()
     }
 
     fn update(&self, name: &str, f: impl FnOnce(&mut ChildEntry)) {
@@ -182,28 +229,17 @@ impl StatusBoard {
 
     /// Draws this board as the tree under a node called `name`.
     pub fn view(&self, name: &str, status: ChildStatus) -> NodeView {
-        self.view_with(name, status, 0, None)
-    }
-
-    fn view_with(
-        &self,
-        name: &str,
-        status: ChildStatus,
-        restarts: u64,
-        last_failure: Option<Failure>,
-    ) -> NodeView {
-        let (strategy, children) = {
-            let inner = self.inner.read();
-            (inner.strategy, inner.children.clone())
-        };
         NodeView {
             name: name.to_string(),
             status,
-            restarts,
-            last_failure,
-            strategy: Some(strategy),
-            children: children.into_iter().map(ChildEntry::into_view).collect(),
+            restarts: 0,
+            last_failure: None,
+            incarnation: 1,
+            history: Vec::new(),
+            strategy: None,
+            children: Vec::new(),
         }
+        .with_children_of(self)
     }
 
     /// Every node below this board, depth first, with its status — what
@@ -237,20 +273,34 @@ impl StatusBoard {
     }
 }
 
+impl NodeView {
+    /// This node as a supervisor: `board`'s strategy and children.
+    fn with_children_of(mut self, board: &StatusBoard) -> Self {
+        let (strategy, children) = {
+            let inner = board.inner.read();
+            (inner.strategy, inner.children.clone())
+        };
+        self.strategy = Some(strategy);
+        self.children = children.into_iter().map(ChildEntry::into_view).collect();
+        self
+    }
+}
+
 impl ChildEntry {
     fn into_view(self) -> NodeView {
+        let node = NodeView {
+            name: self.name,
+            status: self.status,
+            restarts: self.restarts,
+            last_failure: self.last_failure,
+            incarnation: self.incarnation,
+            history: self.history.into_iter().collect(),
+            strategy: None,
+            children: Vec::new(),
+        };
         match self.board {
-            Some(board) => {
-                board.view_with(&self.name, self.status, self.restarts, self.last_failure)
-            }
-            None => NodeView {
-                name: self.name,
-                status: self.status,
-                restarts: self.restarts,
-                last_failure: self.last_failure,
-                strategy: None,
-                children: Vec::new(),
-            },
+            Some(board) => node.with_children_of(&board),
+            None => node,
         }
     }
 }

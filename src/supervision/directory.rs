@@ -57,6 +57,8 @@ struct DirectoryInner {
     /// Children their supervisor gave up on, with the reason: callers are
     /// told at once instead of waiting for a restart that will not come.
     failed: RwLock<HashMap<String, String>>,
+    /// Every supervision event of the tree.
+    events: super::events::EventLog,
 }
 
 #[derive(Clone)]
@@ -99,8 +101,14 @@ impl Directory {
                 in_flight,
                 faults: RwLock::new(HashMap::new()),
                 failed: RwLock::new(HashMap::new()),
+                events: super::events::EventLog::default(),
             }),
         }
+    }
+
+    /// The tree's supervision events.
+    pub fn events(&self) -> &super::events::EventLog {
+        &self.inner.events
     }
 
     /// The name registered with ractor for the tree name `name`.

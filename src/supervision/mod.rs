@@ -38,6 +38,7 @@
 
 mod board;
 mod directory;
+mod events;
 mod fault;
 mod spec;
 mod supervisor;
@@ -47,6 +48,7 @@ mod tests;
 
 pub use board::{ChildStatus, Failure, NodeView, StatusBoard};
 pub use directory::{CallError, Directory};
+pub use events::{EventKind, EventLog, SupervisionEventView};
 pub use fault::{Fault, FaultKind};
 pub use spec::{Backoff, ChildSpec, Intensity, Restart, StartContext, Strategy};
 pub use supervisor::{Supervisor, SupervisorArguments, SupervisorError, SupervisorMessage};

@@ -11,6 +11,7 @@ use ractor::{
 
 use super::board::{ChildStatus, StatusBoard};
 use super::directory::Directory;
+use super::events::EventKind;
 use super::spec::{Backoff, ChildSpec, Intensity, Restart, StartContext, Strategy};
 use crate::telemetry::Metrics;
 
@@ -195,8 +196,15 @@ impl Actor for Supervisor {
             // Sent after the child's post_start: its state is loaded.
             SupervisionEvent::ActorStarted(cell) => {
                 if let Some(index) = state.position(cell.get_id()) {
-                    let name = &state.children[index].spec.name;
-                    state.board.set_status(name, ChildStatus::Running);
+                    let name = state.children[index].spec.name.clone();
+                    state.board.set_status(&name, ChildStatus::Running);
+                    // A start after any failure (a refused first start
+                    // too) is a restart.
+                    let kind = match state.board.restarts(&name).unwrap_or(0) {
+                        0 => EventKind::Started,
+                        _ => EventKind::Restarted,
+                    };
+                    state.report(&name, kind, None);
                 }
                 return Ok(());
             }
@@ -220,6 +228,17 @@ impl Actor for Supervisor {
 }
 
 impl SupervisorState {
+    /// Publishes a supervision event about `actor` and adds it to the
+    /// actor's history on this board.
+    fn report(&self, actor: &str, kind: EventKind, reason: Option<&str>) {
+        let incarnation = self.board.incarnation(actor);
+        let event = self
+            .directory
+            .events()
+            .publish(&self.name, actor, kind, incarnation, reason);
+        self.board.remember(actor, event);
+    }
+
     fn adopt(&mut self, spec: ChildSpec) {
         self.board.declare(&spec.name, spec.board.clone());
         self.directory
@@ -260,11 +279,13 @@ impl SupervisorState {
                 tracing::warn!(supervisor = %self.name, actor = %name, %reason, "actor failed");
                 self.metrics.supervision_event(&name, "failure");
                 self.board.record_failure(&name, reason);
+                self.report(&name, EventKind::Failed, Some(reason));
                 true
             }
             Exit::Normal => {
                 tracing::info!(supervisor = %self.name, actor = %name, "actor exited normally");
                 self.metrics.supervision_event(&name, "exit");
+                self.report(&name, EventKind::Stopped, None);
                 false
             }
         };
@@ -350,6 +371,7 @@ impl SupervisorState {
         self.metrics.supervision_event(&name, "give_up");
         self.board.record_failure(&name, &reason);
         self.board.set_status(&name, ChildStatus::Failed);
+        self.report(&name, EventKind::GaveUp, Some(&reason));
         self.directory.set_failed(&name, Some(&reason));
         Ok(Verdict::GiveUp)
     }
@@ -371,6 +393,15 @@ impl SupervisorState {
             tracing::error!(supervisor = %self.name, error = %err, "restart intensity exceeded; escalating");
             self.metrics.supervision_event(&self.name, "escalation");
             self.board.set_status(child, ChildStatus::Failed);
+            let why = err.to_string();
+            let event = self.directory.events().publish(
+                &self.name,
+                &self.name,
+                EventKind::Escalated,
+                0,
+                Some(&why),
+            );
+            self.board.remember(child, event);
             self.shutdown_all("escalation").await;
             return Err(err);
         }
@@ -440,6 +471,7 @@ impl SupervisorState {
             Ok(cell) => {
                 self.children[index].cell = Some(cell);
                 self.children[index].started_once = true;
+                self.board.count_start(&name);
                 // `Running` once ractor reports the child's post_start done
                 // (heavy loading happens there), see handle_supervisor_evt.
                 self.board.set_status(&name, ChildStatus::Starting);
@@ -453,6 +485,7 @@ impl SupervisorState {
                 tracing::warn!(supervisor = %self.name, actor = %name, %reason, "actor failed to start");
                 self.metrics.supervision_event(&name, "failure");
                 self.board.record_failure(&name, &reason);
+                self.report(&name, EventKind::Failed, Some(&reason));
                 Err(reason)
             }
         }
@@ -511,6 +544,7 @@ impl SupervisorState {
         let child = self.children.remove(index);
         if let Some(cell) = child.cell {
             stop_child(&cell, name, child.spec.shutdown).await;
+            self.report(name, EventKind::Stopped, Some("terminated"));
         }
         self.metrics.actor_up.with_label_values(&[name]).set(0);
         self.directory.forget(name);
@@ -524,6 +558,7 @@ impl SupervisorState {
             let name = self.children[index].spec.name.clone();
             if let Some(cell) = self.children[index].cell.take() {
                 stop_child(&cell, &name, self.children[index].spec.shutdown).await;
+                self.report(&name, EventKind::Stopped, Some(why));
             }
             self.metrics.actor_up.with_label_values(&[&name]).set(0);
             if self.board.status(&name) != Some(ChildStatus::Failed) {

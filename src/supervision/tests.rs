@@ -657,3 +657,71 @@ async fn a_failed_child_can_be_restarted_on_request() {
         .unwrap();
     assert!(matches!(missing, Err(SupervisorError::NoSuchChild(_))));
 }
+
+#[tokio::test]
+async fn every_failure_and_restart_is_an_event_and_in_the_bounded_history() {
+    let tree = Tree::new();
+    let (_backlog, mut listener) = tree.directory.events().subscribe(0);
+    let children = vec![tree.probe("a", 0), tree.probe("b", 1)];
+    let (_sup, board) = tree.start(Strategy::OneForOne, 50, children).await.unwrap();
+    eventually("b running", || running_with(&board, "b", 1)).await;
+
+    // b refused its first start: failed, then restarted as incarnation 2.
+    let kinds: Vec<(EventKind, u64)> = board
+        .history("b")
+        .iter()
+        .map(|e| (e.kind, e.incarnation))
+        .collect();
+    assert_eq!(kinds, [(EventKind::Failed, 0), (EventKind::Restarted, 1)]);
+    assert!(board.history("b")[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("refuses to start"));
+    assert_eq!(board.incarnation("a"), 1);
+
+    tree.panic("a");
+    eventually("a restarted", || running_with(&board, "a", 1)).await;
+    let history = board.history("a");
+    let kinds: Vec<(EventKind, u64)> = history.iter().map(|e| (e.kind, e.incarnation)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (EventKind::Started, 1),
+            (EventKind::Failed, 1),
+            (EventKind::Restarted, 2)
+        ]
+    );
+    assert!(history[1]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("injected fault"));
+
+    // The listener saw the same events, in order, with increasing seqs.
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        let event = listener.recv().await.unwrap();
+        seen.push(event);
+    }
+    assert!(seen.windows(2).all(|w| w[0].seq < w[1].seq));
+    let about_a: Vec<EventKind> = seen
+        .iter()
+        .filter(|e| e.actor == "a")
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        about_a,
+        [EventKind::Started, EventKind::Failed, EventKind::Restarted]
+    );
+
+    // The history keeps the newest events only.
+    for n in 2..=15u64 {
+        tree.panic("a");
+        eventually("a restarted again", || running_with(&board, "a", n)).await;
+    }
+    let history = board.history("a");
+    assert_eq!(history.len(), super::board::HISTORY);
+    let last = history.last().unwrap();
+    assert_eq!((last.kind, last.incarnation), (EventKind::Restarted, 16));
+}

@@ -554,6 +554,25 @@ async fn json_lines_carry_lists_and_a_replace_moves_a_dataset_to_a_new_schema() 
         (appended["status"].as_str(), appended["rows"].as_i64()),
         (Some("appended"), Some(1))
     );
+    // Replacing with the file appended last is a real replace, and after
+    // it the earlier file may be appended again.
+    let replaced: Value = ingest_lines(&app, "/v1/ingest/crew?mode=replace", more)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(replaced["status"], "replaced");
+    assert_eq!(scalar(&app, "SELECT count(*) FROM crew").await, 1);
+    let again: Value = ingest_lines(&app, "/v1/ingest/crew", lines)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (again["status"].as_str(), again["rows"].as_i64()),
+        (Some("appended"), Some(3))
+    );
+    assert_eq!(scalar(&app, "SELECT count(*) FROM crew").await, 4);
 
     // Broken lines are refused with their own code, naming where.
     let body = assert_error(

@@ -143,7 +143,7 @@ async fn supervision_draws_the_tree() {
             "chat"
         ]
     );
-    assert_eq!(children("edge"), ["http"]);
+    assert_eq!(children("edge"), ["http", "alarms"]);
     let embed = app.node("embed").await.unwrap();
     assert_eq!(embed["status"], "running");
     assert_eq!(embed["restarts"], 0);

@@ -254,6 +254,35 @@ async fn bad_keyword_and_hybrid_searches_get_their_codes() {
         let message = error["error"]["message"].as_str().unwrap();
         assert!(message.contains(says), "{body}: {message}");
     }
+    // A search text beyond its bound, and hybrid fusion of non-cosine
+    // distances, are refused.
+    let response = app
+        .post_json(
+            "/v1/vectors/index/certs/search",
+            &json!({"text": "osha ".repeat(4000), "k": 3, "mode": "keyword"}),
+        )
+        .await;
+    assert_error(response, StatusCode::BAD_REQUEST, "invalid_vector").await;
+    let response = app
+        .post_json(
+            "/v1/vectors/index",
+            &json!({"name": "squares", "dimension": 4, "metric": "l2"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let response = app
+        .post_json(
+            "/v1/vectors/index/squares/search",
+            &json!({"text": "osha", "vector": QUERY, "k": 3, "mode": "hybrid"}),
+        )
+        .await;
+    let error = assert_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unsupported_mode",
+    )
+    .await;
+    assert!(error["error"]["message"].as_str().unwrap().contains("L2"));
     // An item text beyond its bound is refused with its path.
     let response = app
         .post_json(

@@ -189,3 +189,193 @@ async fn bad_fault_requests_are_refused() {
     assert_error(huge_delay, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
     assert_eq!(app.node("embed").await.unwrap()["restarts"], 0);
 }
+
+/// Reads an event stream until `wanted` holds for the frames seen so far.
+async fn read_events_until(
+    response: reqwest::Response,
+    wanted: impl Fn(&[(String, Value)]) -> bool,
+) -> Vec<(String, Value)> {
+    use futures::StreamExt;
+    let mut stream = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut frames: Vec<(String, Value)> = Vec::new();
+    let read = async {
+        while let Some(chunk) = stream.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            while let Some(end) = buffer.find("\n\n") {
+                let frame: String = buffer.drain(..end + 2).collect();
+                let event = frame.lines().find_map(|l| l.strip_prefix("event: "));
+                let data = frame.lines().find_map(|l| l.strip_prefix("data: "));
+                if let (Some(event), Some(data)) = (event, data) {
+                    frames.push((event.to_string(), serde_json::from_str(data).unwrap()));
+                }
+            }
+            if wanted(&frames) {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .expect("the events came");
+    frames
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_delivers_a_failure_and_the_restart_and_the_tree_keeps_the_history() {
+    let app = spawn_app().await;
+    let response = app.get("/v1/supervision/events").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    assert_eq!(
+        app.inject_fault("embed", "panic").await.status(),
+        StatusCode::ACCEPTED
+    );
+    let frames = read_events_until(response, |frames| {
+        frames
+            .iter()
+            .any(|(kind, e)| kind == "restarted" && e["actor"] == "embed")
+    })
+    .await;
+    let about_embed: Vec<&(String, Value)> = frames
+        .iter()
+        .filter(|(_, e)| e["actor"] == "embed")
+        .collect();
+    let (kind, failed) = about_embed[0];
+    assert_eq!(kind, "failed");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("injected fault"),
+        "{failed}"
+    );
+    assert_eq!(failed["supervisor"], "retrieval");
+    assert_eq!(failed["incarnation"], 1);
+    let (_, restarted) = about_embed.last().unwrap();
+    assert_eq!(restarted["incarnation"], 2);
+    assert!(restarted["seq"].as_u64() > failed["seq"].as_u64());
+
+    // The same two events are in the node's history, and a late listener
+    // can replay them with ?since=.
+    let embed = app.node("embed").await.unwrap();
+    let kinds: Vec<&str> = embed["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["started", "failed", "restarted"]);
+    assert_eq!(embed["incarnation"], 2);
+    let since = failed["seq"].as_u64().unwrap() - 1;
+    let replay = app
+        .get(&format!("/v1/supervision/events?since={since}"))
+        .await;
+    let frames = read_events_until(replay, |frames| {
+        frames
+            .iter()
+            .any(|(kind, e)| kind == "restarted" && e["actor"] == "embed")
+    })
+    .await;
+    assert_eq!(frames[0].1["seq"], failed["seq"]);
+
+    assert_error(
+        app.get("/v1/supervision/events?since=yesterday").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_are_bounded() {
+    let app = spawn_app_with(&[("limits.max_event_streams", "2")]).await;
+    let first = app.get("/v1/supervision/events").await;
+    let second = app.get("/v1/supervision/events").await;
+    assert_eq!(
+        (first.status(), second.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    assert_error(
+        app.get("/v1/supervision/events").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_streams",
+    )
+    .await;
+    drop(first);
+    eventually("a closed stream frees its place", PATIENCE, || async {
+        app.get("/v1/supervision/events").await.status() == StatusCode::OK
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_alarm_is_listed_counted_and_makes_the_node_unready() {
+    // Any disk has less than 99.99% free.
+    let app = spawn_app_with(&[
+        ("alarms.check_interval_ms", "100"),
+        ("alarms.disk_free_min_ratio", "0.9999"),
+    ])
+    .await;
+    eventually("disk_nearly_full set", PATIENCE, || async {
+        let alarms: Value = app.get("/v1/alarms").await.json().await.unwrap();
+        alarms["alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "disk_nearly_full" && a["severity"] == "critical")
+    })
+    .await;
+    let body = assert_error(
+        app.get("/ready").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_ready",
+    )
+    .await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("critical alarm: disk_nearly_full"),
+        "{message}"
+    );
+    let metrics = app.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "lakehouse_alarm_active{alarm=\"disk_nearly_full\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_ollama_embedder_sets_its_alarm() {
+    let app = spawn_app_with(&[
+        ("alarms.check_interval_ms", "100"),
+        ("alarms.embedder_probe_ms", "100"),
+        ("embed.provider", "ollama"),
+        ("embed.ollama.url", "http://127.0.0.1:9"),
+    ])
+    .await;
+    eventually("embedder_unreachable set", PATIENCE, || async {
+        let alarms: Value = app.get("/v1/alarms").await.json().await.unwrap();
+        alarms["alarms"].as_array().unwrap().iter().any(|a| {
+            a["id"] == "embedder_unreachable"
+                && a["message"].as_str().unwrap().contains("127.0.0.1:9")
+        })
+    })
+    .await;
+    assert_error(
+        app.get("/ready").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_ready",
+    )
+    .await;
+    // The rest of the service still answers.
+    assert_eq!(
+        app.get("/v1/catalog/datasets").await.status(),
+        StatusCode::OK
+    );
+}

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::arena::{Arena, RESCORE_EXTRA, RESCORE_FACTOR};
 use super::hnsw::{Hnsw, HnswError};
-use super::keyword::KeywordIndex;
+use super::keyword::{Analysed, KeywordIndex};
 use super::HotFields;
 use crate::domain::keyword::{fused_distance, keyword_distance, HitExplain, SearchMode};
 use crate::domain::vectors::{filter_key, Hit, IndexDefinition, Metric, MAX_K};
@@ -250,6 +250,7 @@ struct Ranked {
     label: u64,
     distance: f32,
     explain: Option<HitExplain>,
+    beyond_k: bool,
 }
 
 /// An applied write, in seq order.
@@ -343,9 +344,20 @@ impl Core {
     /// Makes committed writes visible, in seq order. Returns the seqs that
     /// became superseded (old versions of updated or deleted items).
     pub fn publish(&self, writes: &[Applied<'_>], max_seq: u64) -> Vec<u64> {
+        // Texts are analysed before the lock: searches wait only for the
+        // postings to be spliced in.
+        let mut analysed: Vec<Option<Analysed>> = writes
+            .iter()
+            .map(|write| match write {
+                Applied::Upsert {
+                    text: Some(text), ..
+                } => Some(Analysed::of(text)),
+                _ => None,
+            })
+            .collect();
         let mut inner = self.inner.write();
         let mut superseded = Vec::new();
-        for write in writes {
+        for (write, analysed) in writes.iter().zip(analysed.iter_mut()) {
             let id = match write {
                 Applied::Upsert { id, .. } | Applied::Delete { id } => *id,
             };
@@ -354,15 +366,12 @@ impl Core {
                 superseded.push(old.seq);
             }
             if let Applied::Upsert {
-                id,
-                seq,
-                metadata,
-                text,
+                id, seq, metadata, ..
             } = write
             {
                 inner.live.set(*seq);
-                if let Some(text) = text {
-                    inner.keywords.insert(*seq, text);
+                if let Some(analysed) = analysed.take() {
+                    inner.keywords.insert_analysed(*seq, analysed);
                 }
                 inner.by_label.insert(*seq, id.to_string());
                 // An arena built between this write's graph insert and now
@@ -533,7 +542,11 @@ impl Core {
             let inner = self.inner.read();
             return Ok(ranked
                 .into_iter()
-                .filter_map(|r| inner.hit(r.label, r.distance, r.explain))
+                .filter_map(|r| {
+                    let mut hit = inner.hit(r.label, r.distance, r.explain)?;
+                    hit.beyond_k = r.beyond_k;
+                    Some(hit)
+                })
                 .collect());
         }
         let key = query.cache_key();
@@ -705,6 +718,10 @@ impl Core {
                 }
                 None => 0.0,
             };
+            // A keyword search returns only what matches, included ids too.
+            if mode == SearchMode::Keyword && keyword_score <= 0.0 {
+                continue;
+            }
             parts.push((label, semantic_distance, keyword_score));
         }
         let reference = resolved.reference();
@@ -733,6 +750,7 @@ impl Core {
                     label,
                     distance,
                     explain,
+                    beyond_k: false,
                 }
             })
             .collect();
@@ -746,6 +764,7 @@ impl Core {
             if let Some(explain) = r.explain.as_mut() {
                 explain.fused_rank = i + 1;
             }
+            r.beyond_k = i >= query.k;
             if i < query.k || included.contains(&r.label) {
                 kept.push(r);
             }
@@ -764,6 +783,7 @@ impl CoreInner {
             distance,
             metadata: serde_json::from_str(&entry.metadata).unwrap_or(Value::Object(Map::new())),
             explain,
+            beyond_k: false,
         })
     }
 

@@ -30,6 +30,32 @@ struct Doc {
     terms: Box<[u32]>,
 }
 
+/// A text as the index needs it: its length in terms and each distinct
+/// term's frequency. The costly part of an insert, done without the index.
+pub struct Analysed {
+    length: u32,
+    counts: Vec<(Box<str>, u16)>,
+}
+
+impl Analysed {
+    pub fn of(text: &str) -> Self {
+        let mut counts: HashMap<String, u16> = HashMap::new();
+        let mut length = 0u32;
+        for term in terms(text) {
+            length = length.saturating_add(1);
+            let tf = counts.entry(term).or_insert(0);
+            *tf = tf.saturating_add(1);
+        }
+        Self {
+            length,
+            counts: counts
+                .into_iter()
+                .map(|(term, tf)| (term.into_boxed_str(), tf))
+                .collect(),
+        }
+    }
+}
+
 /// A keyword hit: its label and BM25 score.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scored {
@@ -73,21 +99,24 @@ impl KeywordIndex {
 
     /// Indexes `text` under `label` (replacing what the label had).
     pub fn insert(&mut self, label: u64, text: &str) {
+        self.insert_analysed(label, Analysed::of(text));
+    }
+
+    /// Indexes a text analysed beforehand (outside any lock).
+    pub fn insert_analysed(&mut self, label: u64, analysed: Analysed) {
         self.remove(label);
-        let mut counts: HashMap<u32, u16> = HashMap::new();
-        let mut length = 0u32;
-        for term in terms(text) {
-            length += 1;
+        let length = analysed.length;
+        if length == 0 {
+            return;
+        }
+        let mut counts: HashMap<u32, u16> = HashMap::with_capacity(analysed.counts.len());
+        for (term, tf) in analysed.counts {
             let next = self.terms.len() as u32;
-            let id = *self.vocabulary.entry(term.into_boxed_str()).or_insert(next);
+            let id = *self.vocabulary.entry(term).or_insert(next);
             if id == next {
                 self.terms.push(Term::default());
             }
-            let tf = counts.entry(id).or_insert(0);
-            *tf = tf.saturating_add(1);
-        }
-        if length == 0 {
-            return;
+            counts.insert(id, tf);
         }
         let slot = self.docs.len() as u32;
         let mut ids: Vec<u32> = counts.keys().copied().collect();

@@ -765,6 +765,7 @@ pub async fn search_at(
                 distance,
                 metadata,
                 explain: None,
+                beyond_k: false,
             })
         })
         .collect();

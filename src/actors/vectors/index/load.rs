@@ -193,6 +193,9 @@ pub(super) async fn load(
         .fragments
         .store(store.fragments() as u64, Ordering::Relaxed);
     *stats.snapshot_at.lock() = snapshot_at;
+    stats
+        .snapshot_seq
+        .store(after_seq.unwrap_or(0), Ordering::Relaxed);
     // Anything replayed would be replayed again at the next start: snapshot it.
     let snapshot_due = replayed > 0;
     let pipeline = Pipeline {

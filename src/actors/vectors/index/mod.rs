@@ -145,6 +145,8 @@ struct Stats {
     lance_version: AtomicU64,
     fragments: AtomicU64,
     snapshot_at: Mutex<Option<DateTime<Utc>>>,
+    /// The newest seq the faiss snapshot on disk covers.
+    snapshot_seq: AtomicU64,
     /// A snapshot is being written beside the commits.
     snapshot_running: AtomicBool,
     /// The last background snapshot failed: write one at the next step.
@@ -422,6 +424,10 @@ impl IndexState {
             tombstones,
             snapshot_age_secs: snapshot_at
                 .map(|at| (Utc::now() - at).num_milliseconds() as f64 / 1000.0),
+            writes_since_snapshot: pipeline
+                .core
+                .max_seq()
+                .saturating_sub(pipeline.stats.snapshot_seq.load(Ordering::Relaxed)),
             created_at: definition.created_at,
         }
     }

@@ -14,9 +14,9 @@ use super::{IndexArguments, Pipeline};
 use crate::actors::vectors::core::Query;
 use crate::actors::vectors::store::{self, PinnedMiss, PinnedQuery};
 use crate::actors::vectors::IndexError;
-use crate::domain::keyword::query_terms;
+use crate::domain::keyword::{query_terms, SearchMode};
 use crate::domain::vectors::{
-    prepare_filter, prepare_vector, Hit, Item, PinnedHits, PinnedSearch, SearchRequest,
+    prepare_filter, prepare_vector, Hit, Item, Metric, PinnedHits, PinnedSearch, SearchRequest,
     ValidationError,
 };
 
@@ -45,6 +45,9 @@ async fn run(
     let started = Instant::now();
     let definition = &arguments.definition;
     let mode = request.mode();
+    if mode == SearchMode::Hybrid && definition.metric != Metric::Cosine {
+        return Err(ValidationError::UnsupportedMode(definition.metric).into());
+    }
     let terms = match (mode.uses_keywords(), request.text.as_deref()) {
         (true, Some(text)) => query_terms(text),
         _ => Vec::new(),

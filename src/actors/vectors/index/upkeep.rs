@@ -400,6 +400,10 @@ async fn write_snapshot_copy(
     let meta = prepared.install(&pipeline.snapshot_paths)?;
     drop(files);
     *pipeline.stats.snapshot_at.lock() = Some(meta.written_at);
+    pipeline
+        .stats
+        .snapshot_seq
+        .store(meta.max_seq, Ordering::Relaxed);
     tracing::info!(
         index = %pipeline.name,
         vectors = meta.ntotal,
@@ -434,6 +438,10 @@ async fn write_snapshot_in_place(
     })??;
     drop(files);
     *pipeline.stats.snapshot_at.lock() = Some(meta.written_at);
+    pipeline
+        .stats
+        .snapshot_seq
+        .store(meta.max_seq, Ordering::Relaxed);
     Ok(())
 }
 
