@@ -11,8 +11,21 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// What a token may do; each role includes the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = TokenRole)]
 pub enum Role {
     /// GETs, searches, embed, validate, SQL.
     Read,

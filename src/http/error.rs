@@ -76,6 +76,8 @@ pub enum ApiError {
     ReservedDataset(String),
     #[error("service not ready: {0}")]
     NotReady(String),
+    #[error("the console has no file '{0}'")]
+    AssetNotFound(String),
     #[error("{0} event streams are open already; close one or retry later")]
     TooManyStreams(usize),
     #[error("internal error: {0}")]
@@ -170,6 +172,7 @@ error_codes! {
     Unauthorized = (UNAUTHORIZED, "unauthorized", "no valid bearer token (with `WWW-Authenticate: Bearer`)"),
     Forbidden = (FORBIDDEN, "forbidden", "the token's role is below the one the route needs (named)"),
     NotFound = (NOT_FOUND, "not_found", "no such route"),
+    AssetNotFound = (NOT_FOUND, "asset_not_found", "no such console file"),
     UnknownActor = (NOT_FOUND, "unknown_actor", "a fault aimed at an actor that is not in the tree"),
     IndexNotFound = (NOT_FOUND, "index_not_found", "no such index"),
     ItemNotFound = (NOT_FOUND, "item_not_found", "no such item in the index"),
@@ -263,6 +266,7 @@ impl ApiError {
             ApiError::TooManyIds { .. } => ErrorCode::TooManyIds,
             ApiError::ReservedDataset(_) => ErrorCode::ReservedDataset,
             ApiError::NotReady(_) => ErrorCode::NotReady,
+            ApiError::AssetNotFound(_) => ErrorCode::AssetNotFound,
             ApiError::TooManyStreams(_) => ErrorCode::TooManyStreams,
             ApiError::Internal(_) => ErrorCode::Internal,
             ApiError::Call(err) => call_code(err),

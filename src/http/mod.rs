@@ -5,6 +5,7 @@
 mod admin;
 pub mod auth;
 pub mod chat;
+mod console;
 mod data;
 mod embed;
 pub mod error;
@@ -79,10 +80,12 @@ impl Contract {
 /// OpenAPI document as it registers it.
 fn routes(cfg: &mut ServiceConfig) {
     ops::configure(cfg);
+    console::configure(cfg);
     cfg.service(openapi::openapi_json);
     cfg.service(
         scope::scope("/v1")
             .configure(ops::configure_v1)
+            .configure(console::configure_v1)
             .configure(admin::configure)
             .configure(embed::configure)
             .configure(vectors::configure)

@@ -36,7 +36,8 @@ Errors have one shape: `{\"error\": {\"code\", \"message\"}}`. Send `Authorizati
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth),
     tags(
-        (name = "ops", description = "Liveness, readiness, metrics, the supervision tree, the contract"),
+        (name = "ops", description = "Liveness, readiness, metrics, the supervision tree and its events, alarms, the contract"),
+        (name = "console", description = "The web console and who the caller is"),
         (name = "admin", description = "Operator actions: faults, index restarts"),
         (name = "embed", description = "Text to unit vectors"),
         (name = "vectors", description = "Vector indexes: Lance as the truth, faiss HNSW derived"),

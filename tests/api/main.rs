@@ -1,9 +1,11 @@
 //! The one integration-test binary: everything through HTTP against the
 //! real application (one binary keeps link time down; Lance is large).
 
+mod browser;
 mod helpers;
 
 mod chat;
+mod console;
 mod data;
 mod deploy;
 mod embed;
