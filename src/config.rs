@@ -384,6 +384,25 @@ pub struct LoadOptions {
 }
 
 impl Settings {
+    /// The test layer (`config/test.toml`) on `data_dir`, with overrides,
+    /// and no environment: what actor-level tests start from.
+    #[cfg(test)]
+    pub fn for_tests(data_dir: &std::path::Path, overrides: &[(&str, &str)]) -> Self {
+        let mut all = vec![("data.dir".to_string(), data_dir.display().to_string())];
+        all.extend(
+            overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        Settings::load(LoadOptions {
+            config_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/config").into()),
+            environment: Some("test".into()),
+            file: None,
+            env_vars: Some(HashMap::new()),
+            overrides: all,
+        })
+        .expect("the test configuration loads")
+    }
     pub fn load(options: LoadOptions) -> Result<Self, ConfigError> {
         let config_dir = options
             .config_dir

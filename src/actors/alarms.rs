@@ -201,30 +201,8 @@ fn disk_space(dir: &std::path::Path) -> Option<(u64, u64)> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
-    use crate::config::LoadOptions;
     use crate::supervision::Strategy;
-
-    fn settings(dir: &std::path::Path, overrides: &[(&str, &str)]) -> Arc<Settings> {
-        let mut all = vec![("data.dir".to_string(), dir.display().to_string())];
-        all.extend(
-            overrides
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
-        Arc::new(
-            Settings::load(LoadOptions {
-                config_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/config").into()),
-                environment: Some("test".into()),
-                file: None,
-                env_vars: Some(HashMap::new()),
-                overrides: all,
-            })
-            .unwrap(),
-        )
-    }
 
     async fn until(what: &str, mut condition: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -237,13 +215,13 @@ mod tests {
     #[tokio::test]
     async fn an_alarm_is_set_while_its_condition_holds_and_cleared_after() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = settings(
+        let settings = Arc::new(Settings::for_tests(
             dir.path(),
             &[
                 ("alarms.check_interval_ms", "100"),
                 ("alarms.memory_high_water_bytes", "1"),
             ],
-        );
+        ));
         let vectors = StatusBoard::new(Strategy::OneForOne);
         vectors.declare("index:bad", None);
         vectors.record_failure("index:bad", "the dataset is unreadable");

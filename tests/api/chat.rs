@@ -135,16 +135,7 @@ fn fake_ollama() -> (String, Arc<Seen>) {
 }
 
 async fn seed(app: &TestApp, workers: usize) {
-    lakehouse::seed::run(lakehouse::seed::SeedOptions {
-        target: app.address.clone(),
-        workers,
-        seed: 7,
-        batch: 250,
-        concurrency: 2,
-        token: None,
-    })
-    .await
-    .expect("seeding through the API");
+    crate::helpers::seed_workers(app, workers, None).await;
 }
 
 async fn ollama_app(url: &str, timeout_ms: &str) -> TestApp {

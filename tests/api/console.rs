@@ -10,16 +10,7 @@ use crate::browser::{screenshots, Browser};
 use crate::helpers::{spawn_app, spawn_app_with, spawn_app_with_tokens, TestApp};
 
 async fn seed(app: &TestApp, workers: usize) {
-    lakehouse::seed::run(lakehouse::seed::SeedOptions {
-        target: app.address.clone(),
-        workers,
-        seed: 7,
-        batch: 250,
-        concurrency: 2,
-        token: None,
-    })
-    .await
-    .expect("seeding through the API");
+    crate::helpers::seed_workers(app, workers, None).await;
 }
 
 /// Opens the console and waits for the tree.
@@ -288,16 +279,7 @@ async fn a_search_returns_workers_and_a_recorded_placement_shows_the_boost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_token_sees_no_write_or_admin_controls() {
     let (app, tokens) = spawn_app_with_tokens(&[("faults.enabled", "true")]).await;
-    lakehouse::seed::run(lakehouse::seed::SeedOptions {
-        target: app.address.clone(),
-        workers: 300,
-        seed: 7,
-        batch: 300,
-        concurrency: 1,
-        token: Some(tokens.write.clone()),
-    })
-    .await
-    .expect("seeding with the write token");
+    crate::helpers::seed_workers(&app, 300, Some(&tokens.write)).await;
     let browser = Browser::launch(1280, 800).await;
     browser
         .open(&format!("{}/console#search", app.address))

@@ -294,3 +294,18 @@ pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// Seeds `workers` workers of the corpus (seed 7) through the API, as
+/// `lakehouse seed` does, with `token` when the app has tokens.
+pub async fn seed_workers(app: &TestApp, workers: usize, token: Option<&str>) {
+    lakehouse::seed::run(lakehouse::seed::SeedOptions {
+        target: app.address.clone(),
+        workers,
+        seed: 7,
+        batch: 250,
+        concurrency: 2,
+        token: token.map(str::to_string),
+    })
+    .await
+    .expect("seeding through the API");
+}

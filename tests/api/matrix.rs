@@ -8,16 +8,7 @@ use reqwest::StatusCode;
 
 async fn seeded_app(workers: usize) -> TestApp {
     let app = spawn_app().await;
-    lakehouse::seed::run(lakehouse::seed::SeedOptions {
-        target: app.address.clone(),
-        workers,
-        seed: 7,
-        batch: 250,
-        concurrency: 2,
-        token: None,
-    })
-    .await
-    .expect("seeding through the API");
+    crate::helpers::seed_workers(&app, workers, None).await;
     app
 }
 

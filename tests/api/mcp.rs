@@ -27,16 +27,7 @@ const READ_TOOLS: [&str; 10] = [
 ];
 
 async fn seed(app: &TestApp, workers: usize) {
-    lakehouse::seed::run(lakehouse::seed::SeedOptions {
-        target: app.address.clone(),
-        workers,
-        seed: 7,
-        batch: 250,
-        concurrency: 2,
-        token: None,
-    })
-    .await
-    .expect("seeding through the API");
+    crate::helpers::seed_workers(app, workers, None).await;
 }
 
 async fn over_http(app: &TestApp, token: Option<&str>) -> Client {
@@ -307,16 +298,7 @@ async fn the_whole_sequence_over_stdio_against_the_binary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_placement_needs_the_write_role() {
     let (app, tokens) = spawn_app_with_tokens(&[("mcp.read_only", "false")]).await;
-    lakehouse::seed::run(lakehouse::seed::SeedOptions {
-        target: app.address.clone(),
-        workers: 50,
-        seed: 7,
-        batch: 250,
-        concurrency: 2,
-        token: Some(tokens.write.clone()),
-    })
-    .await
-    .unwrap();
+    crate::helpers::seed_workers(&app, 50, Some(&tokens.write)).await;
     let record = json!({"query": "forklift", "role": "Forklift Operator", "worker_ids": ["W0000001"], "score": 1.0});
 
     let reader = over_http(&app, Some(&tokens.read)).await;

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::index::{actor_name, IndexActor, IndexArguments, IndexMessage};
 use super::VectorsContext;
-use crate::config::{LoadOptions, Settings};
+use crate::config::Settings;
 use crate::domain::vectors::{
     Hit, HnswParams, IndexDefinition, ItemInput, Metric, SearchRequest, UpsertOutcome,
 };
@@ -65,22 +65,7 @@ fn settings(dir: &Path) -> Arc<Settings> {
 }
 
 fn settings_with(dir: &Path, overrides: &[(&str, &str)]) -> Arc<Settings> {
-    let mut all = vec![("data.dir".to_string(), dir.display().to_string())];
-    all.extend(
-        overrides
-            .iter()
-            .map(|(key, value)| (key.to_string(), value.to_string())),
-    );
-    Arc::new(
-        Settings::load(LoadOptions {
-            config_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/config").into()),
-            environment: Some("test".into()),
-            file: None,
-            env_vars: Some(HashMap::new()),
-            overrides: all,
-        })
-        .unwrap(),
-    )
+    Arc::new(Settings::for_tests(dir, overrides))
 }
 
 fn definition(name: &str, dimension: usize, hnsw: HnswParams) -> IndexDefinition {
