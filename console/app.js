@@ -187,6 +187,9 @@ async function connectEvents() {
   try {
     const response = await fetch(`/v1/supervision/events${since}`, { headers: headers(), signal: controller.signal });
     if (!response.ok) throw new ApiError(response.status, "events", await response.text());
+    // Whatever happened while no stream was open, the tree is read again.
+    document.body.dataset.live = "true";
+    loadTree();
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
@@ -205,6 +208,7 @@ async function connectEvents() {
   } catch (error) {
     if (controller.signal.aborted) return;
   }
+  document.body.dataset.live = "false";
   if (!controller.signal.aborted) setTimeout(connectEvents, 1000);
 }
 
@@ -225,6 +229,7 @@ window.lakehouseStatusLog = statusLog;
 
 function setStatus(actor, status) {
   statusLog.push({ actor, status });
+  if (statusLog.length > 500) statusLog.splice(0, statusLog.length - 500);
   const badge = document.querySelector(`.node[data-actor="${CSS.escape(actor)}"] > .head > .status`);
   if (!badge) return;
   badge.className = `status ${status}`;
@@ -233,6 +238,12 @@ function setStatus(actor, status) {
 }
 
 function onEvent(event) {
+  if (event.actor === undefined) {
+    // `lagged`: events were missed; the tree is read again instead.
+    $("#events").prepend(el("li", { "data-kind": "lagged" }, `missed ${event.missed} events`));
+    refreshTreeSoon();
+    return;
+  }
   if (event.seq !== undefined) state.lastSeq = event.seq;
   if (STATUS_AFTER[event.kind]) setStatus(event.actor, STATUS_AFTER[event.kind]);
   const list = $("#events");

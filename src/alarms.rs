@@ -58,10 +58,16 @@ impl AlarmKind {
         }
     }
 
+    /// Critical alarms take the node out of rotation (`/ready`), so only
+    /// what stops it from doing its job is: a disk about to refuse
+    /// writes. Without the embedder, SQL, keyword search and every read by
+    /// vector still work: major.
     pub fn severity(self) -> Severity {
         match self {
-            AlarmKind::EmbedderUnreachable | AlarmKind::DiskNearlyFull => Severity::Critical,
-            AlarmKind::IndexFailed | AlarmKind::MemoryHigh => Severity::Major,
+            AlarmKind::DiskNearlyFull => Severity::Critical,
+            AlarmKind::EmbedderUnreachable | AlarmKind::IndexFailed | AlarmKind::MemoryHigh => {
+                Severity::Major
+            }
             AlarmKind::IndexCrashLooping | AlarmKind::IndexLagging => Severity::Warning,
         }
     }
@@ -231,21 +237,27 @@ pub fn evaluate(readings: &Readings, settings: &AlarmSettings) -> Vec<Alarm> {
             ));
         }
     }
-    if let Some((available, total)) = readings.disk {
-        let ratio = available as f64 / total.max(1) as f64;
-        if available < settings.disk_free_min_bytes || ratio < settings.disk_free_min_ratio {
-            holding.push(Alarm::new(
+    if let Some((available, total)) = readings.disk.filter(|(_, total)| *total > 0) {
+        let ratio = available as f64 / total as f64;
+        let below_bytes = available < settings.disk_free_min_bytes;
+        if below_bytes || ratio < settings.disk_free_min_ratio {
+            let mut alarm = Alarm::new(
                 AlarmKind::DiskNearlyFull,
                 None,
                 format!(
                     "the data directory's disk has {} MB free ({:.1}%); the alarm is set below \
-                     {} MB or {:.1}%",
+                     {} MB (critical) or {:.1}% (major)",
                     available >> 20,
                     ratio * 100.0,
                     settings.disk_free_min_bytes >> 20,
                     settings.disk_free_min_ratio * 100.0
                 ),
-            ));
+            );
+            // A large disk below the share still has room: not critical.
+            if !below_bytes {
+                alarm.severity = Severity::Major;
+            }
+            holding.push(alarm);
         }
     }
     holding
@@ -320,6 +332,27 @@ mod tests {
             ]
         );
         assert!(alarms[2].message.contains("/v1/admin/indexes/bad/restart"));
+        assert_eq!(
+            alarms[5].severity,
+            Severity::Major,
+            "2 GiB free: only below the share"
+        );
+        let nearly_full = Readings {
+            disk: Some((100 << 20, 100 << 30)),
+            ..Default::default()
+        };
+        assert_eq!(
+            evaluate(&nearly_full, &settings())[0].severity,
+            Severity::Critical
+        );
+        let unknown = Readings {
+            disk: Some((0, 0)),
+            ..Default::default()
+        };
+        assert!(
+            evaluate(&unknown, &settings()).is_empty(),
+            "a disk of size 0 is unknown"
+        );
     }
 
     #[test]

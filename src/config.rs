@@ -769,10 +769,16 @@ impl Settings {
             "alarms.disk_free_min_ratio",
             "must be at least 0 and below 1",
         )?;
+        // A child's history holds 20 events, about two per failure.
         check(
-            self.alarms.crash_loop_failures >= 1 && self.alarms.crash_loop_window_secs >= 1,
+            (1..=10).contains(&self.alarms.crash_loop_failures),
             "alarms.crash_loop_failures",
-            "and alarms.crash_loop_window_secs must be at least 1",
+            "must be between 1 and 10",
+        )?;
+        check(
+            (1..=86_400).contains(&self.alarms.crash_loop_window_secs),
+            "alarms.crash_loop_window_secs",
+            "must be between 1 and 86400",
         )?;
         check(
             (1..=10_000).contains(&self.limits.max_event_streams),

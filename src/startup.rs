@@ -392,6 +392,9 @@ fn edge_children(context: &ApiContext, listener: Arc<TcpListener>) -> Vec<ChildS
         context.directory.clone(),
         context.metrics.clone(),
     );
+    // Its own intensity: a checker that keeps failing is left failed
+    // rather than restarting the edge that serves requests.
+    let alarms_intensity = intensity(&context.settings);
     let alarms = ChildSpec::worker(alarms::NAME, move || {
         (
             AlarmsActor,
@@ -405,7 +408,8 @@ fn edge_children(context: &ApiContext, listener: Arc<TcpListener>) -> Vec<ChildS
             },
         )
     })
-    .shutdown(shutdown);
+    .shutdown(shutdown)
+    .own_intensity(alarms_intensity);
     vec![http, alarms]
 }
 

@@ -15,7 +15,9 @@ use crate::actors::embed::OllamaEmbedder;
 use crate::actors::vectors::index::{actor_name, IndexMessage};
 use crate::alarms::{evaluate, AlarmBoard, IndexReading, Readings};
 use crate::config::{EmbedProvider, Settings};
-use crate::supervision::{ChildStatus, Directory, EventKind, Fault, StatusBoard};
+use crate::supervision::{
+    ChildStatus, Directory, EventKind, Fault, StatusBoard, RESTART_REQUESTED,
+};
 use crate::telemetry::Metrics;
 
 pub const NAME: &str = "alarms";
@@ -49,7 +51,14 @@ pub struct AlarmsState {
     ollama: Option<OllamaEmbedder>,
     /// The Ollama probe's last answer and when it was taken.
     probe: Option<(Instant, Option<String>)>,
+    /// Probes failed in a row (one failure is a hiccup, not an alarm).
+    probe_failures: u32,
 }
+
+/// How long an Ollama probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Probes that must fail in a row before `embedder_unreachable` is set.
+const PROBE_FAILURES: u32 = 2;
 
 impl Actor for AlarmsActor {
     type Msg = AlarmsMessage;
@@ -65,25 +74,30 @@ impl Actor for AlarmsActor {
             EmbedProvider::Ollama => Some(OllamaEmbedder::new(&arguments.settings.embed)?),
             EmbedProvider::Hash => None,
         };
-        let every = Duration::from_millis(arguments.settings.alarms.check_interval_ms);
-        // The timer dies with this incarnation.
-        myself.send_interval(every, || AlarmsMessage::Check);
         let _ = myself.send_message(AlarmsMessage::Check);
         Ok(AlarmsState {
             arguments,
             ollama,
             probe: None,
+            probe_failures: 0,
         })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            AlarmsMessage::Check => state.check().await,
+            AlarmsMessage::Check => {
+                state.check().await;
+                // The next check is due an interval after this one ended,
+                // so slow checks never queue up behind each other.
+                let every =
+                    Duration::from_millis(state.arguments.settings.alarms.check_interval_ms);
+                myself.send_after(every, || AlarmsMessage::Check);
+            }
             AlarmsMessage::Fault(fault) => fault.apply(NAME).await?,
         }
         Ok(())
@@ -121,8 +135,14 @@ impl AlarmsState {
             let Some(name) = node.name.strip_prefix("index:") else {
                 continue;
             };
-            let failures: Vec<_> = node
+            // Failures since an operator's restart only: the ones before it
+            // were the reason for it.
+            let fresh = node
                 .history
+                .iter()
+                .rposition(|e| e.reason.as_deref() == Some(RESTART_REQUESTED))
+                .map_or(0, |i| i + 1);
+            let failures: Vec<_> = node.history[fresh..]
                 .iter()
                 .filter(|e| matches!(e.kind, EventKind::Failed) && e.at >= since)
                 .collect();
@@ -169,8 +189,22 @@ impl AlarmsState {
             .as_ref()
             .is_none_or(|(at, _)| at.elapsed() >= every);
         if due {
-            let outcome = ollama.ping().await.err().map(|e| e.to_string());
+            let outcome = match tokio::time::timeout(PROBE_TIMEOUT, ollama.ping()).await {
+                Ok(Ok(())) => None,
+                Ok(Err(err)) => Some(err.to_string()),
+                Err(_) => Some(format!(
+                    "ollama did not answer within {} s",
+                    PROBE_TIMEOUT.as_secs()
+                )),
+            };
+            self.probe_failures = match outcome {
+                None => 0,
+                Some(_) => self.probe_failures + 1,
+            };
             self.probe = Some((Instant::now(), outcome));
+        }
+        if self.probe_failures < PROBE_FAILURES {
+            return None;
         }
         self.probe.as_ref().and_then(|(_, down)| down.clone())
     }

@@ -46,6 +46,8 @@ pub struct HttpState {
     /// Set before a deliberate stop, so the watcher does not report it.
     stopping: Arc<AtomicBool>,
     shutdown_timeout: Duration,
+    /// Its event streams never end by themselves: told to at a stop.
+    events: crate::supervision::EventLog,
 }
 
 impl Drop for HttpState {
@@ -74,6 +76,7 @@ impl Actor for HttpActor {
         let listener = args.listener.try_clone()?;
         let shutdown_timeout =
             Duration::from_secs(args.context.settings.server.shutdown_timeout_secs);
+        let events = args.context.directory.events().clone();
         let server = http::server(listener, args.context)?;
         let handle = server.handle();
         let stopping = Arc::new(AtomicBool::new(false));
@@ -93,6 +96,7 @@ impl Actor for HttpActor {
             handle,
             stopping,
             shutdown_timeout,
+            events,
         })
     }
 
@@ -102,6 +106,7 @@ impl Actor for HttpActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.stopping.store(true, Ordering::SeqCst);
+        state.events.end_streams();
         // Graceful: in-flight requests finish within the shutdown budget.
         let stop = state.handle.stop(true);
         if tokio::time::timeout(state.shutdown_timeout, stop)

@@ -242,29 +242,32 @@ async fn ingest(
     let uri = dataset_path(&context.data_dir, dataset)
         .display()
         .to_string();
-    let mut source = std::io::BufReader::new(
+    let source = std::io::BufReader::new(
         file.reopen()
             .map_err(|e| IngestError::Storage(e.to_string()))?,
     );
-    let schema = match format {
-        IngestFormat::Csv => {
-            Format::default()
+    // Reading the file to infer its schema is blocking work (JSON lines
+    // are read whole: a key first seen late would otherwise be dropped).
+    let (schema, mut source) = tokio::task::spawn_blocking(move || {
+        let mut source = source;
+        let inferred = match format {
+            IngestFormat::Csv => Format::default()
                 .with_header(true)
                 .infer_schema(&mut source, Some(INFER_ROWS))
-                .map_err(|e| malformed(e.to_string()))?
-                .0
-        }
-        IngestFormat::JsonLines => {
-            // Every line: a key first seen late would otherwise be dropped.
-            infer_json_schema_from_seekable(&mut source, None)
-                .map_err(|e| malformed(e.to_string()))?
-                .0
-        }
-    };
+                .map(|(schema, _)| schema),
+            IngestFormat::JsonLines => {
+                infer_json_schema_from_seekable(&mut source, None).map(|(schema, _)| schema)
+            }
+        };
+        inferred.map(|schema| (schema, source))
+    })
+    .await
+    .map_err(|e| IngestError::Storage(e.to_string()))?
+    .map_err(|e| malformed(e.to_string()))?;
     if schema.fields().is_empty() {
         return Err(malformed(match format {
             IngestFormat::Csv => "no header row".into(),
-            IngestFormat::JsonLines => "no fields in the first lines".into(),
+            IngestFormat::JsonLines => "no object with a field".into(),
         }));
     }
     let incoming = columns(&schema);

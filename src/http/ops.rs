@@ -162,7 +162,9 @@ async fn supervision(context: web::Data<ApiContext>) -> web::Json<NodeView> {
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Replay the kept events after this `seq` first (the last 256 at
-    /// most); `Last-Event-ID` does the same. Default: only new events.
+    /// most); a `Last-Event-ID` header wins over it. A `seq` the service
+    /// has not reached (it restarted) replays all kept. Default: only new
+    /// events.
     since: Option<u64>,
 }
 
@@ -197,32 +199,43 @@ async fn supervision_events(
         .get("Last-Event-ID")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let since = query
-        .since
-        .or(resume)
-        .unwrap_or_else(|| events.next_seq().saturating_sub(1));
+    // A reconnecting client's Last-Event-ID wins over the `since` of the
+    // URL it reconnects to. A seq from before a process restart (the
+    // numbering started again) replays what is kept.
+    let next = events.next_seq();
+    let since = match resume.or(query.since) {
+        Some(seq) if seq >= next => 0,
+        Some(seq) => seq,
+        None => next.saturating_sub(1),
+    };
     let (backlog, receiver) = events.subscribe(since);
+    let ended = Box::pin(events.ended());
     let start = Bytes::from_static(b": supervision events\n\n");
     let body = futures::stream::unfold(
-        (Some(start), backlog.into_iter(), receiver, permit),
-        |(first, mut backlog, mut receiver, permit)| async move {
+        (Some(start), backlog.into_iter(), receiver, permit, ended),
+        |(first, mut backlog, mut receiver, permit, mut ended)| async move {
             if let Some(first) = first {
-                return Some((Ok(first), (None, backlog, receiver, permit)));
+                return Some((Ok(first), (None, backlog, receiver, permit, ended)));
             }
             if let Some(event) = backlog.next() {
-                return Some((Ok(event_frame(&event)), (None, backlog, receiver, permit)));
+                let frame = event_frame(&event);
+                return Some((Ok(frame), (None, backlog, receiver, permit, ended)));
             }
-            let bytes = match tokio::time::timeout(KEEP_ALIVE, receiver.recv()).await {
-                Ok(Ok(event)) => event_frame(&event),
-                Ok(Err(RecvError::Lagged(missed))) => {
-                    Bytes::from(format!("event: lagged\ndata: {{\"missed\":{missed}}}\n\n"))
-                }
-                Ok(Err(RecvError::Closed)) => return None,
-                Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+            let bytes = tokio::select! {
+                // The edge is stopping: end, so its graceful stop need not wait.
+                _ = &mut ended => return None,
+                next = tokio::time::timeout(KEEP_ALIVE, receiver.recv()) => match next {
+                    Ok(Ok(event)) => event_frame(&event),
+                    Ok(Err(RecvError::Lagged(missed))) => {
+                        Bytes::from(format!("event: lagged\ndata: {{\"missed\":{missed}}}\n\n"))
+                    }
+                    Ok(Err(RecvError::Closed)) => return None,
+                    Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+                },
             };
             Some((
                 Ok::<_, actix_web::Error>(bytes),
-                (None, backlog, receiver, permit),
+                (None, backlog, receiver, permit, ended),
             ))
         },
     );

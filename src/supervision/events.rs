@@ -74,6 +74,8 @@ struct Inner {
     next: AtomicU64,
     sender: broadcast::Sender<SupervisionEventView>,
     recent: Mutex<VecDeque<SupervisionEventView>>,
+    /// Bumped when the HTTP edge stops: open streams end, new ones go on.
+    closing: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,14 +91,16 @@ impl Default for EventLog {
                 next: AtomicU64::new(1),
                 sender,
                 recent: Mutex::new(VecDeque::with_capacity(RECENT)),
+                closing: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
 }
 
 impl EventLog {
-    /// Gives the event its number and time, keeps it and sends it to every
-    /// listener.
+    /// Gives the event its number and time, hands it to `keep` (the
+    /// board's history), keeps it and sends it to every listener — in that
+    /// order, so a listener that sees it finds it on the board too.
     pub fn publish(
         &self,
         supervisor: &str,
@@ -104,6 +108,7 @@ impl EventLog {
         kind: EventKind,
         incarnation: u64,
         reason: Option<&str>,
+        keep: impl FnOnce(&SupervisionEventView),
     ) -> SupervisionEventView {
         let mut recent = self.inner.recent.lock();
         // Numbered under the lock: `recent` and the channel stay in order.
@@ -116,6 +121,7 @@ impl EventLog {
             incarnation,
             reason: reason.map(str::to_string),
         };
+        keep(&event);
         if recent.len() == RECENT {
             recent.pop_front();
         }
@@ -143,6 +149,23 @@ impl EventLog {
     pub fn next_seq(&self) -> u64 {
         self.inner.next.load(Ordering::Relaxed)
     }
+
+    /// Ends the streams open now (the HTTP edge is stopping); later
+    /// subscribers are not affected.
+    pub fn end_streams(&self) {
+        self.inner
+            .closing
+            .send_modify(|generation| *generation += 1);
+    }
+
+    /// Resolves when [`EventLog::end_streams`] is called after this.
+    pub fn ended(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closing = self.inner.closing.subscribe();
+        closing.mark_unchanged();
+        async move {
+            let _ = closing.changed().await;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -152,20 +175,20 @@ mod tests {
     #[tokio::test]
     async fn listeners_get_the_backlog_then_every_later_event_in_order() {
         let log = EventLog::default();
-        log.publish("root", "embed", EventKind::Started, 1, None);
-        log.publish("root", "embed", EventKind::Failed, 1, Some("boom"));
+        log.publish("root", "embed", EventKind::Started, 1, None, |_| {});
+        log.publish("root", "embed", EventKind::Failed, 1, Some("boom"), |_| {});
         let (backlog, mut receiver) = log.subscribe(1);
         assert_eq!(backlog.len(), 1);
         assert_eq!(backlog[0].kind, EventKind::Failed);
         assert_eq!(backlog[0].reason.as_deref(), Some("boom"));
-        log.publish("root", "embed", EventKind::Restarted, 2, None);
+        log.publish("root", "embed", EventKind::Restarted, 2, None, |_| {});
         let next = receiver.recv().await.unwrap();
         assert_eq!(
             (next.seq, next.kind, next.incarnation),
             (3, EventKind::Restarted, 2)
         );
         for i in 0..(RECENT as u64 + 10) {
-            log.publish("root", "x", EventKind::Started, i, None);
+            log.publish("root", "x", EventKind::Started, i, None, |_| {});
         }
         let (backlog, _) = log.subscribe(0);
         assert_eq!(backlog.len(), RECENT, "the kept events are bounded");

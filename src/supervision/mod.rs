@@ -51,4 +51,6 @@ pub use directory::{CallError, Directory};
 pub use events::{EventKind, EventLog, SupervisionEventView};
 pub use fault::{Fault, FaultKind};
 pub use spec::{Backoff, ChildSpec, Intensity, Restart, StartContext, Strategy};
-pub use supervisor::{Supervisor, SupervisorArguments, SupervisorError, SupervisorMessage};
+pub use supervisor::{
+    Supervisor, SupervisorArguments, SupervisorError, SupervisorMessage, RESTART_REQUESTED,
+};

@@ -15,6 +15,9 @@ use super::events::EventKind;
 use super::spec::{Backoff, ChildSpec, Intensity, Restart, StartContext, Strategy};
 use crate::telemetry::Metrics;
 
+/// The reason of the `stopped` event a requested restart starts with.
+pub const RESTART_REQUESTED: &str = "restart requested";
+
 /// The supervisor actor (its behaviour lives in [`SupervisorState`]).
 pub struct Supervisor;
 
@@ -232,11 +235,16 @@ impl SupervisorState {
     /// actor's history on this board.
     fn report(&self, actor: &str, kind: EventKind, reason: Option<&str>) {
         let incarnation = self.board.incarnation(actor);
-        let event = self
-            .directory
+        self.report_about(actor, kind, incarnation, reason);
+    }
+
+    fn report_about(&self, actor: &str, kind: EventKind, incarnation: u64, reason: Option<&str>) {
+        let board = &self.board;
+        self.directory
             .events()
-            .publish(&self.name, actor, kind, incarnation, reason);
-        self.board.remember(actor, event);
+            .publish(&self.name, actor, kind, incarnation, reason, |event| {
+                board.remember(actor, event.clone())
+            });
     }
 
     fn adopt(&mut self, spec: ChildSpec) {
@@ -326,6 +334,8 @@ impl SupervisorState {
                 let sibling = self.children[i].spec.name.clone();
                 self.metrics.actor_up.with_label_values(&[&sibling]).set(0);
                 stop_child(&cell, &sibling, self.children[i].spec.shutdown).await;
+                let why = format!("restarting with '{name}' ({:?})", self.strategy);
+                self.report(&sibling, EventKind::Stopped, Some(&why));
             }
         }
         // ...and everything is started again in start order. Temporary
@@ -393,15 +403,17 @@ impl SupervisorState {
             tracing::error!(supervisor = %self.name, error = %err, "restart intensity exceeded; escalating");
             self.metrics.supervision_event(&self.name, "escalation");
             self.board.set_status(child, ChildStatus::Failed);
+            // About this supervisor itself (incarnation 0: it does not know
+            // its own); its parent reports its failure next.
             let why = err.to_string();
-            let event = self.directory.events().publish(
+            self.directory.events().publish(
                 &self.name,
                 &self.name,
                 EventKind::Escalated,
                 0,
                 Some(&why),
+                |_| {},
             );
-            self.board.remember(child, event);
             self.shutdown_all("escalation").await;
             return Err(err);
         }
@@ -485,7 +497,9 @@ impl SupervisorState {
                 tracing::warn!(supervisor = %self.name, actor = %name, %reason, "actor failed to start");
                 self.metrics.supervision_event(&name, "failure");
                 self.board.record_failure(&name, &reason);
-                self.report(&name, EventKind::Failed, Some(&reason));
+                // The start that failed would have been the next incarnation.
+                let attempt = self.board.incarnation(&name) + 1;
+                self.report_about(&name, EventKind::Failed, attempt, Some(&reason));
                 Err(reason)
             }
         }
@@ -520,6 +534,8 @@ impl SupervisorState {
             self.metrics.actor_up.with_label_values(&[name]).set(0);
             stop_child(&cell, name, self.children[index].spec.shutdown).await;
         }
+        // Also the mark from which the alarms count failures again.
+        self.report(name, EventKind::Stopped, Some(RESTART_REQUESTED));
         self.children[index].own_restarts.clear();
         self.children[index].recent_restarts.clear();
         self.directory.set_failed(name, None);

@@ -672,7 +672,7 @@ async fn every_failure_and_restart_is_an_event_and_in_the_bounded_history() {
         .iter()
         .map(|e| (e.kind, e.incarnation))
         .collect();
-    assert_eq!(kinds, [(EventKind::Failed, 0), (EventKind::Restarted, 1)]);
+    assert_eq!(kinds, [(EventKind::Failed, 1), (EventKind::Restarted, 1)]);
     assert!(board.history("b")[0]
         .reason
         .as_deref()

@@ -29,8 +29,8 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 
 pub struct Browser {
-    child: tokio::process::Child,
-    _profile: tempfile::TempDir,
+    child: Option<tokio::process::Child>,
+    profile: Option<tempfile::TempDir>,
     _turn: tokio::sync::MutexGuard<'static, ()>,
     outgoing: mpsc::UnboundedSender<Message>,
     pending: Pending,
@@ -133,8 +133,8 @@ impl Browser {
             });
         }
         let mut browser = Browser {
-            child,
-            _profile: profile,
+            child: Some(child),
+            profile: Some(profile),
             _turn: turn,
             outgoing,
             pending,
@@ -203,25 +203,34 @@ impl Browser {
             .await;
     }
 
-    /// The value of a JavaScript expression (promises awaited).
-    pub async fn eval(&self, expression: &str) -> Value {
+    /// The value of a JavaScript expression (promises awaited), or what
+    /// it threw.
+    async fn try_eval(&self, expression: &str) -> Result<Value, String> {
         let result = self
             .command(
                 "Runtime.evaluate",
                 json!({"expression": expression, "awaitPromise": true, "returnByValue": true}),
             )
             .await;
-        if let Some(exception) = result.get("exceptionDetails") {
-            panic!("{expression}: {exception}");
+        match result.get("exceptionDetails") {
+            Some(exception) => Err(exception.to_string()),
+            None => Ok(result["result"]["value"].clone()),
         }
-        result["result"]["value"].clone()
     }
 
-    /// Polls `condition` (a JavaScript expression) until it is true.
+    /// The value of a JavaScript expression (promises awaited).
+    pub async fn eval(&self, expression: &str) -> Value {
+        self.try_eval(expression)
+            .await
+            .unwrap_or_else(|exception| panic!("{expression}: {exception}"))
+    }
+
+    /// Polls `condition` (a JavaScript expression) until it is true; an
+    /// exception (a node not there yet) counts as not yet.
     pub async fn wait_for(&self, what: &str, condition: &str) {
         let started = Instant::now();
         loop {
-            if self.eval(condition).await == Value::Bool(true) {
+            if self.try_eval(condition).await == Ok(Value::Bool(true)) {
                 return;
             }
             assert!(
@@ -306,8 +315,18 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Kills chromium, and removes its profile once it has exited.
     fn drop(&mut self) {
-        let _ = self.child.start_kill();
+        let (Some(mut child), profile) = (self.child.take(), self.profile.take()) else {
+            return;
+        };
+        let _ = child.start_kill();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = child.wait().await;
+                drop(profile);
+            });
+        }
     }
 }
 

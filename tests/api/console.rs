@@ -76,6 +76,12 @@ async fn the_console_loads_offline_with_no_errors_and_no_request_leaving_the_hos
     browser.viewport(390, 844, true).await;
     for page in ["tree", "health", "search"] {
         browser.eval(&format!("location.hash = '#{page}'")).await;
+        browser
+            .wait_for(
+                &format!("the {page} page shown"),
+                &format!("!document.querySelector('#page-{page}').hidden"),
+            )
+            .await;
         let fits = browser
             .eval("document.documentElement.scrollWidth <= window.innerWidth + 1")
             .await;
@@ -104,6 +110,12 @@ async fn a_fault_injected_from_the_page_shows_the_actor_restarting_then_running_
     let browser = Browser::launch(1280, 800).await;
     open_console(&browser, &app, "tree").await;
     browser.eval("window.__sameDocument = true").await;
+    browser
+        .wait_for(
+            "the event stream open",
+            "document.body.dataset.live === 'true'",
+        )
+        .await;
     let button = "document.querySelector('[data-fault=\"validate\"]')";
     browser
         .wait_for("the inject button", &format!("{SHOWN}({button})"))

@@ -314,10 +314,10 @@ async fn event_streams_are_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_critical_alarm_is_listed_counted_and_makes_the_node_unready() {
-    // Any disk has less than 99.99% free.
+    // No disk here has an exabyte free.
     let app = spawn_app_with(&[
         ("alarms.check_interval_ms", "100"),
-        ("alarms.disk_free_min_ratio", "0.9999"),
+        ("alarms.disk_free_min_bytes", "1000000000000000000"),
     ])
     .await;
     eventually("disk_nearly_full set", PATIENCE, || async {
@@ -367,13 +367,12 @@ async fn an_unreachable_ollama_embedder_sets_its_alarm() {
         })
     })
     .await;
-    assert_error(
-        app.get("/ready").await,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "not_ready",
-    )
-    .await;
-    // The rest of the service still answers.
+    // Major, not critical: SQL, keyword search and vector reads still
+    // work, so the node stays in rotation and says what is wrong.
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["alarms"], json!(["embedder_unreachable"]));
     assert_eq!(
         app.get("/v1/catalog/datasets").await.status(),
         StatusCode::OK
