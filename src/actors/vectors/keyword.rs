@@ -13,6 +13,15 @@ use std::collections::HashMap;
 
 use crate::domain::keyword::{idf, term_score, terms};
 
+/// Below this many documents every query term draws candidates.
+const DRAW_ALL_BELOW: usize = 4096;
+/// A term more than this share of the documents hold does not draw.
+const COMMON_SHARE: f32 = 0.2;
+/// Candidates drawn by the rarer terms and then scored in full: this many
+/// times the number asked for, and at least that many more.
+const DRAW_FACTOR: usize = 4;
+const DRAW_EXTRA: usize = 64;
+
 /// One term's postings: `(slot, term frequency)`, sorted by slot.
 #[derive(Debug, Default)]
 struct Term {
@@ -209,8 +218,32 @@ impl KeywordIndex {
                 })
                 .collect(),
             None => {
+                // Terms most documents hold add little to any score but
+                // cost most postings: past a small corpus they do not
+                // draw candidates (the rarer terms do; the rarest if all
+                // are common), and the drawn candidates are then scored
+                // in full, so reported scores stay exact.
+                let documents = self.slots.len();
+                let common =
+                    |id: u32| self.terms[id as usize].live as f32 > COMMON_SHARE * documents as f32;
+                let mut drawing: Vec<(u32, f32)> = query
+                    .known
+                    .iter()
+                    .copied()
+                    .filter(|&(id, _)| documents < DRAW_ALL_BELOW || !common(id))
+                    .collect();
+                let complete = drawing.len() == query.known.len();
+                if drawing.is_empty() {
+                    drawing.extend(
+                        query
+                            .known
+                            .iter()
+                            .copied()
+                            .max_by(|a, b| a.1.total_cmp(&b.1)),
+                    );
+                }
                 let mut sums = vec![0f32; self.docs.len()];
-                for &(id, idf) in &query.known {
+                for &(id, idf) in &drawing {
                     for &(slot, tf) in &self.terms[id as usize].postings {
                         if let Some(doc) = &self.docs[slot as usize] {
                             sums[slot as usize] +=
@@ -218,14 +251,28 @@ impl KeywordIndex {
                         }
                     }
                 }
-                sums.iter()
+                let mut drawn: Vec<Scored> = sums
+                    .iter()
                     .enumerate()
                     .filter(|(_, s)| **s > 0.0)
                     .filter_map(|(slot, &score)| {
                         let label = self.docs[slot].as_ref()?.label;
                         (!excluded(label)).then_some(Scored { label, score })
                     })
-                    .collect()
+                    .collect();
+                if !complete {
+                    let keep = (n * DRAW_FACTOR).max(n + DRAW_EXTRA);
+                    if drawn.len() > keep {
+                        drawn.select_nth_unstable_by(keep - 1, |a, b| {
+                            b.score.total_cmp(&a.score).then(b.label.cmp(&a.label))
+                        });
+                        drawn.truncate(keep);
+                    }
+                    for candidate in drawn.iter_mut() {
+                        candidate.score = self.score(query, candidate.label).unwrap_or(0.0);
+                    }
+                }
+                drawn
             }
         };
         let order =
@@ -309,6 +356,53 @@ mod tests {
             index.matched(&query_terms("osha 30 tig"), 2),
             ["osha", "30", "tig"]
         );
+    }
+
+    #[test]
+    fn common_terms_draw_no_candidates_but_every_score_is_exact() {
+        let mut index = KeywordIndex::default();
+        // 6,000 documents: "shift" in all, "night" in a third, "forklift"
+        // in a tenth, "hazmat" in 30.
+        for label in 0..6000u64 {
+            let mut text = String::from("available for shift work");
+            if label % 3 == 0 {
+                text.push_str(" night");
+            }
+            if label % 10 == 0 {
+                text.push_str(" forklift");
+            }
+            if label % 200 == 0 {
+                text.push_str(" hazmat hazmat");
+            }
+            index.insert(label, &text);
+        }
+        for query in [
+            "hazmat night shift",
+            "forklift shift",
+            "shift",
+            "night shift",
+        ] {
+            let resolved = index.resolve(&query_terms(query));
+            let top = index.top(&resolved, None, &|_| false, 10);
+            // Exact: the same scores as scoring each document in full...
+            for hit in &top {
+                assert_eq!(
+                    Some(hit.score),
+                    index.score(&resolved, hit.label),
+                    "{query}"
+                );
+            }
+            // ...and the same top 10 as a full scan.
+            let mut all: Vec<Scored> = (0..6000u64)
+                .filter_map(|label| {
+                    let score = index.score(&resolved, label)?;
+                    (score > 0.0).then_some(Scored { label, score })
+                })
+                .collect();
+            all.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.label.cmp(&a.label)));
+            all.truncate(10);
+            assert_eq!(top, all, "{query}");
+        }
     }
 
     #[test]
