@@ -102,7 +102,7 @@ async function signIn(token) {
   }
   document.body.dataset.role = state.role || "none";
   applyRole();
-  await loadTree();
+  // The stream reads the tree as soon as it is open.
   connectEvents();
 }
 

@@ -264,6 +264,16 @@ pub struct SearchRequest {
 }
 
 impl SearchRequest {
+    /// A search of `k` for `text` (embedded in semantic mode), everything
+    /// else default.
+    pub fn for_text(text: String, k: usize) -> Self {
+        Self {
+            vector: None,
+            text: Some(text),
+            ..Self::for_vector(Vec::new(), k)
+        }
+    }
+
     /// A semantic search for `vector`, everything else default.
     pub fn for_vector(vector: Vec<f32>, k: usize) -> Self {
         Self {

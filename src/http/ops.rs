@@ -93,17 +93,17 @@ async fn ready(context: web::Data<ApiContext>) -> Result<HttpResponse, ApiError>
         })
         .map(|(name, status)| format!("{name} ({})", status_word(status)))
         .collect();
-    let active = context.alarms.list();
-    let critical: Vec<String> = active
+    let critical: Vec<String> = context
+        .alarms
+        .critical()
         .iter()
-        .filter(|a| a.severity == crate::alarms::Severity::Critical)
         .map(|a| format!("{}: {}", a.id, a.message))
         .collect();
     match (waiting.is_empty(), critical.is_empty()) {
         (true, true) => Ok(HttpResponse::Ok().json(Readiness {
             status: "ready",
             failed_indexes,
-            alarms: active.into_iter().map(|a| a.id).collect(),
+            alarms: context.alarms.list().into_iter().map(|a| a.id).collect(),
         })),
         (false, _) => Err(ApiError::NotReady(format!(
             "waiting for {}",

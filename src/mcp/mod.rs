@@ -95,12 +95,9 @@ impl LakehouseMcp {
                 Op::SearchVectors {
                     index: args.index,
                     request: SearchRequest {
-                        vector: None,
-                        text: Some(args.text),
-                        k: args.k.min(self.settings.max_rows),
                         filter: args.filter,
                         mode: args.mode,
-                        ..SearchRequest::for_vector(Vec::new(), 1)
+                        ..SearchRequest::for_text(args.text, args.k.min(self.settings.max_rows))
                     },
                 }
             }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use futures::{SinkExt, StreamExt};
@@ -228,17 +228,14 @@ impl Browser {
     /// Polls `condition` (a JavaScript expression) until it is true; an
     /// exception (a node not there yet) counts as not yet.
     pub async fn wait_for(&self, what: &str, condition: &str) {
-        let started = Instant::now();
-        loop {
-            if self.try_eval(condition).await == Ok(Value::Bool(true)) {
-                return;
+        let poll = async {
+            while self.try_eval(condition).await != Ok(Value::Bool(true)) {
+                tokio::time::sleep(Duration::from_millis(25)).await;
             }
-            assert!(
-                started.elapsed() < PATIENCE,
-                "the page never showed: {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        };
+        tokio::time::timeout(PATIENCE, poll)
+            .await
+            .unwrap_or_else(|_| panic!("the page never showed: {what}"));
     }
 
     /// Types `text` into the focused element, as a keyboard would.

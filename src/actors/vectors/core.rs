@@ -614,8 +614,21 @@ impl Core {
         }
         let excluded = inner.excluded(query);
         let candidates = inner.filtered(query, &excluded);
+        self.score_among(query, inner, &candidates)
+    }
+
+    /// [`Core::score`] of a filtered search, over its `candidates` (the
+    /// live labels passing the filter, in order).
+    fn score_among(
+        &self,
+        query: &Query,
+        inner: &CoreInner,
+        candidates: &[u64],
+    ) -> Result<Vec<(u64, f32)>, HnswError> {
+        let ef_search = query.ef_search.unwrap_or(self.definition.hnsw.ef_search);
+        let metric = self.definition.metric;
         if candidates.len() <= EXACT_SEARCH_LIMIT {
-            return inner.exact_search(query, &candidates, metric);
+            return inner.exact_search(query, candidates, metric);
         }
         // A selective filter leaves few allowed nodes among the ones an
         // ef-sized walk visits: widen the walk in proportion (faiss explores
@@ -642,26 +655,27 @@ impl Core {
         } else {
             (query.k * 4).max(FUSION_POOL).min(MAX_K)
         };
+        let excluded = inner.excluded(query);
+        // The filter is applied once, for both sides (a predicate parses
+        // every remaining item's metadata).
+        let candidates = (!query.filter.is_empty() || query.predicate.is_some())
+            .then(|| inner.filtered(query, &excluded));
         let semantic: Vec<(u64, f32)> = if mode.uses_vectors() {
             let mut wide = query.clone();
             wide.k = pool;
-            self.score(&wide, inner)?
+            match &candidates {
+                Some(candidates) => self.score_among(&wide, inner, candidates)?,
+                None => self.score(&wide, inner)?,
+            }
         } else {
             Vec::new()
         };
-        let excluded = inner.excluded(query);
         let resolved = inner.keywords.resolve(&query.terms);
         let keyword = if mode.uses_keywords() {
-            if query.filter.is_empty() && query.predicate.is_none() {
-                inner
-                    .keywords
-                    .top(&resolved, None, &|label| excluded.contains(&label), pool)
-            } else {
-                let allowed = inner.filtered(query, &excluded);
-                inner
-                    .keywords
-                    .top(&resolved, Some(&allowed), &|_| false, pool)
-            }
+            let is_excluded = |label: u64| excluded.contains(&label);
+            inner
+                .keywords
+                .top(&resolved, candidates.as_deref(), &is_excluded, pool)
         } else {
             Vec::new()
         };

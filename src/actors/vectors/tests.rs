@@ -1576,10 +1576,8 @@ async fn a_bad_filter_names_its_path() {
 /// A keyword search for `text` in `index` of a running tree: the ids found.
 async fn keyword_ids(tree: &Tree, index: &str, text: &str) -> BTreeSet<String> {
     let request = SearchRequest {
-        vector: None,
-        text: Some(text.to_string()),
         mode: Some(crate::domain::keyword::SearchMode::Keyword),
-        ..query(Vec::new(), 50)
+        ..SearchRequest::for_text(text.to_string(), 50)
     };
     tree.call(index, |reply| IndexMessage::Search { request, reply })
         .await
