@@ -207,6 +207,8 @@ pub fn server(listener: TcpListener, context: ApiContext) -> std::io::Result<Ser
             .wrap(actix_web::middleware::from_fn(middleware::observe))
     })
     .workers(workers)
+    // Small request/response exchanges: no Nagle delay on either side.
+    .tcp_nodelay(true)
     .shutdown_timeout(shutdown)
     .disable_signals()
     .listen(listener)?

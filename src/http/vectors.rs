@@ -11,7 +11,7 @@ use super::error::ErrorBody;
 use super::limits::{check_filter, check_ids};
 use super::{ApiContext, ApiError};
 use crate::actors::vectors::catalog::{self, VectorCatalogMessage};
-use crate::actors::vectors::index::{actor_name, IndexMessage};
+use crate::actors::vectors::index::{self, actor_name, IndexMessage};
 use crate::actors::vectors::IndexError;
 use crate::domain::vectors::{
     AddItems, CreateIndex, IndexDefinition, IndexInfo, IndexList, Item, SearchRequest,
@@ -233,11 +233,18 @@ async fn search(
     let request = request.into_inner();
     check_filter(&context, request.filter.as_ref())?;
     check_ids(&context, "exclude_ids", request.exclude_ids.as_deref())?;
-    let hits = call_index(&context, &name, |reply| IndexMessage::Search {
-        request,
-        reply,
-    })
-    .await??;
+    // A loaded index is searched on this worker's thread; otherwise the
+    // actor answers (and says whether the index is loading, failed or gone).
+    let hits = match index::reader(&context.directory, &name) {
+        Some(reader) => reader.search(request).await?,
+        None => {
+            call_index(&context, &name, |reply| IndexMessage::Search {
+                request,
+                reply,
+            })
+            .await??
+        }
+    };
     Ok(web::Json(SearchResults { hits }))
 }
 

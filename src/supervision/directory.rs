@@ -59,7 +59,12 @@ struct DirectoryInner {
     failed: RwLock<HashMap<String, String>>,
     /// Every supervision event of the tree.
     events: super::events::EventLog,
+    /// State actors publish for direct reads (see [`Directory::publish`]).
+    tables: RwLock<HashMap<String, Table>>,
 }
+
+/// A published table: shared state readable without the owner's mailbox.
+type Table = Arc<dyn std::any::Any + Send + Sync>;
 
 #[derive(Clone)]
 struct FaultFnDebug(FaultFn);
@@ -102,6 +107,7 @@ impl Directory {
                 faults: RwLock::new(HashMap::new()),
                 failed: RwLock::new(HashMap::new()),
                 events: super::events::EventLog::default(),
+                tables: RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -109,6 +115,37 @@ impl Directory {
     /// The tree's supervision events.
     pub fn events(&self) -> &super::events::EventLog {
         &self.inner.events
+    }
+
+    /// Publishes `table`, state the actor `owner` shares for direct reads —
+    /// an ETS table with read concurrency, in OTP terms: readers use it
+    /// without a trip through the owner's mailbox, while writes and the
+    /// lifecycle stay with the owner. The owner withdraws it with
+    /// [`Directory::withdraw`] when its incarnation ends, so a reader never
+    /// sees a dead incarnation's table for long.
+    pub fn publish<T: std::any::Any + Send + Sync>(&self, owner: &str, table: Arc<T>) {
+        self.inner.tables.write().insert(owner.to_string(), table);
+    }
+
+    /// Withdraws `owner`'s table if it is still `table` (a later
+    /// incarnation's is left alone).
+    pub fn withdraw<T: std::any::Any + Send + Sync>(&self, owner: &str, table: &Arc<T>) {
+        let mut tables = self.inner.tables.write();
+        let same = tables.get(owner).is_some_and(|published| {
+            std::ptr::eq(
+                Arc::as_ptr(published) as *const (),
+                Arc::as_ptr(table) as *const (),
+            )
+        });
+        if same {
+            tables.remove(owner);
+        }
+    }
+
+    /// The table `owner` published, if any and of type `T`.
+    pub fn table<T: std::any::Any + Send + Sync>(&self, owner: &str) -> Option<Arc<T>> {
+        let table = self.inner.tables.read().get(owner)?.clone();
+        table.downcast::<T>().ok()
     }
 
     /// The name registered with ractor for the tree name `name`.

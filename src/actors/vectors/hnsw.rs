@@ -148,14 +148,15 @@ impl Hnsw {
     }
 
     /// The `k` nearest labels among those whose bit is set in `allowed`
-    /// (bit `l` of byte `l / 8`), as `(label, raw score)`, best first,
-    /// walking the graph with `ef_search` (this search's alone).
+    /// (bit `l` of byte `l / 8`; `None`: every label), as `(label, raw
+    /// score)`, best first, walking the graph with `ef_search` (this
+    /// search's alone).
     pub fn search(
         &self,
         query: &[f32],
         k: usize,
         ef_search: u32,
-        allowed: &[u8],
+        allowed: Option<&[u8]>,
     ) -> Result<Vec<Neighbour>, HnswError> {
         if k == 0 || self.is_empty() {
             return Ok(Vec::new());
@@ -170,7 +171,7 @@ impl Hnsw {
         let mut error = [0 as std::ffi::c_char; 256];
         // SAFETY: the index outlives the call and faiss's HNSW search only
         // reads it; `query` holds `dimension` floats; the output buffers
-        // hold `k` entries; `allowed` is read for `allowed.len()` bytes; the
+        // hold `k` entries; `allowed` (or null) is read for its length; the
         // shim catches every C++ exception and reports it through `error`.
         let code = unsafe {
             lakehouse_hnsw_search(
@@ -179,8 +180,8 @@ impl Hnsw {
                 query.as_ptr(),
                 k as i64,
                 ef_search.min(i32::MAX as u32) as i32,
-                allowed.as_ptr(),
-                allowed.len(),
+                allowed.map_or(std::ptr::null(), <[u8]>::as_ptr),
+                allowed.map_or(0, <[u8]>::len),
                 distances.as_mut_ptr(),
                 labels.as_mut_ptr(),
                 error.as_mut_ptr(),

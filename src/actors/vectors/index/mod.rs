@@ -17,9 +17,13 @@
 //!   superseded rows, commits of compactions prepared beside it; in the
 //!   background, fenced by the incarnation — snapshot files, compaction's
 //!   rewrite, removal of old versions.
-//! - [`search`]: searches are dispatched from the mailbox to blocking
-//!   tasks that read the shared [`Core`] under a read lock, so they run on
-//!   every core and never queue behind each other or behind a commit.
+//! - [`search`]: reads never wait for the mailbox. A loaded incarnation
+//!   publishes an [`IndexReader`] in the [`Directory`] (an ETS table, in
+//!   OTP terms); the HTTP edge and the matrix search through it on their
+//!   own threads, under the shared [`Core`]'s read lock, so searches run
+//!   on every core and never queue behind each other or behind a commit.
+//!   Searches sent to the mailbox (while no reader is published) run on
+//!   blocking tasks against the same core.
 
 mod load;
 mod search;
@@ -188,10 +192,49 @@ impl Pipeline {
     }
 }
 
+/// The read side of one loaded incarnation, published in the
+/// [`Directory`] under the actor's name (see [`reader`]).
+pub struct IndexReader {
+    arguments: Arc<IndexArguments>,
+    pipeline: Arc<Pipeline>,
+}
+
+impl IndexReader {
+    /// A search, run on the caller's thread (no hand-off to another
+    /// thread: the caller is an HTTP worker or the matrix's task, and the
+    /// search is CPU work of a millisecond or so).
+    pub async fn search(&self, request: SearchRequest) -> Result<Vec<Hit>, IndexError> {
+        request.validate()?;
+        search::run(
+            &self.arguments,
+            &self.pipeline,
+            request,
+            search::Run::Inline,
+        )
+        .await
+    }
+
+    /// The metadata of those of `ids` that exist.
+    pub fn lookup(&self, ids: Vec<String>) -> HashMap<String, Value> {
+        search::lookup(&self.pipeline, ids)
+    }
+}
+
+/// The reader of index `name`, if an incarnation has loaded it and is
+/// still alive. `None` means: ask the actor (it may be loading,
+/// restarting, failed or gone, and its answer says which).
+pub fn reader(directory: &Directory, name: &str) -> Option<Arc<IndexReader>> {
+    directory
+        .table::<IndexReader>(&actor_name(name))
+        .filter(|reader| reader.pipeline.alive.load(Ordering::SeqCst))
+}
+
 pub struct IndexState {
     arguments: Arc<IndexArguments>,
     /// Set once `post_start` has loaded the index.
     pipeline: Option<Arc<Pipeline>>,
+    /// Published once loaded; withdrawn when the incarnation ends.
+    reader: Option<Arc<IndexReader>>,
     /// Writes waiting for the next commit.
     pending: Vec<Batch>,
     committing: bool,
@@ -206,6 +249,10 @@ impl Drop for IndexState {
         if let Some(pipeline) = &self.pipeline {
             pipeline.alive.store(false, Ordering::SeqCst);
             pipeline.upkeep.abort_background();
+        }
+        if let Some(reader) = &self.reader {
+            let owner = actor_name(&self.arguments.definition.name);
+            self.arguments.directory.withdraw(&owner, reader);
         }
     }
 }
@@ -224,6 +271,7 @@ impl Actor for IndexActor {
         Ok(IndexState {
             arguments: Arc::new(arguments),
             pipeline: None,
+            reader: None,
             pending: Vec::new(),
             committing: false,
             commits: 0,
@@ -247,7 +295,15 @@ impl Actor for IndexActor {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "index loaded"
         );
-        state.pipeline = Some(Arc::new(pipeline));
+        let pipeline = Arc::new(pipeline);
+        let reader = Arc::new(IndexReader {
+            arguments: state.arguments.clone(),
+            pipeline: pipeline.clone(),
+        });
+        let owner = actor_name(&state.arguments.definition.name);
+        state.arguments.directory.publish(&owner, reader.clone());
+        state.reader = Some(reader);
+        state.pipeline = Some(pipeline);
         if snapshot_due {
             // An empty commit runs the maintenance step, which writes it.
             state.start_commit(&myself, false);

@@ -1,6 +1,8 @@
-//! The read path: searches, gets and lookups, each on its own task against
-//! the shared [`crate::actors::vectors::core::Core`], so reads run on every
-//! core and never wait for the mailbox, a commit or each other.
+//! The read path: searches, gets and lookups against the shared
+//! [`crate::actors::vectors::core::Core`], on the caller's thread through
+//! the published [`super::IndexReader`], or on a task of their own when
+//! they came through the mailbox: reads run on every core and never wait
+//! for a commit or each other.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,15 +34,28 @@ pub(super) fn dispatch(
         return;
     }
     tokio::spawn(async move {
-        let result = run(&arguments, &pipeline, request).await;
+        let result = run(&arguments, &pipeline, request, Run::Blocking).await;
         let _ = reply.send(result);
     });
 }
 
-async fn run(
+/// Where the search itself (the CPU part) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Run {
+    /// On the calling thread.
+    Inline,
+    /// On tokio's blocking pool (the caller is a task of the actor's
+    /// runtime that should not be held).
+    Blocking,
+}
+
+/// A validated search: embeds the text if the mode needs a vector, then
+/// scores. `request.validate()` has passed.
+pub(super) async fn run(
     arguments: &IndexArguments,
     pipeline: &Arc<Pipeline>,
     request: SearchRequest,
+    on: Run,
 ) -> Result<Vec<Hit>, IndexError> {
     let started = Instant::now();
     let definition = &arguments.definition;
@@ -87,10 +102,15 @@ async fn run(
         explain: request.explain,
         include_ids: request.include_ids,
     };
-    let core = pipeline.core.clone();
-    let hits = tokio::task::spawn_blocking(move || core.search(&query))
-        .await
-        .map_err(|e| IndexError::Internal(e.to_string()))??;
+    let hits = match on {
+        Run::Inline => pipeline.core.search(&query)?,
+        Run::Blocking => {
+            let core = pipeline.core.clone();
+            tokio::task::spawn_blocking(move || core.search(&query))
+                .await
+                .map_err(|e| IndexError::Internal(e.to_string()))??
+        }
+    };
     pipeline
         .metrics
         .vector_search_duration
