@@ -5,20 +5,21 @@
 //! index actors (Lance-backed, supervised) — so each request runs as its
 //! own task: the mailbox only dispatches, and many searches proceed at once.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::actors::embed::{self, EmbedError};
 use crate::actors::vectors::catalog::{self, VectorCatalogMessage};
-use crate::actors::vectors::index::{actor_name, IndexMessage};
+use crate::actors::vectors::index::{self, actor_name, IndexMessage};
 use crate::actors::vectors::IndexError;
 use crate::config::MatrixSettings;
 use crate::domain::matrix::{
     apply_playbook, MatrixExplain, MatrixHit, MatrixInvalid, MatrixResults, MatrixSearch, Playbook,
-    PlaybookRecord, Recorded, Recording,
+    PlaybookEntry, PlaybookRecord, Recorded, Recording,
 };
 use crate::domain::vectors::{CreateIndex, Hit, HnswOverrides, ItemInput, SearchRequest};
 use crate::supervision::{CallError, Directory, Fault};
@@ -74,6 +75,44 @@ pub struct Context {
     directory: Directory,
     settings: MatrixSettings,
     timeout: Duration,
+    /// Whose turn it is to update each playbook entry.
+    turns: Turns,
+}
+
+/// One turn at a time per key (a read-modify-write of one entry); keys
+/// nobody waits for are forgotten.
+#[derive(Default)]
+struct Turns(parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+struct Turn<'a> {
+    turns: &'a Turns,
+    key: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Turns {
+    async fn take(&self, key: &str) -> Turn<'_> {
+        let lock = self.0.lock().entry(key.to_string()).or_default().clone();
+        let guard = lock.clone().lock_owned().await;
+        Turn {
+            turns: self,
+            key: key.to_string(),
+            lock,
+            guard: Some(guard),
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut turns = self.turns.0.lock();
+        // The map's and ours: nobody else holds or waits for it.
+        if Arc::strong_count(&self.lock) == 2 {
+            turns.remove(&self.key);
+        }
+    }
 }
 
 impl Actor for MatrixActor {
@@ -90,6 +129,7 @@ impl Actor for MatrixActor {
             directory: args.directory,
             settings: args.settings,
             timeout: args.call_timeout,
+            turns: Turns::default(),
         }))
     }
 
@@ -141,6 +181,23 @@ impl Context {
             Err(CallError::Unavailable { .. }) if !self.index_exists(index) => Ok(None),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// A search of `index`: through its published reader on this task when
+    /// it is loaded, else through its mailbox (which waits out a restart).
+    async fn index_search(
+        &self,
+        index: &str,
+        request: SearchRequest,
+    ) -> Result<Option<Result<Vec<Hit>, IndexError>>, MatrixError> {
+        if let Some(reader) = index::reader(&self.directory, index) {
+            return Ok(Some(reader.search(request).await));
+        }
+        self.index_call(index, |reply| IndexMessage::Search {
+            request: request.clone(),
+            reply,
+        })
+        .await
     }
 
     /// Whether the index is part of the tree (running or restarting).
@@ -212,10 +269,7 @@ impl Context {
             include_ids,
         };
         let hits = self
-            .index_call(WORKERS, |reply| IndexMessage::Search {
-                request: search.clone(),
-                reply,
-            })
+            .index_search(WORKERS, search)
             .await?
             .ok_or(MatrixError::NoWorkers)??;
         // The included ids that ranked below the top k are injected.
@@ -237,13 +291,7 @@ impl Context {
             filter: Some(filter),
             ..SearchRequest::for_vector(vector.to_vec(), self.settings.playbook_candidates)
         };
-        let hits = match self
-            .index_call(PLAYBOOK, |reply| IndexMessage::Search {
-                request: search.clone(),
-                reply,
-            })
-            .await?
-        {
+        let hits = match self.index_search(PLAYBOOK, search).await? {
             None => return Ok(Vec::new()),
             // A playbook with a different dimension (another embedder) cannot match.
             Some(Err(IndexError::Invalid(_))) => return Ok(Vec::new()),
@@ -252,20 +300,23 @@ impl Context {
         Ok(hits
             .into_iter()
             .filter(|hit| hit.distance <= self.settings.playbook_max_distance)
-            .filter_map(recording)
+            .flat_map(recordings_of)
             .collect())
     }
 
     async fn record(&self, request: PlaybookRecord) -> Result<Recorded, MatrixError> {
         request.check()?;
         let ids = request.worker_ids.clone();
-        let known = self
-            .index_call(WORKERS, |reply| IndexMessage::Lookup {
-                ids: ids.clone(),
-                reply,
-            })
-            .await?
-            .ok_or(MatrixError::NoWorkers)?;
+        let known = match index::reader(&self.directory, WORKERS) {
+            Some(reader) => reader.lookup(ids),
+            None => self
+                .index_call(WORKERS, |reply| IndexMessage::Lookup {
+                    ids: ids.clone(),
+                    reply,
+                })
+                .await?
+                .ok_or(MatrixError::NoWorkers)?,
+        };
         let unknown: Vec<String> = request
             .worker_ids
             .iter()
@@ -277,17 +328,23 @@ impl Context {
         }
         let vector = self.embed(&request.query).await?;
         let recording_id = uuid::Uuid::new_v4().simple().to_string();
+        // The recording is folded into its query's entry: one turn at a
+        // time per entry, so concurrent recordings of one query all count.
+        let entry_id = PlaybookEntry::id(&request.role, &request.query);
+        let _turn = self.turns.take(&entry_id).await;
+        let now = chrono::Utc::now();
+        let mut entry = self
+            .playbook_entry(&entry_id)
+            .await?
+            .unwrap_or_else(|| PlaybookEntry::new(&request.query, &request.role, now));
+        entry.add(&recording_id, &request.worker_ids, request.score, now);
+        let metadata = serde_json::to_value(&entry)
+            .map_err(|e| MatrixError::Index(IndexError::Internal(e.to_string())))?;
         let item = ItemInput {
-            id: recording_id.clone(),
+            id: entry_id.clone(),
             vector: Some(vector.clone()),
             text: None,
-            metadata: Some(json!({
-                "query": request.query,
-                "role": request.role,
-                "worker_ids": request.worker_ids,
-                "score": request.score,
-                "recorded_at": chrono::Utc::now(),
-            })),
+            metadata: Some(metadata),
         };
         for attempt in 0..2 {
             let items = vec![item.clone()];
@@ -302,6 +359,8 @@ impl Context {
                     result?;
                     return Ok(Recorded {
                         recording_id,
+                        entry_id,
+                        recordings: entry.recordings,
                         workers: request.worker_ids.len(),
                     });
                 }
@@ -313,6 +372,28 @@ impl Context {
             actor: actor_name(PLAYBOOK),
         }
         .into())
+    }
+
+    /// The playbook entry `id`, if the playbook and the entry exist (an
+    /// entry that does not parse is started afresh).
+    async fn playbook_entry(&self, id: &str) -> Result<Option<PlaybookEntry>, MatrixError> {
+        let ids = vec![id.to_string()];
+        let found = match index::reader(&self.directory, PLAYBOOK) {
+            Some(reader) => reader.lookup(ids),
+            None => match self
+                .index_call(PLAYBOOK, |reply| IndexMessage::Lookup {
+                    ids: ids.clone(),
+                    reply,
+                })
+                .await?
+            {
+                Some(found) => found,
+                None => return Ok(None),
+            },
+        };
+        Ok(found
+            .get(id)
+            .and_then(|metadata| serde_json::from_value(metadata.clone()).ok()))
     }
 
     /// Creates `playbook_memory` on first use (a concurrent creator's 409 is fine).
@@ -384,8 +465,20 @@ pub(crate) fn to_matrix_hit(hit: Hit, injected: bool) -> MatrixHit {
     }
 }
 
-/// A playbook hit as a recording (`None` if its metadata is not one).
-pub(crate) fn recording(hit: Hit) -> Option<Recording> {
+/// The recordings a playbook hit holds: an entry's (one per query and
+/// role), or the one recording of an item written before entries existed
+/// (none if its metadata is neither).
+pub(crate) fn recordings_of(hit: Hit) -> Vec<Recording> {
+    if hit.metadata.get("workers").is_some_and(Value::is_object) {
+        return serde_json::from_value::<PlaybookEntry>(hit.metadata)
+            .map(|entry| entry.recordings(hit.distance))
+            .unwrap_or_default();
+    }
+    legacy_recording(hit).into_iter().collect()
+}
+
+/// An item of one recording, as the playbook stored them before entries.
+fn legacy_recording(hit: Hit) -> Option<Recording> {
     let worker_ids = hit
         .metadata
         .get("worker_ids")?

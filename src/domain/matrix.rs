@@ -7,7 +7,9 @@
 //! `distance × (1 − 0.5·score)` — score 1.0 halves it exactly. A worker in
 //! several matching recordings gets the strongest boost once, not a product.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -133,6 +135,137 @@ pub struct Recording {
     pub query_distance: f32,
 }
 
+/// Every recording of one query for one role, folded into one playbook
+/// item: the playbook holds one vector per distinct (query, role), so its
+/// memory grows with the distinct queries coordinators ask, not with how
+/// often they record, and a search finds all of a query's recordings in one
+/// neighbour (many identical vectors would crowd each other out of the
+/// lookup's `playbook_candidates`). Per worker it keeps the count, the
+/// strongest recording and the newest few.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlaybookEntry {
+    pub query: String,
+    pub role: String,
+    /// Recordings folded into this entry.
+    pub recordings: u64,
+    pub first_recorded_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    pub workers: BTreeMap<String, RecordedWorker>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedWorker {
+    /// Recordings that named this worker.
+    pub recordings: u64,
+    /// The strongest of them (the one whose score counts).
+    pub best: ScoredRecording,
+    /// The newest of them, newest first (at most [`MAX_RECENT_RECORDINGS`]).
+    pub recent: Vec<ScoredRecording>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredRecording {
+    pub recording_id: String,
+    pub score: f64,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Recording ids kept per worker of an entry besides the strongest.
+pub const MAX_RECENT_RECORDINGS: usize = 4;
+/// Workers one entry remembers; past it the weakest, oldest one goes.
+pub const MAX_ENTRY_WORKERS: usize = 256;
+
+impl PlaybookEntry {
+    /// The playbook item id of `(role, query)`: the same on every node and
+    /// after every restart.
+    pub fn id(role: &str, query: &str) -> String {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        hash.update(role.as_bytes());
+        hash.update([0u8]);
+        hash.update(query.as_bytes());
+        let digest = hash.finalize();
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("pb-{hex}")
+    }
+
+    pub fn new(query: &str, role: &str, now: DateTime<Utc>) -> Self {
+        Self {
+            query: query.to_string(),
+            role: role.to_string(),
+            recordings: 0,
+            first_recorded_at: now,
+            recorded_at: now,
+            workers: BTreeMap::new(),
+        }
+    }
+
+    /// Folds one recording in.
+    pub fn add(&mut self, recording_id: &str, workers: &[String], score: f64, now: DateTime<Utc>) {
+        self.recordings += 1;
+        self.recorded_at = now;
+        let recording = ScoredRecording {
+            recording_id: recording_id.to_string(),
+            score,
+            recorded_at: now,
+        };
+        for worker in workers {
+            let entry = self
+                .workers
+                .entry(worker.clone())
+                .or_insert_with(|| RecordedWorker {
+                    recordings: 0,
+                    best: recording.clone(),
+                    recent: Vec::new(),
+                });
+            entry.recordings += 1;
+            if score >= entry.best.score {
+                entry.best = recording.clone();
+            }
+            entry.recent.insert(0, recording.clone());
+            entry.recent.truncate(MAX_RECENT_RECORDINGS);
+        }
+        while self.workers.len() > MAX_ENTRY_WORKERS {
+            let weakest = self
+                .workers
+                .iter()
+                .min_by(|a, b| {
+                    a.1.best
+                        .score
+                        .total_cmp(&b.1.best.score)
+                        .then(a.1.recent[0].recorded_at.cmp(&b.1.recent[0].recorded_at))
+                })
+                .map(|(id, _)| id.clone());
+            match weakest {
+                Some(id) => self.workers.remove(&id),
+                None => break,
+            };
+        }
+    }
+
+    /// The entry's recordings as they apply to a search whose query is
+    /// `query_distance` away: per worker its strongest and newest ones.
+    pub fn recordings(&self, query_distance: f32) -> Vec<Recording> {
+        let mut found = Vec::new();
+        for (worker, recorded) in &self.workers {
+            let strongest = std::iter::once(&recorded.best);
+            let newest = recorded
+                .recent
+                .iter()
+                .filter(|r| r.recording_id != recorded.best.recording_id);
+            for recording in strongest.chain(newest) {
+                found.push(Recording {
+                    recording_id: recording.recording_id.clone(),
+                    worker_ids: vec![worker.clone()],
+                    score: recording.score,
+                    query_distance,
+                });
+            }
+        }
+        found
+    }
+}
+
 /// The recordings that apply to one search, and each worker's best score.
 #[derive(Debug, Clone, Default)]
 pub struct Playbook {
@@ -182,6 +315,11 @@ pub struct MatrixResults {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Recorded {
     pub recording_id: String,
+    /// The playbook item holding every recording of this query and role
+    /// (`GET /v1/vectors/index/playbook_memory/items/{entry_id}`).
+    pub entry_id: String,
+    /// Recordings of this query and role so far, this one included.
+    pub recordings: u64,
     pub workers: usize,
 }
 
@@ -486,6 +624,63 @@ mod tests {
         assert_eq!(ids, ["a", "z"]);
         assert_eq!(results.hits[1].distance, 0.25);
         assert_eq!((results.boosted, results.injected), (1, 1));
+    }
+
+    #[test]
+    fn an_entry_folds_recordings_per_worker_and_stays_bounded() {
+        let at = |s: i64| DateTime::<Utc>::from_timestamp(1_800_000_000 + s, 0).unwrap();
+        let mut entry = PlaybookEntry::new("forklift", "Forklift Operator", at(0));
+        let w = |id: &str| vec![id.to_string()];
+        entry.add("r1", &w("a"), 0.9, at(1));
+        for i in 2..=7 {
+            entry.add(&format!("r{i}"), &w("a"), 0.3, at(i));
+        }
+        entry.add("r8", &["a".to_string(), "b".to_string()], 0.5, at(8));
+        assert_eq!(entry.recordings, 8);
+        let a = &entry.workers["a"];
+        assert_eq!(a.recordings, 8);
+        assert_eq!(a.best.recording_id, "r1", "the strongest is kept");
+        let recent: Vec<&str> = a.recent.iter().map(|r| r.recording_id.as_str()).collect();
+        assert_eq!(
+            recent,
+            ["r8", "r7", "r6", "r5"],
+            "the newest few, newest first"
+        );
+        // As recordings: the strongest plus the newest, each for its worker.
+        let found = entry.recordings(0.1);
+        let of_a: Vec<&str> = found
+            .iter()
+            .filter(|r| r.worker_ids == ["a"])
+            .map(|r| r.recording_id.as_str())
+            .collect();
+        assert_eq!(of_a, ["r1", "r8", "r7", "r6", "r5"]);
+        assert_eq!(Playbook::new(found).scores["a"], 0.9);
+
+        for i in 0..MAX_ENTRY_WORKERS {
+            entry.add(
+                &format!("x{i}"),
+                &w(&format!("w{i:03}")),
+                0.7,
+                at(100 + i as i64),
+            );
+        }
+        assert_eq!(entry.workers.len(), MAX_ENTRY_WORKERS);
+        assert!(entry.workers.contains_key("a"), "the strongest stays");
+        assert!(!entry.workers.contains_key("b"), "the weakest goes first");
+    }
+
+    #[test]
+    fn entry_ids_are_stable_and_tell_roles_apart() {
+        let id = PlaybookEntry::id("Forklift Operator", "night shift");
+        assert_eq!(id, PlaybookEntry::id("Forklift Operator", "night shift"));
+        assert_ne!(id, PlaybookEntry::id("CNC Operator", "night shift"));
+        assert_ne!(
+            PlaybookEntry::id("a", "b c"),
+            PlaybookEntry::id("a b", "c"),
+            "the separator keeps role and query apart"
+        );
+        assert!(id.starts_with("pb-") && id.len() == 35);
+        assert!(crate::domain::vectors::validate_id(&id, "id").is_ok());
     }
 
     #[test]

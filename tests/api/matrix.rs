@@ -409,3 +409,115 @@ async fn hybrid_search_finds_exact_terms_and_explains_the_playbook_boost() {
     assert_eq!(other["explain"]["boost_factor"], 1.0);
     assert!(other["explain"]["playbook"].is_null());
 }
+
+/// Every worker recorded for a query comes back boosted, however many
+/// times the query was recorded: the recordings share one playbook entry,
+/// so they cannot crowd each other out of the lookup's
+/// `matrix.playbook_candidates` (20) nearest items.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_recorded_more_often_than_the_lookup_reads_keeps_every_boost() {
+    let app = seeded_app(1500).await;
+    let query = "forklift operator for the weekend";
+    let wide = json!({"query": query, "k": 60, "role": FORKLIFT, "use_playbook": true});
+    let before = search(&app, wide.clone()).await;
+    let recorded: Vec<String> = hits(&before)
+        .iter()
+        .take(30)
+        .map(|h| h["worker_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(recorded.len(), 30, "the corpus has 30 forklift operators");
+    let mut entry_ids = Vec::new();
+    for worker in &recorded {
+        let response = app
+            .post_json(
+                "/v1/matrix/playbooks/record",
+                &json!({"query": query, "role": FORKLIFT, "worker_ids": [worker], "score": 0.6}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let answer: Value = response.json().await.unwrap();
+        entry_ids.push(answer["entry_id"].as_str().unwrap().to_string());
+    }
+    assert!(entry_ids.windows(2).all(|w| w[0] == w[1]), "one entry");
+
+    let after = search(&app, wide).await;
+    let boosted: Vec<&str> = hits(&after)
+        .iter()
+        .filter(|h| h["boosted"] == true)
+        .map(|h| h["worker_id"].as_str().unwrap())
+        .collect();
+    for worker in &recorded {
+        assert!(
+            boosted.contains(&worker.as_str()),
+            "{worker} lost its boost"
+        );
+    }
+    let playbook: Value = app
+        .get("/v1/vectors/index/playbook_memory")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(playbook["count"], 1, "one item for the query and role");
+    let entry: Value = app
+        .get(&format!(
+            "/v1/vectors/index/playbook_memory/items/{}",
+            entry_ids[0]
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(entry["metadata"]["recordings"], 30);
+    assert_eq!(entry["metadata"]["workers"].as_object().unwrap().len(), 30);
+}
+
+/// Concurrent recordings of one query are folded in one at a time: none is
+/// lost to another's read-modify-write, and each answer counts itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_recordings_of_one_query_all_count() {
+    let app = seeded_app(1500).await;
+    let query = "forklift operator, early shift";
+    let found = search(
+        &app,
+        json!({"query": query, "k": 16, "role": FORKLIFT, "use_playbook": false}),
+    )
+    .await;
+    let workers: Vec<String> = hits(&found)
+        .iter()
+        .map(|h| h["worker_id"].as_str().unwrap().to_string())
+        .collect();
+    let bodies: Vec<Value> = workers
+        .iter()
+        .map(|worker| json!({"query": query, "role": FORKLIFT, "worker_ids": [worker], "score": 1.0}))
+        .collect();
+    let answers = futures::future::join_all(
+        bodies
+            .iter()
+            .map(|body| app.post_json("/v1/matrix/playbooks/record", body)),
+    )
+    .await;
+    let mut counts = Vec::new();
+    let mut entry_id = String::new();
+    for response in answers {
+        assert_eq!(response.status(), StatusCode::OK);
+        let answer: Value = response.json().await.unwrap();
+        counts.push(answer["recordings"].as_u64().unwrap());
+        entry_id = answer["entry_id"].as_str().unwrap().to_string();
+    }
+    counts.sort_unstable();
+    let expected: Vec<u64> = (1..=workers.len() as u64).collect();
+    assert_eq!(counts, expected, "each recording folded in on its own turn");
+    let entry: Value = app
+        .get(&format!(
+            "/v1/vectors/index/playbook_memory/items/{entry_id}"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(entry["metadata"]["recordings"], workers.len());
+    for worker in &workers {
+        assert_eq!(entry["metadata"]["workers"][worker]["best"]["score"], 1.0);
+    }
+}

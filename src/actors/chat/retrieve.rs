@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::{ChatContext, ChatError};
 use crate::actors::embed;
-use crate::actors::matrix::{recording, to_matrix_hit};
+use crate::actors::matrix::{recordings_of, to_matrix_hit};
 use crate::actors::matrix::{PLAYBOOK, WORKERS};
 use crate::actors::vectors::index::{actor_name, IndexMessage};
 use crate::actors::vectors::IndexError;
@@ -224,7 +224,7 @@ impl ChatContext {
             .hits
             .into_iter()
             .filter(|hit| hit.distance <= self.matrix.playbook_max_distance)
-            .filter_map(recording)
+            .flat_map(recordings_of)
             .collect();
         Ok((Playbook::new(recordings), Some(found.version)))
     }
