@@ -157,6 +157,7 @@ pub struct PlaybookEntry {
 pub struct RecordedWorker {
     /// Recordings that named this worker.
     pub recordings: u64,
+    pub last_recorded_at: DateTime<Utc>,
     /// The strongest of them (the one whose score counts).
     pub best: ScoredRecording,
     /// The newest of them, newest first (at most [`MAX_RECENT_RECORDINGS`]).
@@ -167,13 +168,15 @@ pub struct RecordedWorker {
 pub struct ScoredRecording {
     pub recording_id: String,
     pub score: f64,
-    pub recorded_at: DateTime<Utc>,
 }
 
-/// Recording ids kept per worker of an entry besides the strongest.
-pub const MAX_RECENT_RECORDINGS: usize = 4;
-/// Workers one entry remembers; past it the weakest, oldest one goes.
-pub const MAX_ENTRY_WORKERS: usize = 256;
+/// Recording ids kept per worker of an entry besides the strongest. An
+/// entry is read whole by every search it matches and written whole by
+/// every recording: it stays small (≈ 300 bytes a worker).
+pub const MAX_RECENT_RECORDINGS: usize = 2;
+/// Workers one entry remembers; past it the weakest, least recently
+/// recorded one goes.
+pub const MAX_ENTRY_WORKERS: usize = 64;
 
 impl PlaybookEntry {
     /// The playbook item id of `(role, query)`: the same on every node and
@@ -207,7 +210,6 @@ impl PlaybookEntry {
         let recording = ScoredRecording {
             recording_id: recording_id.to_string(),
             score,
-            recorded_at: now,
         };
         for worker in workers {
             let entry = self
@@ -215,10 +217,12 @@ impl PlaybookEntry {
                 .entry(worker.clone())
                 .or_insert_with(|| RecordedWorker {
                     recordings: 0,
+                    last_recorded_at: now,
                     best: recording.clone(),
                     recent: Vec::new(),
                 });
             entry.recordings += 1;
+            entry.last_recorded_at = now;
             if score >= entry.best.score {
                 entry.best = recording.clone();
             }
@@ -233,7 +237,7 @@ impl PlaybookEntry {
                     a.1.best
                         .score
                         .total_cmp(&b.1.best.score)
-                        .then(a.1.recent[0].recorded_at.cmp(&b.1.recent[0].recorded_at))
+                        .then(a.1.last_recorded_at.cmp(&b.1.last_recorded_at))
                 })
                 .map(|(id, _)| id.clone());
             match weakest {
@@ -641,11 +645,7 @@ mod tests {
         assert_eq!(a.recordings, 8);
         assert_eq!(a.best.recording_id, "r1", "the strongest is kept");
         let recent: Vec<&str> = a.recent.iter().map(|r| r.recording_id.as_str()).collect();
-        assert_eq!(
-            recent,
-            ["r8", "r7", "r6", "r5"],
-            "the newest few, newest first"
-        );
+        assert_eq!(recent, ["r8", "r7"], "the newest few, newest first");
         // As recordings: the strongest plus the newest, each for its worker.
         let found = entry.recordings(0.1);
         let of_a: Vec<&str> = found
@@ -653,7 +653,7 @@ mod tests {
             .filter(|r| r.worker_ids == ["a"])
             .map(|r| r.recording_id.as_str())
             .collect();
-        assert_eq!(of_a, ["r1", "r8", "r7", "r6", "r5"]);
+        assert_eq!(of_a, ["r1", "r8", "r7"]);
         assert_eq!(Playbook::new(found).scores["a"], 0.9);
 
         for i in 0..MAX_ENTRY_WORKERS {
