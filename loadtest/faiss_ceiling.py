@@ -5,7 +5,10 @@ run as Lakehouse: the same corpus, the same HNSW parameters, no HTTP.
   python3 loadtest/faiss_ceiling.py --dataset DIR [--m 32 --ef-construction 40
       --ef-search 80 --clients 50 --seconds 20] [--json OUT]
 
-Needs numpy and faiss-cpu (pip install numpy faiss-cpu). Reports build time,
+Needs numpy and faiss-cpu (pip install numpy faiss-cpu). faiss-cpu picks its
+SIMD level at run time (AVX-512 on a CPU that has it); Lakehouse's faiss is
+built for AVX2, so loadtest/bench.sh pins the ceiling to the same level with
+FAISS_SIMD_LEVEL=AVX2 (the report names the level used). Reports build time,
 recall@10, single-thread latency and queries/s with N threads each searching
 one query at a time (faiss releases the GIL inside search), like N clients.
 """
@@ -78,6 +81,7 @@ def main():
 
     report = {
         "engine": f"faiss {faiss.__version__} in-process (python, HNSW{a.m},Flat IP)",
+        "simd_level": simd_level(),
         "vectors": n,
         "build_seconds": round(build, 1),
         "recall_at_10": round(recall, 4),
@@ -92,6 +96,14 @@ def main():
     if a.json:
         with open(a.json, "w") as f:
             json.dump(report, f, indent=2)
+
+
+def simd_level():
+    """The SIMD level faiss runs at (faiss >= 1.13 dispatches at run time)."""
+    try:
+        return faiss.SIMDConfig.get_level_name()
+    except AttributeError:
+        return faiss.get_compile_options()
 
 
 if __name__ == "__main__":

@@ -147,7 +147,7 @@ impl ItemState {
 /// The writers' model of the index: per owner, its ids.
 struct Model {
     items: Vec<Mutex<HashMap<String, ItemState>>>,
-    recordings: Mutex<Vec<String>>,
+    recordings: Mutex<Vec<crate::AckedRecording>>,
     next_value: AtomicU64,
 }
 
@@ -531,13 +531,14 @@ async fn recorder(
             .await;
         match sent {
             Ok(response) if response.status().is_success() => {
-                if let Some(id) = response
+                let workers = [worker.to_string()];
+                if let Some(recording) = response
                     .json::<Value>()
                     .await
                     .ok()
-                    .and_then(|b| b["recording_id"].as_str().map(str::to_string))
+                    .and_then(|answer| crate::AckedRecording::from_answer(&workers, &answer))
                 {
-                    model.recordings.lock().await.push(id);
+                    model.recordings.lock().await.push(recording);
                     acked += 1;
                     acks.fetch_add(1, Ordering::SeqCst);
                 }
@@ -599,24 +600,17 @@ async fn check(
             state.uncertain.clear();
         }
     }
-    for recording in model.recordings.lock().await.iter() {
-        let response = http
-            .get(format!(
-                "{}/v1/vectors/index/playbook_memory/items/{recording}",
-                server.base
-            ))
-            .send()
-            .await?;
-        checked += 1;
-        if response.status() != reqwest::StatusCode::OK {
-            violations.push(Violation {
-                after_kill: kill,
-                id: format!("recording {recording}"),
-                expected: "present".into(),
-                found: format!("HTTP {}", response.status()),
-            });
-        }
+    let recordings = model.recordings.lock().await;
+    checked += recordings.len() as u64;
+    for violation in crate::audit_recordings(http, &server.base, &recordings).await? {
+        violations.push(Violation {
+            after_kill: kill,
+            id: "recordings".into(),
+            expected: "every acknowledged recording counted".into(),
+            found: violation,
+        });
     }
+    drop(recordings);
     let probe: Vec<f32> = (0..options.dimension).map(|i| 1.0 + i as f32).collect();
     let search = http
         .post(format!("{}/v1/vectors/index/{INDEX}/search", server.base))

@@ -11,6 +11,7 @@
 //! explicit; hdrhistogram gives exact percentiles without sampling.
 
 pub mod crasher;
+pub mod plot;
 pub mod retrieval;
 
 use std::path::Path;
@@ -188,6 +189,87 @@ pub async fn sample_server(client: &reqwest::Client, base: &str) -> Result<Serve
         rss_bytes: value("process_resident_memory_bytes"),
         cpu_seconds: value("process_cpu_seconds_total"),
     })
+}
+
+/// A recording the server acknowledged: `POST /v1/matrix/playbooks/record`
+/// answered 200 with these ids.
+#[derive(Debug, Clone)]
+pub struct AckedRecording {
+    pub recording_id: String,
+    /// The playbook item holding every recording of its query and role.
+    pub entry_id: String,
+    pub workers: Vec<String>,
+}
+
+impl AckedRecording {
+    /// From a record request's workers and its 200 answer.
+    pub fn from_answer(workers: &[String], answer: &serde_json::Value) -> Option<Self> {
+        Some(Self {
+            recording_id: answer["recording_id"].as_str()?.to_string(),
+            entry_id: answer["entry_id"].as_str()?.to_string(),
+            workers: workers.to_vec(),
+        })
+    }
+}
+
+/// Checks that every acknowledged recording still counts: its entry is in
+/// `playbook_memory`, names each of its workers, and has folded in at least
+/// as many recordings as were acknowledged for it. Returns one line per
+/// violation. Entries are read with retries while the index restarts.
+pub async fn audit_recordings(
+    http: &reqwest::Client,
+    base: &str,
+    acked: &[AckedRecording],
+) -> Result<Vec<String>> {
+    let mut by_entry: std::collections::BTreeMap<&str, Vec<&AckedRecording>> = Default::default();
+    for recording in acked {
+        by_entry
+            .entry(recording.entry_id.as_str())
+            .or_default()
+            .push(recording);
+    }
+    let mut violations = Vec::new();
+    for (entry_id, recordings) in by_entry {
+        let url = format!("{base}/v1/vectors/index/playbook_memory/items/{entry_id}");
+        let mut found = None;
+        for _ in 0..100 {
+            let response = http.get(&url).send().await?;
+            match response.status().as_u16() {
+                200 => {
+                    found = Some(response.json::<serde_json::Value>().await?);
+                    break;
+                }
+                404 => break,
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let Some(item) = found else {
+            violations.push(format!(
+                "entry {entry_id} of {} acknowledged recordings is missing",
+                recordings.len()
+            ));
+            continue;
+        };
+        let entry = &item["metadata"];
+        let folded = entry["recordings"].as_u64().unwrap_or(0);
+        if folded < recordings.len() as u64 {
+            violations.push(format!(
+                "entry {entry_id} folded in {folded} recordings, {} were acknowledged",
+                recordings.len()
+            ));
+        }
+        for recording in recordings {
+            for worker in &recording.workers {
+                if entry["workers"].get(worker).is_none() {
+                    violations.push(format!(
+                        "recording {} of entry {entry_id}: worker {worker} is missing",
+                        recording.recording_id
+                    ));
+                }
+            }
+        }
+    }
+    Ok(violations)
 }
 
 #[cfg(test)]

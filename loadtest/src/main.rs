@@ -12,6 +12,12 @@
 //! restart windows, and at the end checks that every playbook recording the
 //! harness saw acknowledged is present: zero acknowledged writes lost.
 //!
+//! Soak mode (`--sample-every S --then-quiet Q --svg FILE`) records a
+//! timeline every S seconds — throughput, failures, server RSS, recordings
+//! acknowledged, playbook entries — then runs Q seconds of searches only
+//! (writes stopped) on the same timeline, and plots it (see
+//! [`lakehouse_loadtest::plot`]).
+//!
 //! `loadtest crasher` (see [`lakehouse_loadtest::crasher`]) runs the real
 //! binary itself and kills it with SIGKILL under concurrent writers.
 
@@ -25,7 +31,11 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use lakehouse_loadtest::crasher::CrasherOptions;
-use lakehouse_loadtest::{client, histogram, loopback_base, sample_server, Latency, ServerSample};
+use lakehouse_loadtest::plot::{self, TimelinePoint};
+use lakehouse_loadtest::{
+    audit_recordings, client, histogram, loopback_base, sample_server, AckedRecording, Latency,
+    ServerSample,
+};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
@@ -163,6 +173,16 @@ struct Args {
     sample: usize,
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Record a timeline point every S seconds (0 = none): the soak mode.
+    #[arg(long, default_value_t = 0)]
+    sample_every: u64,
+    /// After the run, Q more seconds of searches only (writes stopped), on
+    /// the same timeline.
+    #[arg(long, default_value_t = 0)]
+    then_quiet: u64,
+    /// Plot the timeline (throughput, RSS, recordings) to this SVG file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
 }
 
 /// A worker drawn from the seeded corpus (queries come from these).
@@ -191,7 +211,7 @@ struct Shared {
     search: Mutex<Histogram<u64>>,
     record: Mutex<Histogram<u64>>,
     /// Recording ids the server acknowledged (chaos audit).
-    acked: Mutex<Vec<String>>,
+    acked: Mutex<Vec<AckedRecording>>,
     /// (start, end) of scenario failures, for the restart windows.
     failure_times: Mutex<Vec<Instant>>,
     measuring: AtomicBool,
@@ -228,6 +248,8 @@ struct Report {
     server_rss_mb_mean: f64,
     server_cpu_pct: f64,
     chaos: Option<ChaosReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    timeline: Vec<TimelinePoint>,
 }
 
 #[derive(Serialize)]
@@ -367,6 +389,44 @@ async fn mix(args: Args) -> Result<()> {
         let report = run_level(&args, &http, &base, &samples, &weights, clients).await?;
         print_report(&report);
         reports.push(report);
+    }
+    if args.then_quiet > 0 {
+        // Writes stop: searches only, on the same timeline.
+        let quiet_args = Args {
+            duration: args.then_quiet,
+            warmup: 0,
+            max_scenarios: 0,
+            chaos_every: None,
+            ..args.clone()
+        };
+        let mut only_search = vec![0; SCENARIOS.len()];
+        only_search[SCENARIOS
+            .iter()
+            .position(|s| *s == "search_only")
+            .context("no search_only scenario")?] = 1;
+        let clients = *reports.last().map(|r| &r.clients).unwrap_or(&args.clients);
+        let mut quiet =
+            run_level(&quiet_args, &http, &base, &samples, &only_search, clients).await?;
+        let offset = reports.last().map_or(0.0, |r| r.duration_secs);
+        let written = reports
+            .last()
+            .and_then(|r| r.timeline.last())
+            .map_or(0, |p| p.recordings);
+        for point in quiet.timeline.iter_mut() {
+            point.at_secs += offset;
+            point.recordings = written;
+        }
+        print_report(&quiet);
+        reports.push(quiet);
+    }
+    if let Some(path) = &args.svg {
+        let timeline: Vec<TimelinePoint> =
+            reports.iter().flat_map(|r| r.timeline.clone()).collect();
+        let quiet_from = (args.then_quiet > 0)
+            .then(|| reports.iter().rev().nth(1).map(|r| r.duration_secs))
+            .flatten();
+        std::fs::write(path, plot::soak_svg(&timeline, quiet_from))?;
+        eprintln!("plot written to {}", path.display());
     }
     if let Some(path) = &args.json {
         let value = if reports.len() == 1 {
@@ -521,15 +581,24 @@ async fn run_level(
     // Server sampling and chaos run beside the load.
     let samples_task = {
         let (http, base, stop) = (http.clone(), base.to_string(), stop.clone());
+        let (shared, every) = (shared.clone(), args.sample_every);
         tokio::spawn(async move {
             let mut out: Vec<ServerSample> = Vec::new();
+            let mut timeline: Vec<TimelinePoint> = Vec::new();
+            let mut last = (measure_start, 0u64);
             while !stop.load(Ordering::Relaxed) {
                 if let Ok(s) = sample_server(&http, &base).await {
                     out.push(s);
+                    if every > 0 && last.0.elapsed() >= Duration::from_secs(every) {
+                        let point =
+                            timeline_point(&shared, &http, &base, s, measure_start, last).await;
+                        last = (Instant::now(), point.runs);
+                        timeline.push(point);
+                    }
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            out
+            (out, timeline)
         })
     };
     let chaos_task = args.chaos_every.map(|every| {
@@ -546,7 +615,7 @@ async fn run_level(
         let _ = task.await;
     }
     let elapsed = measure_start.elapsed().as_secs_f64();
-    let server_samples = samples_task.await.unwrap_or_default();
+    let (server_samples, timeline) = samples_task.await.unwrap_or_default();
     let sample_end = sample_server(http, base).await.unwrap_or_default();
     let faults = match chaos_task {
         Some(task) => Some(task.await??),
@@ -620,7 +689,47 @@ async fn run_level(
         },
         server_cpu_pct: 100.0 * (sample_end.cpu_seconds - sample_start.cpu_seconds) / elapsed,
         chaos,
+        timeline,
     })
+}
+
+/// The run so far, for the soak's timeline: `since` is the previous
+/// point's time and scenario count.
+async fn timeline_point(
+    shared: &Shared,
+    http: &reqwest::Client,
+    base: &str,
+    server: ServerSample,
+    start: Instant,
+    since: (Instant, u64),
+) -> TimelinePoint {
+    let (runs, failures) = {
+        let stats = shared.stats.lock().await;
+        stats
+            .values()
+            .fold((0, 0), |(r, f), s| (r + s.runs, f + s.failures))
+    };
+    let entries = async {
+        let info: Value = http
+            .get(format!("{base}/v1/vectors/index/playbook_memory"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        info["count"].as_u64()
+    }
+    .await;
+    TimelinePoint {
+        at_secs: start.elapsed().as_secs_f64(),
+        runs,
+        scenarios_per_second: (runs - since.1) as f64 / since.0.elapsed().as_secs_f64(),
+        failures,
+        rss_mb: server.rss_bytes / 1e6,
+        recordings: shared.acked.lock().await.len() as u64,
+        playbook_entries: entries.unwrap_or(0),
+    }
 }
 
 fn pick(weights: &[u32], rng: &mut Rng) -> usize {
@@ -694,8 +803,8 @@ async fn record(
         .lock()
         .await
         .record(started.elapsed().as_micros() as u64);
-    if let Some(id) = result["recording_id"].as_str() {
-        shared.acked.lock().await.push(id.to_string());
+    if let Some(acked) = AckedRecording::from_answer(ids, &result) {
+        shared.acked.lock().await.push(acked);
     }
     Ok(())
 }
@@ -968,33 +1077,13 @@ async fn node_restarts(http: &reqwest::Client, base: &str, name: &str) -> Result
         .unwrap_or(0))
 }
 
-/// Every acknowledged recording must be in `playbook_memory`.
-async fn audit(http: &reqwest::Client, base: &str, acked: &[String]) -> Result<usize> {
-    let mut lost = 0;
-    for id in acked {
-        let mut present = false;
-        for _ in 0..50 {
-            let response = http
-                .get(format!(
-                    "{base}/v1/vectors/index/playbook_memory/items/{id}"
-                ))
-                .send()
-                .await?;
-            match response.status().as_u16() {
-                200 => {
-                    present = true;
-                    break;
-                }
-                404 => break,
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-        if !present {
-            eprintln!("LOST: acknowledged recording {id} is missing");
-            lost += 1;
-        }
+/// Every acknowledged recording must still count in `playbook_memory`.
+async fn audit(http: &reqwest::Client, base: &str, acked: &[AckedRecording]) -> Result<usize> {
+    let violations = audit_recordings(http, base, acked).await?;
+    for violation in &violations {
+        eprintln!("LOST: {violation}");
     }
-    Ok(lost)
+    Ok(violations.len())
 }
 
 fn print_report(r: &Report) {

@@ -56,6 +56,24 @@ struct Args {
     /// Write the report here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Stop after loading (measures the load alone, e.g. one client
+    /// sending 500-item batches as a Python script would).
+    #[arg(long)]
+    load_only: bool,
+    /// Client counts of a concurrency sweep run after the main phase,
+    /// comma-separated (e.g. 1,10,50,100).
+    #[arg(long, value_delimiter = ',')]
+    sweep: Vec<usize>,
+    /// Seconds per step of the sweep.
+    #[arg(long, default_value_t = 10)]
+    sweep_seconds: u64,
+}
+
+#[derive(Serialize)]
+struct SweepStep {
+    clients: usize,
+    searches_per_second: f64,
+    latency: Latency,
 }
 
 #[derive(Serialize)]
@@ -72,13 +90,26 @@ struct Report {
     restart_from_snapshot_ms: Option<f64>,
     restart_full_rebuild_ms: Option<f64>,
     rss_mb: f64,
+    sweep: Vec<SweepStep>,
+}
+
+#[derive(Serialize)]
+struct LoadReport {
+    vectors: usize,
+    dimension: usize,
+    batch: usize,
+    load_clients: usize,
+    load_seconds: f64,
+    load_vectors_per_second: f64,
+    rss_mb: f64,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
     let base_url = loopback_base(&args.target)?;
-    let http = client(args.clients)?;
+    let most = args.sweep.iter().copied().fold(args.clients, usize::max);
+    let http = client(most)?;
     let base = read_f32(&args.dataset.join("base.npy"))?;
     let queries = read_f32(&args.dataset.join("queries.npy"))?;
     let truth = read_i64(&args.dataset.join("gt_ids.npy"))?;
@@ -115,6 +146,18 @@ async fn main() -> Result<()> {
             "loaded {n} vectors in {seconds:.1} s ({:.0}/s)",
             n as f64 / seconds
         );
+        if args.load_only {
+            let report = LoadReport {
+                vectors: n,
+                dimension,
+                batch: args.batch,
+                load_clients: args.load_clients,
+                load_seconds: seconds,
+                load_vectors_per_second: n as f64 / seconds,
+                rss_mb: sample_server(&http, &base_url).await?.rss_bytes / 1e6,
+            };
+            return write_report(&report, args.json.as_deref());
+        }
         (Some(seconds), Some(n as f64 / seconds))
     };
 
@@ -154,6 +197,25 @@ async fn main() -> Result<()> {
     );
     let rss_mb = sample_server(&http, &base_url).await?.rss_bytes / 1e6;
 
+    let mut sweep = Vec::new();
+    for &clients in &args.sweep {
+        let (latency, rate) = throughput(
+            &http,
+            &index_url,
+            &queries.data,
+            dimension,
+            clients,
+            args.sweep_seconds,
+        )
+        .await?;
+        eprintln!("sweep: {clients} clients, {rate:.0} searches/s, {latency:?}");
+        sweep.push(SweepStep {
+            clients,
+            searches_per_second: rate,
+            latency,
+        });
+    }
+
     let actor = format!("index:{}", args.index);
     let restart_from_snapshot = restart(&http, &base_url, &index_url, &actor, None)
         .await
@@ -181,10 +243,16 @@ async fn main() -> Result<()> {
         restart_from_snapshot_ms: restart_from_snapshot,
         restart_full_rebuild_ms: restart_full,
         rss_mb,
+        sweep,
     };
-    let json = serde_json::to_string_pretty(&report)?;
+    write_report(&report, args.json.as_deref())
+}
+
+/// Prints the report and writes it to `path` if given.
+fn write_report(report: &impl Serialize, path: Option<&std::path::Path>) -> Result<()> {
+    let json = serde_json::to_string_pretty(report)?;
     println!("{json}");
-    if let Some(path) = args.json {
+    if let Some(path) = path {
         std::fs::write(path, &json)?;
     }
     Ok(())
