@@ -183,15 +183,16 @@ impl Context {
         }
     }
 
-    /// A search of `index`: through its published reader on this task when
-    /// it is loaded, else through its mailbox (which waits out a restart).
+    /// A search of `index`: through its published reader when it is loaded
+    /// (no mailbox; the scoring on the blocking pool), else through its
+    /// mailbox (which waits out a restart).
     async fn index_search(
         &self,
         index: &str,
         request: SearchRequest,
     ) -> Result<Option<Result<Vec<Hit>, IndexError>>, MatrixError> {
         if let Some(reader) = index::reader(&self.directory, index) {
-            return Ok(Some(reader.search(request).await));
+            return Ok(Some(reader.search_off_runtime(request).await));
         }
         self.index_call(index, |reply| IndexMessage::Search {
             request: request.clone(),
