@@ -140,8 +140,8 @@ pub struct Recording {
 /// memory grows with the distinct queries coordinators ask, not with how
 /// often they record, and a search finds all of a query's recordings in one
 /// neighbour (many identical vectors would crowd each other out of the
-/// lookup's `playbook_candidates`). Per worker it keeps the count, the
-/// strongest recording and the newest few.
+/// lookup's `playbook_candidates`). Per worker it keeps the count, when it
+/// was last recorded and the strongest recording.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlaybookEntry {
     pub query: String,
@@ -158,10 +158,9 @@ pub struct RecordedWorker {
     /// Recordings that named this worker.
     pub recordings: u64,
     pub last_recorded_at: DateTime<Utc>,
-    /// The strongest of them (the one whose score counts).
+    /// The strongest of them (the one whose score counts; the newest of
+    /// equal ones).
     pub best: ScoredRecording,
-    /// The newest of them, newest first (at most [`MAX_RECENT_RECORDINGS`]).
-    pub recent: Vec<ScoredRecording>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,12 +169,10 @@ pub struct ScoredRecording {
     pub score: f64,
 }
 
-/// Recording ids kept per worker of an entry besides the strongest. An
-/// entry is read whole by every search it matches and written whole by
-/// every recording: it stays small (≈ 300 bytes a worker).
-pub const MAX_RECENT_RECORDINGS: usize = 2;
 /// Workers one entry remembers; past it the weakest, least recently
-/// recorded one goes.
+/// recorded one goes. An entry is read whole by every search it is near
+/// and written whole by every recording of its query: it stays small
+/// (≈ 130 bytes a worker).
 pub const MAX_ENTRY_WORKERS: usize = 64;
 
 impl PlaybookEntry {
@@ -219,15 +216,12 @@ impl PlaybookEntry {
                     recordings: 0,
                     last_recorded_at: now,
                     best: recording.clone(),
-                    recent: Vec::new(),
                 });
             entry.recordings += 1;
             entry.last_recorded_at = now;
             if score >= entry.best.score {
                 entry.best = recording.clone();
             }
-            entry.recent.insert(0, recording.clone());
-            entry.recent.truncate(MAX_RECENT_RECORDINGS);
         }
         while self.workers.len() > MAX_ENTRY_WORKERS {
             let weakest = self
@@ -248,25 +242,17 @@ impl PlaybookEntry {
     }
 
     /// The entry's recordings as they apply to a search whose query is
-    /// `query_distance` away: per worker its strongest and newest ones.
+    /// `query_distance` away: per worker its strongest.
     pub fn recordings(&self, query_distance: f32) -> Vec<Recording> {
-        let mut found = Vec::new();
-        for (worker, recorded) in &self.workers {
-            let strongest = std::iter::once(&recorded.best);
-            let newest = recorded
-                .recent
-                .iter()
-                .filter(|r| r.recording_id != recorded.best.recording_id);
-            for recording in strongest.chain(newest) {
-                found.push(Recording {
-                    recording_id: recording.recording_id.clone(),
-                    worker_ids: vec![worker.clone()],
-                    score: recording.score,
-                    query_distance,
-                });
-            }
-        }
-        found
+        self.workers
+            .iter()
+            .map(|(worker, recorded)| Recording {
+                recording_id: recorded.best.recording_id.clone(),
+                worker_ids: vec![worker.clone()],
+                score: recorded.best.score,
+                query_distance,
+            })
+            .collect()
     }
 }
 
@@ -644,16 +630,15 @@ mod tests {
         let a = &entry.workers["a"];
         assert_eq!(a.recordings, 8);
         assert_eq!(a.best.recording_id, "r1", "the strongest is kept");
-        let recent: Vec<&str> = a.recent.iter().map(|r| r.recording_id.as_str()).collect();
-        assert_eq!(recent, ["r8", "r7"], "the newest few, newest first");
-        // As recordings: the strongest plus the newest, each for its worker.
+        assert_eq!(a.last_recorded_at, at(8));
+        // As recordings: the strongest, each for its worker.
         let found = entry.recordings(0.1);
         let of_a: Vec<&str> = found
             .iter()
             .filter(|r| r.worker_ids == ["a"])
             .map(|r| r.recording_id.as_str())
             .collect();
-        assert_eq!(of_a, ["r1", "r8", "r7"]);
+        assert_eq!(of_a, ["r1"]);
         assert_eq!(Playbook::new(found).scores["a"], 0.9);
 
         for i in 0..MAX_ENTRY_WORKERS {
