@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the figures in docs/benchmarks.md on this machine: release
 # builds, a server on loopback with a fresh data dir per part, bounded runs.
-#   loadtest/bench.sh [vectors|staffing|durability|crasher|all]
+#   loadtest/bench.sh [vectors|staffing|soak|durability|crasher|all]
+# (all = vectors and staffing; soak takes 35 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/lakehouse-target}"
@@ -71,6 +72,17 @@ if [ "$part" = staffing ] || [ "$part" = all ]; then
   "$BIN/loadtest" --target "$TARGET" --only record_only --clients 50 --duration 15 --warmup 2 --json "$OUT/record-50.json"
   "$BIN/loadtest" --target "$TARGET" --clients 50 --duration "$DURATION" --json "$OUT/mix-plain.json"
   "$BIN/loadtest" --target "$TARGET" --clients 50 --duration "$DURATION" --chaos-every 5 --json "$OUT/mix-chaos.json"
+  stop_server
+fi
+if [ "$part" = soak ]; then
+  # The mix at 100k for SOAK_SECONDS (30 min) on a fresh data dir, a
+  # timeline point every 10 s, then 2 minutes of searches only (writes
+  # stopped); the plot goes to $OUT/soak.svg.
+  start_server "$OUT/data-soak"
+  "$BIN/lakehouse" seed --workers "$WORKERS" --target "$TARGET" | tee "$OUT/soak-seed.txt"
+  "$BIN/loadtest" --target "$TARGET" --clients 50 --duration "${SOAK_SECONDS:-1800}" --warmup 0 \
+    --sample-every 10 --then-quiet 120 --json "$OUT/soak.json" --svg "$OUT/soak.svg"
+  du -sh "$OUT/data-soak/vectors/playbook_memory.lance" | tee "$OUT/soak-disk.txt"
   stop_server
 fi
 if [ "$part" = durability ]; then
