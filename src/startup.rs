@@ -324,6 +324,10 @@ fn retrieval_children(context: &ApiContext) -> Vec<ChildSpec> {
             .shutdown(shutdown);
 
     let (directory, matrix_settings) = (context.directory.clone(), settings.matrix.clone());
+    // Outlives the matrix's incarnations: a recording still running on a
+    // dead one holds its entry's turn until it is done.
+    let turns = Arc::new(matrix::Turns::default());
+    let max_entry_bytes = settings.vectors.max_metadata_bytes;
     let matrix = ChildSpec::worker(matrix::NAME, move || {
         (
             MatrixActor,
@@ -331,6 +335,8 @@ fn retrieval_children(context: &ApiContext) -> Vec<ChildSpec> {
                 directory: directory.clone(),
                 settings: matrix_settings.clone(),
                 call_timeout: timeout,
+                turns: turns.clone(),
+                max_entry_bytes,
             },
         )
     })

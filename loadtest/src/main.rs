@@ -369,6 +369,9 @@ async fn mix(args: Args) -> Result<()> {
     } else {
         args.sweep.clone()
     };
+    if levels.len() > 1 && (args.svg.is_some() || args.then_quiet > 0) {
+        bail!("--svg and --then-quiet plot one run: use --clients, not --sweep");
+    }
     let max_clients = *levels.iter().max().unwrap_or(&args.clients);
     let http = client(max_clients)?;
     let samples = sample_corpus(&http, &base, args.sample, args.seed).await?;
@@ -408,13 +411,17 @@ async fn mix(args: Args) -> Result<()> {
         let mut quiet =
             run_level(&quiet_args, &http, &base, &samples, &only_search, clients).await?;
         let offset = reports.last().map_or(0.0, |r| r.duration_secs);
-        let written = reports
+        let before = reports
             .last()
             .and_then(|r| r.timeline.last())
-            .map_or(0, |p| p.recordings);
+            .cloned()
+            .unwrap_or_default();
+        // One timeline: times, counts and failures go on from the run's.
         for point in quiet.timeline.iter_mut() {
             point.at_secs += offset;
-            point.recordings = written;
+            point.runs += before.runs;
+            point.failures += before.failures;
+            point.recordings = before.recordings;
         }
         print_report(&quiet);
         reports.push(quiet);
@@ -425,7 +432,8 @@ async fn mix(args: Args) -> Result<()> {
         let quiet_from = (args.then_quiet > 0)
             .then(|| reports.iter().rev().nth(1).map(|r| r.duration_secs))
             .flatten();
-        std::fs::write(path, plot::soak_svg(&timeline, quiet_from))?;
+        let clients = reports.last().map_or(args.clients, |r| r.clients);
+        std::fs::write(path, plot::soak_svg(&timeline, quiet_from, clients))?;
         eprintln!("plot written to {}", path.display());
     }
     if let Some(path) = &args.json {

@@ -33,7 +33,7 @@ const GAP: f64 = 45.0;
 
 /// The timeline as an SVG document; `quiet_from` (seconds) marks where
 /// writes stopped.
-pub fn soak_svg(points: &[TimelinePoint], quiet_from: Option<f64>) -> String {
+pub fn soak_svg(points: &[TimelinePoint], quiet_from: Option<f64>, clients: usize) -> String {
     let height = TOP + 3.0 * PANEL + 2.0 * GAP + 40.0;
     let end = points.last().map_or(1.0, |p| p.at_secs).max(1.0);
     let failures = points.last().map_or(0, |p| p.failures);
@@ -42,7 +42,7 @@ pub fn soak_svg(points: &[TimelinePoint], quiet_from: Option<f64>) -> String {
         svg,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
-<text x="{LEFT}" y="22" font-size="15">Soak: the scenario mix at 50 clients, then searches only ({failures} failed scenarios)</text>
+<text x="{LEFT}" y="22" font-size="15">Soak: the scenario mix at {clients} clients, then searches only ({failures} failed scenarios)</text>
 "#
     );
     type Series<'a> = (&'a str, &'a str, Box<dyn Fn(&TimelinePoint) -> f64>);
@@ -182,7 +182,7 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let svg = soak_svg(&points, Some(40.0));
+        let svg = soak_svg(&points, Some(40.0), 50);
         assert_eq!(svg.matches("<polyline").count(), 4);
         assert!(svg.contains("writes stop"));
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));

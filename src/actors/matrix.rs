@@ -36,6 +36,12 @@ pub struct MatrixArguments {
     pub directory: Directory,
     pub settings: MatrixSettings,
     pub call_timeout: Duration,
+    /// Whose turn it is to update each playbook entry (shared by every
+    /// incarnation).
+    pub turns: Arc<Turns>,
+    /// An entry's metadata must fit the playbook index's
+    /// `vectors.max_metadata_bytes`.
+    pub max_entry_bytes: usize,
 }
 
 pub enum MatrixMessage {
@@ -75,14 +81,14 @@ pub struct Context {
     directory: Directory,
     settings: MatrixSettings,
     timeout: Duration,
-    /// Whose turn it is to update each playbook entry.
-    turns: Turns,
+    turns: Arc<Turns>,
+    max_entry_bytes: usize,
 }
 
 /// One turn at a time per key (a read-modify-write of one entry); keys
 /// nobody waits for are forgotten.
 #[derive(Default)]
-struct Turns(parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+pub struct Turns(parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
 
 struct Turn<'a> {
     turns: &'a Turns,
@@ -129,7 +135,8 @@ impl Actor for MatrixActor {
             directory: args.directory,
             settings: args.settings,
             timeout: args.call_timeout,
-            turns: Turns::default(),
+            turns: args.turns,
+            max_entry_bytes: args.max_entry_bytes,
         }))
     }
 
@@ -332,13 +339,21 @@ impl Context {
         // The recording is folded into its query's entry: one turn at a
         // time per entry, so concurrent recordings of one query all count.
         let entry_id = PlaybookEntry::id(&request.role, &request.query);
-        let _turn = self.turns.take(&entry_id).await;
+        // Bounded like any call: a caller that gave up must not find its
+        // recording applied later.
+        let _turn = tokio::time::timeout(self.timeout, self.turns.take(&entry_id))
+            .await
+            .map_err(|_| CallError::Timeout {
+                actor: actor_name(PLAYBOOK),
+                timeout_ms: self.timeout.as_millis() as u64,
+            })?;
         let now = chrono::Utc::now();
         let mut entry = self
             .playbook_entry(&entry_id)
             .await?
             .unwrap_or_else(|| PlaybookEntry::new(&request.query, &request.role, now));
         entry.add(&recording_id, &request.worker_ids, request.score, now);
+        entry.fit(self.max_entry_bytes, &request.worker_ids);
         let metadata = serde_json::to_value(&entry)
             .map_err(|e| MatrixError::Index(IndexError::Internal(e.to_string())))?;
         let item = ItemInput {

@@ -169,11 +169,13 @@ pub struct ScoredRecording {
     pub score: f64,
 }
 
-/// Workers one entry remembers; past it the weakest, least recently
-/// recorded one goes. An entry is read whole by every search it is near
-/// and written whole by every recording of its query: it stays small
-/// (≈ 130 bytes a worker).
-pub const MAX_ENTRY_WORKERS: usize = 64;
+/// Workers one entry remembers; past it the least recently recorded one
+/// goes (never one of the recording being folded in). An entry is read
+/// whole by every search it is near and written whole by every recording
+/// of its query: ≈ 130 bytes a worker, and [`PlaybookEntry::fit`] keeps it
+/// within the index's metadata limit.
+pub const MAX_ENTRY_WORKERS: usize = 128;
+const _: () = assert!(MAX_ENTRY_WORKERS >= MAX_RECORDED_WORKERS);
 
 impl PlaybookEntry {
     /// The playbook item id of `(role, query)`: the same on every node and
@@ -223,21 +225,33 @@ impl PlaybookEntry {
                 entry.best = recording.clone();
             }
         }
-        while self.workers.len() > MAX_ENTRY_WORKERS {
-            let weakest = self
-                .workers
-                .iter()
-                .min_by(|a, b| {
-                    a.1.best
-                        .score
-                        .total_cmp(&b.1.best.score)
-                        .then(a.1.last_recorded_at.cmp(&b.1.last_recorded_at))
-                })
-                .map(|(id, _)| id.clone());
-            match weakest {
-                Some(id) => self.workers.remove(&id),
-                None => break,
-            };
+        while self.workers.len() > MAX_ENTRY_WORKERS && self.evict_one(workers) {}
+    }
+
+    /// Evicts the least recently recorded workers (the weakest first among
+    /// equals), never those of `current`, until the entry's JSON is at most
+    /// `max_bytes`. What cannot be evicted stays: the index then refuses
+    /// the oversized metadata with its own error.
+    pub fn fit(&mut self, max_bytes: usize, current: &[String]) {
+        let size = |entry: &Self| serde_json::to_vec(entry).map_or(usize::MAX, |v| v.len());
+        while size(self) > max_bytes && self.evict_one(current) {}
+    }
+
+    /// Evicts one worker not in `keep`; false if there is none.
+    fn evict_one(&mut self, keep: &[String]) -> bool {
+        let oldest = self
+            .workers
+            .iter()
+            .filter(|(id, _)| !keep.contains(id))
+            .min_by(|a, b| {
+                a.1.last_recorded_at
+                    .cmp(&b.1.last_recorded_at)
+                    .then(a.1.best.score.total_cmp(&b.1.best.score))
+            })
+            .map(|(id, _)| id.clone());
+        match oldest {
+            Some(id) => self.workers.remove(&id).is_some(),
+            None => false,
         }
     }
 
@@ -650,8 +664,26 @@ mod tests {
             );
         }
         assert_eq!(entry.workers.len(), MAX_ENTRY_WORKERS);
-        assert!(entry.workers.contains_key("a"), "the strongest stays");
-        assert!(!entry.workers.contains_key("b"), "the weakest goes first");
+        assert!(
+            !entry.workers.contains_key("a") && !entry.workers.contains_key("b"),
+            "the least recently recorded go first"
+        );
+
+        // A recording of the most workers allowed keeps all of them.
+        let many: Vec<String> = (0..MAX_RECORDED_WORKERS)
+            .map(|i| format!("n{i:03}"))
+            .collect();
+        entry.add("big", &many, 0.1, at(1000));
+        assert!(many.iter().all(|id| entry.workers.contains_key(id)));
+        assert_eq!(entry.workers.len(), MAX_ENTRY_WORKERS);
+
+        // Fitting a byte limit evicts the oldest, never the current ones.
+        entry.fit(16 * 1024, &many);
+        let size = serde_json::to_vec(&entry).unwrap().len();
+        assert!(size <= 16 * 1024, "{size} bytes");
+        assert!(many.iter().all(|id| entry.workers.contains_key(id)));
+        entry.fit(10, &many);
+        assert_eq!(entry.workers.len(), many.len(), "the current ones stay");
     }
 
     #[test]

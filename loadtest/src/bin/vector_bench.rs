@@ -107,6 +107,9 @@ struct LoadReport {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if args.load_only && args.reuse {
+        bail!("--load-only measures a load; --reuse skips it");
+    }
     let base_url = loopback_base(&args.target)?;
     let most = args.sweep.iter().copied().fold(args.clients, usize::max);
     let http = client(most)?;

@@ -95,6 +95,15 @@ async fn spawn_index_with(
     definition: IndexDefinition,
     overrides: &[(&str, &str)],
 ) -> ActorRef<IndexMessage> {
+    spawn_index_in(dir, definition, overrides, Directory::new()).await
+}
+
+async fn spawn_index_in(
+    dir: &Path,
+    definition: IndexDefinition,
+    overrides: &[(&str, &str)],
+    directory: Directory,
+) -> ActorRef<IndexMessage> {
     let settings = settings_with(dir, overrides);
     let arguments = IndexArguments {
         definition,
@@ -103,7 +112,7 @@ async fn spawn_index_with(
         durability: settings.data.durability,
         fence: Default::default(),
         hot_fields: Default::default(),
-        directory: Directory::new(),
+        directory,
         metrics: Arc::new(Metrics::new().unwrap()),
         board: StatusBoard::new(Strategy::OneForOne),
         call_timeout: TIMEOUT,
@@ -271,7 +280,9 @@ async fn recall_at_10_is_at_least_095_against_exact_search() {
         ef_construction: 128,
         ef_search: 128,
     };
-    let actor = spawn_index(dir.path(), definition("recall", dimension, hnsw)).await;
+    let directory = Directory::new();
+    let definition = definition("recall", dimension, hnsw);
+    let actor = spawn_index_in(dir.path(), definition, &[], directory.clone()).await;
 
     let mut rng = Rng(42);
     let vectors: Vec<Vec<f32>> = (0..10_000).map(|_| rng.unit_vector(dimension)).collect();
@@ -295,11 +306,24 @@ async fn recall_at_10_is_at_least_095_against_exact_search() {
             .collect();
         exact.sort_by(|a, b| b.1.total_cmp(&a.1));
         let truth: BTreeSet<String> = exact[..10].iter().map(|(i, _)| i.to_string()).collect();
+        // The published reader (how HTTP and the matrix search) and the
+        // mailbox give the same hits.
+        let reader = crate::actors::vectors::index::reader(&directory, "recall")
+            .expect("a loaded index publishes its reader");
+        let direct = reader.search(query(q.clone(), 10)).await.unwrap();
         let hits = search(&actor, query(q, 10)).await;
-        found += hits.iter().filter(|h| truth.contains(&h.id)).count();
+        let pairs = |hits: &[Hit]| -> Vec<(String, f32)> {
+            hits.iter().map(|h| (h.id.clone(), h.distance)).collect()
+        };
+        assert_eq!(pairs(&direct), pairs(&hits));
+        found += direct.iter().filter(|h| truth.contains(&h.id)).count();
     }
     let recall = found as f64 / (queries * 10) as f64;
     assert!(recall >= 0.95, "recall@10 = {recall}");
+
+    // The reader goes with its incarnation: searches then ask the actor.
+    actor.stop_and_wait(None, Some(TIMEOUT)).await.unwrap();
+    assert!(crate::actors::vectors::index::reader(&directory, "recall").is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

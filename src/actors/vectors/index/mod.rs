@@ -200,12 +200,22 @@ pub struct IndexReader {
 }
 
 impl IndexReader {
-    /// A search, its CPU part run on the caller's thread: for the HTTP
-    /// edge's workers, which only serve requests (no hand-off at all).
+    /// A search from the HTTP edge. An unfiltered semantic search (a graph
+    /// walk, about a millisecond) runs on the edge's worker thread itself,
+    /// no hand-off at all; anything that may take longer (a filter, which
+    /// may first build its lookups; keyword scoring) goes to the blocking
+    /// pool, so the worker's other connections (`/ready` among them) are
+    /// never held behind it.
     pub async fn search(&self, request: SearchRequest) -> Result<Vec<Hit>, IndexError> {
         request.validate()?;
-        let (arguments, pipeline) = (&self.arguments, &self.pipeline);
-        search::run(arguments, pipeline, request, search::Run::Inline).await
+        let quick = request.filter.is_none()
+            && request.mode() == crate::domain::keyword::SearchMode::Semantic;
+        let run = if quick {
+            search::Run::Inline
+        } else {
+            search::Run::Blocking
+        };
+        search::run(&self.arguments, &self.pipeline, request, run).await
     }
 
     /// A search whose CPU part runs on the blocking pool: for callers on
@@ -231,7 +241,10 @@ impl IndexReader {
 pub fn reader(directory: &Directory, name: &str) -> Option<Arc<IndexReader>> {
     directory
         .table::<IndexReader>(&actor_name(name))
-        .filter(|reader| reader.pipeline.alive.load(Ordering::SeqCst))
+        .filter(|reader| {
+            reader.pipeline.alive.load(Ordering::SeqCst)
+                && !reader.pipeline.poisoned.load(Ordering::SeqCst)
+        })
 }
 
 pub struct IndexState {
@@ -255,10 +268,7 @@ impl Drop for IndexState {
             pipeline.alive.store(false, Ordering::SeqCst);
             pipeline.upkeep.abort_background();
         }
-        if let Some(reader) = &self.reader {
-            let owner = actor_name(&self.arguments.definition.name);
-            self.arguments.directory.withdraw(&owner, reader);
-        }
+        self.withdraw_reader();
     }
 }
 
@@ -321,6 +331,8 @@ impl Actor for IndexActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        // Stopping (a drop, a shutdown): searches ask the actor from now on.
+        state.withdraw_reader();
         // A graceful stop leaves a fresh snapshot so the next start is fast.
         if let Some(pipeline) = state.pipeline.clone() {
             upkeep::snapshot_at_stop(&pipeline).await;
@@ -334,99 +346,121 @@ impl Actor for IndexActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let Some(pipeline) = state.pipeline.clone() else {
-            return Err("index message before the index was loaded".into());
-        };
-        match message {
-            IndexMessage::Upsert { items, reply } => {
-                write::prepare_upsert(&state.arguments, &myself, items, reply)
-            }
-            IndexMessage::Delete { id, reply } => match validate_id(&id, "id") {
-                Ok(()) => state.enqueue(&myself, Batch::delete(id, reply)),
-                Err(err) => {
-                    let _ = reply.send(Err(err.into()));
-                }
-            },
-            IndexMessage::Enqueue(batch) => state.enqueue(&myself, batch),
-            IndexMessage::Committed(outcome) => {
-                state.committing = false;
-                state.commits += 1;
-                if let Err(err) = outcome {
-                    if err.is_fatal() {
-                        return Err(format!("commit failed, reloading from Lance: {err}").into());
-                    }
-                }
-                if !state.pending.is_empty() || pipeline.upkeep.compaction_ready() {
-                    state.start_commit(&myself, false);
-                } else {
-                    let (commits, myself) = (state.commits, myself.clone());
-                    let idle = Duration::from_millis(state.arguments.settings.snapshot_idle_ms);
-                    tokio::spawn(async move {
-                        tokio::time::sleep(idle).await;
-                        let _ = myself.send_message(IndexMessage::Idle(commits));
-                    });
-                }
-            }
-            IndexMessage::Idle(commits) => {
-                if commits == state.commits && !state.committing && state.pending.is_empty() {
-                    state.start_commit(&myself, true);
-                }
-            }
-            IndexMessage::CompactionReady => {
-                if !state.committing {
-                    state.start_commit(&myself, false);
-                }
-            }
-            IndexMessage::Get { id, reply } => {
-                tokio::task::spawn_blocking(move || {
-                    let _ = reply.send(search::get_item(&pipeline, &id));
-                });
-            }
-            IndexMessage::Search { request, reply } => {
-                search::dispatch(state.arguments.clone(), pipeline, request, reply)
-            }
-            IndexMessage::Info { reply } => {
-                let _ = reply.send(state.info(&pipeline));
-            }
-            IndexMessage::Pinned { request, reply } => {
-                search::pinned(state.arguments.clone(), request, reply)
-            }
-            IndexMessage::Tag {
-                version,
-                tag,
-                reply,
-            } => {
-                let path = search::dataset_path(&state.arguments);
-                tokio::spawn(async move {
-                    let tagged = super::store::tag_version(&path, &tag, version).await;
-                    let _ = reply.send(tagged.map_err(IndexError::from));
-                });
-            }
-            IndexMessage::Lookup { ids, reply } => {
-                let _ = reply.send(search::lookup(&pipeline, ids));
-            }
-            IndexMessage::Fault(fault) if fault.kind == FaultKind::CommitPanic => {
-                tracing::warn!(index = %pipeline.name, "the next commit will panic (injected fault)");
-                pipeline.panic_in_commit.store(true, Ordering::SeqCst);
-            }
-            IndexMessage::Fault(fault) if fault.kind == FaultKind::SlowLoad => {
-                pipeline.fence.arm_slow_load(fault.delay);
-                return Err(format!(
-                    "injected fault: restart '{}' with a load {} ms slower",
-                    actor_name(&pipeline.name),
-                    fault.delay.as_millis()
-                )
-                .into());
-            }
-            IndexMessage::Fault(fault) => fault.apply(&actor_name(&pipeline.name)).await?,
+        let outcome = handle_message(myself, message, state).await;
+        if outcome.is_err() {
+            // The incarnation is failing: no search may read its core while
+            // the supervisor gets to the restart.
+            state.withdraw_reader();
         }
-        Ok(())
+        outcome
     }
+}
+
+async fn handle_message(
+    myself: ActorRef<IndexMessage>,
+    message: IndexMessage,
+    state: &mut IndexState,
+) -> Result<(), ActorProcessingErr> {
+    let Some(pipeline) = state.pipeline.clone() else {
+        return Err("index message before the index was loaded".into());
+    };
+    match message {
+        IndexMessage::Upsert { items, reply } => {
+            write::prepare_upsert(&state.arguments, &myself, items, reply)
+        }
+        IndexMessage::Delete { id, reply } => match validate_id(&id, "id") {
+            Ok(()) => state.enqueue(&myself, Batch::delete(id, reply)),
+            Err(err) => {
+                let _ = reply.send(Err(err.into()));
+            }
+        },
+        IndexMessage::Enqueue(batch) => state.enqueue(&myself, batch),
+        IndexMessage::Committed(outcome) => {
+            state.committing = false;
+            state.commits += 1;
+            if let Err(err) = outcome {
+                if err.is_fatal() {
+                    return Err(format!("commit failed, reloading from Lance: {err}").into());
+                }
+            }
+            if !state.pending.is_empty() || pipeline.upkeep.compaction_ready() {
+                state.start_commit(&myself, false);
+            } else {
+                let (commits, myself) = (state.commits, myself.clone());
+                let idle = Duration::from_millis(state.arguments.settings.snapshot_idle_ms);
+                tokio::spawn(async move {
+                    tokio::time::sleep(idle).await;
+                    let _ = myself.send_message(IndexMessage::Idle(commits));
+                });
+            }
+        }
+        IndexMessage::Idle(commits) => {
+            if commits == state.commits && !state.committing && state.pending.is_empty() {
+                state.start_commit(&myself, true);
+            }
+        }
+        IndexMessage::CompactionReady => {
+            if !state.committing {
+                state.start_commit(&myself, false);
+            }
+        }
+        IndexMessage::Get { id, reply } => {
+            tokio::task::spawn_blocking(move || {
+                let _ = reply.send(search::get_item(&pipeline, &id));
+            });
+        }
+        IndexMessage::Search { request, reply } => {
+            search::dispatch(state.arguments.clone(), pipeline, request, reply)
+        }
+        IndexMessage::Info { reply } => {
+            let _ = reply.send(state.info(&pipeline));
+        }
+        IndexMessage::Pinned { request, reply } => {
+            search::pinned(state.arguments.clone(), request, reply)
+        }
+        IndexMessage::Tag {
+            version,
+            tag,
+            reply,
+        } => {
+            let path = search::dataset_path(&state.arguments);
+            tokio::spawn(async move {
+                let tagged = super::store::tag_version(&path, &tag, version).await;
+                let _ = reply.send(tagged.map_err(IndexError::from));
+            });
+        }
+        IndexMessage::Lookup { ids, reply } => {
+            let _ = reply.send(search::lookup(&pipeline, ids));
+        }
+        IndexMessage::Fault(fault) if fault.kind == FaultKind::CommitPanic => {
+            tracing::warn!(index = %pipeline.name, "the next commit will panic (injected fault)");
+            pipeline.panic_in_commit.store(true, Ordering::SeqCst);
+        }
+        IndexMessage::Fault(fault) if fault.kind == FaultKind::SlowLoad => {
+            pipeline.fence.arm_slow_load(fault.delay);
+            return Err(format!(
+                "injected fault: restart '{}' with a load {} ms slower",
+                actor_name(&pipeline.name),
+                fault.delay.as_millis()
+            )
+            .into());
+        }
+        IndexMessage::Fault(fault) => fault.apply(&actor_name(&pipeline.name)).await?,
+    }
+    Ok(())
 }
 
 impl IndexState {
     fn definition(&self) -> &IndexDefinition {
         &self.arguments.definition
+    }
+
+    /// Withdraws this incarnation's reader from the Directory (idempotent).
+    fn withdraw_reader(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let owner = actor_name(&self.arguments.definition.name);
+            self.arguments.directory.withdraw(&owner, &reader);
+        }
     }
 
     fn enqueue(&mut self, myself: &ActorRef<IndexMessage>, batch: Batch) {
