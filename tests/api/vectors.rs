@@ -34,6 +34,16 @@ async fn search(app: &TestApp, name: &str, body: Value) -> reqwest::Response {
         .await
 }
 
+/// The ids of a search answer's hits, in order.
+fn hit_ids(body: Value) -> Vec<String> {
+    body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 async fn count(app: &TestApp, name: &str) -> u64 {
     let info: Value = app
         .get(&format!("/v1/vectors/index/{name}"))
@@ -424,14 +434,7 @@ async fn the_filter_language_works_through_http_and_names_bad_paths() {
     ]});
     let response = app.post_json("/v1/vectors/index/crew/add", &items).await;
     assert_eq!(response.status(), StatusCode::OK);
-    let ids = |body: Value| -> Vec<String> {
-        body["hits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["id"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let ids = hit_ids;
     // CDL-A drivers with 3+ years under $24/h available by the 7th.
     let filter = json!({"and": [
         {"certs": {"contains": "CDL-A"}},
@@ -551,14 +554,7 @@ async fn http_search_recall_on_10000_vectors_with_and_without_tombstones() {
             .sum();
         hits as f64 / (truth.len() * 10) as f64
     };
-    let ids = |body: Value| -> Vec<String> {
-        body["hits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["id"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let ids = hit_ids;
 
     // Every graph node live: no selector.
     let mut found = Vec::new();
