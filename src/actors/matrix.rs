@@ -208,6 +208,23 @@ impl Context {
         .await
     }
 
+    /// The metadata of those of `ids` that exist in `index` (`None`: no
+    /// such index): from its published reader, else through its mailbox.
+    async fn index_lookup(
+        &self,
+        index: &str,
+        ids: Vec<String>,
+    ) -> Result<Option<HashMap<String, Value>>, MatrixError> {
+        if let Some(reader) = index::reader(&self.directory, index) {
+            return Ok(Some(reader.lookup(ids)));
+        }
+        self.index_call(index, |reply| IndexMessage::Lookup {
+            ids: ids.clone(),
+            reply,
+        })
+        .await
+    }
+
     /// Whether the index is part of the tree (running or restarting).
     fn index_exists(&self, index: &str) -> bool {
         self.directory.known(&actor_name(index))
@@ -314,17 +331,10 @@ impl Context {
 
     async fn record(&self, request: PlaybookRecord) -> Result<Recorded, MatrixError> {
         request.check()?;
-        let ids = request.worker_ids.clone();
-        let known = match index::reader(&self.directory, WORKERS) {
-            Some(reader) => reader.lookup(ids),
-            None => self
-                .index_call(WORKERS, |reply| IndexMessage::Lookup {
-                    ids: ids.clone(),
-                    reply,
-                })
-                .await?
-                .ok_or(MatrixError::NoWorkers)?,
-        };
+        let known = self
+            .index_lookup(WORKERS, request.worker_ids.clone())
+            .await?
+            .ok_or(MatrixError::NoWorkers)?;
         let unknown: Vec<String> = request
             .worker_ids
             .iter()
@@ -393,19 +403,8 @@ impl Context {
     /// The playbook entry `id`, if the playbook and the entry exist (an
     /// entry that does not parse is started afresh).
     async fn playbook_entry(&self, id: &str) -> Result<Option<PlaybookEntry>, MatrixError> {
-        let ids = vec![id.to_string()];
-        let found = match index::reader(&self.directory, PLAYBOOK) {
-            Some(reader) => reader.lookup(ids),
-            None => match self
-                .index_call(PLAYBOOK, |reply| IndexMessage::Lookup {
-                    ids: ids.clone(),
-                    reply,
-                })
-                .await?
-            {
-                Some(found) => found,
-                None => return Ok(None),
-            },
+        let Some(found) = self.index_lookup(PLAYBOOK, vec![id.to_string()]).await? else {
+            return Ok(None);
         };
         Ok(found
             .get(id)

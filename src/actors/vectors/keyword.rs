@@ -227,24 +227,18 @@ impl KeywordIndex {
                     .iter()
                     .map(|&(id, _)| self.terms[id as usize].postings.len())
                     .sum();
-                if postings < labels.len() * query.known.len() * LOOKUP_COST {
-                    let sums = self.sums(query, &query.known);
-                    labels
-                        .iter()
-                        .filter_map(|&label| {
-                            let score = sums[*self.slots.get(&label)? as usize];
-                            (score > 0.0).then_some(Scored { label, score })
-                        })
-                        .collect()
-                } else {
-                    labels
-                        .iter()
-                        .filter_map(|&label| {
-                            let score = self.score(query, label)?;
-                            (score > 0.0).then_some(Scored { label, score })
-                        })
-                        .collect()
-                }
+                let sums = (postings < labels.len() * query.known.len() * LOOKUP_COST)
+                    .then(|| self.sums(query, &query.known));
+                labels
+                    .iter()
+                    .filter_map(|&label| {
+                        let score = match &sums {
+                            Some(sums) => sums[*self.slots.get(&label)? as usize],
+                            None => self.score(query, label)?,
+                        };
+                        (score > 0.0).then_some(Scored { label, score })
+                    })
+                    .collect()
             }
             None => {
                 // Terms most documents hold add little to any score but
