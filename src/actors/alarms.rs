@@ -258,10 +258,6 @@ mod tests {
             &[
                 ("alarms.check_interval_ms", "100"),
                 ("alarms.memory_high_water_bytes", "1"),
-                // Whatever this machine's disk holds, it is not "nearly
-                // full" by these marks (the test asserts the alarm is off).
-                ("alarms.disk_free_min_bytes", "1"),
-                ("alarms.disk_free_min_ratio", "0"),
             ],
         ));
         let vectors = StatusBoard::new(Strategy::OneForOne);
