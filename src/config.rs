@@ -64,6 +64,9 @@ pub struct AuthSettings {
     pub tokens_file: Option<PathBuf>,
     /// `/ready` and `/metrics` need a token (any role) too.
     pub protect_ops: bool,
+    /// With no tokens, still serve requests that came through a proxy
+    /// (`Forwarded`, `X-Forwarded-*`): the proxy is the operator's own.
+    pub allow_open: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +77,9 @@ pub struct ServerSettings {
     pub workers: usize,
     pub request_timeout_ms: u64,
     pub shutdown_timeout_secs: u64,
+    /// `Host` names served besides loopback ones (DNS rebinding
+    /// protection); `"*"` serves any.
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,9 +148,12 @@ pub struct McpSettings {
     /// Browser origins accepted besides loopback ones (`http://localhost:*`,
     /// `http://127.0.0.1:*`, `http://[::1]:*`), e.g. `https://agents.example.com`.
     pub allowed_origins: Vec<String>,
-    /// `Host` headers accepted on `/mcp` besides loopback names (DNS
-    /// rebinding protection): add the name clients reach the service by.
+    /// `Host` names accepted besides loopback ones and
+    /// `server.allowed_hosts` (kept for older configurations).
     pub allowed_hosts: Vec<String>,
+    /// `/mcp` sessions open at once, and per token.
+    pub max_sessions: usize,
+    pub max_sessions_per_token: usize,
 }
 
 /// Which model answers chat.
@@ -170,6 +179,8 @@ pub struct ChatSettings {
     pub max_context_tokens: usize,
     /// The whole chat, retrieval and generation, must end within this.
     pub timeout_ms: u64,
+    /// Chats (and reruns) running at once; more get `503 too_many_chats`.
+    pub max_concurrent: usize,
     pub ollama: ChatOllamaSettings,
 }
 
@@ -271,6 +282,8 @@ pub struct StorageSettings {
     pub s3_secret_access_key: Option<Secret>,
     pub max_object_bytes: u64,
     pub max_concurrent_transfers: usize,
+    /// Transfers one token may hold at once (with tokens configured).
+    pub max_transfers_per_token: usize,
 }
 
 /// A credential: usable by the code, never printed by `Debug`.
@@ -299,6 +312,15 @@ pub struct IngestSettings {
     pub max_bytes: u64,
     /// How long one ingest (upload + write) may take.
     pub timeout_ms: u64,
+    /// Ingests running at once, over all datasets (503 beyond).
+    pub max_concurrent: usize,
+    /// Columns of a CSV header or JSON lines schema, and bytes of a
+    /// column name (422 beyond).
+    pub max_columns: usize,
+    pub max_column_name_bytes: usize,
+    /// An ingest starts only with this much free space on the data
+    /// directory's disk, besides its body's size (507 otherwise).
+    pub min_free_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -312,18 +334,38 @@ pub struct QuerySettings {
     pub memory_limit_bytes: usize,
     /// Queries running at once; more get `503 too_many_queries`.
     pub max_concurrent: usize,
+    /// Bytes of SQL text (400 `sql_too_long` beyond).
+    pub max_sql_bytes: usize,
+    /// How deeply an expression may nest (400 `sql_too_deep` beyond).
+    pub max_expression_depth: usize,
+    /// Bytes of rows in one answer; the rest is cut off and the answer
+    /// says so (`truncated`, `truncated_by`).
+    pub max_result_bytes: usize,
+    /// The largest value one call of `repeat`, `lpad`, `rpad`,
+    /// `array_repeat` or `range` may build (bytes or elements).
+    pub max_function_output: usize,
+    /// Threads of the query runtime (0: one per core).
+    pub threads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSettings {
+    /// Bodies of item batches (`POST …/add`), the largest JSON bodies; no
+    /// JSON route takes more, whatever its own limit says.
     pub max_body_bytes: usize,
+    /// Bodies of embed, validate and SQL requests.
+    pub max_text_body_bytes: usize,
+    /// Bodies of every other JSON route (searches, matrix, chat, admin).
+    pub max_request_bytes: usize,
     /// Fields in one search filter.
     pub max_filter_fields: usize,
     /// Ids in one `exclude_ids` or `worker_ids` list.
     pub max_id_list: usize,
     /// Open `/v1/supervision/events` streams at once (503 beyond).
     pub max_event_streams: usize,
+    /// ...and per token (with tokens configured).
+    pub max_event_streams_per_token: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -383,6 +425,20 @@ pub struct LoadOptions {
     pub overrides: Vec<(String, String)>,
 }
 
+/// A flag's value written as a TOML list of strings (`["a", "b"]`).
+fn string_list(value: &str) -> Option<Vec<String>> {
+    if !value.trim_start().starts_with('[') {
+        return None;
+    }
+    let table: toml::Table = toml::from_str(&format!("v = {value}")).ok()?;
+    table
+        .get("v")?
+        .as_array()?
+        .iter()
+        .map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
 impl Settings {
     /// The test layer (`config/test.toml`) on `data_dir`, with overrides,
     /// and no environment: what actor-level tests start from.
@@ -427,10 +483,18 @@ impl Settings {
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
+                // Lists from the environment are comma-separated.
+                .list_separator(",")
+                .with_list_parse_key("server.allowed_hosts")
+                .with_list_parse_key("mcp.allowed_hosts")
+                .with_list_parse_key("mcp.allowed_origins")
                 .source(options.env_vars),
         );
         for (key, value) in options.overrides {
-            builder = builder.set_override(key, value)?;
+            builder = match string_list(&value) {
+                Some(list) => builder.set_override(key, list)?,
+                None => builder.set_override(key, value)?,
+            };
         }
         let mut settings: Settings = builder.build()?.try_deserialize()?;
         settings.read_tokens_file()?;
@@ -815,6 +879,88 @@ impl Settings {
             "limits.max_body_bytes",
             "must be between 1024 and 1073741824",
         )?;
+        check(
+            (1024..=1 << 30).contains(&self.limits.max_request_bytes),
+            "limits.max_request_bytes",
+            "must be between 1024 and 1073741824",
+        )?;
+        check(
+            (1024..=1 << 30).contains(&self.limits.max_text_body_bytes),
+            "limits.max_text_body_bytes",
+            "must be between 1024 and 1073741824",
+        )?;
+        check(
+            (1..=10_000).contains(&self.limits.max_event_streams_per_token),
+            "limits.max_event_streams_per_token",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            (1..=1024).contains(&self.storage.max_transfers_per_token),
+            "storage.max_transfers_per_token",
+            "must be between 1 and 1024",
+        )?;
+        check(
+            (1..=10_000).contains(&self.mcp.max_sessions),
+            "mcp.max_sessions",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            (1..=10_000).contains(&self.mcp.max_sessions_per_token),
+            "mcp.max_sessions_per_token",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            (1..=1024).contains(&self.chat.max_concurrent),
+            "chat.max_concurrent",
+            "must be between 1 and 1024",
+        )?;
+        check(
+            (1..=256).contains(&self.ingest.max_concurrent),
+            "ingest.max_concurrent",
+            "must be between 1 and 256",
+        )?;
+        check(
+            (1..=10_000).contains(&self.ingest.max_columns),
+            "ingest.max_columns",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            (1..=4096).contains(&self.ingest.max_column_name_bytes),
+            "ingest.max_column_name_bytes",
+            "must be between 1 and 4096",
+        )?;
+        check(
+            (16..=16 << 20).contains(&self.query.max_sql_bytes),
+            "query.max_sql_bytes",
+            "must be between 16 and 16777216",
+        )?;
+        check(
+            (8..=10_000).contains(&self.query.max_expression_depth),
+            "query.max_expression_depth",
+            "must be between 8 and 10000",
+        )?;
+        check(
+            (1024..=1 << 32).contains(&self.query.max_result_bytes),
+            "query.max_result_bytes",
+            "must be between 1024 and 4294967296",
+        )?;
+        check(
+            (1..=1 << 32).contains(&self.query.max_function_output),
+            "query.max_function_output",
+            "must be between 1 and 4294967296",
+        )?;
+        check(
+            self.query.threads <= 64,
+            "query.threads",
+            "must be at most 64 (0 = one per core)",
+        )?;
+        for host in self.server.allowed_hosts.iter().chain(&self.mcp.allowed_hosts) {
+            check(
+                host == "*" || crate::domain::auth::host_name(host).as_deref() == Some(host.to_ascii_lowercase().as_str()),
+                "server.allowed_hosts",
+                "each entry is a host name or address without scheme or port (e.g. lakehouse.example.com), or \"*\"",
+            )?;
+        }
         check(
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
             "log.level",

@@ -70,6 +70,18 @@ pub fn store_params(durability: Durability) -> ObjectStoreParams {
     }
 }
 
+/// An object store over the local directory `dir` whose every completed
+/// write is synced, with its directory, before it returns (the stored
+/// objects' store in the `fsync` mode).
+pub fn syncing_directory(dir: &Path) -> object_store::Result<Arc<dyn ObjectStore>> {
+    let absolute = std::path::absolute(dir).map_err(sync_error)?;
+    let root: Arc<dyn ObjectStore> = Arc::new(SyncingStore {
+        inner: Arc::new(object_store::local::LocalFileSystem::new()),
+    });
+    let prefix = ObjectPath::from_absolute_path(&absolute)?;
+    Ok(Arc::new(object_store::prefix::PrefixStore::new(root, prefix)))
+}
+
 /// Lance's hook: wraps the local object store in a [`SyncingStore`].
 #[derive(Debug)]
 pub struct SyncingWrapper;

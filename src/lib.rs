@@ -18,6 +18,7 @@
 //! - [`durability`]: what an acknowledged write survives; the syncing
 //!   object store behind `data.durability = "fsync"`.
 //! - [`doctor`]: `lakehouse doctor`, checks of what the configuration needs.
+//! - [`redact`]: what no answer or log line shows (host paths, forged lines).
 //! - [`seed`]: `lakehouse seed`, the synthetic workers corpus loaded through the API.
 
 pub mod actors;
@@ -28,6 +29,7 @@ pub mod domain;
 pub mod durability;
 pub mod http;
 pub mod mcp;
+pub mod redact;
 pub mod replay_cli;
 pub mod seed;
 pub mod startup;

@@ -120,7 +120,12 @@ async fn ensure_index(client: &reqwest::Client, base: &str) -> Result<()> {
         .json(&json!({"name": WORKERS, "dimension": dimension}))
         .send()
         .await?;
-    match created.status().as_u16() {
+    let status = created.status().as_u16();
+    let body: Value = created.json().await.unwrap_or(Value::Null);
+    if body["error"]["code"] == "reserved_index" {
+        bail!("index '{WORKERS}' is the matrix's own: seeding it needs an admin token (--token)");
+    }
+    match status {
         201 => Ok(()),
         409 => {
             let info: Value = client
@@ -138,7 +143,7 @@ async fn ensure_index(client: &reqwest::Client, base: &str) -> Result<()> {
             }
             Ok(())
         }
-        _ => bail!("creating index '{WORKERS}': {}", created.text().await?),
+        _ => bail!("creating index '{WORKERS}' ({status}): {body}"),
     }
 }
 

@@ -45,6 +45,7 @@ impl Application {
         check_front_door(&settings)?;
         std::fs::create_dir_all(&settings.data.dir)
             .with_context(|| format!("cannot create data.dir {}", settings.data.dir.display()))?;
+        crate::redact::hide(&settings.data.dir);
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| {
                 format!(
@@ -72,6 +73,13 @@ impl Application {
         let event_streams = Arc::new(tokio::sync::Semaphore::new(
             settings.limits.max_event_streams,
         ));
+        let contract = Contract::build(&settings)
+            .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+        let front = Arc::new(crate::http::front_door::FrontDoor::new(&settings));
+        let mcp_sessions = crate::mcp::sessions::McpSessions::new(
+            settings.mcp.max_sessions,
+            settings.mcp.max_sessions_per_token,
+        );
         let context = ApiContext {
             directory: Directory::with_depth_gauge(metrics.actor_mailbox_depth.clone()),
             board: StatusBoard::new(Strategy::OneForOne),
@@ -79,8 +87,10 @@ impl Application {
             metrics,
             settings: Arc::new(settings),
             tokens,
-            contract: Arc::new(Contract::build()),
+            contract: Arc::new(contract),
             event_streams,
+            front,
+            mcp_sessions,
             alarms: crate::alarms::AlarmBoard::default(),
         };
         let arguments = root_arguments(&context, Arc::new(listener));
@@ -91,7 +101,7 @@ impl Application {
         )
         .await
         .map_err(|e| anyhow::anyhow!("the supervision tree failed to start: {e}"))?;
-        tracing::info!(%address, data_dir = %context.settings.data.dir.display(), "lakehouse is serving");
+        tracing::info!(%address, "lakehouse is serving");
         Ok(Self {
             address,
             context,
@@ -168,6 +178,16 @@ fn check_front_door(settings: &Settings) -> anyhow::Result<()> {
             settings.server.host
         );
     }
+    let hosts_named = !settings.server.allowed_hosts.is_empty() || !settings.mcp.allowed_hosts.is_empty();
+    if !settings.binds_loopback() && !hosts_named {
+        anyhow::bail!(
+            "refusing to start: server.host = {} is not a loopback address and \
+             server.allowed_hosts is empty, so every request would get 421 host_not_allowed. \
+             Set server.allowed_hosts to the names clients reach the service by \
+             (e.g. [\"lakehouse.example.com\"]), or to [\"*\"] to serve any Host",
+            settings.server.host
+        );
+    }
     Ok(())
 }
 
@@ -237,12 +257,14 @@ fn data_children(context: &ApiContext) -> Vec<ChildSpec> {
     let call_timeout = settings.request_timeout();
 
     let (storage_settings, data_dir) = (settings.storage.clone(), settings.data.dir.clone());
+    let durability = settings.data.durability;
     let storage = ChildSpec::worker(storage::NAME, move || {
         (
             StorageActor,
             StorageArguments {
                 settings: storage_settings.clone(),
                 data_dir: data_dir.clone(),
+                durability,
             },
         )
     })
@@ -278,7 +300,11 @@ fn data_children(context: &ApiContext) -> Vec<ChildSpec> {
         )
     })
     .shutdown(shutdown);
-    let (query_settings, directory) = (settings.query.clone(), context.directory.clone());
+    let (query_settings, directory, data_dir) = (
+        settings.query.clone(),
+        context.directory.clone(),
+        settings.data.dir.clone(),
+    );
     let query = ChildSpec::worker(query::NAME, move || {
         (
             QueryActor,
@@ -286,6 +312,7 @@ fn data_children(context: &ApiContext) -> Vec<ChildSpec> {
                 settings: query_settings.clone(),
                 directory: directory.clone(),
                 call_timeout,
+                data_dir: data_dir.clone(),
             },
         )
     })

@@ -5,7 +5,7 @@
 //! integration tests run many — never mix their counters.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 use tracing_subscriber::fmt::MakeWriter;
@@ -23,6 +23,8 @@ where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // Every event one line, with no host path in it.
+    let sink = crate::redact::Redacting(sink);
     let registry = tracing_subscriber::registry().with(filter);
     // `try_init` so a second application in the same process is harmless.
     let _ = match format {
@@ -68,6 +70,11 @@ pub struct Metrics {
     pub chat_tokens: IntCounterVec,
     pub chat_first_token: HistogramVec,
     pub chat_duration: HistogramVec,
+    /// Requests the front door admitted to one route and the router
+    /// routed to another: a bypass in the making, always 0.
+    pub front_door_mismatches: IntCounter,
+    /// Chats, replays and reruns holding a place (`chat.max_concurrent`).
+    pub chats_running: IntGauge,
 }
 
 /// Stages of `lakehouse_vector_commit_duration_seconds`.
@@ -105,6 +112,16 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
 
+        let front_door_mismatches = IntCounter::with_opts(Opts::new(
+            "lakehouse_front_door_mismatches_total",
+            "Requests the front door authorised for one route and the router sent to another (a bug: always 0).",
+        ))?;
+        registry.register(Box::new(front_door_mismatches.clone()))?;
+        let chats_running = IntGauge::with_opts(Opts::new(
+            "lakehouse_chats_running",
+            "Chats, replays and reruns running now (at most chat.max_concurrent).",
+        ))?;
+        registry.register(Box::new(chats_running.clone()))?;
         let http_requests = IntCounterVec::new(
             Opts::new(
                 "lakehouse_http_requests_total",
@@ -292,6 +309,8 @@ impl Metrics {
             chat_tokens,
             chat_first_token,
             chat_duration,
+            front_door_mismatches,
+            chats_running,
         })
     }
 

@@ -43,6 +43,11 @@ pub enum CatalogMessage {
         manifest: DatasetManifest,
         reply: RpcReplyPort<Result<(), String>>,
     },
+    /// Forgets a dataset (its files are the caller's to remove).
+    Remove {
+        name: String,
+        reply: RpcReplyPort<Result<(), String>>,
+    },
     Fault(Fault),
 }
 
@@ -65,7 +70,14 @@ pub struct CatalogState {
 
 /// `data.dir/datasets/<name>.lance`
 pub fn dataset_path(data_dir: &Path, name: &str) -> PathBuf {
-    data_dir.join("datasets").join(format!("{name}.lance"))
+    data_dir.join(dataset_uri(name))
+}
+
+/// A dataset's place relative to `data.dir` (`datasets/<name>.lance`):
+/// what the catalog records and shows, so no answer names the host's
+/// directories.
+pub fn dataset_uri(name: &str) -> String {
+    format!("datasets/{name}.lance")
 }
 
 /// The catalog's view of an Arrow schema.
@@ -141,6 +153,14 @@ impl Actor for CatalogActor {
                 }
                 let _ = reply.send(result);
             }
+            CatalogMessage::Remove { name, reply } => {
+                let previous = state.datasets.remove(&name);
+                let result = state.persist().map_err(|e| e.to_string());
+                if let (Err(_), Some(previous)) = (&result, previous) {
+                    state.datasets.insert(name, previous);
+                }
+                let _ = reply.send(result);
+            }
             CatalogMessage::Fault(fault) => fault.apply(NAME).await?,
         }
         Ok(())
@@ -173,8 +193,7 @@ async fn reconcile(data_dir: &Path, datasets: &mut BTreeMap<String, DatasetManif
             continue;
         };
         on_disk.push(name.to_string());
-        let uri = path.display().to_string();
-        let dataset = match Dataset::open(&uri).await {
+        let dataset = match Dataset::open(&path.display().to_string()).await {
             Ok(dataset) => dataset,
             Err(err) => {
                 tracing::error!(dataset = %name, %err, "dataset cannot be opened; left out of the catalog");
@@ -190,7 +209,7 @@ async fn reconcile(data_dir: &Path, datasets: &mut BTreeMap<String, DatasetManif
             tracing::warn!(dataset = %name, "dataset missing from the catalog; rebuilt from Lance");
             DatasetManifest {
                 name: name.to_string(),
-                uri: uri.clone(),
+                uri: dataset_uri(name),
                 schema: schema.clone(),
                 row_count: rows,
                 version,
@@ -199,6 +218,8 @@ async fn reconcile(data_dir: &Path, datasets: &mut BTreeMap<String, DatasetManif
                 ingests: Vec::new(),
             }
         });
+        // Catalogs written before URIs were relative named the host's path.
+        manifest.uri = dataset_uri(name);
         if manifest.version != version || manifest.row_count != rows {
             tracing::warn!(dataset = %name, catalog = manifest.version, lance = version, "catalog refreshed from Lance");
             manifest.version = version;

@@ -13,6 +13,15 @@
 //! The task is aborted if the actor dies (its handle lives in the actor's
 //! state), so a crash mid-ingest leaves the dataset at its previous version:
 //! Lance commits only after every batch is written.
+//!
+//! Bounded: at most `ingest.max_concurrent` ingests at once (503
+//! `too_many_ingests`); at most `ingest.max_columns` columns with names of
+//! `ingest.max_column_name_bytes` (422), each name once (400); the data
+//! directory's disk keeps `ingest.min_free_bytes` free while the body is
+//! spooled (507 `disk_full`); spool files a crash left behind are removed
+//! at start. A replace removes the dataset's older versions from disk at
+//! once, so data it replaced (a PII column) is really gone; a dataset is
+//! dropped whole by [`IngestMessage::Drop`] (admin).
 
 use std::collections::HashMap;
 use std::io::{Seek, SeekFrom, Write};
@@ -47,6 +56,10 @@ pub const NAME: &str = "ingest";
 
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 8192;
+/// The disk's free space is checked again after this many spooled bytes.
+const DISK_CHECK_EVERY: u64 = 16 << 20;
+/// Prefix of a dropped dataset's directory while its files are removed.
+const DROPPED: &str = ".dropped-";
 /// Rows read to infer a CSV's schema (JSON lines are read whole).
 const INFER_ROWS: usize = 1000;
 
@@ -67,6 +80,16 @@ pub enum IngestError {
     SchemaDrift { dataset: String, drift: SchemaDrift },
     #[error("an ingest into '{0}' is already running; retry when it is done")]
     Busy(String),
+    #[error("{0} ingests are running (ingest.max_concurrent); retry shortly")]
+    TooManyIngests(usize),
+    #[error("the header has {got} columns; at most {max} are allowed (ingest.max_columns)")]
+    TooManyColumns { max: usize, got: usize },
+    #[error("a column name has {got} bytes; at most {max} are allowed (ingest.max_column_name_bytes)")]
+    ColumnNameTooLong { max: usize, got: usize },
+    #[error("the data directory's disk has {free} bytes free; an ingest keeps at least {min} free (ingest.min_free_bytes)")]
+    DiskFull { free: u64, min: u64 },
+    #[error("no dataset '{0}'")]
+    NotFound(String),
     #[error("storage: {0}")]
     Storage(String),
     #[error(transparent)]
@@ -100,6 +123,12 @@ pub enum IngestMessage {
         replace: bool,
         chunks: mpsc::Receiver<UploadChunk>,
         reply: RpcReplyPort<Result<IngestOutcome, IngestError>>,
+    },
+    /// Removes a dataset: its catalog entry, then its files. Refused
+    /// while an ingest into it runs.
+    Drop {
+        dataset: String,
+        reply: RpcReplyPort<Result<(), IngestError>>,
     },
     /// Internal: the ingest into this dataset finished.
     Done(String),
@@ -148,7 +177,13 @@ impl Actor for IngestActor {
         _myself: ActorRef<Self::Msg>,
         args: IngestArguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        std::fs::create_dir_all(args.data_dir.join("tmp"))?;
+        let tmp = args.data_dir.join("tmp");
+        std::fs::create_dir_all(&tmp)?;
+        // Spool files of ingests a crash interrupted: nothing will finish them.
+        for entry in std::fs::read_dir(&tmp)?.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+        purge_dropped(&args.data_dir);
         Ok(IngestState {
             context: Arc::new(args),
             running: HashMap::new(),
@@ -177,6 +212,11 @@ impl Actor for IngestActor {
                     let _ = reply.send(Err(IngestError::Busy(dataset)));
                     return Ok(());
                 }
+                let most = state.context.settings.max_concurrent;
+                if state.running.len() >= most {
+                    let _ = reply.send(Err(IngestError::TooManyIngests(most)));
+                    return Ok(());
+                }
                 let context = state.context.clone();
                 let name = dataset.clone();
                 let handle = tokio::spawn(async move {
@@ -187,6 +227,25 @@ impl Actor for IngestActor {
                     // Done goes first: it is queued before the caller can
                     // send its next ingest of this dataset, so that one is
                     // never refused as busy.
+                    let _ = myself.send_message(IngestMessage::Done(name));
+                    let _ = reply.send(outcome);
+                });
+                state.running.insert(dataset, Running(handle));
+            }
+            IngestMessage::Drop { dataset, reply } => {
+                if let Err(err) = validate_dataset_name(&dataset) {
+                    let _ = reply.send(Err(IngestError::InvalidName(err)));
+                    return Ok(());
+                }
+                if state.running.contains_key(&dataset) {
+                    let _ = reply.send(Err(IngestError::Busy(dataset)));
+                    return Ok(());
+                }
+                // Held like an ingest, so none starts until it is gone.
+                let context = state.context.clone();
+                let name = dataset.clone();
+                let handle = tokio::spawn(async move {
+                    let outcome = drop_dataset(&context, &name).await;
                     let _ = myself.send_message(IngestMessage::Done(name));
                     let _ = reply.send(outcome);
                 });
@@ -239,9 +298,7 @@ async fn ingest(
         }
     }
 
-    let uri = dataset_path(&context.data_dir, dataset)
-        .display()
-        .to_string();
+    let uri = catalog::dataset_uri(dataset);
     let source = std::io::BufReader::new(
         file.reopen()
             .map_err(|e| IngestError::Storage(e.to_string()))?,
@@ -270,6 +327,7 @@ async fn ingest(
             IngestFormat::JsonLines => "no object with a field".into(),
         }));
     }
+    check_columns(&context.settings, &schema, format)?;
     let incoming = columns(&schema);
     if let (Some(manifest), false) = (&existing, replace) {
         let drift = SchemaDrift::between(&manifest.schema, &incoming);
@@ -318,6 +376,23 @@ async fn ingest(
     let written = Dataset::write(batches, write_uri.as_str(), Some(params))
         .await
         .map_err(|e| classify(e, format))?;
+    if replace {
+        // The replaced rows are in the older versions' files: remove them
+        // now, not at some later clean-up (a replace is how a column that
+        // should never have been ingested is taken out).
+        match written
+            .cleanup_old_versions(chrono::Duration::zero(), Some(false), Some(false))
+            .await
+        {
+            Ok(stats) => tracing::info!(
+                dataset,
+                versions = stats.old_versions,
+                bytes = stats.bytes_removed,
+                "replaced rows removed from disk"
+            ),
+            Err(err) => tracing::warn!(dataset, %err, "removing the replaced versions failed"),
+        }
+    }
     context
         .metrics
         .lance_commits
@@ -394,6 +469,9 @@ async fn spool(
         tempfile::NamedTempFile::new_in(context.data_dir.join("tmp")).map_err(storage)?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
+    let mut checked_at = 0u64;
+    let mut ended = false;
+    check_disk(context)?;
     while let Some(chunk) = chunks.recv().await {
         match chunk {
             UploadChunk::Data(bytes) => {
@@ -403,11 +481,22 @@ async fn spool(
                         limit: context.settings.max_bytes,
                     });
                 }
+                if size - checked_at >= DISK_CHECK_EVERY {
+                    checked_at = size;
+                    check_disk(context)?;
+                }
                 hasher.update(&bytes);
                 file.write_all(&bytes).map_err(storage)?;
             }
             UploadChunk::Abort(reason) => return Err(IngestError::Aborted(reason)),
+            UploadChunk::End => {
+                ended = true;
+                break;
+            }
         }
+    }
+    if !ended {
+        return Err(IngestError::Aborted("the request ended before its body".into()));
     }
     file.flush().map_err(storage)?;
     if size == 0 {
@@ -422,10 +511,19 @@ async fn spool(
 }
 
 /// Decoding errors surface from inside the Lance write: report them as
-/// malformed input (arrow names the line), the rest as storage failures.
+/// malformed input (arrow names the line), and so are schemas Lance will
+/// not store; the rest are storage failures.
 fn classify(err: lance::Error, format: IngestFormat) -> IngestError {
     let message = err.to_string();
-    if message.contains("Parser error")
+    let client = matches!(
+        err,
+        lance::Error::Schema { .. }
+            | lance::Error::SchemaMismatch { .. }
+            | lance::Error::InvalidInput { .. }
+            | lance::Error::Arrow { .. }
+    );
+    if client
+        || message.contains("Parser error")
         || message.contains("parsing")
         || message.contains("CSV")
         || message.contains("Csv")
@@ -438,5 +536,110 @@ fn classify(err: lance::Error, format: IngestFormat) -> IngestError {
         }
     } else {
         IngestError::Storage(message)
+    }
+}
+
+/// The header's columns within the caps, each name once.
+fn check_columns(
+    settings: &IngestSettings,
+    schema: &lance::deps::arrow_schema::Schema,
+    format: IngestFormat,
+) -> Result<(), IngestError> {
+    let fields = schema.fields();
+    if fields.len() > settings.max_columns {
+        return Err(IngestError::TooManyColumns {
+            max: settings.max_columns,
+            got: fields.len(),
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    for field in fields {
+        let name = field.name();
+        if name.len() > settings.max_column_name_bytes {
+            return Err(IngestError::ColumnNameTooLong {
+                max: settings.max_column_name_bytes,
+                got: name.len(),
+            });
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(IngestError::Malformed {
+                format,
+                reason: format!(
+                    "column {:?} appears twice in the header",
+                    name.chars().take(100).collect::<String>()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Refuses to go on when the data directory's disk is nearly full.
+fn check_disk(context: &IngestArguments) -> Result<(), IngestError> {
+    let min = context.settings.min_free_bytes;
+    match crate::actors::alarms::disk_space(&context.data_dir) {
+        Some((free, _)) if free < min => Err(IngestError::DiskFull { free, min }),
+        _ => Ok(()),
+    }
+}
+
+/// Removes `dataset`: renamed aside first (one atomic step: a crash after
+/// it leaves nothing the catalog would bring back), then out of the
+/// catalog, then its files.
+async fn drop_dataset(context: &IngestArguments, dataset: &str) -> Result<(), IngestError> {
+    let storage = |e: std::io::Error| IngestError::Storage(e.to_string());
+    let path = dataset_path(&context.data_dir, dataset);
+    let existing = context
+        .directory
+        .call(
+            catalog::NAME,
+            |reply| CatalogMessage::Get {
+                name: dataset.to_string(),
+                reply,
+            },
+            context.call_timeout,
+        )
+        .await?;
+    if existing.is_none() && !path.exists() {
+        return Err(IngestError::NotFound(dataset.to_string()));
+    }
+    let aside = context
+        .data_dir
+        .join("datasets")
+        .join(format!("{DROPPED}{}", uuid::Uuid::new_v4().simple()));
+    if path.exists() {
+        std::fs::rename(&path, &aside).map_err(storage)?;
+    }
+    context
+        .directory
+        .call(
+            catalog::NAME,
+            |reply| CatalogMessage::Remove {
+                name: dataset.to_string(),
+                reply,
+            },
+            context.call_timeout,
+        )
+        .await?
+        .map_err(IngestError::Storage)?;
+    if aside.exists() {
+        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(aside))
+            .await
+            .map_err(|e| IngestError::Storage(e.to_string()))?
+            .map_err(storage)?;
+    }
+    tracing::info!(dataset, "dataset dropped");
+    Ok(())
+}
+
+/// Finishes removing datasets a crash interrupted mid-drop.
+fn purge_dropped(data_dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("datasets")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(DROPPED) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }

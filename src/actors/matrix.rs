@@ -68,6 +68,14 @@ pub enum MatrixError {
     Invalid(#[from] MatrixInvalid),
     #[error("the '{WORKERS}' index does not exist yet: run `lakehouse seed --workers N` first")]
     NoWorkers,
+    /// `workers` or `playbook_memory` exists with a definition the
+    /// matrix cannot use (created by hand before the service did).
+    #[error("index '{index}' is reserved for the matrix, which needs cosine vectors of the embedder's dimension {needed}; it is {found}: drop it (admin) and seed again")]
+    Misdefined {
+        index: &'static str,
+        needed: usize,
+        found: String,
+    },
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error(transparent)]
@@ -195,10 +203,14 @@ impl Context {
     /// mailbox (which waits out a restart).
     async fn index_search(
         &self,
-        index: &str,
+        index: &'static str,
         request: SearchRequest,
     ) -> Result<Option<Result<Vec<Hit>, IndexError>>, MatrixError> {
         if let Some(reader) = index::reader(&self.directory, index) {
+            // The playbook of another embedder's dimension is tolerated (it
+            // just cannot match); the workers index of one is not.
+            let vector = request.vector.as_deref().filter(|_| index == WORKERS);
+            check_definition(index, reader.definition(), vector)?;
             return Ok(Some(reader.search_off_runtime(request).await));
         }
         self.index_call(index, |reply| IndexMessage::Search {
@@ -507,4 +519,23 @@ fn legacy_recording(hit: Hit) -> Option<Recording> {
         worker_ids,
         query_distance: hit.distance,
     })
+}
+
+/// The matrix's own indexes must be what it made them: cosine, and (when
+/// the search carries a vector) of the embedder's dimension.
+fn check_definition(
+    index: &'static str,
+    definition: &crate::domain::vectors::IndexDefinition,
+    vector: Option<&[f32]>,
+) -> Result<(), MatrixError> {
+    use crate::domain::vectors::Metric;
+    let wrong_dimension = vector.is_some_and(|v| v.len() != definition.dimension);
+    if definition.metric != Metric::Cosine || wrong_dimension {
+        return Err(MatrixError::Misdefined {
+            index,
+            needed: vector.map_or(definition.dimension, <[f32]>::len),
+            found: format!("{:?} of dimension {}", definition.metric, definition.dimension),
+        });
+    }
+    Ok(())
 }

@@ -40,6 +40,8 @@ pub enum StorageError {
     Busy,
     #[error("the upload was interrupted: {0}")]
     Aborted(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("object store: {0}")]
     Backend(String),
 }
@@ -51,17 +53,42 @@ impl From<object_store::Error> for StorageError {
 }
 
 /// The error of a store call about `key`: a missing object is named by
-/// its key (the store's own path would show the data directory).
+/// its key (the store's own path would show the data directory); a key
+/// the store refuses is the client's mistake, and so is one whose folder
+/// is an object (or the reverse), which a racing upload can still meet
+/// after [`check_conflicts`].
 fn about(key: &str) -> impl Fn(object_store::Error) -> StorageError + '_ {
     move |err| match err {
         object_store::Error::NotFound { .. } => StorageError::NotFound(key.to_string()),
-        other => StorageError::Backend(other.to_string()),
+        object_store::Error::InvalidPath { .. } => {
+            StorageError::InvalidKey(format!("the store does not take the key {:?}", short(key)))
+        }
+        other => {
+            let message = other.to_string();
+            if ["Not a directory", "Is a directory", "File exists"]
+                .iter()
+                .any(|m| message.contains(m))
+            {
+                StorageError::Conflict(format!(
+                    "{:?} clashes with an object that is a folder of it, or it of one",
+                    short(key)
+                ))
+            } else {
+                StorageError::Backend(message)
+            }
+        }
     }
 }
 
-/// One chunk of an upload, or the edge saying the upload is off.
+fn short(key: &str) -> String {
+    key.chars().take(100).collect()
+}
+
+/// One chunk of an upload, the end of it, or the edge saying the upload
+/// is off. A channel that closes without `End` is an aborted upload.
 pub enum UploadChunk {
     Data(Bytes),
+    End,
     Abort(String),
 }
 
@@ -108,6 +135,8 @@ pub struct StorageArguments {
     pub settings: StorageSettings,
     /// `data.dir`, for the local default.
     pub data_dir: std::path::PathBuf,
+    /// `fsync`: a stored object is synced to disk before it is acknowledged.
+    pub durability: crate::config::Durability,
 }
 
 pub struct StorageState {
@@ -146,6 +175,12 @@ pub fn validate_key(key: &str) -> Result<ObjectPath, StorageError> {
         if segment.is_empty() || segment == "." || segment == ".." {
             return invalid("empty, '.' and '..' segments are not allowed");
         }
+        // `name#123` is how the local store names an upload in progress.
+        if let Some((_, suffix)) = segment.rsplit_once('#') {
+            if !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()) {
+                return invalid("a segment may not end in '#' and digits (reserved for uploads in progress)");
+            }
+        }
     }
     ObjectPath::parse(key).map_err(|e| StorageError::InvalidKey(e.to_string()))
 }
@@ -164,7 +199,14 @@ impl Actor for StorageActor {
             None | Some("") => {
                 let dir = args.data_dir.join("objects");
                 std::fs::create_dir_all(&dir)?;
-                Arc::new(LocalFileSystem::new_with_prefix(&dir)?)
+                match args.durability {
+                    crate::config::Durability::Process => {
+                        Arc::new(LocalFileSystem::new_with_prefix(&dir)?)
+                    }
+                    crate::config::Durability::Fsync => {
+                        crate::durability::syncing_directory(&dir)?
+                    }
+                }
             }
             Some(url) => s3_store(url, &args.settings)?,
         };
@@ -188,8 +230,11 @@ impl Actor for StorageActor {
                     Ok((path, permit)) => {
                         let (store, limit) = (state.store.clone(), state.max_object_bytes);
                         tokio::spawn(async move {
-                            let _ =
-                                reply.send(upload(store, path, key, chunks, limit, permit).await);
+                            let stored = match check_conflicts(&store, &path, &key).await {
+                                Ok(()) => upload(store, path, key, chunks, limit, permit).await,
+                                Err(err) => Err(err),
+                            };
+                            let _ = reply.send(stored);
                         });
                     }
                     Err(err) => {
@@ -263,6 +308,43 @@ impl StorageState {
     }
 }
 
+/// Keys are paths: an object cannot also be a folder of others. Refuses
+/// `a/b` when `a` is an object, and `a` when objects live under `a/` (the
+/// local store could not hold both; S3 could, but the same key must mean
+/// the same on every store).
+async fn check_conflicts(
+    store: &Arc<dyn ObjectStore>,
+    path: &ObjectPath,
+    key: &str,
+) -> Result<(), StorageError> {
+    let parts: Vec<_> = path.parts().collect();
+    let mut ancestor = ObjectPath::default();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        ancestor = ancestor.join(part.clone());
+        if store.head(&ancestor).await.is_ok() {
+            return Err(StorageError::Conflict(format!(
+                "{:?} is an object, so {:?} cannot be stored under it",
+                ancestor.to_string(),
+                short(key)
+            )));
+        }
+    }
+    // Nothing under the key (the local store: no such directory, or a file).
+    let under = match store.list_with_delimiter(Some(path)).await {
+        Ok(under) => under,
+        Err(object_store::Error::NotFound { .. }) => return Ok(()),
+        Err(err) if err.to_string().contains("Not a directory") => return Ok(()),
+        Err(err) => return Err(about(key)(err)),
+    };
+    if !under.objects.is_empty() || !under.common_prefixes.is_empty() {
+        return Err(StorageError::Conflict(format!(
+            "objects are stored under {:?}/, so it cannot be an object itself",
+            short(key)
+        )));
+    }
+    Ok(())
+}
+
 async fn upload(
     store: Arc<dyn ObjectStore>,
     path: ObjectPath,
@@ -283,8 +365,8 @@ async fn upload(
                 writer.put(bytes);
             }
             Some(UploadChunk::Abort(reason)) => break Err(StorageError::Aborted(reason)),
-            // The sender is dropped after the last chunk.
-            None => break Ok(()),
+            Some(UploadChunk::End) => break Ok(()),
+            None => break Err(StorageError::Aborted("the request ended before its body".into())),
         }
     };
     match outcome {

@@ -1,7 +1,9 @@
 //! The `validate` actor: checks outreach (e-mail, SMS) and fill proposals
-//! before they go out. E-mail and SMS checks are pure and answered in the
-//! mailbox (microseconds); a fill needs the workers' facts, looked up in the
-//! `workers` index by a task so the mailbox never waits on it.
+//! before they go out. Every check runs off the mailbox: e-mail and SMS
+//! scans (linear, microseconds for a real draft, a few milliseconds for a
+//! megabyte of `[`) on the blocking pool, a fill's lookup of the workers'
+//! facts in the `workers` index on a task, so one hostile body never
+//! delays the next request. A fill names at most [`MAX_FILL_WORKERS`].
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use crate::actors::matrix::WORKERS;
 use crate::actors::vectors::index::{actor_name, IndexMessage};
 use crate::domain::validate::{
     validate_email, validate_fill, validate_sms, ValidateRequest, Verdict, WorkerFacts,
+    MAX_FILL_WORKERS,
 };
 use crate::supervision::{CallError, Directory, Fault};
 
@@ -25,10 +28,20 @@ pub struct ValidateArguments {
     pub call_timeout: Duration,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    #[error("worker_ids may hold at most {max} ids, got {got}")]
+    TooManyWorkers { max: usize, got: usize },
+    #[error("the check failed inside: {0}")]
+    Internal(String),
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
 pub enum ValidateMessage {
     Validate {
         request: ValidateRequest,
-        reply: RpcReplyPort<Result<Verdict, CallError>>,
+        reply: RpcReplyPort<Result<Verdict, ValidateError>>,
     },
     Fault(Fault),
 }
@@ -61,19 +74,33 @@ impl Actor for ValidateActor {
         match message {
             ValidateMessage::Validate { request, reply } => match request {
                 ValidateRequest::Email { to, subject, body } => {
-                    let _ = reply.send(Ok(Verdict::from_problems(validate_email(
-                        &to, &subject, &body,
-                    ))));
+                    tokio::spawn(async move {
+                        let checked = tokio::task::spawn_blocking(move || {
+                            validate_email(&to, &subject, &body)
+                        })
+                        .await;
+                        let _ = reply.send(verdict_of(checked));
+                    });
                 }
                 ValidateRequest::Sms { to, body } => {
-                    let _ = reply.send(Ok(Verdict::from_problems(validate_sms(&to, &body))));
+                    tokio::spawn(async move {
+                        let checked =
+                            tokio::task::spawn_blocking(move || validate_sms(&to, &body)).await;
+                        let _ = reply.send(verdict_of(checked));
+                    });
+                }
+                ValidateRequest::Fill { worker_ids, .. } if worker_ids.len() > MAX_FILL_WORKERS => {
+                    let _ = reply.send(Err(ValidateError::TooManyWorkers {
+                        max: MAX_FILL_WORKERS,
+                        got: worker_ids.len(),
+                    }));
                 }
                 ValidateRequest::Fill { order, worker_ids } => {
                     let directory = state.directory.clone();
                     let timeout = state.call_timeout;
                     tokio::spawn(async move {
                         let facts = lookup_workers(&directory, worker_ids.clone(), timeout).await;
-                        let verdict = facts.map(|facts| {
+                        let verdict = facts.map_err(ValidateError::from).map(|facts| {
                             Verdict::from_problems(validate_fill(&order, &worker_ids, |id| {
                                 facts.get(id).cloned()
                             }))
@@ -86,6 +113,14 @@ impl Actor for ValidateActor {
         }
         Ok(())
     }
+}
+
+fn verdict_of(
+    checked: Result<Vec<crate::domain::validate::Problem>, tokio::task::JoinError>,
+) -> Result<Verdict, ValidateError> {
+    checked
+        .map(Verdict::from_problems)
+        .map_err(|e| ValidateError::Internal(e.to_string()))
 }
 
 /// Role and location of each known worker; an absent `workers` index means

@@ -180,9 +180,56 @@ pub fn bearer(header: &str) -> Option<&str> {
         .then_some(token)
 }
 
+/// The host name of a `Host` header value (or a configured address):
+/// lower case, without its port; IPv6 keeps its brackets.
+pub fn host_name(value: &str) -> Option<String> {
+    let value = value.trim();
+    if value.is_empty() || value.len() > 255 {
+        return None;
+    }
+    let name = if let Some(rest) = value.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let after = &rest[end + 1..];
+        if !(after.is_empty() || is_port(after.strip_prefix(':')?)) {
+            return None;
+        }
+        format!("[{}]", &rest[..end])
+    } else if value.matches(':').count() > 1 {
+        // A bare IPv6 address (a configured `server.host`).
+        format!("[{value}]")
+    } else {
+        match value.split_once(':') {
+            Some((name, port)) if is_port(port) => name.to_string(),
+            Some(_) => return None,
+            None => value.to_string(),
+        }
+    };
+    let valid = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']'));
+    (valid && !name.is_empty()).then(|| name.to_ascii_lowercase())
+}
+
+fn is_port(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_names_lose_their_port_and_case() {
+        assert_eq!(host_name("LocalHost:3100").as_deref(), Some("localhost"));
+        assert_eq!(host_name("127.0.0.1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(host_name("[::1]:80").as_deref(), Some("[::1]"));
+        assert_eq!(host_name("::1").as_deref(), Some("[::1]"));
+        assert_eq!(host_name("example.com:x"), None);
+        assert_eq!(host_name("a b"), None);
+        assert_eq!(host_name(""), None);
+        assert_eq!(host_name("[::1]junk"), None);
+    }
+
 
     fn entry(name: &str, role: Role, token: &str) -> TokenEntry {
         TokenEntry {

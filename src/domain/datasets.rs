@@ -27,6 +27,7 @@ pub struct IngestRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DatasetManifest {
     pub name: String,
+    /// Where the Lance dataset lives, relative to `data.dir`.
     pub uri: String,
     pub schema: Vec<Column>,
     pub row_count: u64,
@@ -141,7 +142,12 @@ pub struct SqlResult {
     #[schema(value_type = Vec<Vec<Object>>)]
     pub rows: Vec<Vec<serde_json::Value>>,
     pub row_count: usize,
+    /// Rows were left out: see `truncated_by`.
     pub truncated: bool,
+    /// Why: `limit` (the row limit) or `max_result_bytes` (the answer's
+    /// byte budget, `query.max_result_bytes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated_by: Option<&'static str>,
 }
 
 #[cfg(test)]

@@ -421,7 +421,14 @@ impl MatrixSearch {
             let condition = if let Ok(instant) = chrono::DateTime::parse_from_rfc3339(date) {
                 serde_json::json!({"lte": instant.to_rfc3339()})
             } else if let Ok(day) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") {
-                let next = day + chrono::Duration::days(1);
+                // The last day chrono knows has no next one: checked, so
+                // `+262142-12-31` is refused rather than a panic.
+                let next = day.checked_add_days(chrono::Days::new(1)).ok_or_else(|| {
+                    invalid(
+                        "available_by",
+                        format!("'{date}' is past the last date this service can compare"),
+                    )
+                })?;
                 serde_json::json!({"lt": format!("{next}T00:00:00Z")})
             } else {
                 return Err(invalid(

@@ -86,7 +86,7 @@ pub fn validate_email(to: &str, subject: &str, body: &str) -> Vec<Problem> {
     if let Err(reason) = check_address(to) {
         problems.push(Problem::new("invalid_address", "to", reason));
     }
-    check_text(&mut problems, "subject", subject, MAX_SUBJECT_CHARS);
+    let subject_fits = check_text(&mut problems, "subject", subject, MAX_SUBJECT_CHARS);
     if subject.contains(['\r', '\n']) {
         problems.push(Problem::new(
             "invalid_subject",
@@ -94,10 +94,14 @@ pub fn validate_email(to: &str, subject: &str, body: &str) -> Vec<Problem> {
             "a subject must be one line",
         ));
     }
-    check_text(&mut problems, "body", body, MAX_EMAIL_BODY_CHARS);
-    for (field, text) in [("subject", subject), ("body", body)] {
-        check_placeholders(&mut problems, field, text);
-        check_pii(&mut problems, field, text);
+    let body_fits = check_text(&mut problems, "body", body, MAX_EMAIL_BODY_CHARS);
+    // A text already too long is not scanned further: it cannot be sent
+    // as it is, and scanning a megabyte costs more than saying so.
+    for (field, text, fits) in [("subject", subject, subject_fits), ("body", body, body_fits)] {
+        if fits {
+            check_placeholders(&mut problems, field, text);
+            check_pii(&mut problems, field, text);
+        }
     }
     problems
 }
@@ -107,9 +111,10 @@ pub fn validate_sms(to: &str, body: &str) -> Vec<Problem> {
     if let Err(reason) = check_phone(to) {
         problems.push(Problem::new("invalid_phone", "to", reason));
     }
-    check_text(&mut problems, "body", body, MAX_SMS_CHARS);
-    check_placeholders(&mut problems, "body", body);
-    check_pii(&mut problems, "body", body);
+    if check_text(&mut problems, "body", body, MAX_SMS_CHARS) {
+        check_placeholders(&mut problems, "body", body);
+        check_pii(&mut problems, "body", body);
+    }
     problems
 }
 
@@ -122,9 +127,10 @@ pub fn validate_draft(sms: bool, body: &str) -> Vec<Problem> {
     } else {
         MAX_EMAIL_BODY_CHARS
     };
-    check_text(&mut problems, "body", body, max);
-    check_placeholders(&mut problems, "body", body);
-    check_pii(&mut problems, "body", body);
+    if check_text(&mut problems, "body", body, max) {
+        check_placeholders(&mut problems, "body", body);
+        check_pii(&mut problems, "body", body);
+    }
     problems
 }
 
@@ -209,10 +215,12 @@ fn same(a: &str, b: &str) -> bool {
     a.trim().eq_ignore_ascii_case(b.trim())
 }
 
-fn check_text(problems: &mut Vec<Problem>, field: &str, text: &str, max: usize) {
+/// Presence and length; whether the text is worth scanning further (it
+/// is not empty and not too long).
+fn check_text(problems: &mut Vec<Problem>, field: &str, text: &str, max: usize) -> bool {
     if text.trim().is_empty() {
         problems.push(Problem::new("missing", field, "must not be empty"));
-        return;
+        return false;
     }
     let chars = text.chars().count();
     if chars > max {
@@ -221,8 +229,13 @@ fn check_text(problems: &mut Vec<Problem>, field: &str, text: &str, max: usize) 
             field,
             format!("{chars} characters, at most {max} are allowed"),
         ));
+        return false;
     }
+    true
 }
+
+/// The longest `[UPPER_CASE]` placeholder token.
+const MAX_TOKEN_CHARS: usize = 40;
 
 /// Unresolved template placeholders: `{{…}}` and `[UPPER_CASE]` tokens.
 fn check_placeholders(problems: &mut Vec<Problem>, field: &str, text: &str) {
@@ -238,22 +251,25 @@ fn check_placeholders(problems: &mut Vec<Problem>, field: &str, text: &str) {
             None => break,
         }
     }
+    // `[TOKEN]`: one pass. A token is at most 40 characters, so the `]`
+    // is looked for only that far; a `[` without one is passed over (a
+    // search to the end for every `[` made a body of `[`s quadratic).
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'[' {
-            if let Some(len) = text[i + 1..].find(']') {
+            let window = &bytes[i + 1..bytes.len().min(i + 2 + MAX_TOKEN_CHARS)];
+            if let Some(len) = window.iter().position(|&b| b == b']') {
                 let inner = &text[i + 1..i + 1 + len];
                 let is_token = !inner.is_empty()
-                    && inner.len() <= 40
                     && inner.chars().next().is_some_and(|c| c.is_ascii_uppercase())
                     && inner.chars().all(|c| {
                         c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' || c == ' '
                     });
                 if is_token {
                     found.push(format!("[{inner}]"));
+                    i += len + 1;
                 }
-                i += len + 1;
             }
         }
         i += 1;

@@ -1,12 +1,13 @@
-//! The front door: who is calling, and may they call this route.
+//! Tokens and roles: who is calling, and may they call this route (the
+//! [`super::front_door`] asks, after it has found the route).
 //!
 //! Every request's route (its template, e.g. `/v1/vectors/index/{name}`)
 //! and method are looked up in the [`AccessRules`], which are read from the
 //! OpenAPI document's `security` requirements: `/health` and the contract
 //! are open, `/ready` and `/metrics` are open unless `auth.protect_ops`,
 //! everything else needs a bearer token whose role is at least the one the
-//! operation names. A route the document does not know is refused (it
-//! would be a route nobody decided a role for).
+//! operation names. Every operation states its `security` (open ones an
+//! empty list): one that does not stops the server at start-up.
 //!
 //! With no tokens configured the service is open (it refuses to start like
 //! that on anything but loopback, see [`crate::startup`]); every request
@@ -14,11 +15,8 @@
 
 use std::collections::HashMap;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::ServiceRequest;
 use actix_web::http::{header, Method};
-use actix_web::middleware::Next;
-use actix_web::{web, Error, HttpMessage};
 use serde_json::Value;
 
 use super::{ApiContext, ApiError};
@@ -44,6 +42,15 @@ pub struct Caller {
     pub role: Option<Role>,
 }
 
+impl Caller {
+    pub fn anonymous() -> Self {
+        Self {
+            name: "anonymous".into(),
+            role: None,
+        }
+    }
+}
+
 /// Route template and method → what it needs, read from the document.
 #[derive(Debug, Clone, Default)]
 pub struct AccessRules {
@@ -51,6 +58,24 @@ pub struct AccessRules {
 }
 
 impl AccessRules {
+    /// Every `method path` of the document whose operation has no
+    /// `security` entry: a route nobody decided a role for. The server
+    /// refuses to start while there is one.
+    pub fn unsecured(document: &Value) -> Vec<String> {
+        let mut found = Vec::new();
+        let paths = document.get("paths").and_then(Value::as_object);
+        for (path, item) in paths.into_iter().flatten() {
+            for method in super::openapi::METHODS {
+                if let Some(operation) = item.get(method) {
+                    if operation.get("security").is_none() {
+                        found.push(format!("{} {path}", method.to_ascii_uppercase()));
+                    }
+                }
+            }
+        }
+        found
+    }
+
     pub fn from_document(document: &Value) -> Self {
         let mut rules = HashMap::new();
         let paths = document.get("paths").and_then(Value::as_object);
@@ -98,7 +123,7 @@ impl AccessRules {
 }
 
 /// `{key:.+}` (actix's pattern) and `{key}` (the document's) are one route.
-fn normalise(template: &str) -> String {
+pub(crate) fn normalise(template: &str) -> String {
     let mut out = String::with_capacity(template.len());
     let mut in_regex = false;
     for c in template.chars() {
@@ -115,11 +140,13 @@ fn normalise(template: &str) -> String {
     out
 }
 
-/// Reads an operation's `security`: none is open; `[{}, {"bearer": []}]`
-/// (token optional) is ops; `[{"bearer": ["write"]}]` needs `write`.
+/// Reads an operation's `security`: `[]` is open; `[{}, {"bearer": []}]`
+/// (token optional) is ops; `[{"bearer": ["write"]}]` needs `write`. An
+/// operation without one is refused at start-up
+/// ([`AccessRules::unsecured`]); should one get here, it needs a token.
 fn access_of(security: Option<&Value>) -> Access {
     let Some(requirements) = security.and_then(Value::as_array) else {
-        return Access::Open;
+        return Access::Role(Role::Read);
     };
     let optional = requirements
         .iter()
@@ -139,57 +166,15 @@ fn access_of(security: Option<&Value>) -> Access {
     }
 }
 
-/// The middleware: decides, records the caller, or refuses.
-pub async fn authorize(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<actix_web::body::BoxBody>, Error> {
-    let Some(context) = req.app_data::<web::Data<ApiContext>>().cloned() else {
-        return Ok(next.call(req).await?.map_into_boxed_body());
-    };
-    match check(&req, &context) {
-        Ok(caller) => {
-            req.extensions_mut().insert(caller);
-            Ok(next.call(req).await?.map_into_boxed_body())
-        }
-        Err((caller, refusal)) => {
-            req.extensions_mut().insert(caller);
-            let (request, _) = req.into_parts();
-            let response = actix_web::ResponseError::error_response(&refusal);
-            Ok(ServiceResponse::new(request, response))
-        }
-    }
-}
-
-fn check(req: &ServiceRequest, context: &ApiContext) -> Result<Caller, (Caller, ApiError)> {
-    let anonymous = Caller {
-        name: "anonymous".into(),
-        role: None,
-    };
+/// Whether the request's bearer token may use a route that needs
+/// `access`: the caller it names, or why not.
+pub(super) fn check_access(
+    req: &ServiceRequest,
+    context: &ApiContext,
+    access: Access,
+) -> Result<Caller, (Caller, ApiError)> {
+    let anonymous = Caller::anonymous();
     let tokens: &Tokens = &context.tokens;
-    let access = match req.match_pattern() {
-        // No route: the default service answers 404 or 405.
-        None => return Ok(anonymous),
-        Some(pattern) if pattern.starts_with("/docs") => Access::Open,
-        // MCP: any valid token; each tool then checks the role it needs.
-        Some(pattern) if pattern == "/mcp" || pattern.starts_with("/mcp/") => {
-            Access::Role(Role::Read)
-        }
-        Some(pattern) => match context.contract.rules.access(req.method(), &pattern) {
-            Some(access) => access,
-            // The route exists with other methods: 405 from the default
-            // service. Any other route the document does not know has no
-            // role decided for it, so nobody may call it.
-            None if !context.contract.rules.methods_of(&pattern).is_empty() => {
-                return Ok(anonymous)
-            }
-            None => {
-                tracing::error!(%pattern, method = %req.method(), "a route without an access rule");
-                let refusal = ApiError::Internal("this route has no access rule".into());
-                return Err((anonymous, refusal));
-            }
-        },
-    };
     let needed = match access {
         Access::Open => return Ok(anonymous),
         Access::Ops if !context.settings.auth.protect_ops => return Ok(anonymous),
@@ -253,7 +238,7 @@ mod tests {
 
     #[test]
     fn security_requirements_map_to_access() {
-        assert_eq!(access_of(None), Access::Open);
+        assert_eq!(access_of(None), Access::Role(Role::Read));
         assert_eq!(access_of(Some(&json!([]))), Access::Open);
         assert_eq!(access_of(Some(&json!([{}, {"bearer": []}]))), Access::Ops);
         assert_eq!(
@@ -263,7 +248,8 @@ mod tests {
         let doc = json!({"paths": {
             "/v1/x/{id}": {"get": {"security": [{"bearer": ["read"]}]},
                            "delete": {"security": [{"bearer": ["admin"]}]}},
-            "/health": {"get": {}}
+            "/health": {"get": {"security": []}},
+            "/forgotten": {"post": {}}
         }});
         let rules = AccessRules::from_document(&doc);
         assert_eq!(
@@ -277,5 +263,6 @@ mod tests {
         assert_eq!(rules.access(&Method::POST, "/v1/x/{id}"), None);
         assert_eq!(rules.access(&Method::GET, "/health"), Some(Access::Open));
         assert_eq!(rules.methods_of("/v1/x/{id}"), ["DELETE", "GET"]);
+        assert_eq!(AccessRules::unsecured(&doc), ["POST /forgotten"]);
     }
 }

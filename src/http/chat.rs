@@ -39,7 +39,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         (status = 404, description = "`no_workers`, `index_not_found`, `model_not_found` (names the model)", body = super::error::ErrorBody),
         (status = 422, description = "`invalid_messages`, `invalid_context`, `invalid_k`, `invalid_filter`, `too_many_filter_fields`, `dimension_mismatch`", body = super::error::ErrorBody),
         (status = 502, description = "`chat_bad_response`", body = super::error::ErrorBody),
-        (status = 503, description = "`chat_unavailable` (names the URL), `index_loading`, `embedder_unavailable`", body = super::error::ErrorBody),
+        (status = 503, description = "`chat_unavailable` (names the URL), `index_loading`, `embedder_unavailable`, `too_many_chats` (`chat.max_concurrent` are running)", body = super::error::ErrorBody),
         (status = 504, description = "`chat_timeout`", body = super::error::ErrorBody),
     ),
     security(("bearer" = ["read"]))
@@ -216,7 +216,7 @@ fn citation_frame(citations: Vec<Citation>) -> Bytes {
         (status = 404, description = "`no_workers`, `model_not_found`", body = super::error::ErrorBody),
         (status = 422, description = "`invalid_messages`, `invalid_context`, `invalid_k`, `query_too_long`", body = super::error::ErrorBody),
         (status = 502, description = "`chat_bad_response`", body = super::error::ErrorBody),
-        (status = 503, description = "`chat_unavailable`, `index_loading`, `embedder_unavailable`", body = super::error::ErrorBody),
+        (status = 503, description = "`chat_unavailable`, `index_loading`, `embedder_unavailable`, `too_many_chats`", body = super::error::ErrorBody),
         (status = 504, description = "`chat_timeout`", body = super::error::ErrorBody),
     ),
     security(("bearer" = ["write"]))
@@ -251,7 +251,7 @@ async fn replay(
         (status = 404, description = "`run_not_found`, `model_not_found`", body = super::error::ErrorBody),
         (status = 410, description = "`version_gone`: a cited version was removed", body = super::error::ErrorBody),
         (status = 502, description = "`chat_bad_response`", body = super::error::ErrorBody),
-        (status = 503, description = "`chat_unavailable`, `index_loading`, `embedder_unavailable`", body = super::error::ErrorBody),
+        (status = 503, description = "`chat_unavailable`, `index_loading`, `embedder_unavailable`, `too_many_chats`", body = super::error::ErrorBody),
         (status = 504, description = "`chat_timeout`", body = super::error::ErrorBody),
     ),
     security(("bearer" = ["read"]))

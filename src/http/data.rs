@@ -32,11 +32,12 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(ingest_csv)
         .service(list_datasets)
         .service(get_dataset)
+        .service(drop_dataset)
         .service(sql);
 }
 
-/// Forwards the body into `tx`; stops (and tells the receiver) once more
-/// than `limit` bytes arrived or the client went away.
+/// Forwards the body into `tx`, then `End`; stops (and tells the
+/// receiver) once more than `limit` bytes arrived or the client went away.
 async fn pump(
     mut payload: web::Payload,
     tx: mpsc::Sender<UploadChunk>,
@@ -46,6 +47,15 @@ async fn pump(
     while let Some(chunk) = payload.next().await {
         let chunk = match chunk {
             Ok(chunk) => chunk,
+            Err(actix_web::error::PayloadError::Overflow) => {
+                // The front door's limit for the route (the same as `limit`).
+                let _ = tx
+                    .send(UploadChunk::Abort("over the size limit".into()))
+                    .await;
+                return Err(ApiError::PayloadTooLarge {
+                    limit: limit as usize,
+                });
+            }
             Err(err) => {
                 let _ = tx.send(UploadChunk::Abort(err.to_string())).await;
                 return Err(ApiError::MalformedBody(err.to_string()));
@@ -65,7 +75,24 @@ async fn pump(
             return Ok(());
         }
     }
+    // Said explicitly: a sender dropped without it (the request went away
+    // mid-body) is an aborted upload, never a complete one.
+    let _ = tx.send(UploadChunk::End).await;
     Ok(())
+}
+
+/// A share of the transfers for the request's caller (at most
+/// `storage.max_transfers_per_token` with tokens configured).
+fn transfer_share(
+    context: &ApiContext,
+    request: &actix_web::HttpRequest,
+) -> Result<super::front_door::Share, ApiError> {
+    let caller = super::caller_name(request);
+    let per_token = context.settings.storage.max_transfers_per_token;
+    context
+        .front
+        .share("transfers", &caller, per_token)
+        .ok_or(ApiError::Storage(storage::StorageError::Busy))
 }
 
 /// Store an object (streamed; at most `storage.max_object_bytes`).
@@ -76,19 +103,22 @@ async fn pump(
     responses(
         (status = 201, description = "Stored", body = ObjectInfo),
         (status = 400, description = "`invalid_key`, `upload_aborted`", body = ErrorBody),
+        (status = 409, description = "`key_conflict`: a folder of the key is an object, or objects are stored under the key", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: nothing stored", body = ErrorBody),
         (status = 503, description = "`too_many_transfers`", body = ErrorBody),
     ),
     security(("bearer" = ["write"]))
 )]
 #[put("/storage/objects/{key:.+}")]
-#[tracing::instrument(skip_all, fields(key = %key))]
+#[tracing::instrument(skip_all, fields(key = ?key.as_str()))]
 async fn put_object(
     context: web::Data<ApiContext>,
     key: web::Path<String>,
+    request: actix_web::HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let key = key.into_inner();
+    let _share = transfer_share(&context, &request)?;
     let limit = context.settings.storage.max_object_bytes;
     let (tx, rx) = mpsc::channel(8);
     let timeout = Duration::from_millis(context.settings.ingest.timeout_ms);
@@ -121,15 +151,22 @@ async fn put_object(
     security(("bearer" = ["read"]))
 )]
 #[get("/storage/objects/{key:.+}")]
-#[tracing::instrument(skip_all, fields(key = %key))]
+#[tracing::instrument(skip_all, fields(key = ?key.as_str()))]
 async fn get_object(
     context: web::Data<ApiContext>,
     key: web::Path<String>,
+    request: actix_web::HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let key = key.into_inner();
+    let share = transfer_share(&context, &request)?;
     let (info, stream) = context
         .call(storage::NAME, |reply| StorageMessage::Get { key, reply })
         .await??;
+    // The share travels with the stream: given back when the transfer ends.
+    let stream = stream.map(move |chunk| {
+        let _held = &share;
+        chunk
+    });
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
         .insert_header(("x-object-size", info.size))
@@ -236,18 +273,23 @@ pub struct IngestQuery {
         content(
             (String = "text/csv"),
             (String = "application/x-ndjson"),
+            (String = "application/json"),
         )
     ),
     responses(
         (status = 200, description = "`created`, `appended`, `replaced` or `unchanged`, with the manifest", body = IngestOutcome),
         (status = 400, description = "`invalid_name`, `malformed_csv`, `malformed_json_lines` (name the line), `upload_aborted`", body = ErrorBody),
         (status = 409, description = "`schema_drift` (lists the columns), `ingest_in_progress`, `reserved_dataset` (`replay_runs`)", body = ErrorBody),
+        (status = 422, description = "`too_many_columns` (over `ingest.max_columns`), `column_name_too_long`", body = ErrorBody),
+        (status = 507, description = "`disk_full`: the data directory's disk is below `ingest.min_free_bytes`; nothing written", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: nothing written", body = ErrorBody),
+        (status = 503, description = "`too_many_ingests` (`ingest.max_concurrent` are running)", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not `text/csv`, `application/x-ndjson` or `application/json`", body = ErrorBody),
     ),
     security(("bearer" = ["write"]))
 )]
 #[post("/ingest/{dataset}")]
-#[tracing::instrument(skip_all, fields(dataset = %dataset))]
+#[tracing::instrument(skip_all, fields(dataset = ?dataset.as_str()))]
 async fn ingest_csv(
     context: web::Data<ApiContext>,
     dataset: web::Path<String>,
@@ -256,12 +298,22 @@ async fn ingest_csv(
     payload: web::Payload,
 ) -> Result<web::Json<IngestOutcome>, ApiError> {
     let dataset = dataset.into_inner();
-    // JSON lines by their media type; anything else is read as CSV.
+    // Only media types a browser will not send cross-site without a CORS
+    // preflight (none is CORS-safelisted), so a web page the developer
+    // opens cannot replace a dataset of an open loopback service with a
+    // plain form POST (`text/plain`).
     let format = match request.content_type() {
-        "application/x-ndjson" | "application/jsonl" | "application/json-lines" => {
-            IngestFormat::JsonLines
+        "text/csv" => IngestFormat::Csv,
+        "application/x-ndjson"
+        | "application/jsonl"
+        | "application/json-lines"
+        | "application/json" => IngestFormat::JsonLines,
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "an ingest is text/csv, application/x-ndjson or application/json (JSON lines), not {:?}",
+                other.chars().take(100).collect::<String>()
+            )))
         }
-        _ => IngestFormat::Csv,
     };
     let replace = matches!(query.into_inner().mode, Some(IngestMode::Replace));
     if dataset == crate::actors::chat::replay::DATASET {
@@ -328,15 +380,53 @@ async fn get_dataset(
     Ok(web::Json(manifest))
 }
 
+/// Drop a dataset: its catalog entry and every file of every version.
+/// Refused while an ingest into it runs; `replay_runs` is the service's own.
+#[utoipa::path(
+    tag = "data",
+    params(("name" = String, Path, description = "The dataset")),
+    responses(
+        (status = 200, description = "Dropped", body = Deleted),
+        (status = 400, description = "`invalid_name`", body = ErrorBody),
+        (status = 404, description = "`dataset_not_found`", body = ErrorBody),
+        (status = 409, description = "`ingest_in_progress`, `reserved_dataset` (`replay_runs`)", body = ErrorBody),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+#[delete("/catalog/datasets/{name}")]
+#[tracing::instrument(skip_all, fields(dataset = ?name.as_str()))]
+async fn drop_dataset(
+    context: web::Data<ApiContext>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    if name == crate::actors::chat::replay::DATASET {
+        return Err(ApiError::ReservedDataset(name));
+    }
+    let target = name.clone();
+    let timeout = Duration::from_millis(context.settings.ingest.timeout_ms);
+    context
+        .call_with(
+            ingest::NAME,
+            |reply| IngestMessage::Drop {
+                dataset: target,
+                reply,
+            },
+            timeout,
+        )
+        .await??;
+    Ok(HttpResponse::Ok().json(Deleted { deleted: name }))
+}
+
 /// One read-only SQL query (SELECT, WITH … SELECT, EXPLAIN) over every
 /// dataset, at its latest version.
 #[utoipa::path(
     tag = "data",
     request_body = SqlRequest,
     responses(
-        (status = 200, description = "Columns and rows (at most `limit`)", body = SqlResult),
-        (status = 400, description = "`read_only`, `sql_error`", body = ErrorBody),
-        (status = 422, description = "`invalid_limit`, `query_memory_exceeded`", body = ErrorBody),
+        (status = 200, description = "Columns and rows (at most `limit` rows and `query.max_result_bytes` bytes: `truncated_by` says which cut it off)", body = SqlResult),
+        (status = 400, description = "`read_only`, `sql_error`, `sql_too_long` (over `query.max_sql_bytes`), `sql_too_deep` (an expression nested over `query.max_expression_depth`)", body = ErrorBody),
+        (status = 422, description = "`invalid_limit`, `query_memory_exceeded`, `function_output_too_large`", body = ErrorBody),
         (status = 503, description = "`too_many_queries`", body = ErrorBody),
         (status = 504, description = "`query_timeout`", body = ErrorBody),
     ),

@@ -42,8 +42,8 @@ pub enum ApiError {
     InvalidBody(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    #[error("expected Content-Type: application/json")]
-    UnsupportedMediaType,
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("invalid path: {0}")]
     InvalidPath(String),
     #[error("invalid query string: {0}")]
@@ -76,10 +76,18 @@ pub enum ApiError {
     ReservedDataset(String),
     #[error("service not ready: {0}")]
     NotReady(String),
+    #[error("index '{0}' is the matrix's own: creating it, adding to it or deleting from it needs the admin role")]
+    ReservedIndex(String),
     #[error("the console has no file '{0}'")]
     AssetNotFound(String),
-    #[error("{0} event streams are open already; close one or retry later")]
-    TooManyStreams(usize),
+    #[error("{0}; close one or retry later")]
+    TooManyStreams(String),
+    #[error("{0}; close an MCP session (DELETE /mcp) or retry later")]
+    TooManySessions(String),
+    #[error("this service does not answer to the host {}; add it to server.allowed_hosts", .0.as_deref().map(|h| format!("{h:?}")).unwrap_or_else(|| "(none given)".into()))]
+    HostNotAllowed(Option<String>),
+    #[error("this service has no tokens (open mode, trusted because it listens on loopback), but the request came through a proxy (`{0}` header): configure auth.tokens, or set auth.allow_open = true if the proxy is yours")]
+    OpenBehindProxy(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error(transparent)]
@@ -98,6 +106,8 @@ pub enum ApiError {
     Query(#[from] QueryError),
     #[error(transparent)]
     Chat(#[from] crate::actors::chat::ChatError),
+    #[error(transparent)]
+    Validate(#[from] crate::actors::validate::ValidateError),
 }
 
 /// The one error shape: `{"error": {"code", "message"}}`.
@@ -160,6 +170,8 @@ error_codes! {
     InvalidKey = (BAD_REQUEST, "invalid_key", "an object key that could leave the store"),
     ReadOnly = (BAD_REQUEST, "read_only", "SQL that is not a single read-only query"),
     SqlError = (BAD_REQUEST, "sql_error", "SQL that does not plan or run"),
+    SqlTooLong = (BAD_REQUEST, "sql_too_long", "SQL text over query.max_sql_bytes"),
+    SqlTooDeep = (BAD_REQUEST, "sql_too_deep", "an expression nested deeper than query.max_expression_depth (a long `a+b+…` chain)"),
     UploadAborted = (BAD_REQUEST, "upload_aborted", "the client stopped sending the body"),
     Cancelled = (BAD_REQUEST, "cancelled", "the client went away mid-answer (seen only in logs and metrics)"),
     InvalidName = (BAD_REQUEST, "invalid_name", "an index or dataset name outside its pattern"),
@@ -171,6 +183,7 @@ error_codes! {
     DuplicateId = (BAD_REQUEST, "duplicate_id", "an id twice in one batch"),
     Unauthorized = (UNAUTHORIZED, "unauthorized", "no valid bearer token (with `WWW-Authenticate: Bearer`)"),
     Forbidden = (FORBIDDEN, "forbidden", "the token's role is below the one the route needs (named)"),
+    OpenBehindProxy = (FORBIDDEN, "open_behind_proxy", "a service without tokens reached through a proxy (`Forwarded`, `X-Forwarded-*`), unless auth.allow_open"),
     NotFound = (NOT_FOUND, "not_found", "no such route"),
     AssetNotFound = (NOT_FOUND, "asset_not_found", "no such console file"),
     UnknownActor = (NOT_FOUND, "unknown_actor", "a fault aimed at an actor that is not in the tree"),
@@ -183,12 +196,15 @@ error_codes! {
     ModelNotFound = (NOT_FOUND, "model_not_found", "the chat model is not pulled on Ollama (names it and the URL)"),
     MethodNotAllowed = (METHOD_NOT_ALLOWED, "method_not_allowed", "the route exists with other methods (listed in `Allow`)"),
     IndexExists = (CONFLICT, "index_exists", "an index of that name exists"),
+    KeyConflict = (CONFLICT, "key_conflict", "an object key whose folder is an object, or that is a folder of objects"),
+    ReservedIndex = (CONFLICT, "reserved_index", "a create, add or delete on `workers` or `playbook_memory` without the admin role; or one of them defined unlike the matrix needs"),
     SchemaDrift = (CONFLICT, "schema_drift", "the CSV's columns differ from the dataset's (lists added, missing, retyped)"),
     ReservedDataset = (CONFLICT, "reserved_dataset", "an ingest into a dataset the service writes itself (`replay_runs`)"),
     IngestInProgress = (CONFLICT, "ingest_in_progress", "another ingest into the same dataset is running"),
     VersionGone = (GONE, "version_gone", "a cited Lance version that retention has removed"),
-    PayloadTooLarge = (PAYLOAD_TOO_LARGE, "payload_too_large", "a body over its limit (nothing stored)"),
-    UnsupportedMediaType = (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "a JSON route sent another content type"),
+    PayloadTooLarge = (PAYLOAD_TOO_LARGE, "payload_too_large", "a body over its route's limit (nothing stored)"),
+    HostNotAllowed = (MISDIRECTED_REQUEST, "host_not_allowed", "a `Host` header outside server.allowed_hosts (DNS rebinding)"),
+    UnsupportedMediaType = (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "a JSON route sent another content type; an ingest that is not CSV, JSON lines or JSON"),
     InvalidBody = (UNPROCESSABLE_ENTITY, "invalid_body", "wrong types, missing or unknown fields"),
     EmptyBatch = (UNPROCESSABLE_ENTITY, "empty_batch", "no items or texts"),
     EmptyText = (UNPROCESSABLE_ENTITY, "empty_text", "a text with nothing to embed"),
@@ -208,7 +224,7 @@ error_codes! {
     UnsupportedMode = (UNPROCESSABLE_ENTITY, "unsupported_mode", "a hybrid search of an index whose metric is not cosine"),
     InvalidFilter = (UNPROCESSABLE_ENTITY, "invalid_filter", "a filter that does not parse: unknown operator, wrong type, too deep (names the path inside it)"),
     TooManyFilterFields = (UNPROCESSABLE_ENTITY, "too_many_filter_fields", "more filter fields than limits.max_filter_fields"),
-    TooManyIds = (UNPROCESSABLE_ENTITY, "too_many_ids", "an exclude_ids or worker_ids list over limits.max_id_list"),
+    TooManyIds = (UNPROCESSABLE_ENTITY, "too_many_ids", "an exclude_ids or worker_ids list over limits.max_id_list (a fill proposal: over 1,000)"),
     EmptyQuery = (UNPROCESSABLE_ENTITY, "empty_query", "a search query with nothing in it"),
     QueryTooLong = (UNPROCESSABLE_ENTITY, "query_too_long", "a search query over its length"),
     EmptyRole = (UNPROCESSABLE_ENTITY, "empty_role", "an empty role"),
@@ -216,13 +232,17 @@ error_codes! {
     InvalidWorkerIds = (UNPROCESSABLE_ENTITY, "invalid_worker_ids", "an empty or duplicated worker list"),
     UnknownWorkers = (UNPROCESSABLE_ENTITY, "unknown_workers", "worker ids that do not exist (listed)"),
     InvalidLimit = (UNPROCESSABLE_ENTITY, "invalid_limit", "a SQL row limit out of range"),
+    TooManyColumns = (UNPROCESSABLE_ENTITY, "too_many_columns", "an ingest header over ingest.max_columns"),
+    ColumnNameTooLong = (UNPROCESSABLE_ENTITY, "column_name_too_long", "a column name over ingest.max_column_name_bytes"),
     QueryMemoryExceeded = (UNPROCESSABLE_ENTITY, "query_memory_exceeded", "a SQL query that needs more than query.memory_limit_bytes"),
+    FunctionOutputTooLarge = (UNPROCESSABLE_ENTITY, "function_output_too_large", "`repeat`, `lpad`, `range`, … asked to build more than query.max_function_output"),
     Internal = (INTERNAL_SERVER_ERROR, "internal", "a bug: reported, with the request id in the log"),
     StorageError = (INTERNAL_SERVER_ERROR, "storage_error", "the data dir or object store failed"),
     IndexError = (INTERNAL_SERVER_ERROR, "index_error", "faiss failed"),
     EmbedFailed = (INTERNAL_SERVER_ERROR, "embed_failed", "the embedder failed inside"),
     ChatBadResponse = (BAD_GATEWAY, "chat_bad_response", "Ollama's chat answer broke off or did not parse"),
     EmbedderBadResponse = (BAD_GATEWAY, "embedder_bad_response", "Ollama answered with the wrong model or dimension"),
+    DiskFull = (INSUFFICIENT_STORAGE, "disk_full", "the data directory's disk is below ingest.min_free_bytes: nothing written"),
     ActorUnavailable = (SERVICE_UNAVAILABLE, "actor_unavailable", "the actor behind the route is restarting or stopped"),
     ActorFailed = (SERVICE_UNAVAILABLE, "actor_failed", "the actor behind the route was given up on after a crash loop"),
     IndexLoading = (SERVICE_UNAVAILABLE, "index_loading", "the index is loading from storage (starting or restarting)"),
@@ -233,7 +253,10 @@ error_codes! {
     EmbedderUnavailable = (SERVICE_UNAVAILABLE, "embedder_unavailable", "Ollama cannot be reached (names the URL)"),
     TooManyTransfers = (SERVICE_UNAVAILABLE, "too_many_transfers", "storage.max_concurrent_transfers are running"),
     TooManyQueries = (SERVICE_UNAVAILABLE, "too_many_queries", "query.max_concurrent queries are running"),
-    TooManyStreams = (SERVICE_UNAVAILABLE, "too_many_streams", "limits.max_event_streams event streams are open"),
+    TooManyIngests = (SERVICE_UNAVAILABLE, "too_many_ingests", "ingest.max_concurrent ingests are running"),
+    TooManyChats = (SERVICE_UNAVAILABLE, "too_many_chats", "chat.max_concurrent chats, replays or reruns are running"),
+    TooManyStreams = (SERVICE_UNAVAILABLE, "too_many_streams", "limits.max_event_streams event streams are open, or the token holds its share"),
+    TooManySessions = (SERVICE_UNAVAILABLE, "too_many_sessions", "mcp.max_sessions MCP sessions are open, or the token holds mcp.max_sessions_per_token"),
     ActorTimeout = (GATEWAY_TIMEOUT, "actor_timeout", "no reply within server.request_timeout_ms"),
     EmbedderTimeout = (GATEWAY_TIMEOUT, "embedder_timeout", "the embedder did not answer in time"),
     QueryTimeout = (GATEWAY_TIMEOUT, "query_timeout", "SQL over query.timeout_ms"),
@@ -241,6 +264,14 @@ error_codes! {
 }
 
 impl ApiError {
+    /// No route for `method path` (the path as the client sent it).
+    pub fn route_not_found(method: &actix_web::http::Method, path: &str) -> Self {
+        ApiError::RouteNotFound {
+            method: method.to_string(),
+            path: path.chars().take(200).collect(),
+        }
+    }
+
     /// The status and the stable, documented `code` of each failure.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         let code = self.code();
@@ -255,7 +286,7 @@ impl ApiError {
             ApiError::DatasetNotFound(_) => ErrorCode::DatasetNotFound,
             ApiError::InvalidBody(_) => ErrorCode::InvalidBody,
             ApiError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
-            ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             ApiError::InvalidPath(_) => ErrorCode::InvalidPath,
             ApiError::InvalidQuery(_) => ErrorCode::InvalidQuery,
             ApiError::RouteNotFound { .. } => ErrorCode::NotFound,
@@ -265,9 +296,13 @@ impl ApiError {
             ApiError::TooManyFilterFields { .. } => ErrorCode::TooManyFilterFields,
             ApiError::TooManyIds { .. } => ErrorCode::TooManyIds,
             ApiError::ReservedDataset(_) => ErrorCode::ReservedDataset,
+            ApiError::ReservedIndex(_) => ErrorCode::ReservedIndex,
             ApiError::NotReady(_) => ErrorCode::NotReady,
             ApiError::AssetNotFound(_) => ErrorCode::AssetNotFound,
             ApiError::TooManyStreams(_) => ErrorCode::TooManyStreams,
+            ApiError::TooManySessions(_) => ErrorCode::TooManySessions,
+            ApiError::HostNotAllowed(_) => ErrorCode::HostNotAllowed,
+            ApiError::OpenBehindProxy(_) => ErrorCode::OpenBehindProxy,
             ApiError::Internal(_) => ErrorCode::Internal,
             ApiError::Call(err) => call_code(err),
             ApiError::Index(err) => index_code(err),
@@ -277,6 +312,7 @@ impl ApiError {
             ApiError::Ingest(err) => ingest_code(err),
             ApiError::Query(err) => query_code(err),
             ApiError::Chat(err) => chat_code(err),
+            ApiError::Validate(err) => validate_code(err),
         }
     }
 
@@ -293,6 +329,15 @@ fn call_code(err: &CallError) -> ErrorCode {
         CallError::Unknown { .. } => ErrorCode::UnknownActor,
         CallError::FaultsUnsupported { .. } => ErrorCode::FaultNotSupported,
         CallError::Failed { .. } => ErrorCode::ActorFailed,
+    }
+}
+
+fn validate_code(err: &crate::actors::validate::ValidateError) -> ErrorCode {
+    use crate::actors::validate::ValidateError;
+    match err {
+        ValidateError::TooManyWorkers { .. } => ErrorCode::TooManyIds,
+        ValidateError::Internal(_) => ErrorCode::Internal,
+        ValidateError::Call(err) => call_code(err),
     }
 }
 
@@ -327,6 +372,7 @@ pub fn chat_code(err: &crate::actors::chat::ChatError) -> ErrorCode {
         ChatError::Timeout => ErrorCode::ChatTimeout,
         ChatError::BadResponse(_) => ErrorCode::ChatBadResponse,
         ChatError::RunNotFound(_) => ErrorCode::RunNotFound,
+        ChatError::Busy(_) => ErrorCode::TooManyChats,
         ChatError::Cancelled => ErrorCode::Cancelled,
         ChatError::Index(err) => index_code(err),
         ChatError::Embed(err) => embed_code(err),
@@ -368,6 +414,7 @@ fn matrix_code(err: &MatrixError) -> ErrorCode {
             MatrixInvalid::UnknownWorkers(_) => ErrorCode::UnknownWorkers,
         },
         MatrixError::NoWorkers => ErrorCode::NoWorkers,
+        MatrixError::Misdefined { .. } => ErrorCode::ReservedIndex,
         MatrixError::Index(err) => index_code(err),
         MatrixError::Embed(err) => embed_code(err),
         MatrixError::Call(err) => call_code(err),
@@ -381,6 +428,7 @@ fn storage_code(err: &StorageError) -> ErrorCode {
         StorageError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
         StorageError::Busy => ErrorCode::TooManyTransfers,
         StorageError::Aborted(_) => ErrorCode::UploadAborted,
+        StorageError::Conflict(_) => ErrorCode::KeyConflict,
         StorageError::Backend(_) => ErrorCode::StorageError,
     }
 }
@@ -400,6 +448,11 @@ fn ingest_code(err: &IngestError) -> ErrorCode {
         } => ErrorCode::MalformedJsonLines,
         IngestError::SchemaDrift { .. } => ErrorCode::SchemaDrift,
         IngestError::Busy(_) => ErrorCode::IngestInProgress,
+        IngestError::TooManyIngests(_) => ErrorCode::TooManyIngests,
+        IngestError::TooManyColumns { .. } => ErrorCode::TooManyColumns,
+        IngestError::ColumnNameTooLong { .. } => ErrorCode::ColumnNameTooLong,
+        IngestError::DiskFull { .. } => ErrorCode::DiskFull,
+        IngestError::NotFound(_) => ErrorCode::DatasetNotFound,
         IngestError::Storage(_) => ErrorCode::StorageError,
         IngestError::Catalog(err) => call_code(err),
     }
@@ -409,6 +462,11 @@ fn query_code(err: &QueryError) -> ErrorCode {
     match err {
         QueryError::ReadOnly(_) => ErrorCode::ReadOnly,
         QueryError::Sql(_) => ErrorCode::SqlError,
+        QueryError::TooLong { .. } => ErrorCode::SqlTooLong,
+        QueryError::TooDeep { .. } => ErrorCode::SqlTooDeep,
+        QueryError::FunctionOutputTooLarge(_) => ErrorCode::FunctionOutputTooLarge,
+        QueryError::Cancelled => ErrorCode::Cancelled,
+        QueryError::Internal(_) => ErrorCode::Internal,
         QueryError::InvalidLimit { .. } => ErrorCode::InvalidLimit,
         QueryError::Timeout(_) => ErrorCode::QueryTimeout,
         QueryError::MemoryExceeded { .. } => ErrorCode::QueryMemoryExceeded,
@@ -447,7 +505,8 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let (status, code) = self.status_and_code();
-        let mut message = self.to_string();
+        // No message names the host's directories, whatever its status.
+        let mut message = crate::redact::relative(&self.to_string()).into_owned();
         if status.is_server_error() {
             tracing::warn!(code, error = %message, "request failed");
             message = redact_paths(&message);
@@ -503,21 +562,41 @@ impl From<JsonPayloadError> for ApiError {
         match err {
             JsonPayloadError::OverflowKnownLength { limit, .. }
             | JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge { limit },
-            JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+            JsonPayloadError::ContentType => {
+                ApiError::UnsupportedMediaType("expected Content-Type: application/json".into())
+            }
             JsonPayloadError::Deserialize(err) if err.is_data() => {
                 ApiError::InvalidBody(err.to_string())
             }
             JsonPayloadError::Deserialize(err) => ApiError::MalformedJson(err.to_string()),
+            JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => {
+                ApiError::PayloadTooLarge { limit: 0 }
+            }
             other => ApiError::MalformedJson(other.to_string()),
         }
     }
+}
+
+fn route_limit(req: &HttpRequest) -> Option<usize> {
+    use actix_web::HttpMessage as _;
+    req.extensions()
+        .get::<super::front_door::Admitted>()
+        .map(|a| a.body_limit as usize)
 }
 
 /// JSON bodies: size limit and error mapping.
 pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)
-        .error_handler(|err, _req| ApiError::from(err).into())
+        .error_handler(|err, req| {
+            let mut error = ApiError::from(err);
+            if let ApiError::PayloadTooLarge { limit } = &mut error {
+                if let Some(route) = route_limit(req) {
+                    *limit = route;
+                }
+            }
+            error.into()
+        })
 }
 
 pub fn path_config() -> web::PathConfig {
@@ -581,6 +660,7 @@ pub fn uniform_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
         let code = code_for_status(status);
+        let message = crate::redact::relative(&message).into_owned();
         let message = if status.is_server_error() {
             redact_paths(&message)
         } else {

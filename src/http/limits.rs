@@ -51,3 +51,23 @@ pub fn check_ids(
         _ => Ok(()),
     }
 }
+
+/// `workers` and `playbook_memory` are the matrix's own: with tokens, only
+/// an admin may create them or write to them directly (a write token could
+/// otherwise replace every worker, or forge playbook boosts).
+pub fn check_reserved(request: &actix_web::HttpRequest, index: &str) -> Result<(), ApiError> {
+    use actix_web::HttpMessage as _;
+    use crate::domain::auth::Role;
+    let reserved = [crate::actors::matrix::WORKERS, crate::actors::matrix::PLAYBOOK];
+    if !reserved.contains(&index) {
+        return Ok(());
+    }
+    let role = request
+        .extensions()
+        .get::<super::auth::Caller>()
+        .and_then(|caller| caller.role);
+    match role {
+        Some(role) if role < Role::Admin => Err(ApiError::ReservedIndex(index.to_string())),
+        _ => Ok(()),
+    }
+}

@@ -9,6 +9,7 @@ mod console;
 mod data;
 mod embed;
 pub mod error;
+pub mod front_door;
 pub mod limits;
 mod matrix;
 mod middleware;
@@ -50,6 +51,10 @@ pub struct ApiContext {
     pub contract: Arc<Contract>,
     /// One permit per open `/v1/supervision/events` stream.
     pub event_streams: Arc<tokio::sync::Semaphore>,
+    /// The front door: hosts served, open mode, per-token shares.
+    pub front: Arc<front_door::FrontDoor>,
+    /// The `/mcp` sessions and their caps.
+    pub mcp_sessions: Arc<crate::mcp::sessions::McpSessions>,
     /// Alarms set and cleared by the service (see [`crate::alarms`]).
     pub alarms: crate::alarms::AlarmBoard,
 }
@@ -64,15 +69,24 @@ pub struct Contract {
 
 impl Contract {
     /// Registers the routes on a throwaway app to collect the document (the
-    /// server's workers register the same ones).
-    pub fn build() -> Self {
+    /// server's workers register the same ones), with the body limits of
+    /// `settings`. Fails when an operation states no `security`: a route
+    /// nobody decided a role for must not be served.
+    pub fn build(settings: &Settings) -> Result<Self, String> {
         let (_, routes) = App::new()
             .into_utoipa_app()
             .configure(routes)
             .split_for_parts();
-        let document = openapi::document(routes);
+        let document = openapi::document(routes, settings);
+        let unsecured = AccessRules::unsecured(&document);
+        if !unsecured.is_empty() {
+            return Err(format!(
+                "these operations state no `security` (the role they need, or `[]` for open): {}",
+                unsecured.join(", ")
+            ));
+        }
         let rules = AccessRules::from_document(&document);
-        Self { document, rules }
+        Ok(Self { document, rules })
     }
 }
 
@@ -94,6 +108,15 @@ fn routes(cfg: &mut ServiceConfig) {
             .configure(data::configure)
             .configure(chat::configure),
     );
+}
+
+/// The name of the request's caller, as the front door recorded it.
+pub fn caller_name(request: &actix_web::HttpRequest) -> String {
+    use actix_web::HttpMessage as _;
+    request
+        .extensions()
+        .get::<auth::Caller>()
+        .map_or_else(|| "anonymous".to_string(), |c| c.name.clone())
 }
 
 impl ApiContext {
@@ -136,32 +159,30 @@ fn mcp_service(
     context: &ApiContext,
 ) -> Option<rmcp_actix_web::transport::StreamableHttpService<crate::mcp::LakehouseMcp>> {
     use actix_web::HttpMessage as _;
-    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
     let settings = context.settings.mcp.clone();
     if !settings.enabled {
         return None;
     }
     let backend = Arc::new(crate::mcp::backend::Backend::Local(context.clone()));
-    let handler = crate::mcp::LakehouseMcp::new(backend, settings.clone());
+    // With tokens, a tool call must come with the role the front door
+    // recorded; a call without one is refused.
+    let handler = crate::mcp::LakehouseMcp::new(backend, settings.clone())
+        .requiring_roles(!context.tokens.is_empty());
     let mut origins = vec![
         "http://localhost:*".to_string(),
         "http://127.0.0.1:*".to_string(),
         "http://[::1]:*".to_string(),
     ];
     origins.extend(settings.allowed_origins.iter().cloned());
-    let mut hosts = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "[::1]".to_string(),
-    ];
-    hosts.extend(settings.allowed_hosts.iter().cloned());
     Some(
         rmcp_actix_web::transport::StreamableHttpService::builder()
             .service_factory(Arc::new(move || Ok(handler.clone())))
-            .session_manager(Arc::new(LocalSessionManager::default()))
+            .session_manager(context.mcp_sessions.manager.clone())
             .stateful_mode(true)
             .allowed_origins(origins)
-            .allowed_hosts(hosts)
+            // The front door checks every request's Host (server.allowed_hosts
+            // and mcp.allowed_hosts): one check, not two that could disagree.
+            .allowed_hosts(Vec::<String>::new())
             .on_request_fn(|request, extensions| {
                 let role = request
                     .extensions()
@@ -203,12 +224,17 @@ pub fn server(listener: TcpListener, context: ApiContext) -> std::io::Result<Ser
             .service(SwaggerUi::new("/docs/{_:.*}").config(SwaggerConfig::new(["/openapi.json"])))
             .default_service(web::to(error::not_found))
             .wrap(error::uniform_errors())
-            .wrap(actix_web::middleware::from_fn(auth::authorize))
+            .wrap(actix_web::middleware::from_fn(front_door::admit))
             .wrap(actix_web::middleware::from_fn(middleware::observe))
     })
     .workers(workers)
     // Small request/response exchanges: no Nagle delay on either side.
     .tcp_nodelay(true)
+    // A client that goes away (an EOF on its side) ends the request: its
+    // handler is dropped, which cancels what it waits for (a query, a
+    // chat) instead of running it to the end for nobody. The price: a
+    // client that half-closes after sending its request gets no answer.
+    .h1_allow_half_closed(false)
     .shutdown_timeout(shutdown)
     .disable_signals()
     .listen(listener)?

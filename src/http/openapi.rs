@@ -70,20 +70,39 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The operations anyone may call: they state it with an empty
+/// `security` list. Every other operation names its role; one that states
+/// nothing stops the server at start-up ([`super::Contract::build`]).
+pub const OPEN: [(&str, &str); 4] = [
+    ("get", "/health"),
+    ("get", "/openapi.json"),
+    ("get", "/console"),
+    ("get", "/console/{file}"),
+];
+
 /// The whole document: the annotated routes (as registered) merged into
-/// the root above, with the shared responses added.
-pub fn document(routes: utoipa::openapi::OpenApi) -> Value {
+/// the root above, with the open operations marked and the shared
+/// responses added (body limits from `settings`).
+pub fn document(routes: utoipa::openapi::OpenApi, settings: &crate::config::Settings) -> Value {
     let mut doc = ApiDoc::openapi();
     doc.merge(routes);
     let mut value = serde_json::to_value(&doc).unwrap_or_else(|_| json!({}));
-    add_shared_responses(&mut value);
+    for (method, path) in OPEN {
+        if let Some(operation) = value
+            .pointer_mut(&format!("/paths/{}/{method}", path.replace('~', "~0").replace('/', "~1")))
+            .and_then(Value::as_object_mut)
+        {
+            operation.insert("security".into(), json!([]));
+        }
+    }
+    add_shared_responses(&mut value, settings);
     value
 }
 
 /// HTTP methods as the document names them.
 pub const METHODS: [&str; 7] = ["get", "put", "post", "delete", "patch", "head", "options"];
 
-fn add_shared_responses(doc: &mut Value) {
+fn add_shared_responses(doc: &mut Value, settings: &crate::config::Settings) {
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
@@ -93,13 +112,16 @@ fn add_shared_responses(doc: &mut Value) {
         };
         for method in METHODS {
             if let Some(operation) = item.get_mut(method).and_then(Value::as_object_mut) {
-                add_to_operation(path, operation);
+                let method = actix_web::http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                    .unwrap_or(actix_web::http::Method::GET);
+                let limit = super::front_door::body_limit(settings, &method, path);
+                add_to_operation(path, operation, limit);
             }
         }
     }
 }
 
-fn add_to_operation(path: &str, operation: &mut Map<String, Value>) {
+fn add_to_operation(path: &str, operation: &mut Map<String, Value>, body_limit: u64) {
     let has_body = operation.contains_key("requestBody");
     let json_body = operation
         .get("requestBody")
@@ -146,7 +168,11 @@ fn add_to_operation(path: &str, operation: &mut Map<String, Value>) {
         }
     }
     if has_body {
-        shared.push(("413", "`payload_too_large`".into()));
+        shared.push((
+            "413",
+            format!("`payload_too_large`: the body is over this route's limit of {body_limit} bytes"),
+        ));
+        operation.insert("x-max-body-bytes".into(), json!(body_limit));
     }
     if json_body {
         shared.push((
@@ -158,6 +184,10 @@ fn add_to_operation(path: &str, operation: &mut Map<String, Value>) {
             "`invalid_body`: wrong types, missing or unknown fields".into(),
         ));
     }
+    shared.push((
+        "421",
+        "`host_not_allowed`: the `Host` header is not one of `server.allowed_hosts`".into(),
+    ));
     shared.push((
         "500",
         "`internal`: a bug, with the request id in the log".into(),

@@ -178,7 +178,7 @@ pub struct EventsQuery {
     params(EventsQuery),
     responses(
         (status = 200, description = "`text/event-stream` of supervision events", content_type = "text/event-stream", body = SupervisionEventView),
-        (status = 503, description = "`too_many_streams`: limits.max_event_streams are open", body = super::error::ErrorBody),
+        (status = 503, description = "`too_many_streams`: limits.max_event_streams are open, or the token holds limits.max_event_streams_per_token", body = super::error::ErrorBody),
     ),
     security(("bearer" = ["read"]))
 )]
@@ -188,11 +188,32 @@ async fn supervision_events(
     query: web::Query<EventsQuery>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    let limits = &context.settings.limits;
+    let caller = super::caller_name(&request);
+    let share = context
+        .front
+        .share(
+            "event_streams",
+            &caller,
+            limits.max_event_streams_per_token.min(limits.max_event_streams),
+        )
+        .ok_or_else(|| {
+            ApiError::TooManyStreams(format!(
+                "token '{caller}' holds {} event streams (limits.max_event_streams_per_token)",
+                limits.max_event_streams_per_token
+            ))
+        })?;
     let permit = context
         .event_streams
         .clone()
         .try_acquire_owned()
-        .map_err(|_| ApiError::TooManyStreams(context.settings.limits.max_event_streams))?;
+        .map_err(|_| {
+            ApiError::TooManyStreams(format!(
+                "{} event streams are open (limits.max_event_streams)",
+                limits.max_event_streams
+            ))
+        })?;
+    let permit = (permit, share);
     let events = context.directory.events();
     let resume = request
         .headers()

@@ -29,7 +29,7 @@ enum ValidateFailure {
     request_body = ValidateRequest,
     responses(
         (status = 200, description = "`{\"valid\": true}`", body = Verdict),
-        (status = 422, description = "`{\"valid\": false, \"errors\": [...]}` — or `invalid_body`", body = ValidateFailure),
+        (status = 422, description = "`{\"valid\": false, \"errors\": [...]}` — or `invalid_body`, `too_many_ids` (a fill proposal of more than 1,000 workers)", body = ValidateFailure),
     ),
     security(("bearer" = ["read"]))
 )]

@@ -92,7 +92,7 @@ where
     responses(
         (status = 201, description = "The definition", body = IndexDefinition),
         (status = 400, description = "`invalid_name`, `invalid_dimension`, `invalid_hnsw`", body = ErrorBody),
-        (status = 409, description = "`index_exists`", body = ErrorBody),
+        (status = 409, description = "`index_exists`, `reserved_index` (`workers` and `playbook_memory` need the admin role)", body = ErrorBody),
     ),
     security(("bearer" = ["write"]))
 )]
@@ -100,9 +100,11 @@ where
 #[tracing::instrument(skip_all, fields(index = %request.name))]
 async fn create(
     context: web::Data<ApiContext>,
+    http: actix_web::HttpRequest,
     request: web::Json<CreateIndex>,
 ) -> Result<HttpResponse, ApiError> {
     let request = request.into_inner();
+    super::limits::check_reserved(&http, &request.name)?;
     let definition: IndexDefinition = context
         .call(catalog::NAME, |reply| VectorCatalogMessage::Create {
             request,
@@ -186,6 +188,7 @@ async fn drop_index(
         (status = 400, description = "`dimension_mismatch`, `invalid_vector`, `invalid_id`, `duplicate_id`", body = ErrorBody),
         (status = 422, description = "`empty_batch`, `batch_too_large`, `vector_or_text`, `invalid_metadata`, and the embedder's codes for texts", body = ErrorBody),
         (status = 404, description = "`index_not_found`", body = ErrorBody),
+        (status = 409, description = "`reserved_index`: `workers` and `playbook_memory` need the admin role", body = ErrorBody),
         (status = 503, description = "`index_loading`, `index_failed` (names the reason), `index_unavailable`", body = ErrorBody),
     ),
     security(("bearer" = ["write"]))
@@ -195,8 +198,10 @@ async fn drop_index(
 async fn add(
     context: web::Data<ApiContext>,
     name: web::Path<String>,
+    http: actix_web::HttpRequest,
     request: web::Json<AddItems>,
 ) -> Result<web::Json<UpsertOutcome>, ApiError> {
+    super::limits::check_reserved(&http, &name)?;
     let items = request.into_inner().items;
     let outcome = call_index(&context, &name, |reply| IndexMessage::Upsert {
         items,
@@ -284,6 +289,7 @@ async fn get_item(
         (status = 200, description = "Deleted", body = Deleted),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 404, description = "`index_not_found`, `item_not_found`", body = ErrorBody),
+        (status = 409, description = "`reserved_index`: `workers` and `playbook_memory` need the admin role", body = ErrorBody),
         (status = 503, description = "`index_loading`, `index_failed`, `index_unavailable`", body = ErrorBody),
     ),
     security(("bearer" = ["write"]))
@@ -293,8 +299,10 @@ async fn get_item(
 async fn delete_item(
     context: web::Data<ApiContext>,
     path: web::Path<(String, String)>,
+    http: actix_web::HttpRequest,
 ) -> Result<web::Json<Deleted>, ApiError> {
     let (name, id) = path.into_inner();
+    super::limits::check_reserved(&http, &name)?;
     let target = id.clone();
     call_index(&context, &name, |reply| IndexMessage::Delete {
         id: target,

@@ -11,6 +11,7 @@
 //! MCP tool error (`isError`) whose text is the HTTP API's `code: message`.
 
 pub mod backend;
+pub mod sessions;
 pub mod tools;
 
 use std::sync::Arc;
@@ -45,11 +46,25 @@ pub struct McpCaller {
 pub struct LakehouseMcp {
     backend: Arc<Backend>,
     settings: McpSettings,
+    /// Tokens are configured: a call must carry the role the front door
+    /// recorded, and one without any is refused (fail closed).
+    requires_role: bool,
 }
 
 impl LakehouseMcp {
     pub fn new(backend: Arc<Backend>, settings: McpSettings) -> Self {
-        Self { backend, settings }
+        Self {
+            backend,
+            settings,
+            requires_role: false,
+        }
+    }
+
+    /// Refuse tool calls that carry no role (the `/mcp` service when
+    /// tokens are configured).
+    pub fn requiring_roles(mut self, required: bool) -> Self {
+        self.requires_role = required;
+        self
     }
 
     /// The tools this deployment offers: write tools only when it is not
@@ -396,7 +411,15 @@ impl ServerHandler for LakehouseMcp {
             );
             return Ok(failure(&error).into());
         };
-        if let Some(Some(role)) = caller_role(&context) {
+        let role = caller_role(&context).flatten();
+        if self.requires_role && role.is_none() {
+            let refused = ToolError::new(
+                "unauthorized",
+                format!("tool '{name}' needs a bearer token with the '{}' role", spec.role),
+            );
+            return Ok(failure(&refused).into());
+        }
+        if let Some(role) = role {
             if role < spec.role {
                 let refused = ToolError::new(
                     "forbidden",

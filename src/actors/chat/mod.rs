@@ -78,6 +78,8 @@ pub enum ChatError {
     BadResponse(String),
     #[error("no replay run '{0}'")]
     RunNotFound(String),
+    #[error("{0} chats are running (chat.max_concurrent); retry shortly")]
+    Busy(usize),
     /// The client went away; nobody hears this one.
     #[error("cancelled: the client went away")]
     Cancelled,
@@ -135,6 +137,8 @@ pub struct ChatContext {
     provider: Provider,
     replay: ReplayLog,
     call_timeout: Duration,
+    /// One permit per chat, replay or rerun running (`chat.max_concurrent`).
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 pub struct ChatActor;
@@ -150,6 +154,7 @@ impl Actor for ChatActor {
         args: ChatArguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let provider = Provider::new(&args.settings)?;
+        let permits = Arc::new(tokio::sync::Semaphore::new(args.settings.max_concurrent));
         Ok(Arc::new(ChatContext {
             replay: ReplayLog {
                 data_dir: args.data_dir,
@@ -164,6 +169,7 @@ impl Actor for ChatActor {
             metrics: args.metrics,
             provider,
             call_timeout: args.call_timeout,
+            permits,
         }))
     }
 
@@ -178,20 +184,48 @@ impl Actor for ChatActor {
                 let _ = reply.send(context.start(request));
             }
             ChatMessage::Replay { request, reply } => {
+                let permit = match context.permit() {
+                    Ok(permit) => permit,
+                    Err(busy) => {
+                        let _ = reply.send(Err(busy));
+                        return Ok(());
+                    }
+                };
                 let context = context.clone();
                 tokio::spawn(async move {
                     let _ = reply.send(context.replay(request).await);
+                    drop(permit);
                 });
             }
             ChatMessage::Rerun { run_id, reply } => {
+                let permit = match context.permit() {
+                    Ok(permit) => permit,
+                    Err(busy) => {
+                        let _ = reply.send(Err(busy));
+                        return Ok(());
+                    }
+                };
                 let context = context.clone();
                 tokio::spawn(async move {
                     let _ = reply.send(context.rerun(&run_id).await);
+                    drop(permit);
                 });
             }
             ChatMessage::Fault(fault) => fault.apply(NAME).await?,
         }
         Ok(())
+    }
+}
+
+/// A running chat's place, counted in `lakehouse_chats_running`.
+struct Place {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    gauge: prometheus::IntGauge,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.gauge.dec();
     }
 }
 
@@ -202,12 +236,28 @@ impl ChatContext {
     /// Checks the request and starts its task; the events follow.
     fn start(self: &Arc<Self>, request: ChatRequest) -> Result<mpsc::Receiver<Event>, ChatError> {
         request.check()?;
+        let permit = self.permit()?;
         let (events, receiver) = mpsc::channel(EVENT_BUFFER);
         let context = self.clone();
         tokio::spawn(async move {
             context.answer(request, None, events).await;
+            drop(permit);
         });
         Ok(receiver)
+    }
+
+    /// A place among the `chat.max_concurrent` chats, or `Busy` at once.
+    fn permit(&self) -> Result<Place, ChatError> {
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ChatError::Busy(self.settings.max_concurrent))?;
+        self.metrics.chats_running.inc();
+        Ok(Place {
+            _permit: permit,
+            gauge: self.metrics.chats_running.clone(),
+        })
     }
 
     /// Runs one chat to its end (or until nobody listens), within

@@ -148,7 +148,7 @@ impl ReplayLog {
             .await?;
         let mut manifest = existing.unwrap_or_else(|| DatasetManifest {
             name: DATASET.to_string(),
-            uri: path.display().to_string(),
+            uri: catalog::dataset_uri(DATASET),
             schema: columns(&schema()),
             row_count: 0,
             version: 0,

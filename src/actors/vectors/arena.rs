@@ -142,6 +142,22 @@ impl Arena {
         self.slot(label).is_some()
     }
 
+    /// Keeps only the labels `keep` holds to.
+    pub fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        let held: Vec<u64> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| **slot != NONE)
+            .map(|(label, _)| label as u64)
+            .collect();
+        for label in held {
+            if !keep(label) {
+                self.remove(label);
+            }
+        }
+    }
+
     pub fn remove(&mut self, label: u64) {
         if let Some(slot) = self.slot(label) {
             self.slots[label as usize] = NONE;

@@ -69,6 +69,12 @@ impl Bitmap {
         }
     }
 
+    fn contains(&self, label: u64) -> bool {
+        self.0
+            .get((label / 8) as usize)
+            .is_some_and(|byte| byte & (1 << (label % 8)) != 0)
+    }
+
     fn from_labels(labels: impl IntoIterator<Item = u64>) -> Self {
         let mut bitmap = Bitmap::default();
         for label in labels {
@@ -78,14 +84,106 @@ impl Bitmap {
     }
 }
 
+/// Items holding a field at most this many times keep their labels in
+/// the presence map (and need no lookup); more, and only the count is kept.
+const FEW_ITEMS: usize = 1024;
+
+/// Which live items hold each top-level metadata field.
+#[derive(Debug, Default)]
+struct Presence {
+    fields: HashMap<String, Present>,
+}
+
+#[derive(Debug)]
+enum Present {
+    /// The labels of the few items holding the field.
+    Few(HashSet<u64>),
+    /// About how many hold it (never fewer: removals past `FEW_ITEMS` are
+    /// not counted down, so a common field never looks absent).
+    Many(usize),
+}
+
+impl Presence {
+    fn add(&mut self, label: u64, field: &str) {
+        match self.fields.get_mut(field) {
+            Some(Present::Few(labels)) => {
+                labels.insert(label);
+                if labels.len() > FEW_ITEMS {
+                    let count = labels.len();
+                    self.fields.insert(field.to_string(), Present::Many(count));
+                }
+            }
+            Some(Present::Many(count)) => *count += 1,
+            None => {
+                self.fields
+                    .insert(field.to_string(), Present::Few(HashSet::from([label])));
+            }
+        }
+    }
+
+    fn remove(&mut self, label: u64, field: &str) {
+        if let Some(Present::Few(labels)) = self.fields.get_mut(field) {
+            labels.remove(&label);
+            if labels.is_empty() {
+                self.fields.remove(field);
+            }
+        }
+    }
+
+    /// Whether a lookup is worth keeping for `field`.
+    fn is_common(&self, field: &str) -> bool {
+        matches!(self.fields.get(field), Some(Present::Many(_)))
+    }
+
+    fn merge(&mut self, other: Presence) {
+        for (field, present) in other.fields {
+            match present {
+                Present::Few(labels) => {
+                    for label in labels {
+                        self.add(label, &field);
+                    }
+                }
+                Present::Many(count) => match self.fields.get_mut(&field) {
+                    Some(Present::Many(known)) => *known += count,
+                    Some(Present::Few(known)) => {
+                        let total = known.len() + count;
+                        self.fields.insert(field, Present::Many(total));
+                    }
+                    None => {
+                        self.fields.insert(field, Present::Many(count));
+                    }
+                },
+            }
+        }
+    }
+
+    fn retain_live(&mut self, live: impl Fn(u64) -> bool) {
+        self.fields.retain(|_, present| match present {
+            Present::Few(labels) => {
+                labels.retain(|l| live(*l));
+                !labels.is_empty()
+            }
+            Present::Many(_) => true,
+        });
+    }
+}
+
 pub struct CoreInner {
     hnsw: Hnsw,
     rows: HashMap<String, Entry>,
     /// label -> id, for live labels only.
     by_label: HashMap<u64, String>,
     live: Bitmap,
-    /// Lazily built per filtered field: value key -> live labels.
+    /// Lazily built per common filtered field: value key -> live labels.
     fields: HashMap<String, HashMap<String, HashSet<u64>>>,
+    /// Which items hold each top-level field (built with the first filter,
+    /// then kept up to date): an equality on a field no item holds is
+    /// answered at once, one on a rare field from its few labels, and only
+    /// common fields get lookups.
+    presence: Option<Presence>,
+    /// A Lance version whose rows are exactly these live items (set with
+    /// each publish, and after upkeep commits that change no row).
+    version: u64,
     /// Compact vector copies for exact filtered scans; built with the first
     /// field index, then kept up to date by every insert and retirement.
     arena: Option<Arena>,
@@ -295,6 +393,8 @@ impl Core {
                 by_label: HashMap::new(),
                 live: Bitmap::default(),
                 fields: HashMap::new(),
+                presence: None,
+                version: 0,
                 arena: None,
                 keywords: KeywordIndex::default(),
                 tombstones: 0,
@@ -303,10 +403,16 @@ impl Core {
         }
     }
 
-    /// Installs the live rows found in Lance and their texts (load path).
-    /// Every label in the graph that is not among them counts as a
-    /// tombstone.
-    pub fn install(&self, rows: HashMap<String, Entry>, texts: Vec<(u64, Arc<str>)>, max_seq: u64) {
+    /// Installs the live rows found in Lance at `version` and their texts
+    /// (load path). Every label in the graph that is not among them counts
+    /// as a tombstone.
+    pub fn install(
+        &self,
+        rows: HashMap<String, Entry>,
+        texts: Vec<(u64, Arc<str>)>,
+        max_seq: u64,
+        version: u64,
+    ) {
         let mut keywords = KeywordIndex::default();
         for (label, text) in &texts {
             keywords.insert(*label, text);
@@ -318,8 +424,16 @@ impl Core {
         inner.tombstones = inner.hnsw.len().saturating_sub(rows.len() as u64);
         inner.rows = rows;
         inner.fields.clear();
+        inner.presence = None;
         inner.arena = None;
         inner.max_seq = max_seq;
+        inner.version = version;
+    }
+
+    /// The Lance version the live items are (a commit that changed no row,
+    /// a compaction, moved it on).
+    pub fn set_version(&self, version: u64) {
+        self.inner.write().version = version;
     }
 
     /// Adds vectors to the graph without making them visible: a label is
@@ -341,9 +455,10 @@ impl Core {
         Ok(())
     }
 
-    /// Makes committed writes visible, in seq order. Returns the seqs that
-    /// became superseded (old versions of updated or deleted items).
-    pub fn publish(&self, writes: &[Applied<'_>], max_seq: u64) -> Vec<u64> {
+    /// Makes committed writes visible, in seq order, as Lance `version`.
+    /// Returns the seqs that became superseded (old versions of updated or
+    /// deleted items).
+    pub fn publish(&self, writes: &[Applied<'_>], max_seq: u64, version: u64) -> Vec<u64> {
         // Texts are analysed before the lock: searches wait only for the
         // postings to be spliced in.
         let mut analysed: Vec<Option<Analysed>> = writes
@@ -393,6 +508,7 @@ impl Core {
             }
         }
         inner.max_seq = inner.max_seq.max(max_seq);
+        inner.version = version;
         superseded
     }
 
@@ -414,6 +530,11 @@ impl Core {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The Lance version the live items are.
+    pub fn version(&self) -> u64 {
+        self.inner.read().version
     }
 
     pub fn max_seq(&self) -> u64 {
@@ -460,56 +581,163 @@ impl Core {
     }
 
     /// Builds the lookups of every field filtered on before (by this or an
-    /// earlier incarnation) and the vector arena (load path).
+    /// earlier incarnation), the presence map and the vector arena (load
+    /// path).
     pub fn prepare_filters(&self) -> Result<(), HnswError> {
         let fields = self.hot_fields.list();
         if fields.is_empty() {
             return Ok(());
         }
-        self.ensure_filters(&fields.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+        self.build(&fields.iter().map(String::as_str).collect::<Vec<_>>(), &[])
     }
 
-    /// Drops the lookups of the `evicted` fields and builds those of
-    /// `fields` not built yet, and the arena if there is none. Metadata and
-    /// vectors are two independent passes: one thread each.
-    fn ensure_filters(&self, fields: &[&str], evicted: &[String]) -> Result<(), HnswError> {
+    /// Makes the filter's fields ready to answer: the presence map and the
+    /// arena exist, and every field that many items hold has its lookup
+    /// (built now if missing, the least recently used beyond
+    /// `vectors.max_hot_fields` dropped). A field few items hold needs
+    /// none (its labels are in the presence map), nor one no item holds.
+    fn prepare_lookups(&self, filter: &[(String, String)]) -> Result<(), HnswError> {
+        if filter.is_empty() {
+            return Ok(());
+        }
+        let fields: Vec<&str> = filter.iter().map(|(f, _)| f.as_str()).collect();
+        let ready = |inner: &CoreInner| {
+            inner.arena.is_some()
+                && inner.presence.as_ref().is_some_and(|presence| {
+                    fields.iter().all(|field| {
+                        !presence.is_common(field) || inner.fields.contains_key(*field)
+                    })
+                })
+        };
+        if ready(&self.inner.read()) {
+            return Ok(());
+        }
+        // Which fields are common is known once presence is; build that
+        // first if need be (it looks at every field the filter names).
+        if self.inner.read().presence.is_none() {
+            self.build(&fields, &[])?;
+        }
+        let common: Vec<&str> = {
+            let inner = self.inner.read();
+            let presence = inner.presence.as_ref();
+            fields
+                .iter()
+                .copied()
+                .filter(|f| presence.is_some_and(|p| p.is_common(f)))
+                .collect()
+        };
+        let evicted = if common.is_empty() {
+            Vec::new()
+        } else {
+            self.hot_fields.touch(&common)
+        };
+        let missing = {
+            let inner = self.inner.read();
+            common.iter().any(|f| !inner.fields.contains_key(*f)) || inner.arena.is_none()
+        };
+        if missing || !evicted.is_empty() {
+            self.build(&common, &evicted)?;
+        }
+        Ok(())
+    }
+
+    /// Builds what is missing of: the lookups of `fields`, the presence
+    /// map, the vector arena; drops the lookups of `evicted`. Never under
+    /// the write lock: the rows and the arena are read under the read lock
+    /// (writers wait, searches go on), the metadata is parsed with no lock
+    /// at all, and the write lock is taken only to install the result and
+    /// catch up with the writes published meanwhile.
+    fn build(&self, fields: &[&str], evicted: &[String]) -> Result<(), HnswError> {
+        let started = std::time::Instant::now();
+        let (snapshot, watermark, wanted, want_presence, arena) = {
+            let inner = self.inner.read();
+            let wanted: Vec<&str> = fields
+                .iter()
+                .copied()
+                .filter(|f| !inner.fields.contains_key(*f))
+                .collect();
+            let want_presence = inner.presence.is_none();
+            let snapshot: Vec<(u64, Arc<str>)> = if wanted.is_empty() && !want_presence {
+                Vec::new()
+            } else {
+                inner
+                    .rows
+                    .values()
+                    .map(|e| (e.seq, e.metadata.clone()))
+                    .collect()
+            };
+            let arena = match inner.arena {
+                Some(_) => None,
+                None => {
+                    let _timer = Timer("vector arena", started);
+                    Some(Arena::from_graph(
+                        &inner.hnsw,
+                        inner.by_label.keys().copied(),
+                        inner.by_label.len(),
+                        self.definition.dimension,
+                    )?)
+                }
+            };
+            (snapshot, inner.max_seq, wanted, want_presence, arena)
+        };
+        let built = {
+            let _timer = Timer("filter lookups", started);
+            index_fields_of(&snapshot, &wanted, want_presence)
+        };
+        drop(snapshot);
+
         let mut inner = self.inner.write();
         let inner = &mut *inner;
         for field in evicted {
             inner.fields.remove(field);
         }
-        let missing: Vec<&str> = fields
-            .iter()
-            .copied()
-            .filter(|f| !inner.fields.contains_key(*f))
+        // Writes published while the lookups were built: add the new rows,
+        // and drop labels that are no longer live.
+        let fresh: Vec<(u64, Arc<str>)> = inner
+            .rows
+            .values()
+            .filter(|e| e.seq > watermark)
+            .map(|e| (e.seq, e.metadata.clone()))
             .collect();
-        let started = std::time::Instant::now();
-        let (built, arena) = std::thread::scope(|scope| {
-            let arena = scope.spawn(|| {
-                if inner.arena.is_some() {
-                    return Ok(None);
+        let delta = index_fields_of(&fresh, &wanted, want_presence);
+        let (mut lookups, mut presence) = built;
+        let (delta_lookups, delta_presence) = delta;
+        for ((field, values), (_, more)) in lookups.iter_mut().zip(delta_lookups) {
+            for (key, labels) in more {
+                values.entry(key).or_default().extend(labels);
+            }
+            for labels in values.values_mut() {
+                labels.retain(|label| inner.live.contains(*label));
+            }
+            values.retain(|_, labels| !labels.is_empty());
+            let _ = field;
+        }
+        if let (Some(presence), Some(more)) = (presence.as_mut(), delta_presence) {
+            presence.merge(more);
+            presence.retain_live(|label| inner.live.contains(label));
+        }
+        let presence_now = presence.or(inner.presence.take());
+        for (field, values) in lookups {
+            let common = presence_now.as_ref().is_some_and(|p| p.is_common(&field));
+            if common && !inner.fields.contains_key(&field) {
+                inner.fields.insert(field, values);
+            }
+        }
+        inner.presence = presence_now;
+        if let Some(mut arena) = arena {
+            // Labels published since the arena was read, and ones retired.
+            let labels: Vec<u64> = inner.by_label.keys().copied().collect();
+            for label in labels {
+                if !arena.contains(label) {
+                    if let Ok(vector) = inner.hnsw.reconstruct(label) {
+                        arena.insert(label, &vector);
+                    }
                 }
-                let _timer = Timer("vector arena", started);
-                Arena::from_graph(
-                    &inner.hnsw,
-                    inner.by_label.keys().copied(),
-                    inner.by_label.len(),
-                    self.definition.dimension,
-                )
-                .map(Some)
-            });
-            let built = {
-                let _timer = Timer("filter lookups", started);
-                index_fields_of(&inner.rows, &missing)
-            };
-            (built, arena.join())
-        });
-        inner.fields.extend(built);
-        match arena {
-            Ok(Ok(Some(arena))) => inner.arena = Some(arena),
-            Ok(Ok(None)) => {}
-            Ok(Err(err)) => return Err(err),
-            Err(_) => return Err(HnswError("building the vector arena panicked".into())),
+            }
+            arena.retain(|label| inner.live.contains(label));
+            if inner.arena.is_none() {
+                inner.arena = Some(arena);
+            }
         }
         Ok(())
     }
@@ -522,24 +750,10 @@ impl Core {
 
     /// The k nearest live items passing the filter and not excluded.
     pub fn search(&self, query: &Query) -> Result<Vec<Hit>, HnswError> {
-        let fields: Vec<&str> = query.filter.iter().map(|(f, _)| f.as_str()).collect();
-        if !fields.is_empty() {
-            let evicted = self.hot_fields.touch(&fields);
-            let missing: Vec<&str> = {
-                let inner = self.inner.read();
-                fields
-                    .iter()
-                    .copied()
-                    .filter(|field| !inner.fields.contains_key(*field))
-                    .collect()
-            };
-            if !missing.is_empty() || !evicted.is_empty() {
-                self.ensure_filters(&missing, &evicted)?;
-            }
-        }
+        self.prepare_lookups(&query.filter)?;
         if !query.is_plain() {
-            let ranked = self.with_lookups(&fields, |inner| self.rank(query, inner))?;
             let inner = self.inner.read();
+            let ranked = self.rank(query, &inner)?;
             return Ok(ranked
                 .into_iter()
                 .filter_map(|r| {
@@ -559,7 +773,7 @@ impl Core {
         let scored = match cached {
             Some(scored) => scored,
             None => {
-                let scored = self.with_lookups(&fields, |inner| self.score(query, inner))?;
+                let scored = self.score(query, &self.inner.read())?;
                 if let Some(results) = &self.results {
                     results.lock().put(
                         key,
@@ -581,26 +795,48 @@ impl Core {
             .collect())
     }
 
-    /// Runs `f` (a scoring) under the read lock, making sure the lookups of
-    /// `fields` exist while it reads them: another search filtering on yet
-    /// other fields can evict one between building it and using it.
-    fn with_lookups<T>(
+    /// The exact `k` nearest live items passing the filter (and, with
+    /// `only`, among those ids), with the Lance version they are: the same
+    /// hits, in the same order, as a scan of that version
+    /// ([`super::store::search_at`]) — every candidate scored at full
+    /// precision, ties by id — without reading Lance. What a chat cites.
+    pub fn exact(
         &self,
-        fields: &[&str],
-        f: impl Fn(&CoreInner) -> Result<T, HnswError>,
-    ) -> Result<T, HnswError> {
-        for _ in 0..8 {
-            {
-                let inner = self.inner.read();
-                if fields.iter().all(|f| inner.fields.contains_key(*f)) {
-                    return f(&inner);
-                }
-            }
-            self.ensure_filters(fields, &[])?;
+        query: &Query,
+        only: Option<&HashSet<String>>,
+    ) -> Result<(u64, Vec<Hit>), HnswError> {
+        self.prepare_lookups(&query.filter)?;
+        let inner = self.inner.read();
+        let excluded = inner.excluded(query);
+        let candidates: Vec<u64> = match only {
+            Some(ids) => ids
+                .iter()
+                .filter_map(|id| inner.rows.get(id).map(|e| e.seq))
+                .filter(|label| !excluded.contains(label) && inner.passes(*label, query))
+                .collect(),
+            None => inner.filtered(query, &excluded),
+        };
+        let metric = self.definition.metric;
+        let mut scored: Vec<(f32, &str, u64)> = Vec::with_capacity(candidates.len());
+        for label in candidates {
+            let Some(id) = inner.by_label.get(&label) else {
+                continue;
+            };
+            let vector = inner.hnsw.reconstruct(label)?;
+            scored.push((metric.exact(&query.vector, &vector), id.as_str(), label));
         }
-        Err(HnswError(format!(
-            "more distinct filter fields are in use at once than vectors.max_hot_fields allows: {fields:?}"
-        )))
+        let order = |a: &(f32, &str, u64), b: &(f32, &str, u64)| a.0.total_cmp(&b.0).then(a.1.cmp(b.1));
+        if scored.len() > query.k && query.k > 0 {
+            scored.select_nth_unstable_by(query.k - 1, order);
+            scored.truncate(query.k);
+        }
+        scored.sort_by(order);
+        scored.truncate(query.k);
+        let hits = scored
+            .into_iter()
+            .filter_map(|(distance, _, label)| inner.hit(label, distance, None))
+            .collect();
+        Ok((inner.version, hits))
     }
 
     /// `(label, distance)` of the k nearest, best first. Every search
@@ -877,7 +1113,7 @@ impl CoreInner {
         }
         self.by_label.remove(&seq);
         self.tombstones += 1;
-        if self.fields.is_empty() {
+        if self.fields.is_empty() && self.presence.is_none() {
             return;
         }
         if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(metadata) {
@@ -888,17 +1124,27 @@ impl CoreInner {
                     }
                 }
             }
+            if let Some(presence) = self.presence.as_mut() {
+                for field in map.keys() {
+                    presence.remove(seq, field);
+                }
+            }
         }
     }
 
     fn index_fields(&mut self, seq: u64, metadata: &str) {
-        if self.fields.is_empty() {
+        if self.fields.is_empty() && self.presence.is_none() {
             return;
         }
         if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(metadata) {
             for (field, values) in self.fields.iter_mut() {
                 if let Some(key) = map.get(field).and_then(filter_key) {
                     values.entry(key).or_default().insert(seq);
+                }
+            }
+            if let Some(presence) = self.presence.as_mut() {
+                for field in map.keys() {
+                    presence.add(seq, field);
                 }
             }
         }
@@ -924,22 +1170,58 @@ impl CoreInner {
         serde_json::from_str::<Value>(&entry.metadata).is_ok_and(|m| predicate.matches(&m))
     }
 
-    /// Live labels matching every `(field, key)`, minus the excluded ones.
+    /// Live labels matching every `(field, key)`, minus the excluded ones,
+    /// in label order. Fields with a lookup are answered from it; any other
+    /// field from the presence map (no item holds it: nothing matches; few
+    /// do: those are the only candidates), and its value checked on each
+    /// remaining candidate's metadata — so a lookup dropped by a concurrent
+    /// search, or a field too rare for one, costs a scan of candidates,
+    /// never an error.
     fn candidates(&self, filter: &[(String, String)], excluded: &HashSet<u64>) -> Vec<u64> {
         let mut sets: Vec<&HashSet<u64>> = Vec::with_capacity(filter.len());
+        let mut unindexed: Vec<(&str, &str)> = Vec::new();
         for (field, key) in filter {
-            match self.fields.get(field).and_then(|values| values.get(key)) {
-                Some(set) => sets.push(set),
-                None => return Vec::new(),
+            match self.fields.get(field) {
+                Some(values) => match values.get(key) {
+                    Some(set) => sets.push(set),
+                    None => return Vec::new(),
+                },
+                None => match self.presence.as_ref().and_then(|p| p.fields.get(field)) {
+                    Some(Present::Few(labels)) => {
+                        sets.push(labels);
+                        unindexed.push((field, key));
+                    }
+                    Some(Present::Many(_)) => unindexed.push((field, key)),
+                    None if self.presence.is_some() => return Vec::new(),
+                    None => unindexed.push((field, key)),
+                },
             }
         }
         sets.sort_by_key(|s| s.len());
-        let (smallest, rest) = sets.split_first().expect("filter is not empty");
-        let mut labels: Vec<u64> = smallest
-            .iter()
-            .copied()
-            .filter(|label| !excluded.contains(label) && rest.iter().all(|s| s.contains(label)))
-            .collect();
+        let mut labels: Vec<u64> = match sets.split_first() {
+            Some((smallest, rest)) => smallest
+                .iter()
+                .copied()
+                .filter(|label| {
+                    self.live.contains(*label)
+                        && !excluded.contains(label)
+                        && rest.iter().all(|s| s.contains(label))
+                })
+                .collect(),
+            None => self.live_labels(excluded),
+        };
+        if !unindexed.is_empty() {
+            let fields: Vec<&str> = unindexed.iter().map(|(f, _)| *f).collect();
+            labels.retain(|label| {
+                let Some(entry) = self.by_label.get(label).and_then(|id| self.rows.get(id)) else {
+                    return false;
+                };
+                let values = Picked::parse(&entry.metadata, &fields);
+                values.iter().zip(&unindexed).all(|(value, (_, key))| {
+                    value.as_ref().and_then(filter_key).as_deref() == Some(*key)
+                })
+            });
+        }
         // Slots follow labels: in label order the arena is read forwards.
         labels.sort_unstable();
         labels
@@ -995,25 +1277,33 @@ impl CoreInner {
     }
 }
 
-/// Per field: value key -> labels of the rows with that value, parsing each
-/// row's metadata once for all the fields.
+/// Lookups of `fields` (value key -> labels) over `rows`, and with
+/// `presence` which fields each row holds: one parse of each row's
+/// metadata for all of it.
+#[allow(clippy::type_complexity)]
 fn index_fields_of(
-    rows: &HashMap<String, Entry>,
+    rows: &[(u64, Arc<str>)],
     fields: &[&str],
-) -> Vec<(String, HashMap<String, HashSet<u64>>)> {
-    if fields.is_empty() {
-        return Vec::new();
-    }
+    presence: bool,
+) -> (Vec<(String, HashMap<String, HashSet<u64>>)>, Option<Presence>) {
     let mut built: Vec<HashMap<String, HashSet<u64>>> = vec![HashMap::new(); fields.len()];
-    for entry in rows.values() {
-        let picked = Picked::parse(&entry.metadata, fields);
-        for (value, values) in picked.iter().zip(built.iter_mut()) {
-            if let Some(key) = value.as_ref().and_then(filter_key) {
-                values.entry(key).or_default().insert(entry.seq);
+    let mut present = presence.then(Presence::default);
+    if !fields.is_empty() || presence {
+        for (seq, metadata) in rows {
+            let (values, keys) = Picked::parse_with_keys(metadata, fields, presence);
+            for (value, values) in values.iter().zip(built.iter_mut()) {
+                if let Some(key) = value.as_ref().and_then(filter_key) {
+                    values.entry(key).or_default().insert(*seq);
+                }
+            }
+            if let Some(present) = present.as_mut() {
+                for key in keys {
+                    present.add(*seq, &key);
+                }
             }
         }
     }
-    fields.iter().map(|f| f.to_string()).zip(built).collect()
+    (fields.iter().map(|f| f.to_string()).zip(built).collect(), present)
 }
 
 /// The values of a few top-level fields of a metadata object, parsed
@@ -1022,19 +1312,31 @@ fn index_fields_of(
 struct Picked<'f> {
     fields: &'f [&'f str],
     values: Vec<Option<Value>>,
+    /// Every top-level key, when asked for.
+    keys: Option<Vec<String>>,
 }
 
 impl<'f> Picked<'f> {
     fn parse(json: &str, fields: &'f [&'f str]) -> Vec<Option<Value>> {
+        Self::parse_with_keys(json, fields, false).0
+    }
+
+    /// The fields' values, and with `keys` every top-level key.
+    fn parse_with_keys(
+        json: &str,
+        fields: &'f [&'f str],
+        keys: bool,
+    ) -> (Vec<Option<Value>>, Vec<String>) {
         let mut picked = Picked {
             fields,
             values: vec![None; fields.len()],
+            keys: keys.then(Vec::new),
         };
         let mut deserializer = serde_json::Deserializer::from_str(json);
         if serde::de::DeserializeSeed::deserialize(&mut picked, &mut deserializer).is_err() {
-            return vec![None; fields.len()];
+            return (vec![None; fields.len()], Vec::new());
         }
-        picked.values
+        (picked.values, picked.keys.unwrap_or_default())
     }
 }
 
@@ -1055,6 +1357,9 @@ impl<'de> serde::de::Visitor<'de> for &mut Picked<'_> {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if let Some(keys) = self.keys.as_mut() {
+                keys.push(key.to_string());
+            }
             match self.fields.iter().position(|f| *f == key) {
                 Some(i) => self.values[i] = Some(map.next_value::<Value>()?),
                 None => {

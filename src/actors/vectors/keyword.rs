@@ -186,6 +186,40 @@ impl KeywordIndex {
             term.postings.shrink_to_fit();
         }
         self.docs = docs;
+        self.drop_dead_terms();
+    }
+
+    /// Forgets the terms no live document holds any more, renumbering the
+    /// rest: without this the vocabulary of an index whose texts keep
+    /// changing (or a client writing random words) only ever grows.
+    fn drop_dead_terms(&mut self) {
+        if self.terms.iter().all(|t| t.live > 0) {
+            return;
+        }
+        let mut renumbered = vec![u32::MAX; self.terms.len()];
+        let mut terms = Vec::with_capacity(self.terms.len());
+        for (old, term) in std::mem::take(&mut self.terms).into_iter().enumerate() {
+            if term.live > 0 {
+                renumbered[old] = terms.len() as u32;
+                terms.push(term);
+            }
+        }
+        self.terms = terms;
+        self.vocabulary.retain(|_, id| {
+            *id = renumbered[*id as usize];
+            *id != u32::MAX
+        });
+        self.vocabulary.shrink_to_fit();
+        for doc in self.docs.iter_mut().flatten() {
+            for id in doc.terms.iter_mut() {
+                *id = renumbered[*id as usize];
+            }
+        }
+    }
+
+    /// Terms in the vocabulary (dead ones included until a compaction).
+    pub fn vocabulary_len(&self) -> usize {
+        self.vocabulary.len()
     }
 
     /// The query's terms this index knows, with their idf.
@@ -476,6 +510,29 @@ mod tests {
             all.truncate(10);
             assert_eq!(top, all, "{query}");
         }
+    }
+
+    #[test]
+    fn compaction_forgets_terms_no_live_text_holds() {
+        let mut index = KeywordIndex::default();
+        for label in 0..3000u64 {
+            index.insert(label, &format!("forklift operator uniqueword{label}"));
+        }
+        assert_eq!(index.vocabulary_len(), 3002);
+        // Every text rewritten with other words: the old unique words die.
+        for label in 0..3000u64 {
+            index.insert(label, &format!("forklift operator otherword{label}"));
+        }
+        // Removals past half the slots compact; the vocabulary follows.
+        assert!(index.vocabulary_len() < 3002 + 3000, "{}", index.vocabulary_len());
+        let survivors = terms_of(&index, "otherword7");
+        assert_eq!(survivors, vec![7]);
+        assert!(terms_of(&index, "uniqueword7").is_empty());
+        assert_eq!(terms_of(&index, "forklift").len(), 10, "the top 10 of 3,000 holders");
+    }
+
+    fn terms_of(index: &KeywordIndex, query: &str) -> Vec<u64> {
+        labels(index, query, None)
     }
 
     #[test]

@@ -1309,7 +1309,7 @@ fn a_search_with_its_own_ef_search_runs_while_another_reader_holds_the_graph() {
             )
         })
         .collect();
-    core.install(rows, Vec::new(), 300);
+    core.install(rows, Vec::new(), 300, 1);
     let query = |vector: &[f32], ef_search: Option<u32>| Query {
         ef_search,
         ..Query::nearest(vector.to_vec(), 5)

@@ -161,8 +161,9 @@ pub(super) async fn load(
     drop(stream);
     // The keyword index is built off the runtime, like the graph.
     let installing = core.clone();
+    let version = store.version();
     tokio::task::spawn_blocking(move || {
-        installing.install(rows, texts.into_iter().collect(), max_seq)
+        installing.install(rows, texts.into_iter().collect(), max_seq, version)
     })
     .await?;
     let replayed_ms = started.elapsed().as_millis() as u64;

@@ -234,6 +234,11 @@ impl IndexReader {
         .await
     }
 
+    /// The index's definition.
+    pub fn definition(&self) -> &crate::domain::vectors::IndexDefinition {
+        &self.arguments.definition
+    }
+
     /// The metadata of those of `ids` that exist.
     pub fn lookup(&self, ids: Vec<String>) -> HashMap<String, Value> {
         search::lookup(&self.pipeline, ids)
@@ -421,7 +426,7 @@ async fn handle_message(
             let _ = reply.send(state.info(&pipeline));
         }
         IndexMessage::Pinned { request, reply } => {
-            search::pinned(state.arguments.clone(), request, reply)
+            search::pinned(state.arguments.clone(), pipeline, request, reply)
         }
         IndexMessage::Tag {
             version,

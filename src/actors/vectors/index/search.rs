@@ -4,7 +4,7 @@
 //! they came through the mailbox: reads run on every core and never wait
 //! for a commit or each other.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -153,19 +153,24 @@ pub(super) fn dataset_path(arguments: &IndexArguments) -> std::path::PathBuf {
         .join(format!("{}.lance", arguments.definition.name))
 }
 
-/// An exact search at one Lance version, on its own task.
+/// An exact search at one Lance version, on its own task. The newest
+/// version (what a new chat reads) is answered from the live items, which
+/// are exactly that version ([`crate::actors::vectors::core::Core::exact`]):
+/// no scan. An older version (a rerun) is read from Lance.
 pub(super) fn pinned(
     arguments: Arc<IndexArguments>,
+    pipeline: Arc<Pipeline>,
     request: PinnedSearch,
     reply: RpcReplyPort<Result<PinnedHits, IndexError>>,
 ) {
     tokio::spawn(async move {
-        let _ = reply.send(run_pinned(&arguments, request).await);
+        let _ = reply.send(run_pinned(&arguments, &pipeline, request).await);
     });
 }
 
 async fn run_pinned(
     arguments: &IndexArguments,
+    pipeline: &Arc<Pipeline>,
     request: PinnedSearch,
 ) -> Result<PinnedHits, IndexError> {
     let definition = &arguments.definition;
@@ -179,30 +184,48 @@ async fn run_pinned(
         definition.metric,
         "vector",
     )?;
+    let filter = prepare_filter(request.filter)?;
+    let live = pipeline.core.version();
+    if request.version.is_none() || request.version == Some(live) {
+        let query = Query {
+            filter: filter.equalities,
+            predicate: filter.predicate,
+            exclude_ids: request.exclude_ids,
+            ..Query::nearest(vector, request.k)
+        };
+        let only: Option<HashSet<String>> = request.only_ids.map(|ids| ids.into_iter().collect());
+        let core = pipeline.core.clone();
+        let (version, hits) =
+            tokio::task::spawn_blocking(move || core.exact(&query, only.as_ref()))
+                .await
+                .map_err(|e| IndexError::Internal(e.to_string()))??;
+        return Ok(PinnedHits { version, hits });
+    }
     let path = dataset_path(arguments);
-    let version = match request.version {
-        Some(version) => version,
-        None => lance::Dataset::open(&path.to_string_lossy())
-            .await
-            .map_err(|e| IndexError::Storage(e.to_string()))?
-            .version_id(),
-    };
+    let version = request.version.unwrap_or(live);
     let query = PinnedQuery {
         vector,
         metric: definition.metric,
         k: request.k,
-        filter: prepare_filter(request.filter)?,
+        filter,
         exclude: request.exclude_ids.into_iter().collect(),
         only: request.only_ids.map(|ids| ids.into_iter().collect()),
     };
-    // A pinned search scans a whole version: two at a time in the process,
-    // so a burst of chats cannot hold every version in memory at once.
+    // A scan of a whole version: two at a time in the process, so a burst
+    // of reruns cannot hold every version in memory at once; its CPU on
+    // the blocking pool, not on the actors' threads.
     static SCANS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
     let _scan = SCANS
         .acquire()
         .await
         .map_err(|e| IndexError::Internal(e.to_string()))?;
-    match store::search_at(&path, version, &query).await {
+    let runtime = tokio::runtime::Handle::current();
+    let scanned = tokio::task::spawn_blocking(move || {
+        runtime.block_on(async move { store::search_at(&path, version, &query).await })
+    })
+    .await
+    .map_err(|e| IndexError::Internal(e.to_string()))?;
+    match scanned {
         Ok(hits) => Ok(PinnedHits { version, hits }),
         Err(PinnedMiss::VersionGone) => Err(IndexError::VersionGone {
             index: definition.name.clone(),

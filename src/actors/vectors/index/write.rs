@@ -336,6 +336,10 @@ pub(super) async fn commit(
         .set(pipeline.core.len() as i64);
 
     upkeep::after_commit(pipeline, &mut writer, idle).await;
+    // Upkeep commits (compaction, removal of superseded rows) change no
+    // live item; the newest version is the one to cite, as older ones are
+    // removed by retention.
+    pipeline.core.set_version(writer.store.version());
     pipeline
         .stats
         .lance_version
@@ -433,7 +437,9 @@ fn publish(pipeline: &Pipeline, writer: &mut Writer, rows: &[LogRow]) {
             _ => Applied::Delete { id: &row.id },
         })
         .collect();
-    let superseded = pipeline.core.publish(&writes, max_seq);
+    // The store has just appended these rows: its version is what the
+    // live items now are.
+    let superseded = pipeline.core.publish(&writes, max_seq, writer.store.version());
     writer.superseded.extend(superseded);
     writer
         .superseded

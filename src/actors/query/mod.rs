@@ -1,21 +1,38 @@
 //! The `query` actor: read-only SQL (DataFusion) over every catalogued
 //! Lance dataset.
 //!
-//! Each query runs as its own task with a fresh `SessionContext` in which
-//! every dataset is registered at its latest committed version (a Lance
-//! table provider pins a version, so registering per query is what makes
-//! queries see the newest data). Only `SELECT`, `WITH … SELECT` and
-//! `EXPLAIN` of those are accepted — checked on the parse, and again by
-//! DataFusion's `SQLOptions` (no DDL, no DML, no statements).
+//! Each query runs with a fresh `SessionContext` in which every dataset is
+//! registered at its latest committed version (a Lance table provider pins
+//! a version, so registering per query is what makes queries see the
+//! newest data). Only `SELECT`, `WITH … SELECT` and `EXPLAIN` of those are
+//! accepted — checked on the parse, and again by DataFusion's `SQLOptions`
+//! (no DDL, no DML, no statements).
 //!
-//! Bounded: at most `query.max_concurrent` queries run at once (more get
-//! `503 too_many_queries` at once); together they share one memory pool of
-//! `query.memory_limit_bytes`, and nothing spills to disk, so a query that
-//! needs more (a sort of ten billion rows) fails with
-//! `query_memory_exceeded` and the process keeps serving. Rows and time are
-//! limited by `query.max_rows` and `query.timeout_ms`.
+//! No query can take the process down or hold it:
+//! - **Text and depth.** At most `query.max_sql_bytes` of SQL
+//!   (`sql_too_long`), and expressions nested at most
+//!   `query.max_expression_depth` deep ([`depth`], `sql_too_deep`),
+//!   checked on the tokens before any tree is built.
+//! - **Its own runtime.** Queries run on a runtime of their own (threads
+//!   with 64 MiB stacks, apart from the actors' threads), so a query
+//!   using every core for its time limit delays no search or commit, and
+//!   DataFusion's recursion (its `recursive_protection`, on) has room.
+//! - **Memory.** At most `query.max_concurrent` queries run at once (more
+//!   get `503 too_many_queries` at once); together they share one memory
+//!   pool of `query.memory_limit_bytes` and nothing spills to disk, so a
+//!   query that needs more fails with `query_memory_exceeded`. Functions
+//!   that build values outside the pool are capped ([`functions`]).
+//! - **Time and cancellation.** `query.timeout_ms`, then 504; a query
+//!   whose caller went away (the HTTP client disconnected) is cancelled.
+//! - **The answer.** At most `query.max_rows` rows and
+//!   `query.max_result_bytes` bytes of them; past either the answer is cut
+//!   off and says so (`truncated`, `truncated_by`).
 
-use std::sync::Arc;
+pub mod depth;
+pub mod functions;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -45,20 +62,38 @@ use crate::supervision::{CallError, Directory, Fault};
 
 pub const NAME: &str = "query";
 
+/// Stack of each query thread: deep plans recurse, and DataFusion's
+/// recursion protection grows the stack on the heap only past what a
+/// thread already has.
+const QUERY_STACK_BYTES: usize = 64 << 20;
+
+/// How often a running query checks that its caller still waits.
+const CALLER_CHECK: Duration = Duration::from_millis(50);
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("only read-only queries (SELECT, WITH … SELECT, EXPLAIN) are allowed: {0}")]
     ReadOnly(String),
     #[error("{0}")]
     Sql(String),
+    #[error("the SQL text has {got} bytes; at most {max} are allowed (query.max_sql_bytes)")]
+    TooLong { max: usize, got: usize },
+    #[error("an expression nests {got} deep; at most {max} is allowed (query.max_expression_depth): split it, or use IN (…) for long lists")]
+    TooDeep { max: usize, got: usize },
     #[error("limit must be between 1 and {max}, got {got}")]
     InvalidLimit { max: usize, got: usize },
     #[error("the query did not finish within {0} ms")]
     Timeout(u64),
     #[error("the query needs more memory than query.memory_limit_bytes ({limit} bytes) allows: {detail}")]
     MemoryExceeded { limit: usize, detail: String },
+    #[error("{0}")]
+    FunctionOutputTooLarge(String),
     #[error("{running} queries are running (query.max_concurrent); retry shortly")]
     Busy { running: usize },
+    #[error("the caller went away; the query was cancelled")]
+    Cancelled,
+    #[error("the query failed inside: {0}")]
+    Internal(String),
     #[error("storage: {0}")]
     Storage(String),
     #[error(transparent)]
@@ -85,6 +120,8 @@ pub struct QueryArguments {
     pub settings: QuerySettings,
     pub directory: Directory,
     pub call_timeout: Duration,
+    /// Where the datasets live (the catalog's URIs are relative to it).
+    pub data_dir: PathBuf,
 }
 
 /// What every query task shares.
@@ -94,6 +131,27 @@ pub struct QueryState {
     runtime: Arc<RuntimeEnv>,
     /// One permit per query that may run at once.
     permits: Arc<tokio::sync::Semaphore>,
+}
+
+/// The runtime every query runs on: one per process (it outlives the
+/// actor's incarnations, and a runtime cannot be dropped from async code),
+/// sized by the first settings that ask for it.
+fn query_runtime(threads: usize) -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .max_blocking_threads(threads.max(2))
+            .thread_stack_size(QUERY_STACK_BYTES)
+            .thread_name("lakehouse-sql")
+            .enable_all()
+            .build()
+            .expect("the query runtime starts")
+    })
 }
 
 impl Actor for QueryActor {
@@ -113,6 +171,7 @@ impl Actor for QueryActor {
             )
             .build_arc()?;
         let permits = Arc::new(tokio::sync::Semaphore::new(args.settings.max_concurrent));
+        query_runtime(args.settings.threads);
         Ok(Arc::new(QueryState {
             arguments: args,
             runtime,
@@ -128,18 +187,46 @@ impl Actor for QueryActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             QueryMessage::Sql { request, reply } => {
+                let settings = &state.arguments.settings;
+                if request.sql.len() > settings.max_sql_bytes {
+                    let _ = reply.send(Err(QueryError::TooLong {
+                        max: settings.max_sql_bytes,
+                        got: request.sql.len(),
+                    }));
+                    return Ok(());
+                }
                 let Ok(permit) = state.permits.clone().try_acquire_owned() else {
-                    let running = state.arguments.settings.max_concurrent;
+                    let running = settings.max_concurrent;
                     let _ = reply.send(Err(QueryError::Busy { running }));
                     return Ok(());
                 };
                 let state = state.clone();
                 tokio::spawn(async move {
-                    let settings = &state.arguments.settings;
-                    let timeout = Duration::from_millis(settings.timeout_ms);
-                    let outcome = match tokio::time::timeout(timeout, run(&state, request)).await {
-                        Ok(outcome) => outcome,
-                        Err(_) => Err(QueryError::Timeout(settings.timeout_ms)),
+                    let timeout_ms = state.arguments.settings.timeout_ms;
+                    let worker = state.clone();
+                    let mut query = query_runtime(state.arguments.settings.threads)
+                        .spawn(async move { run(&worker, request).await });
+                    let deadline = tokio::time::sleep(Duration::from_millis(timeout_ms));
+                    tokio::pin!(deadline);
+                    let mut check = tokio::time::interval(CALLER_CHECK);
+                    let outcome = loop {
+                        tokio::select! {
+                            joined = &mut query => break joined.unwrap_or_else(|e| {
+                                // A panic inside DataFusion is a bug, not the
+                                // client's mistake: a 500, logged once here.
+                                tracing::error!(error = %e, "a query panicked");
+                                Err(QueryError::Internal(e.to_string()))
+                            }),
+                            _ = &mut deadline => {
+                                query.abort();
+                                break Err(QueryError::Timeout(timeout_ms));
+                            }
+                            _ = check.tick() => if reply.is_closed() {
+                                query.abort();
+                                tracing::info!("sql cancelled: the caller went away");
+                                break Err(QueryError::Cancelled);
+                            }
+                        }
                     };
                     drop(permit);
                     let _ = reply.send(outcome);
@@ -151,8 +238,9 @@ impl Actor for QueryActor {
     }
 }
 
-/// Accepts exactly one statement that can only read.
-pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
+/// Accepts exactly one statement that can only read; says whether it is
+/// an `EXPLAIN`.
+pub fn check_read_only(sql: &str) -> Result<bool, QueryError> {
     let statements = DFParser::parse_sql(sql).map_err(|e| QueryError::Sql(e.to_string()))?;
     if statements.len() != 1 {
         return Err(QueryError::ReadOnly(format!(
@@ -187,7 +275,12 @@ pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
             Statement::Reset(_) => Err("RESET".into()),
         }
     }
-    allowed(&statements[0]).map_err(QueryError::ReadOnly)
+    allowed(&statements[0]).map_err(QueryError::ReadOnly)?;
+    Ok(match &statements[0] {
+        Statement::Explain(_) => true,
+        Statement::Statement(inner) => matches!(inner.as_ref(), SqlStatement::Explain { .. }),
+        _ => false,
+    })
 }
 
 fn first_words(sql: &str) -> String {
@@ -196,6 +289,9 @@ fn first_words(sql: &str) -> String {
 
 /// DataFusion's error, with running out of the memory pool told apart.
 fn sql_error(state: &QueryState, err: DataFusionError) -> QueryError {
+    if let Some(refusal) = functions::output_too_large(&err) {
+        return QueryError::FunctionOutputTooLarge(refusal.to_string());
+    }
     match err.find_root() {
         DataFusionError::ResourcesExhausted(detail) => QueryError::MemoryExceeded {
             limit: state.arguments.settings.memory_limit_bytes,
@@ -212,7 +308,14 @@ async fn run(state: &QueryState, request: SqlRequest) -> Result<SqlResult, Query
     if !(1..=max).contains(&limit) {
         return Err(QueryError::InvalidLimit { max, got: limit });
     }
-    check_read_only(&request.sql)?;
+    let depth = depth::expression_depth(&request.sql).map_err(QueryError::Sql)?;
+    if depth > context.settings.max_expression_depth {
+        return Err(QueryError::TooDeep {
+            max: context.settings.max_expression_depth,
+            got: depth,
+        });
+    }
+    let explain = check_read_only(&request.sql)?;
     let manifests = context
         .directory
         .call(
@@ -222,8 +325,10 @@ async fn run(state: &QueryState, request: SqlRequest) -> Result<SqlResult, Query
         )
         .await?;
     let session = SessionContext::new_with_config_rt(SessionConfig::new(), state.runtime.clone());
+    functions::install(&session, context.settings.max_function_output);
     for manifest in manifests {
-        let dataset = Dataset::open(&manifest.uri)
+        let path = catalog::dataset_path(&context.data_dir, &manifest.name);
+        let dataset = Dataset::open(&path.display().to_string())
             .await
             .map_err(|e| QueryError::Storage(format!("{}: {e}", manifest.name)))?;
         let provider = LanceTableProvider::new(Arc::new(dataset), false, false);
@@ -252,31 +357,88 @@ async fn run(state: &QueryState, request: SqlRequest) -> Result<SqlResult, Query
         .execute_stream()
         .await
         .map_err(|e| sql_error(state, e))?;
-    let mut rows = Vec::new();
-    let mut truncated = false;
+    let mut answer = Answer {
+        rows: Vec::new(),
+        bytes_left: context.settings.max_result_bytes,
+        truncated_by: None,
+    };
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| sql_error(state, e))?;
-        append_rows(&batch, &mut rows, limit + 1);
-        if rows.len() > limit {
-            truncated = true;
-            rows.truncate(limit);
+        answer.append(&batch, limit);
+        if answer.truncated_by.is_some() {
             break;
         }
     }
+    if explain {
+        // Plans name the datasets' files: show them relative to data.dir.
+        for value in answer.rows.iter_mut().flatten() {
+            if let Value::String(text) = value {
+                if let std::borrow::Cow::Owned(relative) = crate::redact::relative(text) {
+                    *text = relative;
+                }
+            }
+        }
+    }
     Ok(SqlResult {
-        row_count: rows.len(),
+        row_count: answer.rows.len(),
         columns,
-        rows,
-        truncated,
+        rows: answer.rows,
+        truncated: answer.truncated_by.is_some(),
+        truncated_by: answer.truncated_by,
     })
 }
 
-fn append_rows(batch: &RecordBatch, rows: &mut Vec<Vec<Value>>, cap: usize) {
-    let take = batch.num_rows().min(cap.saturating_sub(rows.len()));
-    let columns: Vec<&ArrayRef> = batch.columns().iter().collect();
-    for row in 0..take {
-        rows.push(columns.iter().map(|c| cell(c, row)).collect());
+/// The rows of an answer as they are gathered, within its row limit and
+/// byte budget.
+struct Answer {
+    rows: Vec<Vec<Value>>,
+    /// What `query.max_result_bytes` still allows (JSON bytes, roughly).
+    bytes_left: usize,
+    /// Why the answer was cut off: `limit` (rows) or `max_result_bytes`.
+    truncated_by: Option<&'static str>,
+}
+
+impl Answer {
+    fn append(&mut self, batch: &RecordBatch, limit: usize) {
+        let columns: Vec<&ArrayRef> = batch.columns().iter().collect();
+        for row in 0..batch.num_rows() {
+            if self.rows.len() == limit {
+                self.truncated_by = Some("limit");
+                return;
+            }
+            let mut values = Vec::with_capacity(columns.len());
+            for column in &columns {
+                // A cell is measured before it is copied: one huge string
+                // is refused without a second copy of it.
+                let size = cell_size(column, row);
+                if size > self.bytes_left {
+                    self.truncated_by = Some("max_result_bytes");
+                    return;
+                }
+                self.bytes_left -= size;
+                values.push(cell(column, row));
+            }
+            self.rows.push(values);
+        }
     }
+}
+
+/// About how many bytes a cell takes in the JSON answer.
+fn cell_size(array: &ArrayRef, row: usize) -> usize {
+    if array.is_null(row) {
+        return 5;
+    }
+    let text = match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().value(row).len(),
+        DataType::LargeUtf8 => array.as_string::<i64>().value(row).len(),
+        DataType::Utf8View => array.as_string_view().value(row).len(),
+        DataType::Binary => array.as_binary::<i32>().value(row).len() * 2,
+        DataType::LargeBinary => array.as_binary::<i64>().value(row).len() * 2,
+        DataType::List(_) => array.as_list::<i32>().value(row).get_array_memory_size(),
+        DataType::LargeList(_) => array.as_list::<i64>().value(row).get_array_memory_size(),
+        _ => 0,
+    };
+    text + 24
 }
 
 /// One cell as JSON: numbers, strings and booleans as themselves, anything
