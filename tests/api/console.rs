@@ -291,7 +291,7 @@ async fn a_search_returns_workers_and_a_recorded_placement_shows_the_boost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_token_sees_no_write_or_admin_controls() {
     let (app, tokens) = spawn_app_with_tokens(&[("faults.enabled", "true")]).await;
-    crate::helpers::seed_workers(&app, 300, Some(&tokens.write)).await;
+    crate::helpers::seed_workers(&app, 300, Some(&tokens.admin)).await;
     let browser = Browser::launch(1280, 800).await;
     browser
         .open(&format!("{}/console#search", app.address))

@@ -15,7 +15,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Every operation of the served document: (method, path template, the
 /// role its security requirement names, or none).
-async fn operations(app: &TestApp) -> Vec<(Method, String, Option<Role>, Value)> {
+pub(crate) async fn operations(app: &TestApp) -> Vec<(Method, String, Option<Role>, Value)> {
     let document: Value = app.get("/openapi.json").await.json().await.unwrap();
     let mut found = Vec::new();
     for (path, item) in document["paths"].as_object().unwrap() {
@@ -37,7 +37,7 @@ async fn operations(app: &TestApp) -> Vec<(Method, String, Option<Role>, Value)>
 
 /// A concrete path for a template: every parameter `x` (a key of two
 /// segments for objects).
-fn concrete(template: &str) -> String {
+pub(crate) fn concrete(template: &str) -> String {
     template
         .replace("{key}", "some/object.bin")
         .split('/')

@@ -309,3 +309,94 @@ pub async fn seed_workers(app: &TestApp, workers: usize, token: Option<&str>) {
     .await
     .expect("seeding through the API");
 }
+
+/// The real binary, serving on its own port and data dir, its log
+/// (stderr and stdout) kept in a file: for what only a process shows (its
+/// resident memory, that it did not abort, its log lines).
+pub struct Process {
+    pub child: tokio::process::Child,
+    pub address: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Process {
+    /// Starts `lakehouse serve` with `env` (`LAKEHOUSE__…` settings) and
+    /// waits until it is ready.
+    pub async fn start(env: &[(&str, &str)]) -> Process {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let log = dir.path().join("server.log");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let file = std::fs::File::create(&log).unwrap();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_lakehouse"));
+        command
+            .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .current_dir(dir.path())
+            .env("LAKEHOUSE__LOG__LEVEL", "info")
+            .envs(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .kill_on_drop(true);
+        let child = command.spawn().expect("the binary starts");
+        let mut process = Process {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+            data_dir,
+            log,
+            _dir: dir,
+        };
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            assert!(process.alive(), "the server exited while starting");
+            let ready = client
+                .get(process.url("/ready"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return process;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the server was not ready within 120 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Whether the process is still running (it did not abort).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Its resident memory, from `/proc/<pid>/status`.
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .expect("VmRSS")
+    }
+
+    /// Everything it logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}

@@ -11,6 +11,7 @@ mod deploy;
 mod embed;
 mod errors;
 mod front_door;
+mod hostile;
 mod matrix;
 mod mcp;
 mod ollama;

@@ -298,7 +298,7 @@ async fn the_whole_sequence_over_stdio_against_the_binary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_placement_needs_the_write_role() {
     let (app, tokens) = spawn_app_with_tokens(&[("mcp.read_only", "false")]).await;
-    crate::helpers::seed_workers(&app, 50, Some(&tokens.write)).await;
+    crate::helpers::seed_workers(&app, 50, Some(&tokens.admin)).await;
     let record = json!({"query": "forklift", "role": "Forklift Operator", "worker_ids": ["W0000001"], "score": 1.0});
 
     let reader = over_http(&app, Some(&tokens.read)).await;
