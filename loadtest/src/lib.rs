@@ -10,6 +10,7 @@
 //! tokio + reqwest keep the client's own CPU cost low and every measurement
 //! explicit; hdrhistogram gives exact percentiles without sampling.
 
+pub mod abuse;
 pub mod crasher;
 pub mod plot;
 pub mod retrieval;

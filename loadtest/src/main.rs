@@ -80,10 +80,33 @@ enum Command {
     /// concurrent writers, checking after every restart that no
     /// acknowledged write was lost.
     Crasher(CrasherArgs),
+    /// Hostile inputs (deep SQL, function bombs, encoded paths, floods,
+    /// …) kind by kind beside a normal search and record load: the normal
+    /// load's p99 and errors with and without them, and every hostile
+    /// answer's status.
+    Abuse(AbuseArgs),
     /// Precision@10 of semantic, hybrid and keyword search for queries
     /// naming an exact certification or skill of the seeded corpus, and
     /// each mode's latency at 1 and N clients.
     Retrieval(RetrievalArgs),
+}
+
+#[derive(clap::Args)]
+struct AbuseArgs {
+    #[arg(long, default_value = "http://127.0.0.1:3100")]
+    target: String,
+    /// Seconds of each phase (quiet, then one per hostile kind).
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    #[arg(long, default_value_t = 8)]
+    normal_clients: usize,
+    #[arg(long, default_value_t = 8)]
+    hostile_clients: usize,
+    /// Only these hostile kinds (comma-separated; all by default).
+    #[arg(long, value_delimiter = ',')]
+    kinds: Vec<String>,
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -266,8 +289,45 @@ async fn main() -> Result<()> {
     match cli.command {
         Some(Command::Crasher(args)) => crasher(args).await,
         Some(Command::Retrieval(args)) => retrieval(args).await,
+        Some(Command::Abuse(args)) => abuse(args).await,
         None => mix(cli.mix).await,
     }
+}
+
+async fn abuse(args: AbuseArgs) -> Result<()> {
+    let report = lakehouse_loadtest::abuse::run(lakehouse_loadtest::abuse::AbuseOptions {
+        target: args.target,
+        duration: Duration::from_secs(args.duration),
+        normal_clients: args.normal_clients,
+        hostile_clients: args.hostile_clients,
+        kinds: args.kinds,
+    })
+    .await?;
+    println!(
+        "{:>20} | normal p50 ms | p99 ms | p99 / quiet | errors | hostile answers | 5xx | capped 503",
+        "phase"
+    );
+    for phase in std::iter::once(&report.quiet).chain(&report.phases) {
+        println!(
+            "{:>20} | {:>13.2} | {:>6.2} | {:>11.2} | {:>6} | {:?} | {} | {}",
+            phase.kind,
+            phase.normal.p50_ms,
+            phase.normal.p99_ms,
+            phase.normal.p99_ms / report.quiet.normal.p99_ms.max(0.001),
+            phase.normal_errors,
+            phase.hostile,
+            phase.hostile_server_errors,
+            phase.capped
+        );
+    }
+    println!(
+        "actor restarts: {}; process restarted: {}; worst p99 ratio: {:.2}",
+        report.actor_restarts, report.process_restarted, report.worst_p99_ratio
+    );
+    if let Some(path) = args.json {
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(())
 }
 
 async fn crasher(args: CrasherArgs) -> Result<()> {
