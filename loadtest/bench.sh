@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the figures in docs/benchmarks.md on this machine: release
 # builds, a server on loopback with a fresh data dir per part, bounded runs.
-#   loadtest/bench.sh [vectors|staffing|soak|durability|crasher|all]
+#   loadtest/bench.sh [vectors|staffing|soak|durability|crasher|abuse|all]
 # (all = vectors and staffing; soak takes 35 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -104,5 +104,36 @@ if [ "$part" = crasher ]; then
       --data-dir "$OUT/crasher-$mode" --json "$OUT/crasher-$mode.json" | tee "$OUT/crasher-$mode.txt"
     rm -rf "$OUT/crasher-$mode"
   done
+fi
+if [ "$part" = abuse ]; then
+  # Hostile inputs beside a normal load, on a server with one token per
+  # role: first the issue's bypass requests (no token, one letter
+  # encoded; a read token recording), then `loadtest abuse`: a quiet phase
+  # and one phase per hostile kind, ABUSE_SECONDS (30) each.
+  TOKENS="$OUT/abuse-tokens"; mkdir -p "$TOKENS"; : > "$TOKENS/tokens.toml"
+  for role in read write admin; do
+    "$BIN/lakehouse" token new --name "bench-$role" --role "$role" 2> "$TOKENS/$role.txt" > "$TOKENS/$role.token"
+    printf '[[tokens]]\n%s\n\n' "$(grep 'sha256 =' "$TOKENS/$role.txt" | sed 's/^ *{ *//; s/ *} *$//; s/, /\n/g')" >> "$TOKENS/tokens.toml"
+  done
+  READ="$(cat "$TOKENS/read.token")"; ADMIN="$(cat "$TOKENS/admin.token")"
+  EXTRA_ENV="LAKEHOUSE__AUTH__TOKENS_FILE=$TOKENS/tokens.toml" start_server "$OUT/data-abuse"
+  "$BIN/lakehouse" seed --workers "$WORKERS" --target "$TARGET" --token "$ADMIN" | tee "$OUT/abuse-seed.txt"
+  {
+    for request in "GET /v1/wh%6Fami" "POST /v1/%73ql" "DELETE /v1/vector%73/index/probe" "POST /mc%70"; do
+      set -- $request
+      printf '%s %s (no token): %s\n' "$1" "$2" "$(curl -s -o /dev/null -w '%{http_code}' -X "$1" \
+        -H 'content-type: application/json' -d '{"sql":"SELECT 1"}' "$TARGET$2")"
+    done
+    printf 'POST /v1/matrix/playbooks/recor%%64 (read token): %s\n' "$(curl -s -o /dev/null -w '%{http_code}' \
+      -H "authorization: Bearer $READ" -H 'content-type: application/json' \
+      -d '{"query":"x","role":"Welder","worker_ids":["W0000001"],"score":1}' "$TARGET/v1/matrix/playbooks/recor%64")"
+    python3 -c 'import json; print(json.dumps({"sql": "SELECT " + "+".join(["1"] * 200000)}))' > "$OUT/abuse-200k.json"
+    printf 'SELECT 1+1+... (200,000 terms): %s\n' "$(curl -s -w ' %{http_code}' -H "authorization: Bearer $READ" \
+      -H 'content-type: application/json' --data @"$OUT/abuse-200k.json" "$TARGET/v1/sql")"
+    printf 'then /health: %s\n' "$(curl -s -w ' %{http_code}' "$TARGET/health")"
+  } | tee "$OUT/abuse-bypass.txt"
+  LAKEHOUSE_TOKEN="$ADMIN" "$BIN/loadtest" abuse --target "$TARGET" --duration "${ABUSE_SECONDS:-30}" \
+    --normal-clients 8 --hostile-clients 8 --json "$OUT/abuse.json" | tee "$OUT/abuse.txt"
+  stop_server
 fi
 echo "results in $OUT" >&2

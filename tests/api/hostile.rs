@@ -425,6 +425,7 @@ async fn each_cap_answers_with_its_own_code() {
         ("ingest.max_column_name_bytes", "16"),
         ("limits.max_event_streams_per_token", "1"),
         ("mcp.max_sessions", "1"),
+        ("storage.max_transfers_per_token", "1"),
     ])
     .await;
     let ingest = |path: &str, csv: &'static str| {
@@ -489,6 +490,33 @@ async fn each_cap_answers_with_its_own_code() {
     assert!(session.headers().contains_key("mcp-session-id"));
     let refused = open(&tokens.write).await.unwrap();
     assert_error(refused, StatusCode::SERVICE_UNAVAILABLE, "too_many_sessions").await;
+
+    // Transfers per token: a download holds its share until its body is
+    // read (8 MiB: more than the socket buffers hold).
+    let object = vec![7u8; 8 << 20];
+    let stored = app
+        .client
+        .put(app.url("/v1/storage/objects/big.bin"))
+        .bearer_auth(&tokens.write)
+        .body(object)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), StatusCode::CREATED);
+    let held = app
+        .send(Method::GET, "/v1/storage/objects/big.bin", Some(&tokens.read), None)
+        .await;
+    assert_eq!(held.status(), StatusCode::OK);
+    let second = app
+        .send(Method::GET, "/v1/storage/objects/big.bin", Some(&tokens.read), None)
+        .await;
+    assert_error(second, StatusCode::SERVICE_UNAVAILABLE, "too_many_transfers").await;
+    let other = app
+        .send(Method::GET, "/v1/storage/objects/big.bin", Some(&tokens.admin), None)
+        .await;
+    assert_eq!(other.status(), StatusCode::OK);
+    assert_eq!(held.bytes().await.unwrap().len(), 8 << 20);
+    drop(other);
 
     // The matrix's own indexes are the admin's to write.
     let create = json!({"name": "workers", "dimension": 256});

@@ -192,6 +192,46 @@ impl Arena {
         }
     }
 
+    /// As [`Arena::distances`], with a bound on each distance's error:
+    /// `(label, approximate distance, e)` such that the exact distance is
+    /// within `approximate ± e`. Each code is its component rounded to the
+    /// nearest multiple of the vector's scale, so a component is off by at
+    /// most `scale / 2` and the dot product by at most `scale / 2 · Σ|q_i|`
+    /// (twice that for l2, whose distance holds `2 q·x`), plus a margin for
+    /// the float sums. What an exact search needs to know which candidates
+    /// it must rescore.
+    pub fn distances_bounded(
+        &self,
+        metric: Metric,
+        query: &[f32],
+        labels: &[u64],
+        out: &mut Vec<(u64, f32, f32)>,
+    ) {
+        let l1: f32 = query.iter().map(|x| x.abs()).sum();
+        let factor = if metric == Metric::L2 { 2.0 } else { 1.0 };
+        // `finish` leaves |q|² out of an l2 ranking; a bound compared with
+        // exact distances needs it.
+        let offset = match metric {
+            Metric::L2 => query.iter().map(|x| x * x).sum(),
+            _ => 0.0,
+        };
+        let kernel = kernel();
+        out.reserve(labels.len());
+        for &label in labels {
+            let Some(slot) = self.slot(label).map(|s| s as usize) else {
+                continue;
+            };
+            let start = slot * self.dimension;
+            let scale = self.scales[slot];
+            let raw = kernel(query, &self.codes[start..start + self.dimension]);
+            let dot = scale * raw;
+            let approximate = self.finish(metric, slot, dot) + offset;
+            let error = factor * (scale * 0.5 * l1 + 1e-4 * (dot.abs() + scale * l1 + 1.0))
+                + 1e-4 * offset;
+            out.push((label, approximate, error));
+        }
+    }
+
     fn finish(&self, metric: Metric, slot: usize, dot: f32) -> f32 {
         match metric {
             Metric::Cosine => 1.0 - dot,

@@ -806,29 +806,77 @@ impl Core {
         only: Option<&HashSet<String>>,
     ) -> Result<(u64, Vec<Hit>), HnswError> {
         self.prepare_lookups(&query.filter)?;
+        if self.inner.read().arena.is_none() {
+            self.build(&[], &[])?;
+        }
         let inner = self.inner.read();
         let excluded = inner.excluded(query);
         let candidates: Vec<u64> = match only {
-            Some(ids) => ids
-                .iter()
-                .filter_map(|id| inner.rows.get(id).map(|e| e.seq))
-                .filter(|label| !excluded.contains(label) && inner.passes(*label, query))
-                .collect(),
+            Some(ids) => {
+                let mut labels: Vec<u64> = ids
+                    .iter()
+                    .filter_map(|id| inner.rows.get(id).map(|e| e.seq))
+                    .filter(|label| !excluded.contains(label) && inner.passes(*label, query))
+                    .collect();
+                labels.sort_unstable();
+                labels
+            }
             None => inner.filtered(query, &excluded),
         };
         let metric = self.definition.metric;
-        let mut scored: Vec<(f32, &str, u64)> = Vec::with_capacity(candidates.len());
-        for label in candidates {
+        let exact = |label: u64| -> Result<Option<(f32, &str, u64)>, HnswError> {
             let Some(id) = inner.by_label.get(&label) else {
-                continue;
+                return Ok(None);
             };
             let vector = inner.hnsw.reconstruct(label)?;
-            scored.push((metric.exact(&query.vector, &vector), id.as_str(), label));
-        }
-        let order = |a: &(f32, &str, u64), b: &(f32, &str, u64)| a.0.total_cmp(&b.0).then(a.1.cmp(b.1));
-        if scored.len() > query.k && query.k > 0 {
-            scored.select_nth_unstable_by(query.k - 1, order);
-            scored.truncate(query.k);
+            Ok(Some((metric.exact(&query.vector, &vector), id.as_str(), label)))
+        };
+        let order =
+            |a: &(f32, &str, u64), b: &(f32, &str, u64)| a.0.total_cmp(&b.0).then(a.1.cmp(b.1));
+        let k = query.k.max(1);
+        // Every candidate's approximate distance and its error bound, from
+        // the arena; the k best by it are scored exactly, which bounds the
+        // k-th exact distance by `threshold`; only candidates whose lower
+        // bound reaches it can be among the k nearest, and they are scored
+        // exactly too. Exact results, at the cost of the few vectors near
+        // the threshold instead of every candidate.
+        let mut scored: Vec<(f32, &str, u64)> = Vec::new();
+        match inner.arena.as_ref() {
+            Some(arena) => {
+                let mut approximate = Vec::with_capacity(candidates.len());
+                arena.distances_bounded(metric, &query.vector, &candidates, &mut approximate);
+                let missing = candidates.len() - approximate.len();
+                approximate.sort_by(|a, b| a.1.total_cmp(&b.1));
+                let mut rescored = HashSet::new();
+                for &(label, _, _) in approximate.iter().take(k) {
+                    rescored.insert(label);
+                    scored.extend(exact(label)?);
+                }
+                scored.sort_by(order);
+                let threshold = match scored.get(k - 1) {
+                    Some(kth) => kth.0,
+                    None => f32::INFINITY,
+                };
+                for &(label, approx, error) in &approximate {
+                    if approx - error <= threshold && rescored.insert(label) {
+                        scored.extend(exact(label)?);
+                    }
+                }
+                // Candidates the arena lacks (published between its build
+                // and this read): scored directly.
+                if missing > 0 {
+                    for &label in &candidates {
+                        if !rescored.contains(&label) && !arena.contains(label) {
+                            scored.extend(exact(label)?);
+                        }
+                    }
+                }
+            }
+            None => {
+                for &label in &candidates {
+                    scored.extend(exact(label)?);
+                }
+            }
         }
         scored.sort_by(order);
         scored.truncate(query.k);

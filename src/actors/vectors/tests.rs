@@ -1777,3 +1777,76 @@ async fn search_tree(tree: &Tree, index: &str, vector: Vec<f32>, k: usize) -> Ve
         .unwrap()
         .unwrap()
 }
+
+#[test]
+fn the_exact_search_of_the_live_items_equals_brute_force_for_every_metric() {
+    use super::core::{Core, Entry, Query};
+    use super::hnsw::Hnsw;
+    use crate::domain::vectors::filter_key;
+
+    let dimension = 48;
+    for metric in [Metric::Cosine, Metric::InnerProduct, Metric::L2] {
+        let definition = IndexDefinition {
+            metric,
+            ..definition("exact", dimension, params())
+        };
+        let hnsw = Hnsw::new(dimension, metric, definition.hnsw).unwrap();
+        let core = Core::new(definition, hnsw, 0, 0, Default::default());
+        let mut rng = Rng(7);
+        let mut vectors: Vec<Vec<f32>> = (0..3000)
+            .map(|_| {
+                let v = rng.unit_vector(dimension);
+                // Not unit for the other metrics: lengths matter there.
+                let scale = if metric == Metric::Cosine { 1.0 } else { 0.5 + rng.float().abs() };
+                v.into_iter().map(|x| x * scale).collect()
+            })
+            .collect();
+        // Exact duplicates: ties broken by id, as a scan of Lance does.
+        for i in 0..50 {
+            vectors[2000 + i] = vectors[i].clone();
+        }
+        let labels: Vec<u64> = (1..=3000).collect();
+        core.add_vectors(&vectors.concat(), &labels).unwrap();
+        let rows = labels
+            .iter()
+            .map(|&seq| {
+                let role = if seq % 3 == 0 { "a" } else { "b" };
+                let entry = Entry {
+                    seq,
+                    metadata: Arc::from(format!("{{\"role\":\"{role}\"}}")),
+                };
+                (format!("v{seq:05}"), entry)
+            })
+            .collect();
+        core.install(rows, Vec::new(), 3000, 9);
+        let brute = |query: &[f32], k: usize, role: Option<&str>| {
+            let mut all: Vec<(f32, String)> = labels
+                .iter()
+                .filter(|&&seq| role.is_none_or(|r| (if seq % 3 == 0 { "a" } else { "b" }) == r))
+                .map(|&seq| {
+                    let v = &vectors[seq as usize - 1];
+                    (metric.exact(query, v), format!("v{seq:05}"))
+                })
+                .collect();
+            all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            all.truncate(k);
+            all
+        };
+        for q in 0..20 {
+            let query_vector = if q < 5 { vectors[q].clone() } else { rng.unit_vector(dimension) };
+            for role in [None, Some("a")] {
+                let query = Query {
+                    filter: role
+                        .map(|r| vec![("role".to_string(), filter_key(&serde_json::json!(r)).unwrap())])
+                        .unwrap_or_default(),
+                    ..Query::nearest(query_vector.clone(), 10)
+                };
+                let (version, hits) = core.exact(&query, None).unwrap();
+                assert_eq!(version, 9);
+                let got: Vec<(f32, String)> =
+                    hits.into_iter().map(|h| (h.distance, h.id)).collect();
+                assert_eq!(got, brute(&query_vector, 10, role), "{metric:?} query {q} {role:?}");
+            }
+        }
+    }
+}
