@@ -344,7 +344,7 @@ pub struct QuerySettings {
     /// The largest value one call of `repeat`, `lpad`, `rpad`,
     /// `array_repeat` or `range` may build (bytes or elements).
     pub max_function_output: usize,
-    /// Threads of the query runtime (0: one per core).
+    /// Threads of the query runtime (0: half the cores, at least one).
     pub threads: usize,
 }
 
@@ -952,7 +952,7 @@ impl Settings {
         check(
             self.query.threads <= 64,
             "query.threads",
-            "must be at most 64 (0 = one per core)",
+            "must be at most 64 (0 = half the cores)",
         )?;
         for host in self.server.allowed_hosts.iter().chain(&self.mcp.allowed_hosts) {
             check(

@@ -14,8 +14,9 @@
 //!   `query.max_expression_depth` deep ([`depth`], `sql_too_deep`),
 //!   checked on the tokens before any tree is built.
 //! - **Its own runtime.** Queries run on a runtime of their own (threads
-//!   with 64 MiB stacks, apart from the actors' threads), so a query
-//!   using every core for its time limit delays no search or commit, and
+//!   with 64 MiB stacks, apart from the actors' threads, half the cores
+//!   by default), so queries using all of it for their time limit leave
+//!   the searches and commits the other half, and
 //!   DataFusion's recursion (its `recursive_protection`, on) has room.
 //! - **Memory.** At most `query.max_concurrent` queries run at once (more
 //!   get `503 too_many_queries` at once); together they share one memory
@@ -139,8 +140,10 @@ pub struct QueryState {
 fn query_runtime(threads: usize) -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
+        // Half the cores by default: a burst of heavy queries must leave
+        // the searches the rest (on 2 cores: one thread).
         let threads = match threads {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
             n => n,
         };
         tokio::runtime::Builder::new_multi_thread()

@@ -194,6 +194,12 @@ async fn run_pinned(
             ..Query::nearest(vector, request.k)
         };
         let only: Option<HashSet<String>> = request.only_ids.map(|ids| ids.into_iter().collect());
+        // Exact scans of the live items use half the cores at most: a
+        // burst of chats queues here and leaves the searches the rest.
+        let _scan = live_scans()
+            .acquire()
+            .await
+            .map_err(|e| IndexError::Internal(e.to_string()))?;
         let core = pipeline.core.clone();
         let (version, hits) =
             tokio::task::spawn_blocking(move || core.exact(&query, only.as_ref()))
@@ -233,4 +239,13 @@ async fn run_pinned(
         }),
         Err(PinnedMiss::Store(err)) => Err(err.into()),
     }
+}
+
+/// Permits for exact scans of live items: half the cores, at least one.
+fn live_scans() -> &'static tokio::sync::Semaphore {
+    static SCANS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SCANS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new((cores / 2).max(1))
+    })
 }
