@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //!
+//! - [`codes`]: the error-code table (code, status, meaning): the ground floor.
 //! - [`config`]: typed settings, layered loading, validation.
 //! - [`telemetry`]: tracing subscriber and the Prometheus registry.
 //! - [`startup`]: [`startup::Application`] binds the socket and starts the tree.
@@ -23,6 +24,7 @@
 
 pub mod actors;
 pub mod alarms;
+pub mod codes;
 pub mod config;
 pub mod doctor;
 pub mod domain;

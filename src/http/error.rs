@@ -27,6 +27,8 @@ use crate::domain::matrix::MatrixInvalid;
 use crate::domain::vectors::ValidationError;
 use crate::supervision::CallError;
 
+pub use crate::codes::ErrorCode;
+
 /// Seconds a client should wait before retrying a restarting actor.
 const RETRY_AFTER_SECS: &str = "1";
 
@@ -124,145 +126,6 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
-/// Declares every error code the API answers with, its status and what it
-/// means, in one table: [`ErrorCode::ALL`] is what the README's error table
-/// and the OpenAPI document are checked against.
-macro_rules! error_codes {
-    ($($variant:ident = ($status:ident, $code:literal, $meaning:literal),)*) => {
-        /// A stable error code.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum ErrorCode {
-            $($variant,)*
-        }
-
-        impl ErrorCode {
-            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
-
-            pub fn status(self) -> StatusCode {
-                match self {
-                    $(ErrorCode::$variant => StatusCode::$status,)*
-                }
-            }
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(ErrorCode::$variant => $code,)*
-                }
-            }
-
-            /// One line on when it happens.
-            pub fn meaning(self) -> &'static str {
-                match self {
-                    $(ErrorCode::$variant => $meaning,)*
-                }
-            }
-        }
-    };
-}
-
-error_codes! {
-    MalformedJson = (BAD_REQUEST, "malformed_json", "the body is not JSON"),
-    MalformedBody = (BAD_REQUEST, "malformed_body", "the body could not be read"),
-    MalformedCsv = (BAD_REQUEST, "malformed_csv", "the CSV does not parse (names the line)"),
-    MalformedJsonLines = (BAD_REQUEST, "malformed_json_lines", "the JSON lines do not parse (names the line)"),
-    InvalidPath = (BAD_REQUEST, "invalid_path", "a path parameter does not parse"),
-    InvalidQuery = (BAD_REQUEST, "invalid_query", "the query string does not parse"),
-    InvalidKey = (BAD_REQUEST, "invalid_key", "an object key that could leave the store"),
-    ReadOnly = (BAD_REQUEST, "read_only", "SQL that is not a single read-only query"),
-    SqlError = (BAD_REQUEST, "sql_error", "SQL that does not plan or run"),
-    SqlTooLong = (BAD_REQUEST, "sql_too_long", "SQL text over query.max_sql_bytes"),
-    SqlTooDeep = (BAD_REQUEST, "sql_too_deep", "an expression nested deeper than query.max_expression_depth (a long `a+b+…` chain)"),
-    UploadAborted = (BAD_REQUEST, "upload_aborted", "the client stopped sending the body"),
-    Cancelled = (BAD_REQUEST, "cancelled", "the client went away mid-answer (seen only in logs and metrics)"),
-    InvalidName = (BAD_REQUEST, "invalid_name", "an index or dataset name outside its pattern"),
-    InvalidDimension = (BAD_REQUEST, "invalid_dimension", "a dimension out of range"),
-    InvalidHnsw = (BAD_REQUEST, "invalid_hnsw", "HNSW parameters out of range"),
-    DimensionMismatch = (BAD_REQUEST, "dimension_mismatch", "a vector of the wrong length (names expected and got)"),
-    InvalidVector = (BAD_REQUEST, "invalid_vector", "a vector with NaN, infinite or (cosine) zero components"),
-    InvalidId = (BAD_REQUEST, "invalid_id", "an empty, overlong or control-character id"),
-    DuplicateId = (BAD_REQUEST, "duplicate_id", "an id twice in one batch"),
-    Unauthorized = (UNAUTHORIZED, "unauthorized", "no valid bearer token (with `WWW-Authenticate: Bearer`)"),
-    Forbidden = (FORBIDDEN, "forbidden", "the token's role is below the one the route needs (named)"),
-    OpenBehindProxy = (FORBIDDEN, "open_behind_proxy", "a service without tokens reached through a proxy (`Forwarded`, `X-Forwarded-*`), unless auth.allow_open"),
-    NotFound = (NOT_FOUND, "not_found", "no such route"),
-    AssetNotFound = (NOT_FOUND, "asset_not_found", "no such console file"),
-    UnknownActor = (NOT_FOUND, "unknown_actor", "a fault aimed at an actor that is not in the tree"),
-    IndexNotFound = (NOT_FOUND, "index_not_found", "no such index"),
-    ItemNotFound = (NOT_FOUND, "item_not_found", "no such item in the index"),
-    ObjectNotFound = (NOT_FOUND, "object_not_found", "no such object"),
-    DatasetNotFound = (NOT_FOUND, "dataset_not_found", "no such dataset"),
-    NoWorkers = (NOT_FOUND, "no_workers", "the workers index does not exist yet: seed first"),
-    RunNotFound = (NOT_FOUND, "run_not_found", "no replay run with that id"),
-    ModelNotFound = (NOT_FOUND, "model_not_found", "the chat model is not pulled on Ollama (names it and the URL)"),
-    MethodNotAllowed = (METHOD_NOT_ALLOWED, "method_not_allowed", "the route exists with other methods (listed in `Allow`)"),
-    IndexExists = (CONFLICT, "index_exists", "an index of that name exists"),
-    KeyConflict = (CONFLICT, "key_conflict", "an object key whose folder is an object, or that is a folder of objects"),
-    ReservedIndex = (CONFLICT, "reserved_index", "a create, add or delete on `workers` or `playbook_memory` without the admin role; or one of them defined unlike the matrix needs"),
-    SchemaDrift = (CONFLICT, "schema_drift", "the CSV's columns differ from the dataset's (lists added, missing, retyped)"),
-    ReservedDataset = (CONFLICT, "reserved_dataset", "an ingest into a dataset the service writes itself (`replay_runs`)"),
-    IngestInProgress = (CONFLICT, "ingest_in_progress", "another ingest into the same dataset is running"),
-    VersionGone = (GONE, "version_gone", "a cited Lance version that retention has removed"),
-    PayloadTooLarge = (PAYLOAD_TOO_LARGE, "payload_too_large", "a body over its route's limit (nothing stored)"),
-    HostNotAllowed = (MISDIRECTED_REQUEST, "host_not_allowed", "a `Host` header outside server.allowed_hosts (DNS rebinding)"),
-    UnsupportedMediaType = (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "a JSON route sent another content type; an ingest that is not CSV, JSON lines or JSON"),
-    InvalidBody = (UNPROCESSABLE_ENTITY, "invalid_body", "wrong types, missing or unknown fields"),
-    EmptyBatch = (UNPROCESSABLE_ENTITY, "empty_batch", "no items or texts"),
-    EmptyText = (UNPROCESSABLE_ENTITY, "empty_text", "a text with nothing to embed"),
-    TooManyTexts = (UNPROCESSABLE_ENTITY, "too_many_texts", "more texts than embed.max_texts"),
-    TextTooLong = (UNPROCESSABLE_ENTITY, "text_too_long", "a text over embed.max_text_chars"),
-    UnknownModel = (UNPROCESSABLE_ENTITY, "unknown_model", "a model the embedder does not serve"),
-    FaultNotSupported = (UNPROCESSABLE_ENTITY, "fault_not_supported", "a fault aimed at a supervisor"),
-    BatchTooLarge = (UNPROCESSABLE_ENTITY, "batch_too_large", "more items than vectors.max_batch"),
-    InvalidMetadata = (UNPROCESSABLE_ENTITY, "invalid_metadata", "metadata that is not an object, or over its size"),
-    VectorOrText = (UNPROCESSABLE_ENTITY, "vector_or_text", "not exactly one of `vector` and `text`"),
-    InvalidK = (UNPROCESSABLE_ENTITY, "invalid_k", "k out of range"),
-    InvalidMessages = (UNPROCESSABLE_ENTITY, "invalid_messages", "chat messages empty, too many, too long, not ending with the user's, or a bad model name"),
-    InvalidContext = (UNPROCESSABLE_ENTITY, "invalid_context", "a chat context source that is not `workers` or `index:<name>`, or a playbook without a role"),
-    InvalidEfSearch = (UNPROCESSABLE_ENTITY, "invalid_ef_search", "ef_search out of range"),
-    ModeNeedsText = (UNPROCESSABLE_ENTITY, "mode_needs_text", "a keyword or hybrid search without a usable `text` (or a keyword search with a `vector`)"),
-    InvalidKeywordWeight = (UNPROCESSABLE_ENTITY, "invalid_keyword_weight", "keyword_weight outside 0 to 1"),
-    UnsupportedMode = (UNPROCESSABLE_ENTITY, "unsupported_mode", "a hybrid search of an index whose metric is not cosine"),
-    InvalidFilter = (UNPROCESSABLE_ENTITY, "invalid_filter", "a filter that does not parse: unknown operator, wrong type, too deep (names the path inside it)"),
-    TooManyFilterFields = (UNPROCESSABLE_ENTITY, "too_many_filter_fields", "more filter fields than limits.max_filter_fields"),
-    TooManyIds = (UNPROCESSABLE_ENTITY, "too_many_ids", "an exclude_ids or worker_ids list over limits.max_id_list (a fill proposal: over 1,000)"),
-    EmptyQuery = (UNPROCESSABLE_ENTITY, "empty_query", "a search query with nothing in it"),
-    QueryTooLong = (UNPROCESSABLE_ENTITY, "query_too_long", "a search query over its length"),
-    EmptyRole = (UNPROCESSABLE_ENTITY, "empty_role", "an empty role"),
-    InvalidScore = (UNPROCESSABLE_ENTITY, "invalid_score", "a score outside [0, 1]"),
-    InvalidWorkerIds = (UNPROCESSABLE_ENTITY, "invalid_worker_ids", "an empty or duplicated worker list"),
-    UnknownWorkers = (UNPROCESSABLE_ENTITY, "unknown_workers", "worker ids that do not exist (listed)"),
-    InvalidLimit = (UNPROCESSABLE_ENTITY, "invalid_limit", "a SQL row limit out of range"),
-    TooManyColumns = (UNPROCESSABLE_ENTITY, "too_many_columns", "an ingest header over ingest.max_columns"),
-    ColumnNameTooLong = (UNPROCESSABLE_ENTITY, "column_name_too_long", "a column name over ingest.max_column_name_bytes"),
-    QueryMemoryExceeded = (UNPROCESSABLE_ENTITY, "query_memory_exceeded", "a SQL query that needs more than query.memory_limit_bytes"),
-    FunctionOutputTooLarge = (UNPROCESSABLE_ENTITY, "function_output_too_large", "`repeat`, `lpad`, `range`, … asked to build more than query.max_function_output"),
-    Internal = (INTERNAL_SERVER_ERROR, "internal", "a bug: reported, with the request id in the log"),
-    StorageError = (INTERNAL_SERVER_ERROR, "storage_error", "the data dir or object store failed"),
-    IndexError = (INTERNAL_SERVER_ERROR, "index_error", "faiss failed"),
-    EmbedFailed = (INTERNAL_SERVER_ERROR, "embed_failed", "the embedder failed inside"),
-    ChatBadResponse = (BAD_GATEWAY, "chat_bad_response", "Ollama's chat answer broke off or did not parse"),
-    EmbedderBadResponse = (BAD_GATEWAY, "embedder_bad_response", "Ollama answered with the wrong model or dimension"),
-    DiskFull = (INSUFFICIENT_STORAGE, "disk_full", "the data directory's disk is below ingest.min_free_bytes: nothing written"),
-    ActorUnavailable = (SERVICE_UNAVAILABLE, "actor_unavailable", "the actor behind the route is restarting or stopped"),
-    ActorFailed = (SERVICE_UNAVAILABLE, "actor_failed", "the actor behind the route was given up on after a crash loop"),
-    IndexLoading = (SERVICE_UNAVAILABLE, "index_loading", "the index is loading from storage (starting or restarting)"),
-    IndexUnavailable = (SERVICE_UNAVAILABLE, "index_unavailable", "the index went down with the request in hand (a commit that failed): retry"),
-    IndexFailed = (SERVICE_UNAVAILABLE, "index_failed", "the index was left failed after a crash loop (names the reason)"),
-    NotReady = (SERVICE_UNAVAILABLE, "not_ready", "`/ready`: actors still starting or restarting (named)"),
-    ChatUnavailable = (SERVICE_UNAVAILABLE, "chat_unavailable", "Ollama (chat) cannot be reached (names the URL)"),
-    EmbedderUnavailable = (SERVICE_UNAVAILABLE, "embedder_unavailable", "Ollama cannot be reached (names the URL)"),
-    TooManyTransfers = (SERVICE_UNAVAILABLE, "too_many_transfers", "storage.max_concurrent_transfers are running"),
-    TooManyQueries = (SERVICE_UNAVAILABLE, "too_many_queries", "query.max_concurrent queries are running"),
-    TooManyIngests = (SERVICE_UNAVAILABLE, "too_many_ingests", "ingest.max_concurrent ingests are running"),
-    TooManyChats = (SERVICE_UNAVAILABLE, "too_many_chats", "chat.max_concurrent chats, replays or reruns are running"),
-    TooManyStreams = (SERVICE_UNAVAILABLE, "too_many_streams", "limits.max_event_streams event streams are open, or the token holds its share"),
-    TooManySessions = (SERVICE_UNAVAILABLE, "too_many_sessions", "mcp.max_sessions MCP sessions are open, or the token holds mcp.max_sessions_per_token"),
-    ActorTimeout = (GATEWAY_TIMEOUT, "actor_timeout", "no reply within server.request_timeout_ms"),
-    EmbedderTimeout = (GATEWAY_TIMEOUT, "embedder_timeout", "the embedder did not answer in time"),
-    QueryTimeout = (GATEWAY_TIMEOUT, "query_timeout", "SQL over query.timeout_ms"),
-    ChatTimeout = (GATEWAY_TIMEOUT, "chat_timeout", "a chat over chat.timeout_ms"),
-}
-
 impl ApiError {
     /// No route for `method path` (the path as the client sent it).
     pub fn route_not_found(method: &actix_web::http::Method, path: &str) -> Self {
@@ -275,7 +138,7 @@ impl ApiError {
     /// The status and the stable, documented `code` of each failure.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         let code = self.code();
-        (code.status(), code.as_str())
+        (status_of(code), code.as_str())
     }
 
     /// The code of each failure: one exhaustive match per error type.
@@ -496,6 +359,11 @@ fn validation_code(err: &ValidationError) -> ErrorCode {
         ValidationError::InvalidHnsw { .. } => ErrorCode::InvalidHnsw,
         ValidationError::Filter(_) => ErrorCode::InvalidFilter,
     }
+}
+
+/// The HTTP status of a code.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    StatusCode::from_u16(code.status().as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl ResponseError for ApiError {
