@@ -1,7 +1,7 @@
 //! The web console in a real headless browser (Debian's chromium over the
 //! DevTools protocol, see `browser.rs`), against the real application.
 //! With `LAKEHOUSE_SCREENSHOTS=docs/console` the tests also write the
-//! screenshots the README shows.
+//! screenshots `docs/operations.md` shows.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -8,6 +8,7 @@ mod chat;
 mod console;
 mod data;
 mod deploy;
+mod docs;
 mod embed;
 mod errors;
 mod front_door;
