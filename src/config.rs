@@ -5,7 +5,7 @@
 //! environment variables `LAKEHOUSE__SECTION__KEY`, then CLI flags.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
@@ -531,6 +531,77 @@ impl Settings {
                 .is_ok_and(|ip| ip.is_loopback())
     }
 
+    /// Every numeric range of the configuration, once each: the message
+    /// (`must be between 1 and 4096`) is made from the range.
+    #[rustfmt::skip]
+    fn check_ranges(&self) -> Result<(), ConfigError> {
+        let v = &self.vectors;
+        let chat = &self.chat;
+        bounded("server.workers", self.server.workers, None, Some(256), "(0 = one per core)")?;
+        bounded("server.request_timeout_ms", self.server.request_timeout_ms, Some(1), Some(600_000), "")?;
+        bounded("server.shutdown_timeout_secs", self.server.shutdown_timeout_secs, None, Some(600), "")?;
+        bounded("embed.dimension", self.embed.dimension, Some(1), Some(4096), "")?;
+        bounded("embed.cache_capacity", self.embed.cache_capacity, None, Some(10_000_000), "(0 disables the cache)")?;
+        bounded("embed.max_texts", self.embed.max_texts, Some(1), Some(10_000), "")?;
+        bounded("embed.max_text_chars", self.embed.max_text_chars, Some(1), Some(1_000_000), "")?;
+        bounded("embed.ollama.timeout_ms", self.embed.ollama.timeout_ms, Some(1), Some(600_000), "")?;
+        bounded("embed.ollama.batch_size", self.embed.ollama.batch_size, Some(1), Some(10_000), "")?;
+        bounded("supervision.max_restarts", self.supervision.max_restarts, Some(1), None, "")?;
+        bounded("supervision.period_secs", self.supervision.period_secs, Some(1), Some(86_400), "")?;
+        bounded("supervision.root_max_restarts", self.supervision.root_max_restarts, Some(1), None, "")?;
+        bounded("supervision.root_period_secs", self.supervision.root_period_secs, Some(1), Some(86_400), "")?;
+        bounded("supervision.index_max_restarts", self.supervision.index_max_restarts, Some(1), None, "")?;
+        bounded("supervision.index_period_secs", self.supervision.index_period_secs, Some(1), Some(86_400), "")?;
+        bounded("supervision.backoff_max_ms", self.supervision.backoff_max_ms, None, Some(60_000), "")?;
+        bounded("supervision.shutdown_timeout_ms", self.supervision.shutdown_timeout_ms, Some(1), Some(600_000), "")?;
+        bounded("vectors.hnsw_m", v.hnsw_m, Some(4), Some(128), "")?;
+        bounded("vectors.hnsw_ef_construction", v.hnsw_ef_construction, Some(8), Some(2048), "")?;
+        bounded("vectors.hnsw_ef_search", v.hnsw_ef_search, Some(1), Some(4096), "")?;
+        bounded("vectors.max_batch", v.max_batch, Some(1), Some(100_000), "")?;
+        bounded("vectors.max_metadata_bytes", v.max_metadata_bytes, Some(2), Some(10 << 20), "")?;
+        bounded("vectors.snapshot_every", v.snapshot_every, Some(1), None, "")?;
+        bounded("vectors.cleanup_superseded", v.cleanup_superseded, Some(1), None, "")?;
+        bounded("vectors.max_fragments", v.max_fragments, Some(2), None, "")?;
+        bounded("matrix.playbook_candidates", self.matrix.playbook_candidates, Some(1), Some(1000), "")?;
+        bounded("mcp.max_chars", self.mcp.max_chars, Some(1_000), Some(10_000_000), "")?;
+        bounded("chat.max_context_records", chat.max_context_records, Some(1), Some(200), "")?;
+        bounded("chat.max_context_tokens", chat.max_context_tokens, Some(100), Some(200_000), "")?;
+        bounded("chat.timeout_ms", chat.timeout_ms, Some(100), Some(3_600_000), "")?;
+        bounded("chat.ollama.max_tokens", chat.ollama.max_tokens, Some(1), Some(32_768), "")?;
+        bounded("storage.max_object_bytes", self.storage.max_object_bytes, Some(1), Some(1 << 40), "")?;
+        bounded("storage.max_concurrent_transfers", self.storage.max_concurrent_transfers, Some(1), Some(1024), "")?;
+        bounded("ingest.max_bytes", self.ingest.max_bytes, Some(1), None, "")?;
+        bounded("ingest.timeout_ms", self.ingest.timeout_ms, Some(1), Some(86_400_000), "")?;
+        bounded("query.max_rows", self.query.max_rows, Some(1), Some(1_000_000), "")?;
+        bounded("query.timeout_ms", self.query.timeout_ms, Some(1), Some(3_600_000), "")?;
+        bounded("limits.max_id_list", self.limits.max_id_list, Some(1), Some(100_000), "")?;
+        bounded("alarms.check_interval_ms", self.alarms.check_interval_ms, Some(100), Some(3_600_000), "")?;
+        bounded("alarms.embedder_probe_ms", self.alarms.embedder_probe_ms, Some(100), Some(3_600_000), "")?;
+        bounded("alarms.crash_loop_failures", self.alarms.crash_loop_failures, Some(1), Some(10), "")?;
+        bounded("alarms.crash_loop_window_secs", self.alarms.crash_loop_window_secs, Some(1), Some(86_400), "")?;
+        bounded("limits.max_event_streams", self.limits.max_event_streams, Some(1), Some(10_000), "")?;
+        bounded("vectors.max_hot_fields", self.vectors.max_hot_fields, Some(1), Some(1024), "")?;
+        bounded("query.memory_limit_bytes", self.query.memory_limit_bytes, Some(1 << 20), Some(1 << 40), "")?;
+        bounded("query.max_concurrent", self.query.max_concurrent, Some(1), Some(256), "")?;
+        bounded("limits.max_body_bytes", self.limits.max_body_bytes, Some(1024), Some(1 << 30), "")?;
+        bounded("limits.max_request_bytes", self.limits.max_request_bytes, Some(1024), Some(1 << 30), "")?;
+        bounded("limits.max_text_body_bytes", self.limits.max_text_body_bytes, Some(1024), Some(1 << 30), "")?;
+        bounded("limits.max_event_streams_per_token", self.limits.max_event_streams_per_token, Some(1), Some(10_000), "")?;
+        bounded("storage.max_transfers_per_token", self.storage.max_transfers_per_token, Some(1), Some(1024), "")?;
+        bounded("mcp.max_sessions", self.mcp.max_sessions, Some(1), Some(10_000), "")?;
+        bounded("mcp.max_sessions_per_token", self.mcp.max_sessions_per_token, Some(1), Some(10_000), "")?;
+        bounded("chat.max_concurrent", self.chat.max_concurrent, Some(1), Some(1024), "")?;
+        bounded("ingest.max_concurrent", self.ingest.max_concurrent, Some(1), Some(256), "")?;
+        bounded("ingest.max_columns", self.ingest.max_columns, Some(1), Some(10_000), "")?;
+        bounded("ingest.max_column_name_bytes", self.ingest.max_column_name_bytes, Some(1), Some(4096), "")?;
+        bounded("query.max_sql_bytes", self.query.max_sql_bytes, Some(16), Some(16 << 20), "")?;
+        bounded("query.max_expression_depth", self.query.max_expression_depth, Some(8), Some(10_000), "")?;
+        bounded("query.max_result_bytes", self.query.max_result_bytes, Some(1024), Some(1 << 32), "")?;
+        bounded("query.max_function_output", self.query.max_function_output, Some(1), Some(1 << 32), "")?;
+        bounded("query.threads", self.query.threads, None, Some(64), "(0 = half the cores)")?;
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         fn check(ok: bool, key: &'static str, message: &str) -> Result<(), ConfigError> {
             if ok {
@@ -542,50 +613,16 @@ impl Settings {
                 })
             }
         }
+        self.check_ranges()?;
         check(
             !self.server.host.trim().is_empty(),
             "server.host",
             "must not be empty",
         )?;
         check(
-            self.server.workers <= 256,
-            "server.workers",
-            "must be at most 256 (0 = one per core)",
-        )?;
-        check(
-            (1..=600_000).contains(&self.server.request_timeout_ms),
-            "server.request_timeout_ms",
-            "must be between 1 and 600000",
-        )?;
-        check(
-            self.server.shutdown_timeout_secs <= 600,
-            "server.shutdown_timeout_secs",
-            "must be at most 600",
-        )?;
-        check(
             !self.data.dir.as_os_str().is_empty(),
             "data.dir",
             "must not be empty",
-        )?;
-        check(
-            (1..=4096).contains(&self.embed.dimension),
-            "embed.dimension",
-            "must be between 1 and 4096",
-        )?;
-        check(
-            self.embed.cache_capacity <= 10_000_000,
-            "embed.cache_capacity",
-            "must be at most 10000000 (0 disables the cache)",
-        )?;
-        check(
-            (1..=10_000).contains(&self.embed.max_texts),
-            "embed.max_texts",
-            "must be between 1 and 10000",
-        )?;
-        check(
-            (1..=1_000_000).contains(&self.embed.max_text_chars),
-            "embed.max_text_chars",
-            "must be between 1 and 1000000",
         )?;
         if self.embed.provider == EmbedProvider::Ollama {
             let url = &self.embed.ollama.url;
@@ -601,101 +638,11 @@ impl Settings {
             )?;
         }
         check(
-            (1..=600_000).contains(&self.embed.ollama.timeout_ms),
-            "embed.ollama.timeout_ms",
-            "must be between 1 and 600000",
-        )?;
-        check(
-            (1..=10_000).contains(&self.embed.ollama.batch_size),
-            "embed.ollama.batch_size",
-            "must be between 1 and 10000",
-        )?;
-        check(
-            self.supervision.max_restarts >= 1,
-            "supervision.max_restarts",
-            "must be at least 1",
-        )?;
-        check(
-            (1..=86_400).contains(&self.supervision.period_secs),
-            "supervision.period_secs",
-            "must be between 1 and 86400",
-        )?;
-        check(
-            self.supervision.root_max_restarts >= 1,
-            "supervision.root_max_restarts",
-            "must be at least 1",
-        )?;
-        check(
-            (1..=86_400).contains(&self.supervision.root_period_secs),
-            "supervision.root_period_secs",
-            "must be between 1 and 86400",
-        )?;
-        check(
-            self.supervision.index_max_restarts >= 1,
-            "supervision.index_max_restarts",
-            "must be at least 1",
-        )?;
-        check(
-            (1..=86_400).contains(&self.supervision.index_period_secs),
-            "supervision.index_period_secs",
-            "must be between 1 and 86400",
-        )?;
-        check(
             self.supervision.backoff_initial_ms <= self.supervision.backoff_max_ms,
             "supervision.backoff_initial_ms",
             "must not exceed supervision.backoff_max_ms",
         )?;
-        check(
-            self.supervision.backoff_max_ms <= 60_000,
-            "supervision.backoff_max_ms",
-            "must be at most 60000",
-        )?;
-        check(
-            (1..=600_000).contains(&self.supervision.shutdown_timeout_ms),
-            "supervision.shutdown_timeout_ms",
-            "must be between 1 and 600000",
-        )?;
         let v = &self.vectors;
-        check(
-            (4..=128).contains(&v.hnsw_m),
-            "vectors.hnsw_m",
-            "must be between 4 and 128",
-        )?;
-        check(
-            (8..=2048).contains(&v.hnsw_ef_construction),
-            "vectors.hnsw_ef_construction",
-            "must be between 8 and 2048",
-        )?;
-        check(
-            (1..=4096).contains(&v.hnsw_ef_search),
-            "vectors.hnsw_ef_search",
-            "must be between 1 and 4096",
-        )?;
-        check(
-            (1..=100_000).contains(&v.max_batch),
-            "vectors.max_batch",
-            "must be between 1 and 100000",
-        )?;
-        check(
-            (2..=10 << 20).contains(&v.max_metadata_bytes),
-            "vectors.max_metadata_bytes",
-            "must be between 2 and 10485760",
-        )?;
-        check(
-            v.snapshot_every >= 1,
-            "vectors.snapshot_every",
-            "must be at least 1",
-        )?;
-        check(
-            v.cleanup_superseded >= 1,
-            "vectors.cleanup_superseded",
-            "must be at least 1",
-        )?;
-        check(
-            v.max_fragments >= 2,
-            "vectors.max_fragments",
-            "must be at least 2",
-        )?;
         check(
             v.rebuild_tombstone_share > 0.0 && v.rebuild_tombstone_share <= 1.0,
             "vectors.rebuild_tombstone_share",
@@ -706,11 +653,6 @@ impl Settings {
             "matrix.playbook_max_distance",
             "must be between 0 and 2 (cosine distance)",
         )?;
-        check(
-            (1..=1000).contains(&self.matrix.playbook_candidates),
-            "matrix.playbook_candidates",
-            "must be between 1 and 1000",
-        )?;
         if let Err(err) = self.matrix.playbook_hnsw.validate() {
             check(false, "matrix.playbook_hnsw", &err.to_string())?;
         }
@@ -718,11 +660,6 @@ impl Settings {
             (1..=10_000).contains(&self.mcp.max_rows),
             "mcp.max_rows",
             "must be between 1 and 10000",
-        )?;
-        check(
-            (1_000..=10_000_000).contains(&self.mcp.max_chars),
-            "mcp.max_chars",
-            "must be between 1000 and 10000000",
         )?;
         check(
             self.mcp
@@ -739,21 +676,6 @@ impl Settings {
             "must be between 1 and 50",
         )?;
         check(
-            (1..=200).contains(&chat.max_context_records),
-            "chat.max_context_records",
-            "must be between 1 and 200",
-        )?;
-        check(
-            (100..=200_000).contains(&chat.max_context_tokens),
-            "chat.max_context_tokens",
-            "must be between 100 and 200000",
-        )?;
-        check(
-            (100..=3_600_000).contains(&chat.timeout_ms),
-            "chat.timeout_ms",
-            "must be between 100 and 3600000",
-        )?;
-        check(
             reqwest::Url::parse(&chat.ollama.url).is_ok(),
             "chat.ollama.url",
             "must be a URL such as http://127.0.0.1:11434",
@@ -763,11 +685,6 @@ impl Settings {
             "chat.ollama.model",
             "must not be empty",
         )?;
-        check(
-            (1..=32_768).contains(&chat.ollama.max_tokens),
-            "chat.ollama.max_tokens",
-            "must be between 1 and 32768",
-        )?;
         if let Some(url) = self.storage.url.as_deref().filter(|u| !u.is_empty()) {
             check(
                 url.starts_with("s3://") && url.len() > 5,
@@ -775,36 +692,6 @@ impl Settings {
                 "must be empty (local directory) or s3://bucket[/prefix]",
             )?;
         }
-        check(
-            (1..=1 << 40).contains(&self.storage.max_object_bytes),
-            "storage.max_object_bytes",
-            "must be between 1 and 1099511627776",
-        )?;
-        check(
-            (1..=1024).contains(&self.storage.max_concurrent_transfers),
-            "storage.max_concurrent_transfers",
-            "must be between 1 and 1024",
-        )?;
-        check(
-            self.ingest.max_bytes >= 1,
-            "ingest.max_bytes",
-            "must be at least 1",
-        )?;
-        check(
-            (1..=86_400_000).contains(&self.ingest.timeout_ms),
-            "ingest.timeout_ms",
-            "must be between 1 and 86400000",
-        )?;
-        check(
-            (1..=1_000_000).contains(&self.query.max_rows),
-            "query.max_rows",
-            "must be between 1 and 1000000",
-        )?;
-        check(
-            (1..=3_600_000).contains(&self.query.timeout_ms),
-            "query.timeout_ms",
-            "must be between 1 and 3600000",
-        )?;
         if let Err(err) = validate_entries(&self.auth.tokens) {
             check(false, "auth.tokens", &err.to_string())?;
         }
@@ -814,46 +701,11 @@ impl Settings {
             "must be between 1 and 256",
         )?;
         check(
-            (1..=100_000).contains(&self.limits.max_id_list),
-            "limits.max_id_list",
-            "must be between 1 and 100000",
-        )?;
-        check(
-            (100..=3_600_000).contains(&self.alarms.check_interval_ms),
-            "alarms.check_interval_ms",
-            "must be between 100 and 3600000",
-        )?;
-        check(
-            (100..=3_600_000).contains(&self.alarms.embedder_probe_ms),
-            "alarms.embedder_probe_ms",
-            "must be between 100 and 3600000",
-        )?;
-        check(
             (0.0..1.0).contains(&self.alarms.disk_free_min_ratio),
             "alarms.disk_free_min_ratio",
             "must be at least 0 and below 1",
         )?;
         // A child's history holds 20 events, about two per failure.
-        check(
-            (1..=10).contains(&self.alarms.crash_loop_failures),
-            "alarms.crash_loop_failures",
-            "must be between 1 and 10",
-        )?;
-        check(
-            (1..=86_400).contains(&self.alarms.crash_loop_window_secs),
-            "alarms.crash_loop_window_secs",
-            "must be between 1 and 86400",
-        )?;
-        check(
-            (1..=10_000).contains(&self.limits.max_event_streams),
-            "limits.max_event_streams",
-            "must be between 1 and 10000",
-        )?;
-        check(
-            (1..=1024).contains(&self.vectors.max_hot_fields),
-            "vectors.max_hot_fields",
-            "must be between 1 and 1024",
-        )?;
         check(
             (0.0..=1.0).contains(&self.vectors.keyword_weight),
             "vectors.keyword_weight",
@@ -864,97 +716,12 @@ impl Settings {
             "vectors.result_cache_bytes",
             "must be at most 17179869184",
         )?;
-        check(
-            (1 << 20..=1 << 40).contains(&self.query.memory_limit_bytes),
-            "query.memory_limit_bytes",
-            "must be between 1048576 and 1099511627776",
-        )?;
-        check(
-            (1..=256).contains(&self.query.max_concurrent),
-            "query.max_concurrent",
-            "must be between 1 and 256",
-        )?;
-        check(
-            (1024..=1 << 30).contains(&self.limits.max_body_bytes),
-            "limits.max_body_bytes",
-            "must be between 1024 and 1073741824",
-        )?;
-        check(
-            (1024..=1 << 30).contains(&self.limits.max_request_bytes),
-            "limits.max_request_bytes",
-            "must be between 1024 and 1073741824",
-        )?;
-        check(
-            (1024..=1 << 30).contains(&self.limits.max_text_body_bytes),
-            "limits.max_text_body_bytes",
-            "must be between 1024 and 1073741824",
-        )?;
-        check(
-            (1..=10_000).contains(&self.limits.max_event_streams_per_token),
-            "limits.max_event_streams_per_token",
-            "must be between 1 and 10000",
-        )?;
-        check(
-            (1..=1024).contains(&self.storage.max_transfers_per_token),
-            "storage.max_transfers_per_token",
-            "must be between 1 and 1024",
-        )?;
-        check(
-            (1..=10_000).contains(&self.mcp.max_sessions),
-            "mcp.max_sessions",
-            "must be between 1 and 10000",
-        )?;
-        check(
-            (1..=10_000).contains(&self.mcp.max_sessions_per_token),
-            "mcp.max_sessions_per_token",
-            "must be between 1 and 10000",
-        )?;
-        check(
-            (1..=1024).contains(&self.chat.max_concurrent),
-            "chat.max_concurrent",
-            "must be between 1 and 1024",
-        )?;
-        check(
-            (1..=256).contains(&self.ingest.max_concurrent),
-            "ingest.max_concurrent",
-            "must be between 1 and 256",
-        )?;
-        check(
-            (1..=10_000).contains(&self.ingest.max_columns),
-            "ingest.max_columns",
-            "must be between 1 and 10000",
-        )?;
-        check(
-            (1..=4096).contains(&self.ingest.max_column_name_bytes),
-            "ingest.max_column_name_bytes",
-            "must be between 1 and 4096",
-        )?;
-        check(
-            (16..=16 << 20).contains(&self.query.max_sql_bytes),
-            "query.max_sql_bytes",
-            "must be between 16 and 16777216",
-        )?;
-        check(
-            (8..=10_000).contains(&self.query.max_expression_depth),
-            "query.max_expression_depth",
-            "must be between 8 and 10000",
-        )?;
-        check(
-            (1024..=1 << 32).contains(&self.query.max_result_bytes),
-            "query.max_result_bytes",
-            "must be between 1024 and 4294967296",
-        )?;
-        check(
-            (1..=1 << 32).contains(&self.query.max_function_output),
-            "query.max_function_output",
-            "must be between 1 and 4294967296",
-        )?;
-        check(
-            self.query.threads <= 64,
-            "query.threads",
-            "must be at most 64 (0 = half the cores)",
-        )?;
-        for host in self.server.allowed_hosts.iter().chain(&self.mcp.allowed_hosts) {
+        for host in self
+            .server
+            .allowed_hosts
+            .iter()
+            .chain(&self.mcp.allowed_hosts)
+        {
             check(
                 host == "*" || crate::domain::auth::host_name(host).as_deref() == Some(host.to_ascii_lowercase().as_str()),
                 "server.allowed_hosts",
@@ -972,10 +739,36 @@ impl Settings {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.server.request_timeout_ms)
     }
+}
 
-    pub fn data_dir(&self) -> &Path {
-        &self.data.dir
+/// `value` within `lo..=hi` (either may be open); the message says
+/// the range, so each range is written once.
+fn bounded<T: PartialOrd + std::fmt::Display>(
+    key: &'static str,
+    value: T,
+    lo: Option<T>,
+    hi: Option<T>,
+    note: &str,
+) -> Result<(), ConfigError> {
+    let message = match (&lo, &hi) {
+        (Some(lo), Some(hi)) => format!("must be between {lo} and {hi}"),
+        (None, Some(hi)) => format!("must be at most {hi}"),
+        (Some(lo), None) => format!("must be at least {lo}"),
+        (None, None) => return Ok(()),
+    };
+    let inside =
+        lo.as_ref().is_none_or(|lo| value >= *lo) && hi.as_ref().is_none_or(|hi| value <= *hi);
+    if inside {
+        return Ok(());
     }
+    Err(ConfigError::Invalid {
+        key,
+        message: if note.is_empty() {
+            message
+        } else {
+            format!("{message} {note}")
+        },
+    })
 }
 
 #[cfg(test)]

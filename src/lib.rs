@@ -12,8 +12,13 @@
 //! - [`startup`]: [`startup::Application`] binds the socket and starts the tree.
 //! - [`supervision`]: the OTP-style supervisor (child specs, strategies,
 //!   intensity, backoff, ordered shutdown), the status board and the directory.
-//! - [`actors`]: one file per actor (`embed`, `http`, ...).
-//! - [`http`]: thin handlers, one per resource, and the one error shape.
+//! - [`actors`]: one file per actor (`embed`, `matrix`, ...).
+//! - [`service`]: the use cases, written once (limits, reader or mailbox,
+//!   timeouts, typed errors); both doors call them.
+//! - [`http`]: the HTTP door: thin handlers, the front door, the edge actor
+//!   and the one error shape.
+//! - [`mcp`]: the MCP door: tools over `/mcp` (the use cases in process)
+//!   and over stdio (the same requests, sent to a running service).
 //! - [`alarms`]: the alarm board and its rules (the `alarms` actor checks).
 //! - [`domain`]: plain types and pure logic (the hashing embedder, ...).
 //! - [`durability`]: what an acknowledged write survives; the syncing
@@ -34,6 +39,7 @@ pub mod mcp;
 pub mod redact;
 pub mod replay_cli;
 pub mod seed;
+pub mod service;
 pub mod startup;
 pub mod supervision;
 pub mod telemetry;

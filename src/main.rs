@@ -212,6 +212,27 @@ fn new_token(name: &str, role: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The one runtime builder: a multi-threaded tokio runtime, or `None`
+/// (with the reason on stderr) when the system refuses one.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(err) => {
+            eprintln!("lakehouse: cannot start the runtime: {err}");
+            None
+        }
+    }
+}
+
+/// The service a client subcommand talks to when no `--target` is given:
+/// the one this configuration serves.
+fn default_target(settings: &Settings) -> String {
+    format!("http://{}:{}", settings.server.host, settings.server.port)
+}
+
 fn serve(settings: Settings) -> ExitCode {
     // faiss's OpenMP threads would otherwise spin after every parallel
     // graph insert, stealing the cores that searches need. Set before any
@@ -223,15 +244,8 @@ fn serve(settings: Settings) -> ExitCode {
     // A panic inside an actor is a supervised event: log it as one line in
     // the configured format (no backtrace symbolisation on the restart path).
     std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic")));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("lakehouse: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     let outcome = runtime.block_on(async move {
         let app = Application::build(settings).await?;
@@ -248,9 +262,7 @@ fn serve(settings: Settings) -> ExitCode {
 }
 
 fn seed(args: SeedArgs, settings: &Settings) -> ExitCode {
-    let target = args
-        .target
-        .unwrap_or_else(|| format!("http://{}:{}", settings.server.host, settings.server.port));
+    let target = args.target.unwrap_or_else(|| default_target(settings));
     let options = lakehouse::seed::SeedOptions {
         target,
         workers: args.workers,
@@ -259,12 +271,8 @@ fn seed(args: SeedArgs, settings: &Settings) -> ExitCode {
         concurrency: args.concurrency,
         token: args.token,
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("lakehouse: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(lakehouse::seed::run(options)) {
         Ok(report) => {
@@ -284,20 +292,14 @@ fn seed(args: SeedArgs, settings: &Settings) -> ExitCode {
 }
 
 fn replay(args: ReplayArgs, settings: &Settings) -> ExitCode {
-    let target = args
-        .target
-        .unwrap_or_else(|| format!("http://{}:{}", settings.server.host, settings.server.port));
+    let target = args.target.unwrap_or_else(|| default_target(settings));
     let options = lakehouse::replay_cli::ReplayOptions {
         file: args.file,
         target,
         token: args.token,
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("lakehouse: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(lakehouse::replay_cli::run(options)) {
         Ok(report) => {
@@ -319,9 +321,7 @@ fn replay(args: ReplayArgs, settings: &Settings) -> ExitCode {
 fn mcp_stdio(args: McpArgs, settings: &Settings) -> ExitCode {
     use rmcp::ServiceExt;
     lakehouse::telemetry::init_tracing(&settings.log.level, settings.log.format, std::io::stderr);
-    let target = args
-        .target
-        .unwrap_or_else(|| format!("http://{}:{}", settings.server.host, settings.server.port));
+    let target = args.target.unwrap_or_else(|| default_target(settings));
     // A tool call may run a chat: give it the chat's budget.
     let timeout =
         std::time::Duration::from_millis(settings.chat.timeout_ms) + settings.request_timeout();
@@ -334,12 +334,8 @@ fn mcp_stdio(args: McpArgs, settings: &Settings) -> ExitCode {
     };
     let handler =
         lakehouse::mcp::LakehouseMcp::new(std::sync::Arc::new(backend), settings.mcp.clone());
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("lakehouse: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     let outcome = runtime.block_on(async move {
         let service = handler.serve(rmcp::transport::stdio()).await?;

@@ -139,3 +139,23 @@ mod tests {
         );
     }
 }
+
+/// Replaces filesystem paths in a server-side error message (`/var/lib/…`,
+/// `file:///…`) with `<path>`: they say nothing a client can act on and
+/// tell an attacker how the host is laid out. The log keeps the original.
+/// A path is an absolute one of two or more components at the start of the
+/// message or after a space, quote, bracket or `=`; the path of a URL
+/// (`http://host/api/x`) is left alone.
+pub fn paths(message: &str) -> String {
+    static PATH: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let path = PATH.get_or_init(|| {
+        regex::Regex::new(
+            r#"(^|[\s"'(\[=])((?:file(?:-object-store)?://)?(?:/[A-Za-z0-9._\-]+){2,}/?)"#,
+        )
+        .ok()
+    });
+    match path {
+        Some(path) => path.replace_all(message, "${1}<path>").into_owned(),
+        None => message.to_string(),
+    }
+}

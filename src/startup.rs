@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use ractor::{Actor, ActorRef};
 use tokio::task::JoinHandle;
 
@@ -13,7 +13,6 @@ use crate::actors::alarms::{self, AlarmsActor, AlarmsArguments};
 use crate::actors::catalog::{self as dataset_catalog, CatalogActor, CatalogArguments};
 use crate::actors::chat::{self, ChatActor, ChatArguments};
 use crate::actors::embed::{self, EmbedActor, EmbedArguments};
-use crate::actors::http::{self, HttpActor, HttpArguments};
 use crate::actors::ingest::{self, IngestActor, IngestArguments};
 use crate::actors::matrix::{self, MatrixActor, MatrixArguments};
 use crate::actors::query::{self, QueryActor, QueryArguments};
@@ -23,7 +22,9 @@ use crate::actors::vectors::catalog::{self, VectorCatalogActor};
 use crate::actors::vectors::VectorsContext;
 use crate::config::Settings;
 use crate::domain::auth::Tokens;
+use crate::http::edge::{self, HttpActor, HttpArguments};
 use crate::http::{ApiContext, Contract};
+use crate::service::Context;
 use crate::supervision::{
     Backoff, ChildSpec, Directory, Intensity, StatusBoard, Strategy, Supervisor,
     SupervisorArguments, SupervisorMessage,
@@ -33,7 +34,7 @@ use crate::telemetry::Metrics;
 /// A running Lakehouse: the supervision tree and the socket it serves.
 pub struct Application {
     address: SocketAddr,
-    context: ApiContext,
+    context: Context,
     root: ActorRef<SupervisorMessage>,
     root_task: JoinHandle<()>,
 }
@@ -73,27 +74,30 @@ impl Application {
         let event_streams = Arc::new(tokio::sync::Semaphore::new(
             settings.limits.max_event_streams,
         ));
-        let contract = Contract::build(&settings)
-            .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+        let contract =
+            Contract::build(&settings).map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
         let front = Arc::new(crate::http::front_door::FrontDoor::new(&settings));
         let mcp_sessions = crate::mcp::sessions::McpSessions::new(
             settings.mcp.max_sessions,
             settings.mcp.max_sessions_per_token,
         );
-        let context = ApiContext {
+        let context = Context {
             directory: Directory::with_depth_gauge(metrics.actor_mailbox_depth.clone()),
             board: StatusBoard::new(Strategy::OneForOne),
             vectors_board: StatusBoard::new(Strategy::OneForOne),
             metrics,
             settings: Arc::new(settings),
             tokens,
+            alarms: crate::alarms::AlarmBoard::default(),
+        };
+        let api = ApiContext {
+            service: context.clone(),
             contract: Arc::new(contract),
             event_streams,
             front,
             mcp_sessions,
-            alarms: crate::alarms::AlarmBoard::default(),
         };
-        let arguments = root_arguments(&context, Arc::new(listener));
+        let arguments = root_arguments(&context, api, Arc::new(listener));
         let (root, root_task) = Actor::spawn(
             Some(context.directory.registered_name("root")),
             Supervisor,
@@ -118,7 +122,7 @@ impl Application {
         self.address.port()
     }
 
-    pub fn context(&self) -> &ApiContext {
+    pub fn context(&self) -> &Context {
         &self.context
     }
 
@@ -178,7 +182,8 @@ fn check_front_door(settings: &Settings) -> anyhow::Result<()> {
             settings.server.host
         );
     }
-    let hosts_named = !settings.server.allowed_hosts.is_empty() || !settings.mcp.allowed_hosts.is_empty();
+    let hosts_named =
+        !settings.server.allowed_hosts.is_empty() || !settings.mcp.allowed_hosts.is_empty();
     if !settings.binds_loopback() && !hosts_named {
         anyhow::bail!(
             "refusing to start: server.host = {} is not a loopback address and \
@@ -203,7 +208,11 @@ pub const EDGE: &str = "edge";
 /// (the process then exits non-zero). Started in dependency order — data,
 /// then retrieval, then the HTTP edge, which accepts requests only once
 /// everything behind it is up and is the first to stop.
-fn root_arguments(context: &ApiContext, listener: Arc<TcpListener>) -> SupervisorArguments {
+fn root_arguments(
+    context: &Context,
+    api: ApiContext,
+    listener: Arc<TcpListener>,
+) -> SupervisorArguments {
     let settings = &context.settings;
     SupervisorArguments {
         name: "root".to_string(),
@@ -216,7 +225,7 @@ fn root_arguments(context: &ApiContext, listener: Arc<TcpListener>) -> Superviso
         children: vec![
             subsystem(context, DATA, data_children(context)),
             subsystem(context, RETRIEVAL, retrieval_children(context)),
-            subsystem(context, EDGE, edge_children(context, listener)),
+            subsystem(context, EDGE, edge_children(context, api, listener)),
         ],
         board: context.board.clone(),
         directory: context.directory.clone(),
@@ -227,7 +236,7 @@ fn root_arguments(context: &ApiContext, listener: Arc<TcpListener>) -> Superviso
 /// A one_for_one subsystem supervisor over `children` (re-created from the
 /// same specs at every restart; a nested supervisor such as `vectors`
 /// re-derives its own children).
-fn subsystem(context: &ApiContext, name: &'static str, children: Vec<ChildSpec>) -> ChildSpec {
+fn subsystem(context: &Context, name: &'static str, children: Vec<ChildSpec>) -> ChildSpec {
     let board = StatusBoard::new(Strategy::OneForOne);
     let shutdown = Duration::from_millis(context.settings.supervision.shutdown_timeout_ms);
     let (settings, directory, metrics) = (
@@ -251,7 +260,7 @@ fn subsystem(context: &ApiContext, name: &'static str, children: Vec<ChildSpec>)
 }
 
 /// Objects, dataset manifests, CSV ingest and SQL.
-fn data_children(context: &ApiContext) -> Vec<ChildSpec> {
+fn data_children(context: &Context) -> Vec<ChildSpec> {
     let settings = &context.settings;
     let shutdown = Duration::from_millis(settings.supervision.shutdown_timeout_ms);
     let call_timeout = settings.request_timeout();
@@ -321,7 +330,7 @@ fn data_children(context: &ApiContext) -> Vec<ChildSpec> {
 }
 
 /// Embedding, vector indexes, worker search and the playbook, validators.
-fn retrieval_children(context: &ApiContext) -> Vec<ChildSpec> {
+fn retrieval_children(context: &Context) -> Vec<ChildSpec> {
     let settings = &context.settings;
     let shutdown = Duration::from_millis(settings.supervision.shutdown_timeout_ms);
     let timeout = settings.request_timeout();
@@ -404,10 +413,10 @@ fn retrieval_children(context: &ApiContext) -> Vec<ChildSpec> {
 }
 
 /// The actix-web server, and the alarms checker.
-fn edge_children(context: &ApiContext, listener: Arc<TcpListener>) -> Vec<ChildSpec> {
+fn edge_children(context: &Context, api: ApiContext, listener: Arc<TcpListener>) -> Vec<ChildSpec> {
     let shutdown = Duration::from_millis(context.settings.supervision.shutdown_timeout_ms);
-    let http_context = context.clone();
-    let http = ChildSpec::worker(http::NAME, move || {
+    let http_context = api;
+    let http = ChildSpec::worker(edge::NAME, move || {
         (
             HttpActor,
             HttpArguments {
@@ -446,18 +455,12 @@ fn edge_children(context: &ApiContext, listener: Arc<TcpListener>) -> Vec<ChildS
     vec![http, alarms]
 }
 
-pub fn intensity(settings: &Settings) -> Intensity {
-    Intensity {
-        max_restarts: settings.supervision.max_restarts,
-        period: Duration::from_secs(settings.supervision.period_secs),
-    }
+fn intensity(settings: &Settings) -> Intensity {
+    Intensity::configured(&settings.supervision)
 }
 
-pub fn backoff(settings: &Settings) -> Backoff {
-    Backoff {
-        initial: Duration::from_millis(settings.supervision.backoff_initial_ms),
-        max: Duration::from_millis(settings.supervision.backoff_max_ms),
-    }
+fn backoff(settings: &Settings) -> Backoff {
+    Backoff::configured(&settings.supervision)
 }
 
 async fn shutdown_signal() {

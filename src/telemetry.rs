@@ -5,8 +5,8 @@
 //! integration tests run many — never mix their counters.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -347,7 +347,7 @@ impl Metrics {
         let _ = self
             .lance_commits
             .remove_label_values(&[&format!("vectors/{index}")]);
-        self.forget_actor(&format!("index:{index}"));
+        self.forget_actor(&crate::domain::vectors::index_actor(index));
     }
 
     /// Removes the series of an actor that left the tree for good.

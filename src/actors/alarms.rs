@@ -132,7 +132,7 @@ impl AlarmsState {
         let vectors = self.arguments.vectors.view("vectors", ChildStatus::Running);
         let mut readings = Vec::new();
         for node in vectors.children {
-            let Some(name) = node.name.strip_prefix("index:") else {
+            let Some(name) = crate::domain::vectors::index_of(&node.name) else {
                 continue;
             };
             // Failures since an operator's restart only: the ones before it

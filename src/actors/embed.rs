@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
+use crate::codes::{ErrorCode, HasCode};
 use crate::config::{EmbedProvider, EmbedSettings};
 use crate::domain::embedding::HashEmbedder;
 use crate::supervision::Fault;
@@ -82,6 +83,21 @@ pub enum EmbedError {
     BadResponse(String),
     #[error("embedding failed: {0}")]
     Internal(String),
+}
+
+impl HasCode for EmbedError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            EmbedError::EmptyBatch => ErrorCode::EmptyBatch,
+            EmbedError::TooManyTexts { .. } => ErrorCode::TooManyTexts,
+            EmbedError::EmptyText { .. } => ErrorCode::EmptyText,
+            EmbedError::TextTooLong { .. } => ErrorCode::TextTooLong,
+            EmbedError::UnknownModel { .. } => ErrorCode::UnknownModel,
+            EmbedError::Unavailable { .. } => ErrorCode::EmbedderUnavailable,
+            EmbedError::BadResponse(_) => ErrorCode::EmbedderBadResponse,
+            EmbedError::Internal(_) => ErrorCode::EmbedFailed,
+        }
+    }
 }
 
 type Cache = Mutex<LruCache<(String, String), Arc<[f32]>>>;

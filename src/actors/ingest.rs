@@ -45,6 +45,7 @@ use tokio::task::JoinHandle;
 
 use crate::actors::catalog::{self, columns, dataset_path, CatalogMessage};
 use crate::actors::storage::UploadChunk;
+use crate::codes::{ErrorCode, HasCode};
 use crate::config::IngestSettings;
 use crate::domain::datasets::{
     validate_dataset_name, DatasetManifest, IngestOutcome, IngestRecord, SchemaDrift,
@@ -84,7 +85,9 @@ pub enum IngestError {
     TooManyIngests(usize),
     #[error("the header has {got} columns; at most {max} are allowed (ingest.max_columns)")]
     TooManyColumns { max: usize, got: usize },
-    #[error("a column name has {got} bytes; at most {max} are allowed (ingest.max_column_name_bytes)")]
+    #[error(
+        "a column name has {got} bytes; at most {max} are allowed (ingest.max_column_name_bytes)"
+    )]
     ColumnNameTooLong { max: usize, got: usize },
     #[error("the data directory's disk has {free} bytes free; an ingest keeps at least {min} free (ingest.min_free_bytes)")]
     DiskFull { free: u64, min: u64 },
@@ -94,6 +97,33 @@ pub enum IngestError {
     Storage(String),
     #[error(transparent)]
     Catalog(#[from] CallError),
+}
+
+impl HasCode for IngestError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            IngestError::InvalidName(_) => ErrorCode::InvalidName,
+            IngestError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+            IngestError::Aborted(_) => ErrorCode::UploadAborted,
+            IngestError::Malformed {
+                format: IngestFormat::Csv,
+                ..
+            } => ErrorCode::MalformedCsv,
+            IngestError::Malformed {
+                format: IngestFormat::JsonLines,
+                ..
+            } => ErrorCode::MalformedJsonLines,
+            IngestError::SchemaDrift { .. } => ErrorCode::SchemaDrift,
+            IngestError::Busy(_) => ErrorCode::IngestInProgress,
+            IngestError::TooManyIngests(_) => ErrorCode::TooManyIngests,
+            IngestError::TooManyColumns { .. } => ErrorCode::TooManyColumns,
+            IngestError::ColumnNameTooLong { .. } => ErrorCode::ColumnNameTooLong,
+            IngestError::DiskFull { .. } => ErrorCode::DiskFull,
+            IngestError::NotFound(_) => ErrorCode::DatasetNotFound,
+            IngestError::Storage(_) => ErrorCode::StorageError,
+            IngestError::Catalog(err) => err.code(),
+        }
+    }
 }
 
 /// How the body is encoded.
@@ -496,7 +526,9 @@ async fn spool(
         }
     }
     if !ended {
-        return Err(IngestError::Aborted("the request ended before its body".into()));
+        return Err(IngestError::Aborted(
+            "the request ended before its body".into(),
+        ));
     }
     file.flush().map_err(storage)?;
     if size == 0 {

@@ -16,6 +16,7 @@ use crate::actors::embed::{self, EmbedError};
 use crate::actors::vectors::catalog::{self, VectorCatalogMessage};
 use crate::actors::vectors::index::{self, actor_name, IndexMessage};
 use crate::actors::vectors::IndexError;
+use crate::codes::{ErrorCode, HasCode};
 use crate::config::MatrixSettings;
 use crate::domain::matrix::{
     apply_playbook, MatrixExplain, MatrixHit, MatrixInvalid, MatrixResults, MatrixSearch, Playbook,
@@ -82,6 +83,28 @@ pub enum MatrixError {
     Embed(#[from] EmbedError),
     #[error(transparent)]
     Call(#[from] CallError),
+}
+
+impl HasCode for MatrixError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            MatrixError::Invalid(invalid) => match invalid {
+                MatrixInvalid::EmptyQuery => ErrorCode::EmptyQuery,
+                MatrixInvalid::InvalidParameter { .. } => ErrorCode::InvalidBody,
+                MatrixInvalid::QueryTooLong { .. } => ErrorCode::QueryTooLong,
+                MatrixInvalid::InvalidK(_) => ErrorCode::InvalidK,
+                MatrixInvalid::EmptyRole => ErrorCode::EmptyRole,
+                MatrixInvalid::InvalidScore(_) => ErrorCode::InvalidScore,
+                MatrixInvalid::InvalidWorkerIds => ErrorCode::InvalidWorkerIds,
+                MatrixInvalid::UnknownWorkers(_) => ErrorCode::UnknownWorkers,
+            },
+            MatrixError::NoWorkers => ErrorCode::NoWorkers,
+            MatrixError::Misdefined { .. } => ErrorCode::ReservedIndex,
+            MatrixError::Index(err) => err.code(),
+            MatrixError::Embed(err) => err.code(),
+            MatrixError::Call(err) => err.code(),
+        }
+    }
 }
 
 /// What a request task needs.
@@ -534,7 +557,10 @@ fn check_definition(
         return Err(MatrixError::Misdefined {
             index,
             needed: vector.map_or(definition.dimension, <[f32]>::len),
-            found: format!("{:?} of dimension {}", definition.metric, definition.dimension),
+            found: format!(
+                "{:?} of dimension {}",
+                definition.metric, definition.dimension
+            ),
         });
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! One actor per file; each is a child somewhere in the supervision tree
 //! and owns its piece of state. Open a file by name to find where a thing
-//! happens: `embed.rs` turns texts into vectors, `http.rs` owns the server,
+//! happens: `embed.rs` turns texts into vectors,
 //! `vectors/` holds one actor per vector index and the catalog of indexes,
 //! `matrix.rs` does worker search and the playbook loop, `validate.rs`
 //! checks outreach; `chat/` answers questions over retrieved records and
@@ -12,7 +12,6 @@ pub mod alarms;
 pub mod catalog;
 pub mod chat;
 pub mod embed;
-pub mod http;
 pub mod ingest;
 pub mod matrix;
 pub mod query;

@@ -20,6 +20,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
+use crate::codes::{ErrorCode, HasCode};
 use crate::config::StorageSettings;
 use crate::supervision::Fault;
 
@@ -44,6 +45,20 @@ pub enum StorageError {
     Conflict(String),
     #[error("object store: {0}")]
     Backend(String),
+}
+
+impl HasCode for StorageError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            StorageError::InvalidKey(_) => ErrorCode::InvalidKey,
+            StorageError::NotFound(_) => ErrorCode::ObjectNotFound,
+            StorageError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+            StorageError::Busy => ErrorCode::TooManyTransfers,
+            StorageError::Aborted(_) => ErrorCode::UploadAborted,
+            StorageError::Conflict(_) => ErrorCode::KeyConflict,
+            StorageError::Backend(_) => ErrorCode::StorageError,
+        }
+    }
 }
 
 impl From<object_store::Error> for StorageError {
@@ -178,7 +193,9 @@ pub fn validate_key(key: &str) -> Result<ObjectPath, StorageError> {
         // `name#123` is how the local store names an upload in progress.
         if let Some((_, suffix)) = segment.rsplit_once('#') {
             if !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()) {
-                return invalid("a segment may not end in '#' and digits (reserved for uploads in progress)");
+                return invalid(
+                    "a segment may not end in '#' and digits (reserved for uploads in progress)",
+                );
             }
         }
     }
@@ -203,9 +220,7 @@ impl Actor for StorageActor {
                     crate::config::Durability::Process => {
                         Arc::new(LocalFileSystem::new_with_prefix(&dir)?)
                     }
-                    crate::config::Durability::Fsync => {
-                        crate::durability::syncing_directory(&dir)?
-                    }
+                    crate::config::Durability::Fsync => crate::durability::syncing_directory(&dir)?,
                 }
             }
             Some(url) => s3_store(url, &args.settings)?,
@@ -366,7 +381,11 @@ async fn upload(
             }
             Some(UploadChunk::Abort(reason)) => break Err(StorageError::Aborted(reason)),
             Some(UploadChunk::End) => break Ok(()),
-            None => break Err(StorageError::Aborted("the request ended before its body".into())),
+            None => {
+                break Err(StorageError::Aborted(
+                    "the request ended before its body".into(),
+                ))
+            }
         }
     };
     match outcome {

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::actors::matrix::WORKERS;
 use crate::actors::vectors::index::{actor_name, IndexMessage};
+use crate::codes::{ErrorCode, HasCode};
 use crate::domain::validate::{
     validate_email, validate_fill, validate_sms, ValidateRequest, Verdict, WorkerFacts,
     MAX_FILL_WORKERS,
@@ -36,6 +37,17 @@ pub enum ValidateError {
     Internal(String),
     #[error(transparent)]
     Call(#[from] CallError),
+}
+
+impl HasCode for ValidateError {
+    fn code(&self) -> ErrorCode {
+        use crate::actors::validate::ValidateError;
+        match self {
+            ValidateError::TooManyWorkers { .. } => ErrorCode::TooManyIds,
+            ValidateError::Internal(_) => ErrorCode::Internal,
+            ValidateError::Call(err) => err.code(),
+        }
+    }
 }
 
 pub enum ValidateMessage {

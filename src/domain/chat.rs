@@ -30,7 +30,7 @@ pub struct Message {
 }
 
 /// Where the context comes from and how much of it.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContextRequest {
     /// `workers` (the matrix: workers and the playbook) or `index:<name>`.
@@ -75,7 +75,7 @@ impl DraftKind {
 }
 
 /// `POST /v1/chat`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatRequest {
     pub messages: Vec<Message>,

@@ -119,7 +119,7 @@ pub fn validate_dataset_name(name: &str) -> Result<(), String> {
 }
 
 /// `POST /v1/sql` body.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqlRequest {
     /// One SELECT, WITH … SELECT or EXPLAIN statement.

@@ -25,7 +25,6 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::vectors::filter_key;
 
 /// Nesting of `and` / `or` / `not` beyond this is refused.
 pub const MAX_DEPTH: usize = 4;
@@ -371,6 +370,52 @@ fn compare(value: Option<&Value>, bound: &Bound) -> Option<std::cmp::Ordering> {
         }
         _ => None,
     }
+}
+
+/// The key under which a scalar metadata value is indexed for filters:
+/// strings as themselves (prefixed), numbers canonically (5 == 5.0),
+/// booleans as words. Objects, arrays and null are not indexed.
+pub fn filter_key(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(format!("s:{s}")),
+        Value::Bool(b) => Some(format!("b:{b}")),
+        Value::Number(n) => {
+            let f = n.as_f64()?;
+            if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                Some(format!("n:{}", f as i64))
+            } else {
+                Some(format!("n:{f}"))
+            }
+        }
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+/// Parses a search filter into the equalities the field lookups answer
+/// and the rest.
+pub fn prepare(filter: Option<Map<String, Value>>) -> Result<PreparedFilter, FilterError> {
+    let Some(filter) = filter else {
+        return Ok(PreparedFilter::default());
+    };
+    let parsed = Filter::parse(&filter, MAX_FILTER_CONDITIONS)?;
+    Ok(PreparedFilter {
+        equalities: parsed.required_equalities(),
+        predicate: (!parsed.is_equalities_only()).then(|| std::sync::Arc::new(parsed)),
+    })
+}
+
+/// Conditions in one filter, whatever its nesting (the HTTP edge also caps
+/// its top-level fields at `limits.max_filter_fields`).
+pub const MAX_FILTER_CONDITIONS: usize = 64;
+
+/// A filter ready for an index: the equalities every match satisfies
+/// (answered from the per-field lookups), and the rest, checked on each
+/// remaining item.
+#[derive(Debug, Clone, Default)]
+pub struct PreparedFilter {
+    pub equalities: Vec<(String, String)>,
+    /// `None` when the equalities say everything.
+    pub predicate: Option<std::sync::Arc<Filter>>,
 }
 
 #[cfg(test)]

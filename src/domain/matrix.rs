@@ -20,7 +20,7 @@ pub const MAX_QUERY_CHARS: usize = 2000;
 pub const MAX_K: usize = 200;
 pub const MAX_RECORDED_WORKERS: usize = 100;
 
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatrixSearch {
     /// What the coordinator is looking for, in words.
@@ -71,7 +71,7 @@ pub struct MatrixSearch {
 /// Typed list parameters hold at most this many values.
 pub const MAX_TYPED_VALUES: usize = 50;
 
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaybookRecord {
     pub query: String,

@@ -29,7 +29,7 @@ impl Problem {
 }
 
 /// `POST /v1/validate` body, by `kind`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ValidateRequest {
     Email {
@@ -47,7 +47,7 @@ pub enum ValidateRequest {
     },
 }
 
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FillOrder {
     pub role: String,
@@ -97,7 +97,10 @@ pub fn validate_email(to: &str, subject: &str, body: &str) -> Vec<Problem> {
     let body_fits = check_text(&mut problems, "body", body, MAX_EMAIL_BODY_CHARS);
     // A text already too long is not scanned further: it cannot be sent
     // as it is, and scanning a megabyte costs more than saying so.
-    for (field, text, fits) in [("subject", subject, subject_fits), ("body", body, body_fits)] {
+    for (field, text, fits) in [
+        ("subject", subject, subject_fits),
+        ("body", body, body_fits),
+    ] {
         if fits {
             check_placeholders(&mut problems, field, text);
             check_pii(&mut problems, field, text);

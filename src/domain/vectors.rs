@@ -3,9 +3,11 @@
 
 use std::collections::HashSet;
 
+use crate::codes::{ErrorCode, HasCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use super::filter::{filter_key, PreparedFilter, MAX_FILTER_CONDITIONS};
 pub use super::keyword::{HitExplain, SearchMode};
 
 /// Largest dimension an index may have.
@@ -153,6 +155,30 @@ pub enum ValidationError {
     UnsupportedMode(Metric),
 }
 
+impl HasCode for ValidationError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            ValidationError::InvalidName(_) => ErrorCode::InvalidName,
+            ValidationError::InvalidDimension(_) => ErrorCode::InvalidDimension,
+            ValidationError::DimensionMismatch { .. } => ErrorCode::DimensionMismatch,
+            ValidationError::InvalidVector { .. } => ErrorCode::InvalidVector,
+            ValidationError::InvalidId { .. } => ErrorCode::InvalidId,
+            ValidationError::DuplicateId(_) => ErrorCode::DuplicateId,
+            ValidationError::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
+            ValidationError::EmptyBatch => ErrorCode::EmptyBatch,
+            ValidationError::InvalidMetadata { .. } => ErrorCode::InvalidMetadata,
+            ValidationError::VectorOrText { .. } => ErrorCode::VectorOrText,
+            ValidationError::InvalidK(_) => ErrorCode::InvalidK,
+            ValidationError::InvalidEfSearch(_) => ErrorCode::InvalidEfSearch,
+            ValidationError::ModeNeedsText { .. } => ErrorCode::ModeNeedsText,
+            ValidationError::InvalidKeywordWeight(_) => ErrorCode::InvalidKeywordWeight,
+            ValidationError::UnsupportedMode(_) => ErrorCode::UnsupportedMode,
+            ValidationError::InvalidHnsw { .. } => ErrorCode::InvalidHnsw,
+            ValidationError::Filter(_) => ErrorCode::InvalidFilter,
+        }
+    }
+}
+
 /// `POST /v1/vectors/index` body.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -227,8 +253,18 @@ pub struct UpsertOutcome {
     pub updated: usize,
 }
 
+/// The supervision-tree name of index `name`'s actor: `index:<name>`.
+pub fn index_actor(name: &str) -> String {
+    format!("index:{name}")
+}
+
+/// The index an actor's tree name belongs to (`index:<name>`), if any.
+pub fn index_of(actor: &str) -> Option<&str> {
+    actor.strip_prefix("index:")
+}
+
 /// `POST …/{name}/search` body.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     /// The query vector (of the index's dimension), or…
@@ -626,53 +662,12 @@ pub fn check_unique_ids<'a>(ids: impl IntoIterator<Item = &'a str>) -> Result<()
     Ok(())
 }
 
-/// The key under which a scalar metadata value is indexed for filters:
-/// strings as themselves (prefixed), numbers canonically (5 == 5.0),
-/// booleans as words. Objects, arrays and null are not indexed.
-pub fn filter_key(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(format!("s:{s}")),
-        Value::Bool(b) => Some(format!("b:{b}")),
-        Value::Number(n) => {
-            let f = n.as_f64()?;
-            if f.fract() == 0.0 && f.abs() < 9.0e15 {
-                Some(format!("n:{}", f as i64))
-            } else {
-                Some(format!("n:{f}"))
-            }
-        }
-        Value::Null | Value::Array(_) | Value::Object(_) => None,
-    }
-}
-
 /// Parses a search filter (see [`super::filter`]) into the equalities the
 /// field lookups answer and the rest.
 pub fn prepare_filter(
     filter: Option<Map<String, Value>>,
 ) -> Result<PreparedFilter, ValidationError> {
-    let Some(filter) = filter else {
-        return Ok(PreparedFilter::default());
-    };
-    let parsed = super::filter::Filter::parse(&filter, MAX_FILTER_CONDITIONS)
-        .map_err(ValidationError::Filter)?;
-    Ok(PreparedFilter {
-        equalities: parsed.required_equalities(),
-        predicate: (!parsed.is_equalities_only()).then(|| std::sync::Arc::new(parsed)),
-    })
-}
-
-/// Conditions in one filter, whatever its nesting (the HTTP edge also caps
-/// its top-level fields at `limits.max_filter_fields`).
-pub const MAX_FILTER_CONDITIONS: usize = 64;
-
-/// A filter ready for an index: the equalities every match satisfies
-/// (answered from the per-field lookups), and the rest, checked on each
-/// remaining item.
-#[derive(Debug, Clone, Default)]
-pub struct PreparedFilter {
-    pub equalities: Vec<(String, String)>,
-    /// `None` when the equalities say everything.
-    pub predicate: Option<std::sync::Arc<super::filter::Filter>>,
+    super::filter::prepare(filter).map_err(ValidationError::Filter)
 }
 
 #[cfg(test)]

@@ -127,7 +127,7 @@ async fn inject(
             "fault '{name}' applies only to vector indexes (actor 'index:<name>')"
         ))
     };
-    let is_index = request.actor.starts_with("index:");
+    let is_index = crate::domain::vectors::index_of(&request.actor).is_some();
     let fault = match (request.fault, request.delay_ms) {
         (FaultKind::Delay, Some(ms)) if (1..=MAX_DELAY_MS).contains(&ms) => {
             Fault::delay(Duration::from_millis(ms))

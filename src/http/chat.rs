@@ -12,15 +12,14 @@ use actix_web::web::Bytes;
 use actix_web::{post, web, HttpResponse};
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::mpsc;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::limits::check_filter;
 use super::{ApiContext, ApiError};
-use crate::actors::chat::{ChatMessage, Event, Finished, NAME};
+use crate::actors::chat::Event;
 use crate::domain::chat::{
-    ChatRequest, ChatResponse, Citation, Message, ReplayRequest, ReplayRun, RerunReport, Role,
+    ChatRequest, ChatResponse, Citation, ReplayRequest, ReplayRun, RerunReport,
 };
+use crate::service;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(chat).service(replay).service(rerun);
@@ -51,89 +50,17 @@ async fn chat(
     request: web::Json<ChatRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = request.into_inner();
-    if let Some(filter) = request.context.as_ref().and_then(|c| c.filter.as_ref()) {
-        check_filter(&context, Some(filter))?;
-    }
     let stream = request.stream;
-    let (first, citations, events) = start(&context, request).await?;
+    let started = service::chat::start(&context, request).await?;
     if stream {
-        return Ok(sse(first, citations, events));
+        return Ok(sse(started));
     }
-    Ok(HttpResponse::Ok().json(gather(first, citations, events).await?))
-}
-
-/// A whole (not streamed) chat, as `/v1/chat` answers it: for callers
-/// inside the process (the MCP `ask` tool).
-pub async fn ask(context: &ApiContext, request: ChatRequest) -> Result<ChatResponse, ApiError> {
-    let (first, citations, events) = start(context, request).await?;
-    gather(first, citations, events).await
-}
-
-/// Starts a chat and waits for its first token: everything before it
-/// (retrieval, the model's first answer) fails as a plain HTTP error.
-async fn start(
-    context: &ApiContext,
-    request: ChatRequest,
-) -> Result<(Event, Vec<Citation>, mpsc::Receiver<Event>), ApiError> {
-    let mut events = context
-        .call(NAME, |reply| ChatMessage::Chat { request, reply })
-        .await??;
-    let mut citations = Vec::new();
-    loop {
-        match events.recv().await {
-            Some(Event::Citations(found)) => citations = found,
-            Some(Event::Error(err)) => return Err(err.into()),
-            Some(event) => return Ok((event, citations, events)),
-            None => {
-                return Err(ApiError::Internal(
-                    "the chat ended without an answer".into(),
-                ))
-            }
-        }
-    }
-}
-
-/// Gathers the rest of an answer after its first event.
-async fn gather(
-    first: Event,
-    mut citations: Vec<Citation>,
-    mut events: mpsc::Receiver<Event>,
-) -> Result<ChatResponse, ApiError> {
-    let mut answer = String::new();
-    let mut event = Some(first);
-    loop {
-        match event {
-            Some(Event::Token(piece)) => answer.push_str(&piece),
-            Some(Event::Citations(found)) => citations = found,
-            Some(Event::Done(finished)) => {
-                let Finished {
-                    provider,
-                    model,
-                    usage,
-                    verdict,
-                    ..
-                } = *finished;
-                return Ok(ChatResponse {
-                    provider,
-                    model,
-                    message: Message {
-                        role: Role::Assistant,
-                        content: answer,
-                    },
-                    citations,
-                    usage,
-                    verdict,
-                });
-            }
-            Some(Event::Error(err)) => return Err(err.into()),
-            None => {
-                return Err(ApiError::Internal(
-                    "the chat ended without an answer".into(),
-                ))
-            }
-        }
-        event = events.recv().await;
-    }
+    let service::chat::Started {
+        first,
+        citations,
+        events,
+    } = started;
+    Ok(HttpResponse::Ok().json(service::chat::gather(first, citations, events).await?))
 }
 
 fn frame(name: &str, data: &impl Serialize) -> Bytes {
@@ -144,7 +71,12 @@ fn frame(name: &str, data: &impl Serialize) -> Bytes {
 /// The SSE body: tokens as they come, the citations after the last one,
 /// then `done`. Dropping it (a client that went away) drops the receiver,
 /// which stops the chat.
-fn sse(first: Event, citations: Vec<Citation>, events: mpsc::Receiver<Event>) -> HttpResponse {
+fn sse(started: service::chat::Started) -> HttpResponse {
+    let service::chat::Started {
+        first,
+        citations,
+        events,
+    } = started;
     let state = (Some(first), events, Some(citations), false);
     let body = futures::stream::unfold(
         state,
@@ -177,7 +109,7 @@ fn sse(first: Event, citations: Vec<Citation>, events: mpsc::Receiver<Event>) ->
                 }
                 Some(Event::Error(err)) => {
                     let err = ApiError::from(err);
-                    let (_, code) = err.status_and_code();
+                    let code = err.code().as_str();
                     let mut out = citation_frame(citations.take().unwrap_or_default()).to_vec();
                     out.extend_from_slice(&frame(
                         "error",
@@ -227,17 +159,9 @@ async fn replay(
     context: web::Data<ApiContext>,
     request: web::Json<ReplayRequest>,
 ) -> Result<web::Json<ReplayRun>, ApiError> {
-    let request = request.into_inner();
-    let timeout =
-        context.timeout() + std::time::Duration::from_millis(context.settings.chat.timeout_ms);
-    let run = context
-        .call_with(
-            NAME,
-            |reply| ChatMessage::Replay { request, reply },
-            timeout,
-        )
-        .await??;
-    Ok(web::Json(run))
+    Ok(web::Json(
+        service::chat::replay(&context, request.into_inner()).await?,
+    ))
 }
 
 /// Repeat a logged run twice: against the Lance versions it cited (which
@@ -262,11 +186,7 @@ async fn rerun(
     context: web::Data<ApiContext>,
     run_id: web::Path<String>,
 ) -> Result<web::Json<RerunReport>, ApiError> {
-    let run_id = run_id.into_inner();
-    let timeout =
-        context.timeout() + std::time::Duration::from_millis(2 * context.settings.chat.timeout_ms);
-    let report = context
-        .call_with(NAME, |reply| ChatMessage::Rerun { run_id, reply }, timeout)
-        .await??;
-    Ok(web::Json(report))
+    Ok(web::Json(
+        service::chat::rerun(&context, run_id.into_inner()).await?,
+    ))
 }

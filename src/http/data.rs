@@ -18,11 +18,10 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::error::ErrorBody;
 use super::{ApiContext, ApiError};
-use crate::actors::catalog::{self, CatalogMessage};
 use crate::actors::ingest::{self, IngestFormat, IngestMessage};
-use crate::actors::query::{self, QueryMessage};
 use crate::actors::storage::{self, ObjectInfo, StorageMessage, UploadChunk};
 use crate::domain::datasets::{DatasetList, DatasetManifest, IngestOutcome, SqlRequest, SqlResult};
+use crate::service;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(put_object)
@@ -347,9 +346,7 @@ async fn ingest_csv(
 )]
 #[get("/catalog/datasets")]
 async fn list_datasets(context: web::Data<ApiContext>) -> Result<web::Json<DatasetList>, ApiError> {
-    let datasets = context
-        .call(catalog::NAME, |reply| CatalogMessage::List { reply })
-        .await?;
+    let datasets = service::data::list_datasets(&context).await?;
     Ok(web::Json(DatasetList { datasets }))
 }
 
@@ -368,16 +365,9 @@ async fn get_dataset(
     context: web::Data<ApiContext>,
     name: web::Path<String>,
 ) -> Result<web::Json<DatasetManifest>, ApiError> {
-    let name = name.into_inner();
-    let target = name.clone();
-    let manifest = context
-        .call(catalog::NAME, |reply| CatalogMessage::Get {
-            name: target,
-            reply,
-        })
-        .await?
-        .ok_or(ApiError::DatasetNotFound(name))?;
-    Ok(web::Json(manifest))
+    Ok(web::Json(
+        service::data::describe_dataset(&context, &name).await?,
+    ))
 }
 
 /// Drop a dataset: its catalog entry and every file of every version.
@@ -400,21 +390,7 @@ async fn drop_dataset(
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
-    if name == crate::actors::chat::replay::DATASET {
-        return Err(ApiError::ReservedDataset(name));
-    }
-    let target = name.clone();
-    let timeout = Duration::from_millis(context.settings.ingest.timeout_ms);
-    context
-        .call_with(
-            ingest::NAME,
-            |reply| IngestMessage::Drop {
-                dataset: target,
-                reply,
-            },
-            timeout,
-        )
-        .await??;
+    service::data::drop_dataset(&context, &name).await?;
     Ok(HttpResponse::Ok().json(Deleted { deleted: name }))
 }
 
@@ -438,15 +414,7 @@ async fn sql(
     context: web::Data<ApiContext>,
     request: web::Json<SqlRequest>,
 ) -> Result<web::Json<SqlResult>, ApiError> {
-    let request = request.into_inner();
-    // The query enforces its own time limit; the call waits a little longer.
-    let timeout = Duration::from_millis(context.settings.query.timeout_ms) + Duration::from_secs(1);
-    let result = context
-        .call_with(
-            query::NAME,
-            |reply| QueryMessage::Sql { request, reply },
-            timeout,
-        )
-        .await??;
-    Ok(web::Json(result))
+    Ok(web::Json(
+        service::data::sql(&context, request.into_inner()).await?,
+    ))
 }

@@ -1,24 +1,14 @@
 //! `POST /v1/embed {texts, model?}` -> `{model, dimension, vectors}`.
 
 use actix_web::{post, web};
-use serde::Deserialize;
-use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{ApiContext, ApiError};
-use crate::actors::embed::{EmbedMessage, Embeddings, NAME};
+use crate::actors::embed::Embeddings;
+use crate::service::{self, ops::EmbedRequest};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(embed);
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EmbedRequest {
-    /// 1 to `embed.max_texts` texts, each at most `embed.max_text_chars`.
-    pub texts: Vec<String>,
-    /// Must be the configured model if given.
-    pub model: Option<String>,
 }
 
 /// Embed texts as L2-normalised vectors.
@@ -40,13 +30,7 @@ async fn embed(
     context: web::Data<ApiContext>,
     request: web::Json<EmbedRequest>,
 ) -> Result<web::Json<Embeddings>, ApiError> {
-    let EmbedRequest { texts, model } = request.into_inner();
-    let embeddings = context
-        .call(NAME, |reply| EmbedMessage::Embed {
-            texts,
-            model,
-            reply,
-        })
-        .await??;
-    Ok(web::Json(embeddings))
+    Ok(web::Json(
+        service::ops::embed(&context, request.into_inner()).await?,
+    ))
 }

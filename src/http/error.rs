@@ -1,8 +1,9 @@
 //! One error shape for every failure: `{"error": {"code", "message"}}`.
 //!
-//! Each actor error converts into [`ApiError`], and one exhaustive `match`
-//! (no wildcard arm) decides its status and stable `code`, so a new variant
-//! anywhere forces a decision here. actix-web's own failures (bad JSON,
+//! The errors and their codes live below the doors ([`crate::service`],
+//! [`crate::codes`]); this file is only their actix conversion: a code's
+//! status, the JSON body, `Retry-After`, `WWW-Authenticate` and `Allow`.
+//! actix-web's own failures (bad JSON,
 //! wrong content type, oversized body, unknown route, 405) are mapped to the
 //! same shape by the extractor configs and the [`uniform_errors`] safety net.
 
@@ -16,101 +17,11 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::actors::embed::EmbedError;
-use crate::actors::ingest::{IngestError, IngestFormat};
-use crate::actors::matrix::MatrixError;
-use crate::actors::query::QueryError;
-use crate::actors::storage::StorageError;
-use crate::actors::vectors::IndexError;
-use crate::domain::auth::Role;
-use crate::domain::matrix::MatrixInvalid;
-use crate::domain::vectors::ValidationError;
-use crate::supervision::CallError;
-
 pub use crate::codes::ErrorCode;
+pub use crate::service::ApiError;
 
 /// Seconds a client should wait before retrying a restarting actor.
 const RETRY_AFTER_SECS: &str = "1";
-
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("malformed JSON: {0}")]
-    MalformedJson(String),
-    #[error("malformed request body: {0}")]
-    MalformedBody(String),
-    #[error("no dataset '{0}'")]
-    DatasetNotFound(String),
-    #[error("invalid request body: {0}")]
-    InvalidBody(String),
-    #[error("request body is larger than the limit of {limit} bytes")]
-    PayloadTooLarge { limit: usize },
-    #[error("{0}")]
-    UnsupportedMediaType(String),
-    #[error("invalid path: {0}")]
-    InvalidPath(String),
-    #[error("invalid query string: {0}")]
-    InvalidQuery(String),
-    #[error("no route for {method} {path}")]
-    RouteNotFound { method: String, path: String },
-    #[error("{method} is not allowed on {path}; allowed: {allow}")]
-    MethodNotAllowed {
-        method: String,
-        path: String,
-        allow: String,
-    },
-    #[error("{0}")]
-    Unauthorized(String),
-    #[error("this needs the '{needed}' role; token '{token}' has '{role}'")]
-    Forbidden {
-        needed: Role,
-        token: String,
-        role: Role,
-    },
-    #[error("a filter may have at most {max} fields, got {got}")]
-    TooManyFilterFields { max: usize, got: usize },
-    #[error("{field} may hold at most {max} ids, got {got}")]
-    TooManyIds {
-        field: &'static str,
-        max: usize,
-        got: usize,
-    },
-    #[error("dataset '{0}' is written by the service itself (the replay log); ingest under another name")]
-    ReservedDataset(String),
-    #[error("service not ready: {0}")]
-    NotReady(String),
-    #[error("index '{0}' is the matrix's own: creating it, adding to it or deleting from it needs the admin role")]
-    ReservedIndex(String),
-    #[error("the console has no file '{0}'")]
-    AssetNotFound(String),
-    #[error("{0}; close one or retry later")]
-    TooManyStreams(String),
-    #[error("{0}; close an MCP session (DELETE /mcp) or retry later")]
-    TooManySessions(String),
-    #[error("this service does not answer to the host {}; add it to server.allowed_hosts", .0.as_deref().map(|h| format!("{h:?}")).unwrap_or_else(|| "(none given)".into()))]
-    HostNotAllowed(Option<String>),
-    #[error("this service has no tokens (open mode, trusted because it listens on loopback), but the request came through a proxy (`{0}` header): configure auth.tokens, or set auth.allow_open = true if the proxy is yours")]
-    OpenBehindProxy(String),
-    #[error("internal error: {0}")]
-    Internal(String),
-    #[error(transparent)]
-    Call(#[from] CallError),
-    #[error(transparent)]
-    Embed(#[from] EmbedError),
-    #[error(transparent)]
-    Index(#[from] IndexError),
-    #[error(transparent)]
-    Matrix(#[from] MatrixError),
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    #[error(transparent)]
-    Ingest(#[from] IngestError),
-    #[error(transparent)]
-    Query(#[from] QueryError),
-    #[error(transparent)]
-    Chat(#[from] crate::actors::chat::ChatError),
-    #[error(transparent)]
-    Validate(#[from] crate::actors::validate::ValidateError),
-}
 
 /// The one error shape: `{"error": {"code", "message"}}`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -120,245 +31,10 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable, documented code (see the README's error table).
+    /// Stable, documented code (docs/errors.md lists them).
     pub code: String,
     /// What went wrong, for a person; 5xx messages carry no file paths.
     pub message: String,
-}
-
-impl ApiError {
-    /// No route for `method path` (the path as the client sent it).
-    pub fn route_not_found(method: &actix_web::http::Method, path: &str) -> Self {
-        ApiError::RouteNotFound {
-            method: method.to_string(),
-            path: path.chars().take(200).collect(),
-        }
-    }
-
-    /// The status and the stable, documented `code` of each failure.
-    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
-        let code = self.code();
-        (status_of(code), code.as_str())
-    }
-
-    /// The code of each failure: one exhaustive match per error type.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            ApiError::MalformedJson(_) => ErrorCode::MalformedJson,
-            ApiError::MalformedBody(_) => ErrorCode::MalformedBody,
-            ApiError::DatasetNotFound(_) => ErrorCode::DatasetNotFound,
-            ApiError::InvalidBody(_) => ErrorCode::InvalidBody,
-            ApiError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
-            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
-            ApiError::InvalidPath(_) => ErrorCode::InvalidPath,
-            ApiError::InvalidQuery(_) => ErrorCode::InvalidQuery,
-            ApiError::RouteNotFound { .. } => ErrorCode::NotFound,
-            ApiError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
-            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
-            ApiError::Forbidden { .. } => ErrorCode::Forbidden,
-            ApiError::TooManyFilterFields { .. } => ErrorCode::TooManyFilterFields,
-            ApiError::TooManyIds { .. } => ErrorCode::TooManyIds,
-            ApiError::ReservedDataset(_) => ErrorCode::ReservedDataset,
-            ApiError::ReservedIndex(_) => ErrorCode::ReservedIndex,
-            ApiError::NotReady(_) => ErrorCode::NotReady,
-            ApiError::AssetNotFound(_) => ErrorCode::AssetNotFound,
-            ApiError::TooManyStreams(_) => ErrorCode::TooManyStreams,
-            ApiError::TooManySessions(_) => ErrorCode::TooManySessions,
-            ApiError::HostNotAllowed(_) => ErrorCode::HostNotAllowed,
-            ApiError::OpenBehindProxy(_) => ErrorCode::OpenBehindProxy,
-            ApiError::Internal(_) => ErrorCode::Internal,
-            ApiError::Call(err) => call_code(err),
-            ApiError::Index(err) => index_code(err),
-            ApiError::Embed(err) => embed_code(err),
-            ApiError::Matrix(err) => matrix_code(err),
-            ApiError::Storage(err) => storage_code(err),
-            ApiError::Ingest(err) => ingest_code(err),
-            ApiError::Query(err) => query_code(err),
-            ApiError::Chat(err) => chat_code(err),
-            ApiError::Validate(err) => validate_code(err),
-        }
-    }
-
-    /// Whether the client should retry after a pause (503s).
-    fn retry_after(&self) -> bool {
-        self.status_and_code().0 == StatusCode::SERVICE_UNAVAILABLE
-    }
-}
-
-fn call_code(err: &CallError) -> ErrorCode {
-    match err {
-        CallError::Unavailable { .. } => ErrorCode::ActorUnavailable,
-        CallError::Timeout { .. } => ErrorCode::ActorTimeout,
-        CallError::Unknown { .. } => ErrorCode::UnknownActor,
-        CallError::FaultsUnsupported { .. } => ErrorCode::FaultNotSupported,
-        CallError::Failed { .. } => ErrorCode::ActorFailed,
-    }
-}
-
-fn validate_code(err: &crate::actors::validate::ValidateError) -> ErrorCode {
-    use crate::actors::validate::ValidateError;
-    match err {
-        ValidateError::TooManyWorkers { .. } => ErrorCode::TooManyIds,
-        ValidateError::Internal(_) => ErrorCode::Internal,
-        ValidateError::Call(err) => call_code(err),
-    }
-}
-
-fn embed_code(err: &EmbedError) -> ErrorCode {
-    match err {
-        EmbedError::EmptyBatch => ErrorCode::EmptyBatch,
-        EmbedError::TooManyTexts { .. } => ErrorCode::TooManyTexts,
-        EmbedError::EmptyText { .. } => ErrorCode::EmptyText,
-        EmbedError::TextTooLong { .. } => ErrorCode::TextTooLong,
-        EmbedError::UnknownModel { .. } => ErrorCode::UnknownModel,
-        EmbedError::Unavailable { .. } => ErrorCode::EmbedderUnavailable,
-        EmbedError::BadResponse(_) => ErrorCode::EmbedderBadResponse,
-        EmbedError::Internal(_) => ErrorCode::EmbedFailed,
-    }
-}
-
-/// The code of a chat failure (also the `outcome` label of its metric).
-pub fn chat_code(err: &crate::actors::chat::ChatError) -> ErrorCode {
-    use crate::actors::chat::ChatError;
-    use crate::domain::chat::ChatInvalid;
-    match err {
-        ChatError::Invalid(invalid) => match invalid {
-            ChatInvalid::Messages(_) | ChatInvalid::Model => ErrorCode::InvalidMessages,
-            ChatInvalid::Source(_) | ChatInvalid::PlaybookWithoutRole => ErrorCode::InvalidContext,
-            ChatInvalid::K(_) => ErrorCode::InvalidK,
-            ChatInvalid::Query(MatrixInvalid::EmptyQuery) => ErrorCode::EmptyQuery,
-            ChatInvalid::Query(_) => ErrorCode::QueryTooLong,
-        },
-        ChatError::NoWorkers => ErrorCode::NoWorkers,
-        ChatError::ModelNotFound { .. } => ErrorCode::ModelNotFound,
-        ChatError::Unavailable { .. } => ErrorCode::ChatUnavailable,
-        ChatError::Timeout => ErrorCode::ChatTimeout,
-        ChatError::BadResponse(_) => ErrorCode::ChatBadResponse,
-        ChatError::RunNotFound(_) => ErrorCode::RunNotFound,
-        ChatError::Busy(_) => ErrorCode::TooManyChats,
-        ChatError::Cancelled => ErrorCode::Cancelled,
-        ChatError::Index(err) => index_code(err),
-        ChatError::Embed(err) => embed_code(err),
-        ChatError::Call(err) => call_code(err),
-        ChatError::Storage(_) => ErrorCode::StorageError,
-        ChatError::Internal(_) => ErrorCode::Internal,
-    }
-}
-
-fn index_code(err: &IndexError) -> ErrorCode {
-    match err {
-        IndexError::Invalid(invalid) => validation_code(invalid),
-        IndexError::NotFound(_) => ErrorCode::IndexNotFound,
-        IndexError::AlreadyExists(_) => ErrorCode::IndexExists,
-        IndexError::ItemNotFound { .. } => ErrorCode::ItemNotFound,
-        IndexError::Embed(err) => embed_code(err),
-        IndexError::EmbedCall(CallError::Timeout { .. }) => ErrorCode::EmbedderTimeout,
-        IndexError::EmbedCall(_) => ErrorCode::EmbedderUnavailable,
-        IndexError::Storage(_) => ErrorCode::StorageError,
-        IndexError::Faiss(_) => ErrorCode::IndexError,
-        IndexError::Unavailable => ErrorCode::IndexUnavailable,
-        IndexError::Loading(_) => ErrorCode::IndexLoading,
-        IndexError::Failed { .. } => ErrorCode::IndexFailed,
-        IndexError::VersionGone { .. } => ErrorCode::VersionGone,
-        IndexError::Internal(_) => ErrorCode::Internal,
-    }
-}
-
-fn matrix_code(err: &MatrixError) -> ErrorCode {
-    match err {
-        MatrixError::Invalid(invalid) => match invalid {
-            MatrixInvalid::EmptyQuery => ErrorCode::EmptyQuery,
-            MatrixInvalid::InvalidParameter { .. } => ErrorCode::InvalidBody,
-            MatrixInvalid::QueryTooLong { .. } => ErrorCode::QueryTooLong,
-            MatrixInvalid::InvalidK(_) => ErrorCode::InvalidK,
-            MatrixInvalid::EmptyRole => ErrorCode::EmptyRole,
-            MatrixInvalid::InvalidScore(_) => ErrorCode::InvalidScore,
-            MatrixInvalid::InvalidWorkerIds => ErrorCode::InvalidWorkerIds,
-            MatrixInvalid::UnknownWorkers(_) => ErrorCode::UnknownWorkers,
-        },
-        MatrixError::NoWorkers => ErrorCode::NoWorkers,
-        MatrixError::Misdefined { .. } => ErrorCode::ReservedIndex,
-        MatrixError::Index(err) => index_code(err),
-        MatrixError::Embed(err) => embed_code(err),
-        MatrixError::Call(err) => call_code(err),
-    }
-}
-
-fn storage_code(err: &StorageError) -> ErrorCode {
-    match err {
-        StorageError::InvalidKey(_) => ErrorCode::InvalidKey,
-        StorageError::NotFound(_) => ErrorCode::ObjectNotFound,
-        StorageError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
-        StorageError::Busy => ErrorCode::TooManyTransfers,
-        StorageError::Aborted(_) => ErrorCode::UploadAborted,
-        StorageError::Conflict(_) => ErrorCode::KeyConflict,
-        StorageError::Backend(_) => ErrorCode::StorageError,
-    }
-}
-
-fn ingest_code(err: &IngestError) -> ErrorCode {
-    match err {
-        IngestError::InvalidName(_) => ErrorCode::InvalidName,
-        IngestError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
-        IngestError::Aborted(_) => ErrorCode::UploadAborted,
-        IngestError::Malformed {
-            format: IngestFormat::Csv,
-            ..
-        } => ErrorCode::MalformedCsv,
-        IngestError::Malformed {
-            format: IngestFormat::JsonLines,
-            ..
-        } => ErrorCode::MalformedJsonLines,
-        IngestError::SchemaDrift { .. } => ErrorCode::SchemaDrift,
-        IngestError::Busy(_) => ErrorCode::IngestInProgress,
-        IngestError::TooManyIngests(_) => ErrorCode::TooManyIngests,
-        IngestError::TooManyColumns { .. } => ErrorCode::TooManyColumns,
-        IngestError::ColumnNameTooLong { .. } => ErrorCode::ColumnNameTooLong,
-        IngestError::DiskFull { .. } => ErrorCode::DiskFull,
-        IngestError::NotFound(_) => ErrorCode::DatasetNotFound,
-        IngestError::Storage(_) => ErrorCode::StorageError,
-        IngestError::Catalog(err) => call_code(err),
-    }
-}
-
-fn query_code(err: &QueryError) -> ErrorCode {
-    match err {
-        QueryError::ReadOnly(_) => ErrorCode::ReadOnly,
-        QueryError::Sql(_) => ErrorCode::SqlError,
-        QueryError::TooLong { .. } => ErrorCode::SqlTooLong,
-        QueryError::TooDeep { .. } => ErrorCode::SqlTooDeep,
-        QueryError::FunctionOutputTooLarge(_) => ErrorCode::FunctionOutputTooLarge,
-        QueryError::Cancelled => ErrorCode::Cancelled,
-        QueryError::Internal(_) => ErrorCode::Internal,
-        QueryError::InvalidLimit { .. } => ErrorCode::InvalidLimit,
-        QueryError::Timeout(_) => ErrorCode::QueryTimeout,
-        QueryError::MemoryExceeded { .. } => ErrorCode::QueryMemoryExceeded,
-        QueryError::Busy { .. } => ErrorCode::TooManyQueries,
-        QueryError::Storage(_) => ErrorCode::StorageError,
-        QueryError::Catalog(err) => call_code(err),
-    }
-}
-
-fn validation_code(err: &ValidationError) -> ErrorCode {
-    match err {
-        ValidationError::InvalidName(_) => ErrorCode::InvalidName,
-        ValidationError::InvalidDimension(_) => ErrorCode::InvalidDimension,
-        ValidationError::DimensionMismatch { .. } => ErrorCode::DimensionMismatch,
-        ValidationError::InvalidVector { .. } => ErrorCode::InvalidVector,
-        ValidationError::InvalidId { .. } => ErrorCode::InvalidId,
-        ValidationError::DuplicateId(_) => ErrorCode::DuplicateId,
-        ValidationError::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
-        ValidationError::EmptyBatch => ErrorCode::EmptyBatch,
-        ValidationError::InvalidMetadata { .. } => ErrorCode::InvalidMetadata,
-        ValidationError::VectorOrText { .. } => ErrorCode::VectorOrText,
-        ValidationError::InvalidK(_) => ErrorCode::InvalidK,
-        ValidationError::InvalidEfSearch(_) => ErrorCode::InvalidEfSearch,
-        ValidationError::ModeNeedsText { .. } => ErrorCode::ModeNeedsText,
-        ValidationError::InvalidKeywordWeight(_) => ErrorCode::InvalidKeywordWeight,
-        ValidationError::UnsupportedMode(_) => ErrorCode::UnsupportedMode,
-        ValidationError::InvalidHnsw { .. } => ErrorCode::InvalidHnsw,
-        ValidationError::Filter(_) => ErrorCode::InvalidFilter,
-    }
 }
 
 /// The HTTP status of a code.
@@ -368,16 +44,17 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status_and_code().0
+        status_of(self.code())
     }
 
     fn error_response(&self) -> HttpResponse {
-        let (status, code) = self.status_and_code();
+        let code = self.code();
+        let (status, code) = (status_of(code), code.as_str());
         // No message names the host's directories, whatever its status.
         let mut message = crate::redact::relative(&self.to_string()).into_owned();
         if status.is_server_error() {
             tracing::warn!(code, error = %message, "request failed");
-            message = redact_paths(&message);
+            message = crate::redact::paths(&message);
         }
         let mut response = HttpResponse::build(status);
         if self.retry_after() {
@@ -402,26 +79,6 @@ fn body(code: &str, message: &str) -> ErrorBody {
             code: code.to_string(),
             message: message.to_string(),
         },
-    }
-}
-
-/// Replaces filesystem paths in a server-side error message (`/var/lib/…`,
-/// `file:///…`) with `<path>`: they say nothing a client can act on and
-/// tell an attacker how the host is laid out. The log keeps the original.
-/// A path is an absolute one of two or more components at the start of the
-/// message or after a space, quote, bracket or `=`; the path of a URL
-/// (`http://host/api/x`) is left alone.
-pub fn redact_paths(message: &str) -> String {
-    static PATH: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
-    let path = PATH.get_or_init(|| {
-        regex::Regex::new(
-            r#"(^|[\s"'(\[=])((?:file(?:-object-store)?://)?(?:/[A-Za-z0-9._\-]+){2,}/?)"#,
-        )
-        .ok()
-    });
-    match path {
-        Some(path) => path.replace_all(message, "${1}<path>").into_owned(),
-        None => message.to_string(),
     }
 }
 
@@ -530,7 +187,7 @@ pub fn uniform_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
         let code = code_for_status(status);
         let message = crate::redact::relative(&message).into_owned();
         let message = if status.is_server_error() {
-            redact_paths(&message)
+            crate::redact::paths(&message)
         } else {
             message
         };

@@ -3,10 +3,9 @@
 use actix_web::{post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::limits::{check_filter, check_ids};
 use super::{ApiContext, ApiError};
-use crate::actors::matrix::{MatrixMessage, NAME};
 use crate::domain::matrix::{MatrixResults, MatrixSearch, PlaybookRecord, Recorded};
+use crate::service;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(search).service(record);
@@ -31,13 +30,9 @@ async fn search(
     context: web::Data<ApiContext>,
     request: web::Json<MatrixSearch>,
 ) -> Result<web::Json<MatrixResults>, ApiError> {
-    let request = request.into_inner();
-    check_ids(&context, "exclude_ids", request.exclude_ids.as_deref())?;
-    check_filter(&context, request.filter.as_ref())?;
-    let results = context
-        .call(NAME, |reply| MatrixMessage::Search { request, reply })
-        .await??;
-    Ok(web::Json(results))
+    Ok(web::Json(
+        service::matrix::search_workers(&context, request.into_inner()).await?,
+    ))
 }
 
 /// Record which workers filled a query (score in [0, 1]): later searches
@@ -59,10 +54,7 @@ async fn record(
     context: web::Data<ApiContext>,
     request: web::Json<PlaybookRecord>,
 ) -> Result<web::Json<Recorded>, ApiError> {
-    let request = request.into_inner();
-    check_ids(&context, "worker_ids", Some(&request.worker_ids))?;
-    let recorded = context
-        .call(NAME, |reply| MatrixMessage::Record { request, reply })
-        .await??;
-    Ok(web::Json(recorded))
+    Ok(web::Json(
+        service::matrix::record_placement(&context, request.into_inner()).await?,
+    ))
 }

@@ -1,26 +1,26 @@
-//! The HTTP edge: routes, extractors and the mapping of actor replies to
-//! responses. Handlers are thin: extract, validate the shape, make one call
-//! to the owning actor (by name, with a timeout), map the reply.
+//! The HTTP door: routes, extractors, the front door, and the mapping of
+//! use-case results to responses. Handlers are thin: extract, make one
+//! call to [`crate::service`], answer JSON. [`edge`] is the actor that owns
+//! the actix-web server.
 
 mod admin;
 pub mod auth;
 pub mod chat;
 mod console;
 mod data;
+pub mod edge;
 mod embed;
 pub mod error;
 pub mod front_door;
-pub mod limits;
 mod matrix;
 mod middleware;
 pub mod openapi;
 mod ops;
 mod validate;
-pub(crate) mod vectors;
+mod vectors;
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
@@ -29,25 +29,19 @@ use utoipa_actix_web::{scope, AppExt};
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::config::Settings;
-use crate::domain::auth::Tokens;
-use crate::supervision::{CallError, Directory, StatusBoard};
-use crate::telemetry::Metrics;
+use crate::domain::auth::Role;
+use crate::service::Context;
 
 pub use auth::AccessRules;
 pub use error::ApiError;
 
-/// What every handler can reach: the directory to find actors by name, the
-/// root board to draw the tree, the `vectors` supervisor's board (whether
-/// an index is loading or failed, without a message), metrics, settings,
-/// the configured tokens and the published contract.
+/// What every handler can reach: the application's [`Context`] (through
+/// `Deref`: `context.settings`, `context.call(…)`), and what only the HTTP
+/// door needs: the published contract, the event-stream permits, the front
+/// door's state and the `/mcp` sessions.
 #[derive(Clone, Debug)]
 pub struct ApiContext {
-    pub directory: Directory,
-    pub board: StatusBoard,
-    pub vectors_board: StatusBoard,
-    pub metrics: Arc<Metrics>,
-    pub settings: Arc<Settings>,
-    pub tokens: Arc<Tokens>,
+    pub service: Context,
     pub contract: Arc<Contract>,
     /// One permit per open `/v1/supervision/events` stream.
     pub event_streams: Arc<tokio::sync::Semaphore>,
@@ -55,8 +49,14 @@ pub struct ApiContext {
     pub front: Arc<front_door::FrontDoor>,
     /// The `/mcp` sessions and their caps.
     pub mcp_sessions: Arc<crate::mcp::sessions::McpSessions>,
-    /// Alarms set and cleared by the service (see [`crate::alarms`]).
-    pub alarms: crate::alarms::AlarmBoard,
+}
+
+impl std::ops::Deref for ApiContext {
+    type Target = Context;
+
+    fn deref(&self) -> &Context {
+        &self.service
+    }
 }
 
 /// The OpenAPI document of every route the server serves, and the access
@@ -110,6 +110,16 @@ fn routes(cfg: &mut ServiceConfig) {
     );
 }
 
+/// The role of the request's caller, as the front door recorded it
+/// (`None`: no tokens are configured).
+pub fn caller_role(request: &actix_web::HttpRequest) -> Option<Role> {
+    use actix_web::HttpMessage as _;
+    request
+        .extensions()
+        .get::<auth::Caller>()
+        .and_then(|caller| caller.role)
+}
+
 /// The name of the request's caller, as the front door recorded it.
 pub fn caller_name(request: &actix_web::HttpRequest) -> String {
     use actix_web::HttpMessage as _;
@@ -117,39 +127,6 @@ pub fn caller_name(request: &actix_web::HttpRequest) -> String {
         .extensions()
         .get::<auth::Caller>()
         .map_or_else(|| "anonymous".to_string(), |c| c.name.clone())
-}
-
-impl ApiContext {
-    /// One request/reply to the actor called `actor`, bounded by
-    /// `server.request_timeout_ms`.
-    pub async fn call<M, T, F>(&self, actor: &str, build: F) -> Result<T, CallError>
-    where
-        M: ractor::Message,
-        T: Send + 'static,
-        F: FnOnce(ractor::RpcReplyPort<T>) -> M,
-    {
-        self.directory.call(actor, build, self.timeout()).await
-    }
-
-    /// As [`ApiContext::call`], with a timeout of its own (long transfers,
-    /// queries with their own time limit).
-    pub async fn call_with<M, T, F>(
-        &self,
-        actor: &str,
-        build: F,
-        timeout: Duration,
-    ) -> Result<T, CallError>
-    where
-        M: ractor::Message,
-        T: Send + 'static,
-        F: FnOnce(ractor::RpcReplyPort<T>) -> M,
-    {
-        self.directory.call(actor, build, timeout).await
-    }
-
-    pub fn timeout(&self) -> Duration {
-        self.settings.request_timeout()
-    }
 }
 
 /// The streamable HTTP MCP service (`mcp.enabled`), built once so every
@@ -163,7 +140,7 @@ fn mcp_service(
     if !settings.enabled {
         return None;
     }
-    let backend = Arc::new(crate::mcp::backend::Backend::Local(context.clone()));
+    let backend = Arc::new(crate::mcp::backend::Backend::Local(context.service.clone()));
     // With tokens, a tool call must come with the role the front door
     // recorded; a call without one is refused.
     let handler = crate::mcp::LakehouseMcp::new(backend, settings.clone())

@@ -81,7 +81,9 @@ async fn ready(context: web::Data<ApiContext>) -> Result<HttpResponse, ApiError>
     let nodes = context.board.flatten();
     let failed_indexes: Vec<String> = nodes
         .iter()
-        .filter(|(name, status)| *status == ChildStatus::Failed && name.starts_with("index:"))
+        .filter(|(name, status)| {
+            *status == ChildStatus::Failed && crate::domain::vectors::index_of(name).is_some()
+        })
         .map(|(name, _)| name.clone())
         .collect();
     let waiting: Vec<String> = nodes
@@ -195,7 +197,9 @@ async fn supervision_events(
         .share(
             "event_streams",
             &caller,
-            limits.max_event_streams_per_token.min(limits.max_event_streams),
+            limits
+                .max_event_streams_per_token
+                .min(limits.max_event_streams),
         )
         .ok_or_else(|| {
             ApiError::TooManyStreams(format!(

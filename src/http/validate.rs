@@ -5,8 +5,8 @@ use actix_web::{post, web, HttpResponse};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{ApiContext, ApiError};
-use crate::actors::validate::{ValidateMessage, NAME};
 use crate::domain::validate::{ValidateRequest, Verdict};
+use crate::service;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(validate);
@@ -39,10 +39,7 @@ async fn validate(
     context: web::Data<ApiContext>,
     request: web::Json<ValidateRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let request = request.into_inner();
-    let verdict = context
-        .call(NAME, |reply| ValidateMessage::Validate { request, reply })
-        .await??;
+    let verdict = service::ops::validate(&context, request.into_inner()).await?;
     Ok(if verdict.valid {
         HttpResponse::Ok().json(verdict)
     } else {

@@ -1,6 +1,5 @@
 //! `/v1/vectors/index…`: create, list, inspect and drop indexes; add,
-//! search, get and delete items. Index changes go to `vector_catalog`,
-//! item operations to the index's own actor `index:<name>`.
+//! search, get and delete items, each one call to [`service::vectors`].
 
 use actix_web::{delete, get, post, web, HttpResponse};
 use serde::Serialize;
@@ -8,16 +7,12 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::error::ErrorBody;
-use super::limits::{check_filter, check_ids};
-use super::{ApiContext, ApiError};
-use crate::actors::vectors::catalog::{self, VectorCatalogMessage};
-use crate::actors::vectors::index::{self, actor_name, IndexMessage};
-use crate::actors::vectors::IndexError;
+use super::{caller_role, ApiContext, ApiError};
 use crate::domain::vectors::{
     AddItems, CreateIndex, IndexDefinition, IndexInfo, IndexList, Item, SearchRequest,
     SearchResults, UpsertOutcome,
 };
-use crate::supervision::{CallError, ChildStatus};
+use crate::service;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create)
@@ -40,51 +35,6 @@ pub struct Deleted {
     deleted: String,
 }
 
-/// Calls the actor of index `name`. The `vectors` board answers first,
-/// without a message: an index that is not in the tree is a 404, one that
-/// is loading (starting or restarting) a `503 index_loading`, one its
-/// supervisor gave up on a `503 index_failed` with the last reason — all
-/// at once, never after a request timeout.
-pub(crate) async fn call_index<T, F>(
-    context: &ApiContext,
-    name: &str,
-    build: F,
-) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce(ractor::RpcReplyPort<T>) -> IndexMessage,
-{
-    let actor = actor_name(name);
-    let not_found = || ApiError::from(IndexError::NotFound(name.to_string()));
-    let failed = || {
-        let reason = context
-            .vectors_board
-            .last_failure(&actor)
-            .map_or_else(|| "no reason recorded".to_string(), |f| f.reason);
-        ApiError::from(IndexError::Failed {
-            index: name.to_string(),
-            reason,
-        })
-    };
-    match context.vectors_board.status(&actor) {
-        None => return Err(not_found()),
-        Some(ChildStatus::Starting | ChildStatus::Restarting) => {
-            return Err(IndexError::Loading(name.to_string()).into())
-        }
-        Some(ChildStatus::Failed) => return Err(failed()),
-        Some(ChildStatus::Running | ChildStatus::Stopped) => {}
-    }
-    match context.call(&actor, build).await {
-        Err(CallError::Unavailable { .. }) => match context.vectors_board.status(&actor) {
-            None => Err(not_found()),
-            Some(ChildStatus::Failed) => Err(failed()),
-            Some(_) => Err(IndexError::Unavailable.into()),
-        },
-        Err(CallError::Failed { .. }) => Err(failed()),
-        other => Ok(other?),
-    }
-}
-
 /// Create an index. Answers once it is loaded and usable.
 #[utoipa::path(
     tag = "vectors",
@@ -103,14 +53,8 @@ async fn create(
     http: actix_web::HttpRequest,
     request: web::Json<CreateIndex>,
 ) -> Result<HttpResponse, ApiError> {
-    let request = request.into_inner();
-    super::limits::check_reserved(&http, &request.name)?;
-    let definition: IndexDefinition = context
-        .call(catalog::NAME, |reply| VectorCatalogMessage::Create {
-            request,
-            reply,
-        })
-        .await??;
+    let definition: IndexDefinition =
+        service::vectors::create_index(&context, caller_role(&http), request.into_inner()).await?;
     Ok(HttpResponse::Created().json(definition))
 }
 
@@ -122,9 +66,7 @@ async fn create(
 )]
 #[get("/vectors/index")]
 async fn list(context: web::Data<ApiContext>) -> Result<web::Json<IndexList>, ApiError> {
-    let indexes = context
-        .call(catalog::NAME, |reply| VectorCatalogMessage::List { reply })
-        .await?;
+    let indexes = service::vectors::list_indexes(&context).await?;
     Ok(web::Json(IndexList { indexes }))
 }
 
@@ -146,8 +88,9 @@ async fn info(
     context: web::Data<ApiContext>,
     name: web::Path<String>,
 ) -> Result<web::Json<IndexInfo>, ApiError> {
-    let info = call_index(&context, &name, |reply| IndexMessage::Info { reply }).await?;
-    Ok(web::Json(info))
+    Ok(web::Json(
+        service::vectors::index_info(&context, &name).await?,
+    ))
 }
 
 /// Drop an index and remove its data.
@@ -167,13 +110,7 @@ async fn drop_index(
     name: web::Path<String>,
 ) -> Result<web::Json<Dropped>, ApiError> {
     let name = name.into_inner();
-    let target = name.clone();
-    context
-        .call(catalog::NAME, |reply| VectorCatalogMessage::Drop {
-            name: target,
-            reply,
-        })
-        .await??;
+    service::vectors::drop_index(&context, &name).await?;
     Ok(web::Json(Dropped { dropped: name }))
 }
 
@@ -201,13 +138,8 @@ async fn add(
     http: actix_web::HttpRequest,
     request: web::Json<AddItems>,
 ) -> Result<web::Json<UpsertOutcome>, ApiError> {
-    super::limits::check_reserved(&http, &name)?;
     let items = request.into_inner().items;
-    let outcome = call_index(&context, &name, |reply| IndexMessage::Upsert {
-        items,
-        reply,
-    })
-    .await??;
+    let outcome = service::vectors::add_items(&context, caller_role(&http), &name, items).await?;
     Ok(web::Json(outcome))
 }
 
@@ -235,21 +167,7 @@ async fn search(
     name: web::Path<String>,
     request: web::Json<SearchRequest>,
 ) -> Result<web::Json<SearchResults>, ApiError> {
-    let request = request.into_inner();
-    check_filter(&context, request.filter.as_ref())?;
-    check_ids(&context, "exclude_ids", request.exclude_ids.as_deref())?;
-    // A loaded index is searched on this worker's thread; otherwise the
-    // actor answers (and says whether the index is loading, failed or gone).
-    let hits = match index::reader(&context.directory, &name) {
-        Some(reader) => reader.search(request).await?,
-        None => {
-            call_index(&context, &name, |reply| IndexMessage::Search {
-                request,
-                reply,
-            })
-            .await??
-        }
-    };
+    let hits = service::vectors::search_index(&context, &name, request.into_inner()).await?;
     Ok(web::Json(SearchResults { hits }))
 }
 
@@ -274,8 +192,9 @@ async fn get_item(
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<Item>, ApiError> {
     let (name, id) = path.into_inner();
-    let item = call_index(&context, &name, |reply| IndexMessage::Get { id, reply }).await??;
-    Ok(web::Json(item))
+    Ok(web::Json(
+        service::vectors::get_item(&context, &name, id).await?,
+    ))
 }
 
 /// Delete one item (acknowledged once committed to Lance).
@@ -302,12 +221,6 @@ async fn delete_item(
     http: actix_web::HttpRequest,
 ) -> Result<web::Json<Deleted>, ApiError> {
     let (name, id) = path.into_inner();
-    super::limits::check_reserved(&http, &name)?;
-    let target = id.clone();
-    call_index(&context, &name, |reply| IndexMessage::Delete {
-        id: target,
-        reply,
-    })
-    .await??;
+    service::vectors::delete_item(&context, caller_role(&http), &name, id.clone()).await?;
     Ok(web::Json(Deleted { deleted: id }))
 }

@@ -1,26 +1,22 @@
-//! Where a tool's work happens: in this process, through the actors'
-//! mailboxes (`/mcp`), or in a running service, through its HTTP API
-//! (`lakehouse mcp --target`, so a data dir never has two writers).
-//! Both answer with the HTTP API's JSON and fail with its code and message.
+//! Where a tool's work happens: in this process, through the use cases of
+//! [`crate::service`] (`/mcp`), or in a running service, through its HTTP
+//! API (`lakehouse mcp --target`, so a data dir never has two writers).
+//! Both doors take the same typed requests: the remote one serialises them
+//! with serde, so a field added to a request reaches every door. Both
+//! answer with the HTTP API's JSON and fail with its code and message.
 
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::actors::catalog::{self, CatalogMessage};
-use crate::actors::embed::{self, EmbedMessage};
-use crate::actors::matrix::{self, MatrixMessage};
-use crate::actors::query::{self, QueryMessage};
-use crate::actors::validate::{self, ValidateMessage};
-use crate::actors::vectors::catalog::{self as vector_catalog, VectorCatalogMessage};
-use crate::actors::vectors::index::IndexMessage;
 use crate::domain::chat::ChatRequest;
+use crate::domain::datasets::SqlRequest;
 use crate::domain::matrix::{MatrixSearch, PlaybookRecord};
 use crate::domain::validate::ValidateRequest;
 use crate::domain::vectors::SearchRequest;
-use crate::http::error::ApiError;
-use crate::http::ApiContext;
-use crate::supervision::ChildStatus;
+use crate::service::ops::EmbedRequest;
+use crate::service::{self, ApiError, Context};
 
 /// A failure as the HTTP API reports it: `code: message`.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,40 +35,38 @@ impl ToolError {
 }
 
 impl From<ApiError> for ToolError {
+    /// The code and message the HTTP door would answer with.
     fn from(err: ApiError) -> Self {
-        let (status, code) = err.status_and_code();
-        let mut message = err.to_string();
-        if status.is_server_error() {
-            message = crate::http::error::redact_paths(&message);
+        let code = err.code();
+        let mut message = crate::redact::relative(&err.to_string()).into_owned();
+        if code.status().is_server_error() {
+            message = crate::redact::paths(&message);
         }
-        Self::new(code, message)
+        Self::new(code.as_str(), message)
     }
 }
 
-/// One operation a tool performs.
+/// One operation a tool performs: a use case and its typed request.
 pub enum Op {
     ListDatasets,
     DescribeDataset(String),
-    Sql {
-        sql: String,
-        limit: usize,
-    },
+    Sql(SqlRequest),
     ListIndexes,
     SearchVectors {
         index: String,
         request: SearchRequest,
     },
     SearchWorkers(MatrixSearch),
-    Embed(Vec<String>),
-    Validate(ValidateRequest, Value),
+    Embed(EmbedRequest),
+    Validate(ValidateRequest),
     Record(PlaybookRecord),
     Ask(ChatRequest),
     Tree,
 }
 
 pub enum Backend {
-    /// The actors of this process.
-    Local(ApiContext),
+    /// The use cases of this process.
+    Local(Context),
     /// A running service's HTTP API.
     Remote {
         client: reqwest::Client,
@@ -106,105 +100,51 @@ impl Backend {
     }
 }
 
-fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
-    serde_json::to_value(value).map_err(|e| ApiError::Internal(e.to_string()))
+/// The JSON the HTTP route would answer, as a value. Through the text:
+/// `to_value` would widen each `f32` to its exact `f64` (0.1230915 becomes
+/// 0.12309149652719498), and the doors would not answer alike.
+fn to_value<T: Serialize>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_string(value)
+        .and_then(|text| serde_json::from_str(&text))
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-async fn local(context: &ApiContext, op: Op) -> Result<Value, ApiError> {
+/// The use case of `op`, answered with the JSON its HTTP route answers.
+async fn local(context: &Context, op: Op) -> Result<Value, ApiError> {
     match op {
         Op::ListDatasets => {
-            let datasets = context
-                .call(catalog::NAME, |reply| CatalogMessage::List { reply })
-                .await?;
+            let datasets = service::data::list_datasets(context).await?;
             Ok(json!({ "datasets": to_value(&datasets)? }))
         }
         Op::DescribeDataset(name) => {
-            let target = name.clone();
-            let manifest = context
-                .call(catalog::NAME, |reply| CatalogMessage::Get {
-                    name: target,
-                    reply,
-                })
-                .await?
-                .ok_or(ApiError::DatasetNotFound(name))?;
-            to_value(&manifest)
+            to_value(&service::data::describe_dataset(context, &name).await?)
         }
-        Op::Sql { sql, limit } => {
-            let request = crate::domain::datasets::SqlRequest {
-                sql,
-                limit: Some(limit),
-            };
-            let timeout =
-                Duration::from_millis(context.settings.query.timeout_ms) + Duration::from_secs(1);
-            let result = context
-                .call_with(
-                    query::NAME,
-                    |reply| QueryMessage::Sql { request, reply },
-                    timeout,
-                )
-                .await??;
-            to_value(&result)
-        }
+        Op::Sql(request) => to_value(&service::data::sql(context, request).await?),
         Op::ListIndexes => {
-            let indexes = context
-                .call(vector_catalog::NAME, |reply| VectorCatalogMessage::List {
-                    reply,
-                })
-                .await?;
+            let indexes = service::vectors::list_indexes(context).await?;
             Ok(json!({ "indexes": to_value(&indexes)? }))
         }
         Op::SearchVectors { index, request } => {
-            crate::http::limits::check_filter(context, request.filter.as_ref())?;
-            // The same loading / failed / missing answers as the HTTP route.
-            let hits = crate::http::vectors::call_index(context, &index, |reply| {
-                IndexMessage::Search { request, reply }
-            })
-            .await??;
+            let hits = service::vectors::search_index(context, &index, request).await?;
             Ok(json!({ "hits": to_value(&hits)? }))
         }
         Op::SearchWorkers(request) => {
-            crate::http::limits::check_ids(context, "exclude_ids", request.exclude_ids.as_deref())?;
-            crate::http::limits::check_filter(context, request.filter.as_ref())?;
-            let results = context
-                .call(matrix::NAME, |reply| MatrixMessage::Search {
-                    request,
-                    reply,
-                })
-                .await??;
-            to_value(&results)
+            to_value(&service::matrix::search_workers(context, request).await?)
         }
-        Op::Embed(texts) => {
-            let embedded = context
-                .call(embed::NAME, |reply| EmbedMessage::Embed {
-                    texts,
-                    model: None,
-                    reply,
-                })
-                .await??;
-            to_value(&embedded)
-        }
-        Op::Validate(request, _) => {
-            let verdict = context
-                .call(validate::NAME, |reply| ValidateMessage::Validate {
-                    request,
-                    reply,
-                })
-                .await??;
-            to_value(&verdict)
-        }
+        Op::Embed(request) => to_value(&service::ops::embed(context, request).await?),
+        Op::Validate(request) => to_value(&service::ops::validate(context, request).await?),
         Op::Record(request) => {
-            crate::http::limits::check_ids(context, "worker_ids", Some(&request.worker_ids))?;
-            let recorded = context
-                .call(matrix::NAME, |reply| MatrixMessage::Record {
-                    request,
-                    reply,
-                })
-                .await??;
-            to_value(&recorded)
+            to_value(&service::matrix::record_placement(context, request).await?)
         }
-        Op::Ask(request) => to_value(&crate::http::chat::ask(context, request).await?),
-        Op::Tree => to_value(&context.board.view("root", ChildStatus::Running)),
+        Op::Ask(request) => to_value(&service::chat::ask(context, request).await?),
+        Op::Tree => to_value(&service::ops::supervision_tree(context)),
     }
+}
+
+fn body<T: Serialize>(request: &T) -> Result<Option<Value>, ToolError> {
+    serde_json::to_value(request)
+        .map(Some)
+        .map_err(|e| ToolError::new("internal", format!("cannot serialise the request: {e}")))
 }
 
 async fn remote(
@@ -213,62 +153,31 @@ async fn remote(
     token: Option<&str>,
     op: Op,
 ) -> Result<Value, ToolError> {
+    use reqwest::Method;
     let (method, path, body) = match op {
-        Op::ListDatasets => (
-            reqwest::Method::GET,
-            "/v1/catalog/datasets".to_string(),
-            None,
-        ),
+        Op::ListDatasets => (Method::GET, "/v1/catalog/datasets".to_string(), None),
         Op::DescribeDataset(name) => (
-            reqwest::Method::GET,
+            Method::GET,
             format!("/v1/catalog/datasets/{}", encode(&name)),
             None,
         ),
-        Op::Sql { sql, limit } => (
-            reqwest::Method::POST,
-            "/v1/sql".into(),
-            Some(json!({"sql": sql, "limit": limit})),
-        ),
-        Op::ListIndexes => (reqwest::Method::GET, "/v1/vectors/index".into(), None),
+        Op::Sql(request) => (Method::POST, "/v1/sql".into(), body(&request)?),
+        Op::ListIndexes => (Method::GET, "/v1/vectors/index".into(), None),
         Op::SearchVectors { index, request } => (
-            reqwest::Method::POST,
+            Method::POST,
             format!("/v1/vectors/index/{}/search", encode(&index)),
-            Some(json!({"text": request.text, "k": request.k, "filter": request.filter})),
+            body(&request)?,
         ),
-        Op::SearchWorkers(request) => (
-            reqwest::Method::POST,
-            "/v1/matrix/search".into(),
-            Some(json!({
-                "query": request.query, "k": request.k, "role": request.role,
-                "city": request.city, "state": request.state,
-                "exclude_ids": request.exclude_ids, "use_playbook": request.use_playbook,
-                "filter": request.filter,
-                "min_years": request.min_years, "max_rate": request.max_rate,
-                "skills_all": request.skills_all,
-                "certifications_any": request.certifications_any,
-                "available_by": request.available_by,
-            })),
-        ),
-        Op::Embed(texts) => (
-            reqwest::Method::POST,
-            "/v1/embed".into(),
-            Some(json!({ "texts": texts })),
-        ),
-        Op::Validate(_, body) => (reqwest::Method::POST, "/v1/validate".into(), Some(body)),
+        Op::SearchWorkers(request) => (Method::POST, "/v1/matrix/search".into(), body(&request)?),
+        Op::Embed(request) => (Method::POST, "/v1/embed".into(), body(&request)?),
+        Op::Validate(request) => (Method::POST, "/v1/validate".into(), body(&request)?),
         Op::Record(request) => (
-            reqwest::Method::POST,
+            Method::POST,
             "/v1/matrix/playbooks/record".into(),
-            Some(json!({
-                "query": request.query, "role": request.role,
-                "worker_ids": request.worker_ids, "score": request.score,
-            })),
+            body(&request)?,
         ),
-        Op::Ask(request) => (
-            reqwest::Method::POST,
-            "/v1/chat".into(),
-            Some(crate::mcp::ask_body(&request)),
-        ),
-        Op::Tree => (reqwest::Method::GET, "/v1/supervision".into(), None),
+        Op::Ask(request) => (Method::POST, "/v1/chat".into(), body(&request)?),
+        Op::Tree => (Method::GET, "/v1/supervision".into(), None),
     };
     let validate = path == "/v1/validate";
     let mut request = client.request(method, format!("{base}{path}"));

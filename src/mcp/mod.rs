@@ -28,9 +28,11 @@ use serde_json::{json, Map, Value};
 use crate::config::McpSettings;
 use crate::domain::auth::Role;
 use crate::domain::chat::{ChatRequest, ContextRequest, Message};
+use crate::domain::datasets::SqlRequest;
 use crate::domain::matrix::{MatrixSearch, PlaybookRecord};
 use crate::domain::validate::{FillOrder, ValidateRequest};
 use crate::domain::vectors::SearchRequest;
+use crate::service::ops::EmbedRequest;
 use backend::{Backend, Op, ToolError};
 use tools::ToolSpec;
 
@@ -95,10 +97,10 @@ impl LakehouseMcp {
                     .max_rows
                     .unwrap_or(self.settings.max_rows)
                     .clamp(1, self.settings.max_rows);
-                Op::Sql {
+                Op::Sql(SqlRequest {
                     sql: args.sql,
-                    limit,
-                }
+                    limit: Some(limit),
+                })
             }
             "list_indexes" => {
                 let _: tools::NoArguments = serde_json::from_value(arguments).map_err(invalid)?;
@@ -111,7 +113,11 @@ impl LakehouseMcp {
                     index: args.index,
                     request: SearchRequest {
                         filter: args.filter,
+                        exclude_ids: args.exclude_ids,
+                        ef_search: args.ef_search,
                         mode: args.mode,
+                        keyword_weight: args.keyword_weight,
+                        explain: args.explain,
                         ..SearchRequest::for_text(args.text, args.k.min(self.settings.max_rows))
                     },
                 }
@@ -134,19 +140,21 @@ impl LakehouseMcp {
                     certifications_any: args.certifications_any,
                     available_by: args.available_by,
                     mode: args.mode,
-                    keyword_weight: None,
-                    explain: false,
+                    keyword_weight: args.keyword_weight,
+                    explain: args.explain,
                 })
             }
             "embed_text" => {
                 let args: tools::EmbedText = serde_json::from_value(arguments).map_err(invalid)?;
-                Op::Embed(args.texts)
+                Op::Embed(EmbedRequest {
+                    texts: args.texts,
+                    model: args.model,
+                })
             }
             "validate_outreach" => {
                 let args: tools::ValidateOutreach =
                     serde_json::from_value(arguments).map_err(invalid)?;
-                let (request, body) = outreach(args)?;
-                Op::Validate(request, body)
+                Op::Validate(outreach(args)?)
             }
             "record_placement" => {
                 let args: tools::RecordPlacement =
@@ -165,11 +173,11 @@ impl LakehouseMcp {
                         role: crate::domain::chat::Role::User,
                         content: args.question.clone(),
                     }],
-                    model: None,
+                    model: args.model,
                     stream: false,
                     context: Some(ContextRequest {
                         source: args.source.unwrap_or_else(|| "workers".into()),
-                        query: None,
+                        query: args.query,
                         k: args.k.unwrap_or(5),
                         filter: args.filter,
                         use_playbook: args.use_playbook,
@@ -247,8 +255,8 @@ fn longest_array(value: &mut Value) -> Option<&mut Vec<Value>> {
         .max_by_key(|items| items.len())
 }
 
-/// The HTTP body and the typed request of a `validate_outreach` call.
-fn outreach(args: tools::ValidateOutreach) -> Result<(ValidateRequest, Value), ToolError> {
+/// The typed request of a `validate_outreach` call.
+fn outreach(args: tools::ValidateOutreach) -> Result<ValidateRequest, ToolError> {
     let missing = |field: &str| {
         ToolError::new(
             "invalid_arguments",
@@ -281,30 +289,7 @@ fn outreach(args: tools::ValidateOutreach) -> Result<(ValidateRequest, Value), T
             }
         }
     };
-    let body = match &request {
-        ValidateRequest::Email { to, subject, body } => {
-            json!({"kind": "email", "to": to, "subject": subject, "body": body})
-        }
-        ValidateRequest::Sms { to, body } => json!({"kind": "sms", "to": to, "body": body}),
-        ValidateRequest::Fill { order, worker_ids } => json!({
-            "kind": "fill",
-            "order": {"role": order.role, "city": order.city, "state": order.state, "count": order.count},
-            "worker_ids": worker_ids,
-        }),
-    };
-    Ok((request, body))
-}
-
-/// The `/v1/chat` body of an `ask` (the stdio server sends it).
-pub fn ask_body(request: &ChatRequest) -> Value {
-    let context = request.context.as_ref().map(|c| {
-        json!({"source": c.source, "k": c.k, "filter": c.filter, "use_playbook": c.use_playbook})
-    });
-    json!({
-        "messages": request.messages,
-        "context": context,
-        "validate": request.validate,
-    })
+    Ok(request)
 }
 
 /// A short text rendering of a result for clients that show text.
@@ -415,7 +400,10 @@ impl ServerHandler for LakehouseMcp {
         if self.requires_role && role.is_none() {
             let refused = ToolError::new(
                 "unauthorized",
-                format!("tool '{name}' needs a bearer token with the '{}' role", spec.role),
+                format!(
+                    "tool '{name}' needs a bearer token with the '{}' role",
+                    spec.role
+                ),
             );
             return Ok(failure(&refused).into());
         }

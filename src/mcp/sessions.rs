@@ -15,7 +15,7 @@ use actix_web::dev::ServiceResponse;
 use parking_lot::Mutex;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 
-use crate::http::ApiError;
+use crate::service::ApiError;
 
 #[derive(Debug)]
 pub struct McpSessions {
@@ -70,7 +70,11 @@ impl McpSessions {
 
     /// Whether `caller` may open one more session; per token only when
     /// tokens are configured.
-    pub async fn admit(self: &Arc<Self>, caller: &str, per_token: bool) -> Result<Pending, ApiError> {
+    pub async fn admit(
+        self: &Arc<Self>,
+        caller: &str,
+        per_token: bool,
+    ) -> Result<Pending, ApiError> {
         let live: Vec<String> = self
             .manager
             .sessions
@@ -88,7 +92,10 @@ impl McpSessions {
             Err(ApiError::TooManySessions(message))
         };
         if live.len() + pending >= self.max {
-            return refuse(format!("{} MCP sessions are open (mcp.max_sessions)", self.max));
+            return refuse(format!(
+                "{} MCP sessions are open (mcp.max_sessions)",
+                self.max
+            ));
         }
         let held = owners.values().filter(|owner| *owner == caller).count();
         if per_token && held >= self.per_token {

@@ -155,6 +155,17 @@ pub struct SearchVectors {
     /// `semantic` (default), `keyword` (exact words: certifications,
     /// licence classes, names) or `hybrid` (both).
     pub mode: Option<crate::domain::keyword::SearchMode>,
+    /// Item ids never to return.
+    pub exclude_ids: Option<Vec<String>>,
+    /// This search's graph-walk width, 1 to 4096 (default: the index's).
+    #[schemars(range(min = 1, max = 4096))]
+    pub ef_search: Option<u32>,
+    /// The keyword side's weight in `hybrid` mode, 0 to 1.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub keyword_weight: Option<f32>,
+    /// Give each hit an `explain`: the parts of its distance.
+    #[serde(default)]
+    pub explain: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -190,6 +201,13 @@ pub struct SearchWorkers {
     pub available_by: Option<String>,
     /// `hybrid` (default: words and meaning), `semantic` or `keyword`.
     pub mode: Option<crate::domain::keyword::SearchMode>,
+    /// The keyword side's weight in `hybrid` mode, 0 to 1.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub keyword_weight: Option<f32>,
+    /// Give each hit an `explain`: the parts of its distance, and the
+    /// recordings behind its playbook boost.
+    #[serde(default)]
+    pub explain: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -197,6 +215,8 @@ pub struct SearchWorkers {
 pub struct EmbedText {
     /// The texts, 1 to 64.
     pub texts: Vec<String>,
+    /// The embedder's model (default: the configured one).
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
@@ -249,6 +269,8 @@ pub struct Ask {
     pub question: String,
     /// `workers` (default) or `index:<name>`.
     pub source: Option<String>,
+    /// What to retrieve by (default: the question).
+    pub query: Option<String>,
     /// Records to retrieve, 1 to 50 (default 5).
     pub k: Option<usize>,
     /// Metadata fields that must equal these values, e.g. `{"role": "Forklift Operator"}`.
@@ -258,4 +280,121 @@ pub struct Ask {
     pub use_playbook: bool,
     /// Run the `sms` or `email` validator on the answer.
     pub validate: Option<crate::domain::chat::DraftKind>,
+    /// The chat provider's model (default: the configured one).
+    pub model: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::domain::chat::{ChatRequest, ContextRequest};
+    use crate::domain::datasets::SqlRequest;
+    use crate::domain::matrix::{MatrixSearch, PlaybookRecord};
+    use crate::domain::vectors::SearchRequest;
+    use crate::service::ops::EmbedRequest;
+
+    fn properties(schema: &Value) -> BTreeSet<String> {
+        schema["properties"]
+            .as_object()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The fields of a use case's request type, as the OpenAPI document
+    /// gives them.
+    fn request_fields<T: utoipa::PartialSchema>() -> BTreeSet<String> {
+        properties(&serde_json::to_value(T::schema()).unwrap())
+    }
+
+    fn tool_arguments(name: &str) -> BTreeSet<String> {
+        let spec = all().into_iter().find(|t| t.name == name).unwrap();
+        properties(&(spec.schema)())
+    }
+
+    /// A tool that calls a use case takes every field of its request type,
+    /// under the same name unless renamed here, and leaves one out only
+    /// for a reason given here: a field added to a request and forgotten
+    /// in its tool fails this test.
+    #[test]
+    fn every_request_field_is_an_argument_of_its_tool() {
+        struct Case {
+            tool: &'static str,
+            fields: BTreeSet<String>,
+            renamed: &'static [(&'static str, &'static str)],
+            /// Left out, each for a reason.
+            omitted: &'static [&'static str],
+        }
+        let cases = [
+            Case {
+                tool: "search_workers",
+                fields: request_fields::<MatrixSearch>(),
+                renamed: &[],
+                omitted: &[],
+            },
+            Case {
+                tool: "search_vectors",
+                fields: request_fields::<SearchRequest>(),
+                renamed: &[],
+                // An agent searches by words, which the service embeds; a
+                // raw vector is for programs (POST …/search).
+                omitted: &["vector", "include_ids"],
+            },
+            Case {
+                tool: "record_placement",
+                fields: request_fields::<PlaybookRecord>(),
+                renamed: &[],
+                omitted: &[],
+            },
+            Case {
+                tool: "query_sql",
+                fields: request_fields::<SqlRequest>(),
+                renamed: &[("limit", "max_rows")],
+                omitted: &[],
+            },
+            Case {
+                tool: "embed_text",
+                fields: request_fields::<EmbedRequest>(),
+                renamed: &[],
+                omitted: &[],
+            },
+            Case {
+                tool: "ask",
+                fields: request_fields::<ChatRequest>(),
+                renamed: &[("messages", "question")],
+                // A tool answers whole; the context's fields are the
+                // tool's own (the next case).
+                omitted: &["stream", "context"],
+            },
+            Case {
+                tool: "ask",
+                fields: request_fields::<ContextRequest>(),
+                renamed: &[],
+                omitted: &[],
+            },
+        ];
+        for case in cases {
+            assert!(!case.fields.is_empty(), "{}: no request fields", case.tool);
+            let arguments = tool_arguments(case.tool);
+            let missing: Vec<&String> = case
+                .fields
+                .iter()
+                .filter(|field| !case.omitted.contains(&field.as_str()))
+                .filter(|field| {
+                    let name = case
+                        .renamed
+                        .iter()
+                        .find(|(from, _)| from == field)
+                        .map_or(field.as_str(), |(_, to)| to);
+                    !arguments.contains(name)
+                })
+                .collect();
+            assert!(
+                missing.is_empty(),
+                "tool {} lacks request fields {missing:?} (it has {arguments:?})",
+                case.tool
+            );
+        }
+    }
 }

@@ -17,6 +17,7 @@ use ractor::{ActorRef, Message, RpcReplyPort};
 
 use super::fault::Fault;
 use super::spec::FaultFn;
+use crate::codes::{ErrorCode, HasCode};
 
 static NEXT_NAMESPACE: AtomicU64 = AtomicU64::new(1);
 
@@ -42,6 +43,18 @@ pub enum CallError {
     /// it stays down until an operator restarts it.
     #[error("actor '{actor}' has failed and is not being restarted: {reason}")]
     Failed { actor: String, reason: String },
+}
+
+impl HasCode for CallError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            CallError::Unavailable { .. } => ErrorCode::ActorUnavailable,
+            CallError::Timeout { .. } => ErrorCode::ActorTimeout,
+            CallError::Unknown { .. } => ErrorCode::UnknownActor,
+            CallError::FaultsUnsupported { .. } => ErrorCode::FaultNotSupported,
+            CallError::Failed { .. } => ErrorCode::ActorFailed,
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -40,20 +40,6 @@ pub enum EventKind {
     Stopped,
 }
 
-impl EventKind {
-    /// The `event` label of `lakehouse_supervision_events_total`.
-    pub fn metric_label(self) -> &'static str {
-        match self {
-            EventKind::Started => "start",
-            EventKind::Failed => "failure",
-            EventKind::Restarted => "restart",
-            EventKind::GaveUp => "give_up",
-            EventKind::Escalated => "escalation",
-            EventKind::Stopped => "exit",
-        }
-    }
-}
-
 /// One event of the tree.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SupervisionEventView {

@@ -51,7 +51,26 @@ pub struct Backoff {
     pub max: Duration,
 }
 
+impl Intensity {
+    /// A subsystem's intensity, as configured (`supervision.max_restarts`
+    /// in `supervision.period_secs`).
+    pub fn configured(settings: &crate::config::SupervisionSettings) -> Self {
+        Self {
+            max_restarts: settings.max_restarts,
+            period: Duration::from_secs(settings.period_secs),
+        }
+    }
+}
+
 impl Backoff {
+    /// The restart backoff, as configured (`supervision.backoff_*_ms`).
+    pub fn configured(settings: &crate::config::SupervisionSettings) -> Self {
+        Self {
+            initial: Duration::from_millis(settings.backoff_initial_ms),
+            max: Duration::from_millis(settings.backoff_max_ms),
+        }
+    }
+
     pub fn delay(&self, nth_restart: usize) -> Duration {
         if nth_restart == 0 {
             return Duration::ZERO;

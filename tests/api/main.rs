@@ -13,6 +13,7 @@ mod embed;
 mod errors;
 mod front_door;
 mod hostile;
+mod layers;
 mod matrix;
 mod mcp;
 mod ollama;

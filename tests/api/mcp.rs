@@ -359,3 +359,154 @@ async fn a_foreign_origin_is_rejected_and_a_loopback_one_is_not() {
     );
     assert!(send("http://localhost:5173").await.is_success());
 }
+
+/// What a result says, door-independently: the ids in order (hits,
+/// citations), or the whole value for answers without a list.
+fn answer_of(tool: &str, value: &Value) -> Value {
+    let ids = |list: &Value, key: &str| -> Value {
+        list.as_array()
+            .unwrap_or_else(|| panic!("{tool}: no list in {value}"))
+            .iter()
+            .map(|hit| {
+                json!({
+                    "id": hit[key],
+                    "explained": hit.get("explain").is_some_and(|e| !e.is_null()),
+                    "boosted": hit.get("boosted"),
+                })
+            })
+            .collect()
+    };
+    match tool {
+        "search_workers" => ids(&value["hits"], "worker_id"),
+        "search_vectors" => ids(&value["hits"], "id"),
+        "ask" => json!({
+            "answer": value["message"]["content"],
+            "citations": ids(&value["citations"], "id"),
+        }),
+        _ => value.clone(),
+    }
+}
+
+/// One request, every door: each MCP tool with an HTTP twin gives the same
+/// answer through `POST /v1/…`, through MCP over `/mcp`, and through MCP
+/// over stdio (`lakehouse mcp --target`, which forwards to the same HTTP
+/// API): the same hits in the same order, for every search mode, a
+/// keyword weight, filters, excluded ids, `explain` and the playbook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_gives_the_same_answer_through_every_door() {
+    let app = spawn_app_with(&[]).await;
+    seed(&app, 300).await;
+    // A recording, so that a playbook search has something to boost: the
+    // fifth forklift operator found, placed for this need.
+    let found: Value = app
+        .post_json(
+            "/v1/matrix/search",
+            &json!({"query": "forklift operator", "k": 5, "role": "Forklift Operator", "mode": "semantic"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let placed = found["hits"][4]["worker_id"].clone();
+    assert!(placed.is_string(), "{found}");
+    let recorded = app
+        .post_json(
+            "/v1/matrix/playbooks/record",
+            &json!({"query": "forklift operator for the night shift", "role": "Forklift Operator",
+                    "worker_ids": [placed], "score": 1.0}),
+        )
+        .await;
+    assert!(recorded.status().is_success(), "{}", recorded.status());
+    let http_client = over_http(&app, None).await;
+    let stdio_client = over_stdio(&app, &[]).await;
+
+    // (tool, its arguments, the HTTP twin's path and body)
+    let mut cases: Vec<(&str, Value, String, Value)> = Vec::new();
+    let worker_searches = [
+        json!({"query": "HazMat Endorsement", "k": 3, "mode": "keyword"}),
+        json!({"query": "HazMat Endorsement", "k": 3, "mode": "semantic"}),
+        json!({"query": "HazMat Endorsement", "k": 3, "mode": "hybrid"}),
+        json!({"query": "HazMat Endorsement", "k": 5}),
+        json!({"query": "forklift operator night shift", "k": 5, "mode": "hybrid", "keyword_weight": 0.9}),
+        json!({"query": "forklift operator night shift", "k": 5, "mode": "hybrid", "keyword_weight": 0.0}),
+        json!({"query": "welder", "k": 5, "state": "IL", "min_years": 2,
+               "filter": {"years_experience": {"gte": 3}}, "exclude_ids": ["W0000001"]}),
+        json!({"query": "CDL driver", "k": 4, "certifications_any": ["CDL Class A"], "explain": true}),
+        json!({"query": "forklift operator for the night shift", "k": 5,
+               "role": "Forklift Operator", "use_playbook": true, "explain": true}),
+    ];
+    for body in worker_searches {
+        cases.push((
+            "search_workers",
+            body.clone(),
+            "/v1/matrix/search".into(),
+            body,
+        ));
+    }
+    let vector_searches = [
+        json!({"text": "HazMat Endorsement", "k": 3, "mode": "keyword"}),
+        json!({"text": "HazMat Endorsement", "k": 3, "mode": "semantic"}),
+        json!({"text": "HazMat Endorsement", "k": 3, "mode": "hybrid", "keyword_weight": 0.7}),
+        json!({"text": "warehouse picker", "k": 4, "filter": {"state": "IL"},
+               "exclude_ids": ["W0000002"], "explain": true}),
+        json!({"text": "warehouse picker", "k": 4, "ef_search": 16}),
+    ];
+    for body in vector_searches {
+        let mut arguments = body.clone();
+        arguments["index"] = json!("workers");
+        cases.push((
+            "search_vectors",
+            arguments,
+            "/v1/vectors/index/workers/search".into(),
+            body,
+        ));
+    }
+    cases.push((
+        "query_sql",
+        json!({"sql": "SELECT 1 + 1 AS two", "max_rows": 3}),
+        "/v1/sql".into(),
+        json!({"sql": "SELECT 1 + 1 AS two", "limit": 3}),
+    ));
+    cases.push((
+        "embed_text",
+        json!({"texts": ["forklift operator"]}),
+        "/v1/embed".into(),
+        json!({"texts": ["forklift operator"]}),
+    ));
+    cases.push((
+        "validate_outreach",
+        json!({"kind": "sms", "to": "+13125550100", "body": "Hi {name}, a shift?"}),
+        "/v1/validate".into(),
+        json!({"kind": "sms", "to": "+13125550100", "body": "Hi {name}, a shift?"}),
+    ));
+    cases.push((
+        "ask",
+        json!({"question": "who holds a HazMat Endorsement?", "k": 3}),
+        "/v1/chat".into(),
+        json!({"messages": [{"role": "user", "content": "who holds a HazMat Endorsement?"}],
+               "context": {"source": "workers", "k": 3}}),
+    ));
+
+    for (tool, arguments, path, body) in cases {
+        let response = app.post_json(&path, &body).await;
+        let status = response.status();
+        let over_http_api: Value = response.json().await.unwrap();
+        assert!(
+            status.is_success() || tool == "validate_outreach",
+            "{tool} {body}: HTTP {status} {over_http_api}"
+        );
+        let expected = answer_of(tool, &over_http_api);
+        let over_mcp = answer_of(tool, &ok(&http_client, tool, arguments.clone()).await);
+        let over_stdio = answer_of(tool, &ok(&stdio_client, tool, arguments.clone()).await);
+        assert_eq!(
+            over_mcp, expected,
+            "{tool} {arguments}: /mcp differs from HTTP"
+        );
+        assert_eq!(
+            over_stdio, expected,
+            "{tool} {arguments}: stdio differs from HTTP"
+        );
+    }
+    http_client.cancel().await.unwrap();
+    stdio_client.cancel().await.unwrap();
+}

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::actors::embed::EmbedError;
 use crate::actors::vectors::IndexError;
+use crate::codes::{ErrorCode, HasCode};
 use crate::config::{ChatSettings, Durability, MatrixSettings};
 use crate::domain::chat::{
     context_message, Changes, ChatInvalid, ChatRequest, Citation, Message, ReplayRequest,
@@ -93,6 +94,37 @@ pub enum ChatError {
     Storage(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl HasCode for ChatError {
+    fn code(&self) -> ErrorCode {
+        use crate::domain::chat::ChatInvalid;
+        use crate::domain::matrix::MatrixInvalid;
+        match self {
+            ChatError::Invalid(invalid) => match invalid {
+                ChatInvalid::Messages(_) | ChatInvalid::Model => ErrorCode::InvalidMessages,
+                ChatInvalid::Source(_) | ChatInvalid::PlaybookWithoutRole => {
+                    ErrorCode::InvalidContext
+                }
+                ChatInvalid::K(_) => ErrorCode::InvalidK,
+                ChatInvalid::Query(MatrixInvalid::EmptyQuery) => ErrorCode::EmptyQuery,
+                ChatInvalid::Query(_) => ErrorCode::QueryTooLong,
+            },
+            ChatError::NoWorkers => ErrorCode::NoWorkers,
+            ChatError::ModelNotFound { .. } => ErrorCode::ModelNotFound,
+            ChatError::Unavailable { .. } => ErrorCode::ChatUnavailable,
+            ChatError::Timeout => ErrorCode::ChatTimeout,
+            ChatError::BadResponse(_) => ErrorCode::ChatBadResponse,
+            ChatError::RunNotFound(_) => ErrorCode::RunNotFound,
+            ChatError::Busy(_) => ErrorCode::TooManyChats,
+            ChatError::Cancelled => ErrorCode::Cancelled,
+            ChatError::Index(err) => err.code(),
+            ChatError::Embed(err) => err.code(),
+            ChatError::Call(err) => err.code(),
+            ChatError::Storage(_) => ErrorCode::StorageError,
+            ChatError::Internal(_) => ErrorCode::Internal,
+        }
+    }
 }
 
 pub enum ChatMessage {
@@ -287,7 +319,7 @@ impl ChatContext {
         };
         let label = match &outcome {
             Ok(_) => "ok",
-            Err(err) => crate::http::error::chat_code(err).as_str(),
+            Err(err) => err.code().as_str(),
         };
         self.metrics
             .chat_requests

@@ -57,6 +57,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::{Number, Value};
 
 use crate::actors::catalog::{self, CatalogMessage};
+use crate::codes::{ErrorCode, HasCode};
 use crate::config::QuerySettings;
 use crate::domain::datasets::{SqlColumn, SqlRequest, SqlResult};
 use crate::supervision::{CallError, Directory, Fault};
@@ -99,6 +100,26 @@ pub enum QueryError {
     Storage(String),
     #[error(transparent)]
     Catalog(#[from] CallError),
+}
+
+impl HasCode for QueryError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            QueryError::ReadOnly(_) => ErrorCode::ReadOnly,
+            QueryError::Sql(_) => ErrorCode::SqlError,
+            QueryError::TooLong { .. } => ErrorCode::SqlTooLong,
+            QueryError::TooDeep { .. } => ErrorCode::SqlTooDeep,
+            QueryError::FunctionOutputTooLarge(_) => ErrorCode::FunctionOutputTooLarge,
+            QueryError::Cancelled => ErrorCode::Cancelled,
+            QueryError::Internal(_) => ErrorCode::Internal,
+            QueryError::InvalidLimit { .. } => ErrorCode::InvalidLimit,
+            QueryError::Timeout(_) => ErrorCode::QueryTimeout,
+            QueryError::MemoryExceeded { .. } => ErrorCode::QueryMemoryExceeded,
+            QueryError::Busy { .. } => ErrorCode::TooManyQueries,
+            QueryError::Storage(_) => ErrorCode::StorageError,
+            QueryError::Catalog(err) => err.code(),
+        }
+    }
 }
 
 pub enum QueryMessage {

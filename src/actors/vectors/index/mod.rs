@@ -56,7 +56,7 @@ pub use write::{Batch, CommitError};
 
 /// Tree name of the actor of index `name`.
 pub fn actor_name(name: &str) -> String {
-    format!("index:{name}")
+    crate::domain::vectors::index_actor(name)
 }
 
 pub struct IndexActor;

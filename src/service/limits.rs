@@ -1,11 +1,13 @@
-//! Bounds on request inputs that the edge enforces before any actor sees
-//! them (every one from configuration, each with its own code): how many
-//! fields a filter may have, how long an id list may be.
+//! Bounds on request inputs that every door enforces, through the use
+//! cases, before any actor sees them (every one from configuration, each
+//! with its own code): how many fields a filter may have, how long an id
+//! list may be, who may write the matrix's own indexes.
 
-use super::{ApiContext, ApiError};
+use super::{ApiError, Context};
+use crate::domain::auth::Role;
 
 /// A search filter has at most `limits.max_filter_fields` fields.
-pub fn check_filter_fields(context: &ApiContext, fields: usize) -> Result<(), ApiError> {
+pub fn check_filter_fields(context: &Context, fields: usize) -> Result<(), ApiError> {
     let max = context.settings.limits.max_filter_fields;
     if fields > max {
         return Err(ApiError::TooManyFilterFields { max, got: fields });
@@ -18,7 +20,7 @@ pub fn check_filter_fields(context: &ApiContext, fields: usize) -> Result<(), Ap
 /// lookup in the index). A filter that does not parse passes here and is
 /// refused, naming the path, by the index.
 pub fn check_filter(
-    context: &ApiContext,
+    context: &Context,
     filter: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> Result<(), ApiError> {
     let Some(filter) = filter else { return Ok(()) };
@@ -37,7 +39,7 @@ pub fn check_filter(
 /// An id list (`exclude_ids`, `worker_ids`) has at most
 /// `limits.max_id_list` ids.
 pub fn check_ids(
-    context: &ApiContext,
+    context: &Context,
     field: &'static str,
     ids: Option<&[String]>,
 ) -> Result<(), ApiError> {
@@ -54,18 +56,13 @@ pub fn check_ids(
 
 /// `workers` and `playbook_memory` are the matrix's own: with tokens, only
 /// an admin may create them or write to them directly (a write token could
-/// otherwise replace every worker, or forge playbook boosts).
-pub fn check_reserved(request: &actix_web::HttpRequest, index: &str) -> Result<(), ApiError> {
-    use actix_web::HttpMessage as _;
-    use crate::domain::auth::Role;
+/// otherwise replace every worker, or forge playbook boosts). `role` is the
+/// caller's, `None` when no tokens are configured.
+pub fn check_reserved(role: Option<Role>, index: &str) -> Result<(), ApiError> {
     let reserved = [crate::actors::matrix::WORKERS, crate::actors::matrix::PLAYBOOK];
     if !reserved.contains(&index) {
         return Ok(());
     }
-    let role = request
-        .extensions()
-        .get::<super::auth::Caller>()
-        .and_then(|caller| caller.role);
     match role {
         Some(role) if role < Role::Admin => Err(ApiError::ReservedIndex(index.to_string())),
         _ => Ok(()),

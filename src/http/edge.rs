@@ -14,7 +14,7 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::http::{self, ApiContext};
+use super::ApiContext;
 use crate::supervision::Fault;
 
 /// The tree name of the HTTP edge.
@@ -77,7 +77,7 @@ impl Actor for HttpActor {
         let shutdown_timeout =
             Duration::from_secs(args.context.settings.server.shutdown_timeout_secs);
         let events = args.context.directory.events().clone();
-        let server = http::server(listener, args.context)?;
+        let server = super::server(listener, args.context)?;
         let handle = server.handle();
         let stopping = Arc::new(AtomicBool::new(false));
 

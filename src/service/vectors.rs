@@ -1,0 +1,141 @@
+//! The vector-index use cases: create, list, inspect and drop indexes; add,
+//! search, get and delete items. Index changes go to `vector_catalog`,
+//! item operations to the index's own actor `index:<name>`; a search of a
+//! loaded index runs on its published reader, without a message.
+
+use crate::actors::vectors::catalog::{self, VectorCatalogMessage};
+use crate::actors::vectors::index::{self, actor_name, IndexMessage};
+use crate::actors::vectors::IndexError;
+use crate::domain::auth::Role;
+use crate::domain::vectors::{
+    CreateIndex, Hit, IndexDefinition, IndexInfo, IndexSummary, Item, ItemInput, SearchRequest,
+    UpsertOutcome,
+};
+use crate::supervision::{CallError, ChildStatus};
+
+use super::limits::{check_filter, check_ids, check_reserved};
+use super::{ApiError, Context};
+
+/// Calls the actor of index `name`. The `vectors` board answers first,
+/// without a message: an index that is not in the tree is a 404, one that
+/// is loading (starting or restarting) a `503 index_loading`, one its
+/// supervisor gave up on a `503 index_failed` with the last reason — all
+/// at once, never after a request timeout.
+pub async fn call_index<T, F>(context: &Context, name: &str, build: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(ractor::RpcReplyPort<T>) -> IndexMessage,
+{
+    let actor = actor_name(name);
+    let not_found = || ApiError::from(IndexError::NotFound(name.to_string()));
+    let failed = || {
+        let reason = context
+            .vectors_board
+            .last_failure(&actor)
+            .map_or_else(|| "no reason recorded".to_string(), |f| f.reason);
+        ApiError::from(IndexError::Failed {
+            index: name.to_string(),
+            reason,
+        })
+    };
+    match context.vectors_board.status(&actor) {
+        None => return Err(not_found()),
+        Some(ChildStatus::Starting | ChildStatus::Restarting) => {
+            return Err(IndexError::Loading(name.to_string()).into())
+        }
+        Some(ChildStatus::Failed) => return Err(failed()),
+        Some(ChildStatus::Running | ChildStatus::Stopped) => {}
+    }
+    match context.call(&actor, build).await {
+        Err(CallError::Unavailable { .. }) => match context.vectors_board.status(&actor) {
+            None => Err(not_found()),
+            Some(ChildStatus::Failed) => Err(failed()),
+            Some(_) => Err(IndexError::Unavailable.into()),
+        },
+        Err(CallError::Failed { .. }) => Err(failed()),
+        other => Ok(other?),
+    }
+}
+
+/// Creates an index; answers once it is loaded and usable. `role` is the
+/// caller's (`None`: no tokens configured).
+pub async fn create_index(
+    context: &Context,
+    role: Option<Role>,
+    request: CreateIndex,
+) -> Result<IndexDefinition, ApiError> {
+    check_reserved(role, &request.name)?;
+    Ok(context
+        .call(catalog::NAME, |reply| VectorCatalogMessage::Create {
+            request,
+            reply,
+        })
+        .await??)
+}
+
+/// Every index with its status and count.
+pub async fn list_indexes(context: &Context) -> Result<Vec<IndexSummary>, ApiError> {
+    Ok(context
+        .call(catalog::NAME, |reply| VectorCatalogMessage::List { reply })
+        .await?)
+}
+
+/// An index's definition and state.
+pub async fn index_info(context: &Context, name: &str) -> Result<IndexInfo, ApiError> {
+    call_index(context, name, |reply| IndexMessage::Info { reply }).await
+}
+
+/// Drops an index and removes its data.
+pub async fn drop_index(context: &Context, name: &str) -> Result<(), ApiError> {
+    let name = name.to_string();
+    Ok(context
+        .call(catalog::NAME, |reply| VectorCatalogMessage::Drop { name, reply })
+        .await??)
+}
+
+/// Upserts items by id; acknowledged once committed to Lance.
+pub async fn add_items(
+    context: &Context,
+    role: Option<Role>,
+    name: &str,
+    items: Vec<ItemInput>,
+) -> Result<UpsertOutcome, ApiError> {
+    check_reserved(role, name)?;
+    Ok(call_index(context, name, |reply| IndexMessage::Upsert { items, reply }).await??)
+}
+
+/// The k best items for a query. A loaded index is searched on its
+/// published reader (on the caller's thread); otherwise the actor answers,
+/// and says whether the index is loading, failed or gone.
+pub async fn search_index(
+    context: &Context,
+    name: &str,
+    request: SearchRequest,
+) -> Result<Vec<Hit>, ApiError> {
+    check_filter(context, request.filter.as_ref())?;
+    check_ids(context, "exclude_ids", request.exclude_ids.as_deref())?;
+    match index::reader(&context.directory, name) {
+        Some(reader) => Ok(reader.search(request).await?),
+        None => Ok(call_index(context, name, |reply| IndexMessage::Search {
+            request,
+            reply,
+        })
+        .await??),
+    }
+}
+
+/// One item: its vector and metadata.
+pub async fn get_item(context: &Context, name: &str, id: String) -> Result<Item, ApiError> {
+    Ok(call_index(context, name, |reply| IndexMessage::Get { id, reply }).await??)
+}
+
+/// Deletes one item (acknowledged once committed to Lance).
+pub async fn delete_item(
+    context: &Context,
+    role: Option<Role>,
+    name: &str,
+    id: String,
+) -> Result<(), ApiError> {
+    check_reserved(role, name)?;
+    Ok(call_index(context, name, |reply| IndexMessage::Delete { id, reply }).await??)
+}
