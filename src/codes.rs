@@ -104,6 +104,7 @@ error_codes! {
     Unauthorized = (UNAUTHORIZED, "unauthorized", "no valid bearer token (with `WWW-Authenticate: Bearer`)"),
     Forbidden = (FORBIDDEN, "forbidden", "the token's role is below the one the route needs (named)"),
     OpenBehindProxy = (FORBIDDEN, "open_behind_proxy", "a service without tokens reached through a proxy (`Forwarded`, `X-Forwarded-*`), unless auth.allow_open"),
+    CrossSite = (FORBIDDEN, "cross_site_request", "a service without tokens sent a change by another site's page (`Sec-Fetch-Site: cross-site`, or an `Origin` outside server.allowed_hosts)"),
     NotFound = (NOT_FOUND, "not_found", "no such route"),
     AssetNotFound = (NOT_FOUND, "asset_not_found", "no such console file"),
     UnknownActor = (NOT_FOUND, "unknown_actor", "a fault aimed at an actor that is not in the tree"),
@@ -182,4 +183,3 @@ error_codes! {
     QueryTimeout = (GATEWAY_TIMEOUT, "query_timeout", "SQL over query.timeout_ms"),
     ChatTimeout = (GATEWAY_TIMEOUT, "chat_timeout", "a chat over chat.timeout_ms"),
 }
-

@@ -344,6 +344,9 @@ pub struct QuerySettings {
     /// The largest value one call of `repeat`, `lpad`, `rpad`,
     /// `array_repeat` or `range` may build (bytes or elements).
     pub max_function_output: usize,
+    /// The most one such call may build over its whole batch (a call on
+    /// constants counts once for every row of a batch).
+    pub max_function_batch_output: usize,
     /// Threads of the query runtime (0: half the cores, at least one).
     pub threads: usize,
 }
@@ -598,6 +601,7 @@ impl Settings {
         bounded("query.max_expression_depth", self.query.max_expression_depth, Some(8), Some(10_000), "")?;
         bounded("query.max_result_bytes", self.query.max_result_bytes, Some(1024), Some(1 << 32), "")?;
         bounded("query.max_function_output", self.query.max_function_output, Some(1), Some(1 << 32), "")?;
+        bounded("query.max_function_batch_output", self.query.max_function_batch_output, Some(self.query.max_function_output), Some(1 << 34), "(at least query.max_function_output)")?;
         bounded("query.threads", self.query.threads, None, Some(64), "(0 = half the cores)")?;
         Ok(())
     }

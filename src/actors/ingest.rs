@@ -639,10 +639,20 @@ async fn drop_dataset(context: &IngestArguments, dataset: &str) -> Result<(), In
         .data_dir
         .join("datasets")
         .join(format!("{DROPPED}{}", uuid::Uuid::new_v4().simple()));
-    if path.exists() {
+    let moved = path.exists();
+    if moved {
         std::fs::rename(&path, &aside).map_err(storage)?;
+        if matches!(context.durability, crate::config::Durability::Fsync) {
+            // The rename must survive a power loss before the catalog
+            // forgets the dataset: else a restart would find it again.
+            if let Some(parent) = aside.parent() {
+                std::fs::File::open(parent)
+                    .and_then(|dir| dir.sync_all())
+                    .map_err(storage)?;
+            }
+        }
     }
-    context
+    let removed = context
         .directory
         .call(
             catalog::NAME,
@@ -652,8 +662,18 @@ async fn drop_dataset(context: &IngestArguments, dataset: &str) -> Result<(), In
             },
             context.call_timeout,
         )
-        .await?
-        .map_err(IngestError::Storage)?;
+        .await
+        .map_err(IngestError::from)
+        .and_then(|outcome| outcome.map_err(IngestError::Storage));
+    if let Err(err) = removed {
+        // The catalog still lists it: put the data back where it lists it.
+        if moved {
+            if let Err(undo) = std::fs::rename(&aside, &path) {
+                tracing::error!(dataset, error = %undo, "could not put a dataset back after a failed drop");
+            }
+        }
+        return Err(err);
+    }
     if aside.exists() {
         tokio::task::spawn_blocking(move || std::fs::remove_dir_all(aside))
             .await

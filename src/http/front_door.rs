@@ -263,6 +263,39 @@ pub async fn admit(
 
 type Refusal = (Caller, ApiError);
 
+/// Methods a browser may send cross-site without asking (and that change
+/// nothing here).
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Why a request looks sent by another site's page, if it does: the
+/// browser says so (`Sec-Fetch-Site: cross-site`), or its `Origin` names a
+/// host this service does not answer to. A service without tokens would
+/// otherwise do what any page its user opens asks (a form POST needs no
+/// preflight). Clients that are not browsers send neither header.
+fn cross_site(req: &ServiceRequest, hosts: &HostRule) -> Option<String> {
+    let headers = req.headers();
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if site.eq_ignore_ascii_case("cross-site") {
+            return Some("Sec-Fetch-Site: cross-site".to_string());
+        }
+    }
+    let origin = headers.get(header::ORIGIN)?;
+    let origin = origin.to_str().unwrap_or("(not text)");
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .map(|rest| rest.split('/').next().unwrap_or(""));
+    match authority {
+        Some(authority) if hosts.allows(Some(authority)) => None,
+        _ => Some(format!(
+            "Origin: {}",
+            origin.chars().take(100).collect::<String>()
+        )),
+    }
+}
+
 async fn decide(
     req: &ServiceRequest,
     context: &ApiContext,
@@ -286,6 +319,27 @@ async fn decide(
         if let Some(found) = PROXY_HEADERS.iter().find(|h| req.headers().contains_key(**h)) {
             return Err((anonymous, ApiError::OpenBehindProxy(found.to_string())));
         }
+    }
+    if front.open && !is_safe(&method) {
+        if let Some(site) = cross_site(req, &front.hosts) {
+            return Err((anonymous, ApiError::CrossSite(site)));
+        }
+    }
+    if let Some(encoding) = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .filter(|e| !e.trim().eq_ignore_ascii_case("identity"))
+    {
+        // The body limits count the bytes that arrive; a decompressed body
+        // could be any size.
+        return Err((
+            anonymous,
+            ApiError::UnsupportedMediaType(format!(
+                "compressed request bodies are not accepted (Content-Encoding: {}); send it uncompressed",
+                encoding.chars().take(40).collect::<String>()
+            )),
+        ));
     }
     let access = if route == "/mcp" || route.starts_with("/mcp/") {
         // Any valid token; each tool then checks the role it needs.
@@ -315,7 +369,11 @@ async fn decide(
         }
     };
     let caller = auth::check_access(req, context, access)?;
-    let session = if route == "/mcp" && method == Method::POST && !req.headers().contains_key("mcp-session-id") {
+    // `/mcp` and `/mcp/` are the same service.
+    let opens_session = route.trim_end_matches('/') == "/mcp"
+        && method == Method::POST
+        && !req.headers().contains_key("mcp-session-id");
+    let session = if opens_session {
         match context.mcp_sessions.admit(&caller.name, front.has_tokens()).await {
             Ok(pending) => Some(pending),
             Err(refusal) => return Err((caller, refusal)),

@@ -25,6 +25,8 @@ pub struct McpSessions {
     owners: Mutex<HashMap<String, String>>,
     /// Sessions being opened (admitted, not answered yet).
     pending: Arc<AtomicUsize>,
+    /// The same, per token: concurrent opens count against its share.
+    pending_by: Mutex<HashMap<String, usize>>,
     max: usize,
     per_token: usize,
 }
@@ -33,11 +35,19 @@ pub struct McpSessions {
 /// the response says how it went.
 pub struct Pending {
     sessions: Arc<McpSessions>,
+    caller: String,
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
         self.sessions.pending.fetch_sub(1, Ordering::SeqCst);
+        let mut by = self.sessions.pending_by.lock();
+        if let Some(count) = by.get_mut(&self.caller) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                by.remove(&self.caller);
+            }
+        }
     }
 }
 
@@ -63,6 +73,7 @@ impl McpSessions {
             manager: Arc::new(LocalSessionManager::default()),
             owners: Mutex::new(HashMap::new()),
             pending: Arc::new(AtomicUsize::new(0)),
+            pending_by: Mutex::new(HashMap::new()),
             max,
             per_token,
         })
@@ -97,14 +108,19 @@ impl McpSessions {
                 self.max
             ));
         }
-        let held = owners.values().filter(|owner| *owner == caller).count();
+        let mut pending_by = self.pending_by.lock();
+        let opening = pending_by.get(caller).copied().unwrap_or(0);
+        let held = owners.values().filter(|owner| *owner == caller).count() + opening;
         if per_token && held >= self.per_token {
+            drop(pending_by);
             return refuse(format!(
-                "token '{caller}' holds {held} MCP sessions (mcp.max_sessions_per_token)"
+                "token '{caller}' holds {held} MCP sessions, open or opening (mcp.max_sessions_per_token)"
             ));
         }
+        *pending_by.entry(caller.to_string()).or_insert(0) += 1;
         Ok(Pending {
             sessions: self.clone(),
+            caller: caller.to_string(),
         })
     }
 

@@ -74,6 +74,8 @@ pub enum ApiError {
     HostNotAllowed(Option<String>),
     #[error("this service has no tokens (open mode, trusted because it listens on loopback), but the request came through a proxy (`{0}` header): configure auth.tokens, or set auth.allow_open = true if the proxy is yours")]
     OpenBehindProxy(String),
+    #[error("this service has no tokens (open mode), and the request came from another site's page ({0}): a browser page may not change it; configure auth.tokens to call it from other sites")]
+    CrossSite(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error(transparent)]
@@ -136,6 +138,7 @@ impl ApiError {
             ApiError::TooManySessions(_) => ErrorCode::TooManySessions,
             ApiError::HostNotAllowed(_) => ErrorCode::HostNotAllowed,
             ApiError::OpenBehindProxy(_) => ErrorCode::OpenBehindProxy,
+            ApiError::CrossSite(_) => ErrorCode::CrossSite,
             ApiError::Internal(_) => ErrorCode::Internal,
             ApiError::Call(err) => err.code(),
             ApiError::Index(err) => err.code(),

@@ -191,6 +191,67 @@ async fn an_ingest_from_a_plain_form_is_415() {
     assert_eq!(listed["datasets"].as_array().unwrap().len(), 1);
 }
 
+/// Without tokens, a page of another site cannot change anything: a form
+/// POST it makes the browser send says where it comes from. A compressed
+/// body is refused on every route (the limits count the bytes that
+/// arrive).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_sites_page_cannot_change_an_open_service_nor_a_compressed_body_pass() {
+    let app = spawn_app_with(&[]).await;
+    let post = |headers: &'static [(&'static str, &'static str)]| {
+        let mut request = app
+            .client
+            .post(app.url("/v1/ingest/people"))
+            .header("content-type", "text/csv")
+            .body("a,b\n1,2\n");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+    for headers in [
+        &[("origin", "https://evil.example")][..],
+        &[("origin", "null")][..],
+        &[("sec-fetch-site", "cross-site")][..],
+        &[("origin", "http://localhost:3100"), ("sec-fetch-site", "cross-site")][..],
+    ] {
+        let refused = post(headers).await.unwrap();
+        assert_error(refused, StatusCode::FORBIDDEN, "cross_site_request").await;
+    }
+    let listed: Value = app.get("/v1/catalog/datasets").await.json().await.unwrap();
+    assert!(listed["datasets"].as_array().unwrap().is_empty(), "{listed}");
+    // The console's own page, and clients that are not browsers.
+    for headers in [
+        &[("origin", "http://127.0.0.1:3100"), ("sec-fetch-site", "same-origin")][..],
+        &[][..],
+    ] {
+        let stored = post(headers).await.unwrap();
+        assert_eq!(stored.status(), StatusCode::OK);
+    }
+    // A cross-site read is the browser's to refuse (no CORS headers).
+    let read = app
+        .client
+        .get(app.url("/v1/catalog/datasets"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+
+    for encoding in ["gzip", "zstd", "br, gzip"] {
+        let compressed = app
+            .client
+            .post(app.url("/v1/vectors/index/none/search"))
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(vec![0x1f, 0x8b, 0, 0])
+            .send()
+            .await
+            .unwrap();
+        assert_error(compressed, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    }
+}
+
 /// A chain of `terms` ones: `SELECT 1+1+…+1`.
 fn chain(terms: usize) -> Value {
     json!({"sql": format!("SELECT {}", vec!["1"; terms].join("+"))})
@@ -223,6 +284,15 @@ async fn sql_bombs_are_4xx_and_the_process_keeps_serving_in_bounded_memory() {
         "SELECT cardinality(array_resize([1], 2000000000))",
         "SELECT cardinality(generate_series(DATE '2000-01-01', DATE '9000-01-01', INTERVAL '1 second'))",
         "SELECT length(repeat(repeat('x', 1000000), 1000))",
+        // Within the per-row cap, over the batch: per row, summed...
+        "SELECT max(length(repeat(cast(value AS varchar), 100000))) FROM range(100000)",
+        // ...and a constant, which each batch repeats row by row.
+        "SELECT max(length(repeat('x', 250000))) FROM range(1000000)",
+        // Nested lists count their leaves, not their length.
+        "SELECT cardinality(array_repeat(array_repeat(array_repeat(1, 1000), 1000), 1000))",
+        // A replacement at every position.
+        "SELECT length(replace(repeat('x', 1000), 'x', repeat('y', 1000)))",
+        "SELECT length(regexp_replace(repeat('x', 1000), '', repeat('y', 1000), 'g'))",
     ] {
         let response = sql(json!({ "sql": bomb })).await;
         assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "function_output_too_large").await;
@@ -231,6 +301,12 @@ async fn sql_bombs_are_4xx_and_the_process_keeps_serving_in_bounded_memory() {
     let fine = sql(json!({"sql": "SELECT length(repeat('ab', 1000)) AS n"})).await;
     let fine: Value = fine.json().await.unwrap();
     assert_eq!(fine["rows"][0][0], 2000);
+    let fine = sql(json!({"sql": "SELECT max(length(repeat(cast(value AS varchar), 3))) AS n FROM range(100000)"})).await;
+    let fine: Value = fine.json().await.unwrap();
+    assert_eq!(fine["rows"][0][0], 15, "{fine}");
+    let fine = sql(json!({"sql": "SELECT length(replace('a-b-c', '-', '--')) AS n"})).await;
+    let fine: Value = fine.json().await.unwrap();
+    assert_eq!(fine["rows"][0][0], 7, "{fine}");
     // A byte budget on the answer: cut off, and it says so.
     assert!(server.alive(), "the process did not abort");
     let after = server.rss_bytes();
@@ -489,6 +565,17 @@ async fn each_cap_answers_with_its_own_code() {
     assert_eq!(session.status(), StatusCode::OK);
     assert!(session.headers().contains_key("mcp-session-id"));
     let refused = open(&tokens.write).await.unwrap();
+    assert_error(refused, StatusCode::SERVICE_UNAVAILABLE, "too_many_sessions").await;
+    // `/mcp/` is the same service, under the same cap.
+    let refused = app
+        .client
+        .post(app.url("/mcp/"))
+        .bearer_auth(&tokens.write)
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize)
+        .send()
+        .await
+        .unwrap();
     assert_error(refused, StatusCode::SERVICE_UNAVAILABLE, "too_many_sessions").await;
 
     // Transfers per token: a download holds its share until its body is

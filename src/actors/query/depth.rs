@@ -12,9 +12,11 @@
 //! The measure is an upper bound of the tree's depth: inside each pair of
 //! parentheses, the number of binary operators in a row (an `a + b * c`
 //! chain of `n` operators nests at most `n` deep), plus the depth at which
-//! the parentheses opened. A comma or a clause keyword (`SELECT`, `FROM`,
-//! `WHERE`, `WHEN`, …) starts a new chain: a list of 10,000 values is wide,
-//! not deep.
+//! the parentheses opened. `CASE … END` nests like a pair of parentheses,
+//! and a subscript (`[…]`) is an operator on what precedes it as well as a
+//! nesting (`x[1][1]…` is as deep as it is long). A comma or a clause
+//! keyword (`SELECT`, `FROM`, `WHERE`, `WHEN`, …) starts a new chain: a
+//! list of 10,000 values is wide, not deep.
 
 use lance::deps::datafusion::sql::sqlparser::dialect::GenericDialect;
 use lance::deps::datafusion::sql::sqlparser::keywords::Keyword;
@@ -31,11 +33,29 @@ pub fn expression_depth(sql: &str) -> Result<usize, String> {
     let mut deepest = 0;
     for token in &tokens {
         match token {
-            Token::LParen | Token::LBracket => {
+            Token::LBracket => {
+                // A subscript applies to the expression before it.
+                if let Some(level) = levels.last_mut() {
+                    level.1 += 1;
+                    deepest = deepest.max(level.0 + level.1);
+                }
+                let (base, chain) = *levels.last().unwrap_or(&(0, 0));
+                levels.push((base + chain + 1, 0));
+            }
+            Token::LParen => {
+                let (base, chain) = *levels.last().unwrap_or(&(0, 0));
+                levels.push((base + chain + 1, 0));
+            }
+            Token::Word(word) if word.keyword == Keyword::CASE => {
                 let (base, chain) = *levels.last().unwrap_or(&(0, 0));
                 levels.push((base + chain + 1, 0));
             }
             Token::RParen | Token::RBracket => {
+                if levels.len() > 1 {
+                    levels.pop();
+                }
+            }
+            Token::Word(word) if word.keyword == Keyword::END => {
                 if levels.len() > 1 {
                     levels.pop();
                 }
@@ -132,11 +152,9 @@ fn starts_a_chain(keyword: Keyword) -> bool {
             | Keyword::EXCEPT
             | Keyword::WITH
             | Keyword::AS
-            | Keyword::CASE
             | Keyword::WHEN
             | Keyword::THEN
             | Keyword::ELSE
-            | Keyword::END
             | Keyword::WINDOW
             | Keyword::QUALIFY
     )
@@ -174,6 +192,16 @@ mod tests {
         let query = "SELECT role, count(*) FROM workers WHERE state = 'TX' AND years > 3 \
                      GROUP BY role ORDER BY count(*) DESC LIMIT 5";
         assert!(expression_depth(query).unwrap() <= 4);
+    }
+
+    #[test]
+    fn case_and_subscripts_nest() {
+        let cases = format!("SELECT 1{}", " + CASE WHEN 1 THEN 1 END".repeat(1_000));
+        assert!(expression_depth(&cases).unwrap() >= 1_000);
+        let subscripts = format!("SELECT x{} FROM t", "[1]".repeat(1_000));
+        assert!(expression_depth(&subscripts).unwrap() >= 1_000);
+        let one_case = "SELECT CASE WHEN a > 1 THEN 'x' ELSE 'y' END FROM t";
+        assert!(expression_depth(one_case).unwrap() <= 3);
     }
 
     #[test]

@@ -5,15 +5,21 @@
 //! string: it is allocated outside the query memory pool (a function's
 //! output is not accounted), and the constant folder builds it while
 //! planning, before any timeout can cancel the query. The capped version
-//! checks the size its arguments ask for — over every row, before calling
-//! the built-in — and refuses with `function_output_too_large`.
+//! checks the size its arguments ask for, before calling the built-in, and
+//! refuses with `function_output_too_large` when
+//! - one row asks for more than `query.max_function_output`, or
+//! - the whole call (every row of its batch) asks for more than
+//!   `query.max_function_batch_output`. A call on constants counts once for
+//!   every row of a batch (`batch_size`, 8192): the constant folder turns it
+//!   into a literal that each batch repeats row by row.
 //!
-//! | function | what is bounded |
+//! | function | what one row asks for |
 //! |---|---|
 //! | `repeat(s, n)` | `len(s) × n` bytes |
 //! | `lpad(s, n[, fill])`, `rpad(…)` | `4 × n` bytes (`n` characters) |
-//! | `array_repeat(e, n)` (`list_repeat`) | `n × len(e)` elements |
-//! | `array_resize(a, n[, v])` (`list_resize`) | `n` elements |
+//! | `replace(s, from, to)`, `regexp_replace(s, re, to[, flags])` | `(len(s) + 1) × max(len(to), 1)` bytes (every position replaced) |
+//! | `array_repeat(e, n)` (`list_repeat`) | `n ×` the values in `e`, however nested |
+//! | `array_resize(a, n[, v])` (`list_resize`) | `n ×` the values in `v` |
 //! | `range(…)`, `generate_series(…)` (as scalars) | the elements the bounds and step give |
 //!
 //! The table functions `range`/`generate_series` stream in batches and are
@@ -32,14 +38,29 @@ use lance::deps::datafusion::logical_expr::{
 };
 use lance::deps::datafusion::prelude::SessionContext;
 
-/// A call asked for more than `query.max_function_output`.
+/// A call asked for more than `query.max_function_output` (one row) or
+/// `query.max_function_batch_output` (the whole call).
 #[derive(Debug, thiserror::Error)]
-#[error("{function}() would build {asked} {unit}, more than query.max_function_output ({cap}) allows")]
+#[error("{function}() would build {asked} {unit}{per}, more than {setting} ({cap}) allows")]
 pub struct OutputTooLarge {
     pub function: String,
     pub asked: u128,
     pub unit: &'static str,
+    /// `" in one row"` or `" in one batch"`.
+    pub per: &'static str,
+    pub setting: &'static str,
     pub cap: usize,
+}
+
+/// What a session's capped functions may build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Caps {
+    /// `query.max_function_output`: one row.
+    pub per_row: usize,
+    /// `query.max_function_batch_output`: one call over its batch.
+    pub per_batch: usize,
+    /// The session's batch size: the rows a constant is repeated over.
+    pub batch_rows: usize,
 }
 
 /// What a capped function bounds, and how to read it from its arguments.
@@ -55,9 +76,12 @@ enum Bound {
     Resize,
     /// `range`/`generate_series`: elements between the bounds.
     Series,
+    /// `replace`/`regexp_replace(s, _, to, …)`: every position of `s`
+    /// replaced by `to`.
+    Replace,
 }
 
-const CAPPED: [(&str, Bound); 7] = [
+const CAPPED: [(&str, Bound); 9] = [
     ("repeat", Bound::Repeat),
     ("lpad", Bound::Pad),
     ("rpad", Bound::Pad),
@@ -65,16 +89,18 @@ const CAPPED: [(&str, Bound); 7] = [
     ("array_resize", Bound::Resize),
     ("range", Bound::Series),
     ("generate_series", Bound::Series),
+    ("replace", Bound::Replace),
+    ("regexp_replace", Bound::Replace),
 ];
 
 /// Replaces the built-ins of [`CAPPED`] in `session` by capped versions.
 /// A function the session does not have is left alone.
-pub fn install(session: &SessionContext, cap: usize) {
+pub fn install(session: &SessionContext, caps: Caps) {
     for (name, bound) in CAPPED {
         let Ok(inner) = session.udf(name) else {
             continue;
         };
-        session.register_udf(ScalarUDF::new_from_impl(Capped { inner, bound, cap }));
+        session.register_udf(ScalarUDF::new_from_impl(Capped { inner, bound, caps }));
     }
 }
 
@@ -86,7 +112,7 @@ pub fn install(session: &SessionContext, cap: usize) {
 struct Capped {
     inner: Arc<ScalarUDF>,
     bound: Bound,
-    cap: usize,
+    caps: Caps,
 }
 
 impl ScalarUDFImpl for Capped {
@@ -116,42 +142,128 @@ impl ScalarUDFImpl for Capped {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let asked = self.asked(&args.args, args.number_rows)?;
-        let (limit, unit) = match self.bound {
-            Bound::Repeat | Bound::Pad => (self.cap as u128, "bytes"),
-            _ => (self.cap as u128, "elements"),
+        let unit = match self.bound {
+            Bound::Repeat | Bound::Pad | Bound::Replace => "bytes",
+            _ => "elements",
         };
-        if asked > limit {
-            return Err(DataFusionError::External(Box::new(OutputTooLarge {
+        let refuse = |asked: u128, per: &'static str, setting: &'static str, cap: usize| {
+            Err(DataFusionError::External(Box::new(OutputTooLarge {
                 function: self.inner.name().to_string(),
                 asked,
                 unit,
-                cap: limit as usize,
-            })));
+                per,
+                setting,
+                cap,
+            })))
+        };
+        if asked.most > self.caps.per_row as u128 {
+            return refuse(
+                asked.most,
+                " in one row",
+                "query.max_function_output",
+                self.caps.per_row,
+            );
+        }
+        if asked.total > self.caps.per_batch as u128 {
+            return refuse(
+                asked.total,
+                " in one batch",
+                "query.max_function_batch_output",
+                self.caps.per_batch,
+            );
         }
         self.inner.invoke_with_args(args)
     }
 }
 
+/// What a call asks for: the most of one row, and the sum over its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Asked {
+    most: u128,
+    total: u128,
+}
+
+/// A per-row quantity of an argument: one value for a constant, or one per
+/// row (nulls count 0).
+enum Each {
+    All(u128),
+    Rows(Vec<u128>),
+}
+
+impl Each {
+    fn at(&self, row: usize) -> u128 {
+        match self {
+            Each::All(v) => *v,
+            Each::Rows(values) => values.get(row).copied().unwrap_or(0),
+        }
+    }
+}
+
+/// `f` of an argument's values: once for a constant, per row otherwise.
+fn each(
+    value: Option<&ColumnarValue>,
+    absent: u128,
+    f: impl Fn(&ArrayRef) -> Result<Vec<u128>>,
+) -> Result<Each> {
+    Ok(match value {
+        None => Each::All(absent),
+        Some(ColumnarValue::Scalar(scalar)) => {
+            let array = scalar.to_array_of_size(1)?;
+            Each::All(f(&array)?.first().copied().unwrap_or(0))
+        }
+        Some(ColumnarValue::Array(array)) => Each::Rows(f(array)?),
+    })
+}
+
 impl Capped {
-    /// The most one row of this call asks for, over every row.
-    fn asked(&self, args: &[ColumnarValue], rows: usize) -> Result<u128> {
+    /// What this call asks for, from its arguments. A call whose arguments
+    /// are all constants counts once for every row of a batch.
+    fn asked(&self, args: &[ColumnarValue], rows: usize) -> Result<Asked> {
+        let constant = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let arg = |i: usize| args.get(i);
-        Ok(match self.bound {
-            Bound::Repeat => {
-                let bytes = arg(0).map_or(Ok(0), |a| max_length(a, rows))?;
-                let times = arg(1).map_or(Ok(0), |a| max_int(a, rows))?;
-                bytes as u128 * times.max(0) as u128
-            }
+        let per_row: Vec<Each> = match self.bound {
+            Bound::Repeat => vec![
+                each(arg(0), 0, lengths)?,
+                each(arg(1), 0, counts)?,
+            ],
             // Up to 4 bytes a character.
-            Bound::Pad => arg(1).map_or(Ok(0), |a| max_int(a, rows))?.max(0) as u128 * 4,
-            Bound::Resize => arg(1).map_or(Ok(0), |a| max_int(a, rows))?.max(0) as u128,
-            Bound::ArrayRepeat => {
-                let elements = arg(0).map_or(Ok(1), |a| max_elements(a, rows))?;
-                let times = arg(1).map_or(Ok(0), |a| max_int(a, rows))?;
-                elements.max(1) as u128 * times.max(0) as u128
+            Bound::Pad => vec![each(arg(1), 0, counts)?, Each::All(4)],
+            Bound::Resize => vec![each(arg(1), 0, counts)?, each(arg(2), 1, values)?],
+            Bound::ArrayRepeat => vec![each(arg(0), 1, values)?, each(arg(1), 0, counts)?],
+            Bound::Replace => {
+                let plus_one = |a: &ArrayRef| Ok(lengths(a)?.into_iter().map(|n| n + 1).collect());
+                let at_least_one =
+                    |a: &ArrayRef| Ok(lengths(a)?.into_iter().map(|n| n.max(1)).collect());
+                vec![each(arg(0), 1, plus_one)?, each(arg(2), 1, at_least_one)?]
             }
-            Bound::Series => series_length(args, rows)?,
-        })
+            Bound::Series => {
+                let most = series_length(args, rows)?;
+                return Ok(Asked {
+                    most,
+                    total: most.saturating_mul(rows.max(1) as u128),
+                });
+            }
+        };
+        let row_ask = |row: usize| {
+            per_row
+                .iter()
+                .fold(1u128, |product, factor| product.saturating_mul(factor.at(row)))
+        };
+        if constant {
+            let most = row_ask(0);
+            let rows = rows.max(self.caps.batch_rows).max(1) as u128;
+            return Ok(Asked {
+                most,
+                total: most.saturating_mul(rows),
+            });
+        }
+        let mut asked = Asked { most: 0, total: 0 };
+        for row in 0..rows.max(1) {
+            let ask = row_ask(row);
+            asked.most = asked.most.max(ask);
+            asked.total = asked.total.saturating_add(ask);
+        }
+        Ok(asked)
     }
 }
 
@@ -159,53 +271,69 @@ fn to_array(value: &ColumnarValue, rows: usize) -> Result<ArrayRef> {
     value.to_array(rows.max(1))
 }
 
-/// The largest integer among the values (nulls and non-integers: 0).
-fn max_int(value: &ColumnarValue, rows: usize) -> Result<i64> {
-    let array = to_array(value, rows)?;
+/// Each value as a count: integers (and floats) as themselves, negatives,
+/// nulls and anything else as 0.
+fn counts(array: &ArrayRef) -> Result<Vec<u128>> {
     if !array.data_type().is_integer() && !array.data_type().is_floating() {
-        return Ok(0);
+        return Ok(vec![0; array.len()]);
     }
-    let ints = cast(&array, &DataType::Int64)?;
+    let ints = cast(array, &DataType::Int64)?;
     Ok(ints
         .as_primitive::<Int64Type>()
         .iter()
-        .flatten()
-        .max()
-        .unwrap_or(0))
+        .map(|v| v.unwrap_or(0).max(0) as u128)
+        .collect())
 }
 
-/// The longest string among the values, in bytes.
-fn max_length(value: &ColumnarValue, rows: usize) -> Result<usize> {
-    let array = to_array(value, rows)?;
-    let longest = match array.data_type() {
-        DataType::Utf8 => array.as_string::<i32>().iter().flatten().map(str::len).max(),
-        DataType::LargeUtf8 => array.as_string::<i64>().iter().flatten().map(str::len).max(),
-        DataType::Utf8View => array.as_string_view().iter().flatten().map(str::len).max(),
-        DataType::Binary => array.as_binary::<i32>().iter().flatten().map(<[u8]>::len).max(),
-        DataType::LargeBinary => array.as_binary::<i64>().iter().flatten().map(<[u8]>::len).max(),
-        _ => {
-            // Anything else is cast to a string first by the built-in.
-            let strings = cast(&array, &DataType::Utf8)?;
-            strings.as_string::<i32>().iter().flatten().map(str::len).max()
-        }
-    };
-    Ok(longest.unwrap_or(0))
-}
-
-/// The most elements a value holds (a list's length; 1 for anything else).
-fn max_elements(value: &ColumnarValue, rows: usize) -> Result<usize> {
-    let array = to_array(value, rows)?;
+/// Each value's length in bytes (anything but strings and binaries is
+/// measured as the string the built-in would cast it to).
+fn lengths(array: &ArrayRef) -> Result<Vec<u128>> {
+    fn of<'a>(values: impl Iterator<Item = Option<usize>> + 'a) -> Vec<u128> {
+        values.map(|n| n.unwrap_or(0) as u128).collect()
+    }
     Ok(match array.data_type() {
+        DataType::Utf8 => of(array.as_string::<i32>().iter().map(|s| s.map(str::len))),
+        DataType::LargeUtf8 => of(array.as_string::<i64>().iter().map(|s| s.map(str::len))),
+        DataType::Utf8View => of(array.as_string_view().iter().map(|s| s.map(str::len))),
+        DataType::Binary => of(array.as_binary::<i32>().iter().map(|b| b.map(<[u8]>::len))),
+        DataType::LargeBinary => of(array.as_binary::<i64>().iter().map(|b| b.map(<[u8]>::len))),
+        _ => {
+            let strings = cast(array, &DataType::Utf8)?;
+            of(strings.as_string::<i32>().iter().map(|s| s.map(str::len)))
+        }
+    })
+}
+
+/// Each value's count of leaf values: a list's, however nested (a list of
+/// lists of 1,000 counts its lists' lengths summed); 1 for anything else.
+fn values(array: &ArrayRef) -> Result<Vec<u128>> {
+    Ok((0..array.len())
+        .map(|row| leaves(array.as_ref(), row, row + 1))
+        .collect())
+}
+
+/// The leaf values of rows `start..end` of `array`.
+fn leaves(array: &dyn Array, start: usize, end: usize) -> u128 {
+    match array.data_type() {
         DataType::List(_) => {
             let list = array.as_list::<i32>();
-            (0..list.len()).map(|i| list.value_length(i).max(0) as usize).max().unwrap_or(0)
+            let offsets = list.value_offsets();
+            let (from, to) = (offsets[start].max(0) as usize, offsets[end].max(0) as usize);
+            leaves(list.values().as_ref(), from, to)
         }
         DataType::LargeList(_) => {
             let list = array.as_list::<i64>();
-            (0..list.len()).map(|i| list.value_length(i).max(0) as usize).max().unwrap_or(0)
+            let offsets = list.value_offsets();
+            let (from, to) = (offsets[start].max(0) as usize, offsets[end].max(0) as usize);
+            leaves(list.values().as_ref(), from, to)
         }
-        _ => 1,
-    })
+        DataType::FixedSizeList(_, size) => {
+            let list = array.as_fixed_size_list();
+            let size = (*size).max(0) as usize;
+            leaves(list.values().as_ref(), start * size, end * size)
+        }
+        _ => end.saturating_sub(start) as u128,
+    }
 }
 
 /// The elements `range`/`generate_series` would build for the longest row:

@@ -348,8 +348,14 @@ async fn run(state: &QueryState, request: SqlRequest) -> Result<SqlResult, Query
             context.call_timeout,
         )
         .await?;
-    let session = SessionContext::new_with_config_rt(SessionConfig::new(), state.runtime.clone());
-    functions::install(&session, context.settings.max_function_output);
+    let config = SessionConfig::new();
+    let caps = functions::Caps {
+        per_row: context.settings.max_function_output,
+        per_batch: context.settings.max_function_batch_output,
+        batch_rows: config.batch_size(),
+    };
+    let session = SessionContext::new_with_config_rt(config, state.runtime.clone());
+    functions::install(&session, caps);
     for manifest in manifests {
         let path = catalog::dataset_path(&context.data_dir, &manifest.name);
         let dataset = Dataset::open(&path.display().to_string())
@@ -434,23 +440,32 @@ impl Answer {
             for column in &columns {
                 // A cell is measured before it is copied: one huge string
                 // is refused without a second copy of it.
-                let size = cell_size(column, row);
+                let (size, value) = match cell_size(column, row) {
+                    Some(size) => (size, None),
+                    // Nested and other types are measured as the text
+                    // they are shown as.
+                    None => {
+                        let value = cell(column, row);
+                        (value.to_string().len(), Some(value))
+                    }
+                };
                 if size > self.bytes_left {
                     self.truncated_by = Some("max_result_bytes");
                     return;
                 }
                 self.bytes_left -= size;
-                values.push(cell(column, row));
+                values.push(value.unwrap_or_else(|| cell(column, row)));
             }
             self.rows.push(values);
         }
     }
 }
 
-/// About how many bytes a cell takes in the JSON answer.
-fn cell_size(array: &ArrayRef, row: usize) -> usize {
+/// About how many bytes a cell takes in the JSON answer, for the types
+/// that can be measured without formatting them (`None`: format it).
+fn cell_size(array: &ArrayRef, row: usize) -> Option<usize> {
     if array.is_null(row) {
-        return 5;
+        return Some(5);
     }
     let text = match array.data_type() {
         DataType::Utf8 => array.as_string::<i32>().value(row).len(),
@@ -460,9 +475,10 @@ fn cell_size(array: &ArrayRef, row: usize) -> usize {
         DataType::LargeBinary => array.as_binary::<i64>().value(row).len() * 2,
         DataType::List(_) => array.as_list::<i32>().value(row).get_array_memory_size(),
         DataType::LargeList(_) => array.as_list::<i64>().value(row).get_array_memory_size(),
-        _ => 0,
+        data_type if data_type.is_primitive() || *data_type == DataType::Boolean => 0,
+        _ => return None,
     };
-    text + 24
+    Some(text + 24)
 }
 
 /// One cell as JSON: numbers, strings and booleans as themselves, anything
