@@ -36,7 +36,8 @@ pub struct AbuseOptions {
     pub kinds: Vec<String>,
 }
 
-/// Every hostile kind, in the order they run.
+/// Every hostile kind, in the order they run (`oversized_body` alternates
+/// a body over its route's limit and a compressed one).
 pub const KINDS: [&str; 13] = [
     "encoded_path",
     "deep_sql",
@@ -266,6 +267,11 @@ async fn hostile(
                 "SELECT cardinality(range(1, 2000000000))",
                 "SELECT length(lpad('x', 2000000000))",
                 "SELECT cardinality(array_repeat(1, 2000000000))",
+                // Within the per-row cap, past the batch's.
+                "SELECT max(length(repeat(cast(value AS varchar), 100000))) FROM range(100000)",
+                "SELECT max(length(repeat('x', 250000))) FROM range(1000000)",
+                "SELECT cardinality(array_repeat(array_repeat(array_repeat(1, 1000), 1000), 1000))",
+                "SELECT length(replace(repeat('x', 1000), 'x', repeat('y', 1000)))",
             ];
             post("/v1/sql", json!({"sql": bombs[n % bombs.len()]})).await?
         }
@@ -294,6 +300,15 @@ async fn hostile(
                 json!({"text": "welder", "k": 10, "filter": filter}),
             )
             .await?
+        }
+        "oversized_body" if n % 2 == 1 => {
+            // A small body that would inflate: refused before it is read.
+            http.post(format!("{base}/v1/matrix/search"))
+                .header("content-type", "application/json")
+                .header("content-encoding", "gzip")
+                .body(vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3])
+                .send()
+                .await?
         }
         "oversized_body" => {
             post(
