@@ -85,6 +85,18 @@ pub enum MatrixError {
     Call(#[from] CallError),
 }
 
+impl From<crate::domain::matrix::SearchRefused> for MatrixError {
+    fn from(refused: crate::domain::matrix::SearchRefused) -> Self {
+        use crate::domain::matrix::SearchRefused;
+        match refused {
+            SearchRefused::Invalid(invalid) => MatrixError::Invalid(invalid),
+            SearchRefused::Filter(err) => MatrixError::Index(IndexError::Invalid(
+                crate::domain::vectors::ValidationError::Filter(err),
+            )),
+        }
+    }
+}
+
 impl HasCode for MatrixError {
     fn code(&self) -> ErrorCode {
         match self {
@@ -266,7 +278,11 @@ impl Context {
     }
 
     async fn search(&self, request: MatrixSearch) -> Result<MatrixResults, MatrixError> {
-        request.check()?;
+        // Checked once: by the use case that sent it, else here.
+        let prepared = match &request.prepared {
+            Some(prepared) => prepared.clone(),
+            None => request.prepare()?,
+        };
         let mode = request.mode.unwrap_or(self.settings.default_mode);
         let playbook_role = match (&request.role, request.use_playbook) {
             (Some(role), true) => Some(role.clone()),
@@ -280,28 +296,6 @@ impl Context {
         } else {
             None
         };
-        let mut filter = Map::new();
-        for (field, value) in [
-            ("role", &request.role),
-            ("city", &request.city),
-            ("state", &request.state),
-        ] {
-            if let Some(value) = value {
-                filter.insert(field.to_string(), Value::String(value.clone()));
-            }
-        }
-        // The typed parameters, role/city/state and the request's own
-        // filter must all hold. The request's filter is checked on its own
-        // first, so errors name the paths the caller wrote.
-        filter.extend(request.typed_conditions()?);
-        if let Some(extra) = &request.filter {
-            crate::domain::filter::Filter::parse(
-                extra,
-                crate::domain::vectors::MAX_FILTER_CONDITIONS,
-            )
-            .map_err(|e| IndexError::Invalid(crate::domain::vectors::ValidationError::Filter(e)))?;
-        }
-        let filter = combine(filter, request.filter.clone());
         let exclude = request.exclude_ids.clone().unwrap_or_default();
 
         let playbook = match (&playbook_role, &vector) {
@@ -320,13 +314,14 @@ impl Context {
             vector: vector.filter(|_| mode.uses_vectors()),
             text: mode.uses_keywords().then(|| request.query.clone()),
             k: request.k,
-            filter: (!filter.is_empty()).then(|| filter.clone()),
+            filter: None,
             exclude_ids: (!exclude.is_empty()).then(|| exclude.clone()),
             ef_search: None,
             mode: Some(mode),
             keyword_weight: request.keyword_weight,
             explain: request.explain,
             include_ids,
+            prepared: Some(prepared.filter),
         };
         let hits = self
             .index_search(WORKERS, search)
@@ -471,32 +466,6 @@ impl Context {
             Err(err) => Err(err.into()),
         }
     }
-}
-
-/// `typed` (flat field conditions) and the caller's filter, both to hold,
-/// nested as little as possible: merged into one object when their fields
-/// differ, appended to the caller's own `and`, else wrapped in an `and`.
-fn combine(typed: Map<String, Value>, extra: Option<Map<String, Value>>) -> Map<String, Value> {
-    let Some(mut extra) = extra else { return typed };
-    if typed.is_empty() {
-        return extra;
-    }
-    let logical = ["and", "or", "not"];
-    let has_logical = extra.keys().any(|k| logical.contains(&k.as_str()));
-    if !has_logical && typed.keys().all(|k| !extra.contains_key(k)) {
-        extra.extend(typed);
-        return extra;
-    }
-    if let Some(Value::Array(all)) = extra.get_mut("and") {
-        all.push(Value::Object(typed));
-        return extra;
-    }
-    let mut both = Map::new();
-    both.insert(
-        "and".into(),
-        Value::Array(vec![Value::Object(extra), Value::Object(typed)]),
-    );
-    both
 }
 
 /// A worker hit from the index, not boosted yet.

@@ -397,11 +397,7 @@ pub fn prepare(filter: Option<Map<String, Value>>) -> Result<PreparedFilter, Fil
     let Some(filter) = filter else {
         return Ok(PreparedFilter::default());
     };
-    let parsed = Filter::parse(&filter, MAX_FILTER_CONDITIONS)?;
-    Ok(PreparedFilter {
-        equalities: parsed.required_equalities(),
-        predicate: (!parsed.is_equalities_only()).then(|| std::sync::Arc::new(parsed)),
-    })
+    Ok(PreparedFilter::of(Filter::parse(&filter, MAX_FILTER_CONDITIONS)?))
 }
 
 /// Conditions in one filter, whatever its nesting (the HTTP edge also caps
@@ -416,6 +412,21 @@ pub struct PreparedFilter {
     pub equalities: Vec<(String, String)>,
     /// `None` when the equalities say everything.
     pub predicate: Option<std::sync::Arc<Filter>>,
+}
+
+impl PreparedFilter {
+    /// A parsed filter, split into its equalities and the rest.
+    pub fn of(parsed: Filter) -> Self {
+        Self {
+            equalities: parsed.required_equalities(),
+            predicate: (!parsed.is_equalities_only()).then(|| std::sync::Arc::new(parsed)),
+        }
+    }
+
+    /// Whether it keeps every item.
+    pub fn is_empty(&self) -> bool {
+        self.equalities.is_empty() && self.predicate.is_none()
+    }
 }
 
 #[cfg(test)]

@@ -7,13 +7,14 @@
 //! `distance × (1 − 0.5·score)` — score 1.0 halves it exactly. A worker in
 //! several matching recordings gets the strongest boost once, not a product.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::filter::{Filter, FilterError, PreparedFilter, MAX_FILTER_CONDITIONS};
 use super::keyword::{HitExplain, SearchMode};
 
 pub const MAX_QUERY_CHARS: usize = 2000;
@@ -66,6 +67,32 @@ pub struct MatrixSearch {
     /// recordings behind its playbook boost.
     #[serde(default)]
     pub explain: bool,
+    /// The search checked and its filter parsed, once, by the use case
+    /// (see [`MatrixSearch::prepare`]); the matrix prepares it itself when
+    /// this is `None`. Never from a client.
+    #[serde(skip)]
+    pub prepared: Option<PreparedSearch>,
+}
+
+/// A matrix search, checked once: one filter over the workers that role,
+/// city, state, the typed parameters and the request's own filter must all
+/// satisfy, parsed; and the fields the request's own filter names.
+#[derive(Debug, Clone, Default)]
+pub struct PreparedSearch {
+    pub filter: PreparedFilter,
+    /// The request's filter's fields: its top-level ones and the
+    /// equalities in its `and`s (each gets a lookup in the index).
+    pub filter_fields: BTreeSet<String>,
+}
+
+/// Why [`MatrixSearch::prepare`] refused a search.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SearchRefused {
+    #[error(transparent)]
+    Invalid(#[from] MatrixInvalid),
+    /// The request's filter (the path names where in it).
+    #[error(transparent)]
+    Filter(#[from] FilterError),
 }
 
 /// Typed list parameters hold at most this many values.
@@ -363,6 +390,55 @@ pub fn check_query(query: &str) -> Result<(), MatrixInvalid> {
 
 impl MatrixSearch {
     pub fn check(&self) -> Result<(), MatrixInvalid> {
+        self.check_shape()?;
+        self.typed_conditions().map(|_| ())
+    }
+
+    /// Checks the search and parses its filter, once: the typed
+    /// parameters, role, city and state become conditions beside the
+    /// request's own filter (which is parsed on its own, so an error names
+    /// the path its caller wrote).
+    pub fn prepare(&self) -> Result<PreparedSearch, SearchRefused> {
+        self.check_shape()?;
+        let mut own = self.typed_conditions()?;
+        for (field, value) in [
+            ("role", &self.role),
+            ("city", &self.city),
+            ("state", &self.state),
+        ] {
+            if let Some(value) = value {
+                own.insert(field.to_string(), Value::String(value.clone()));
+            }
+        }
+        let mut parts = Vec::new();
+        let mut filter_fields = BTreeSet::new();
+        if let Some(filter) = &self.filter {
+            let parsed = Filter::parse(filter, MAX_FILTER_CONDITIONS)?;
+            filter_fields.extend(
+                filter
+                    .keys()
+                    .filter(|k| !["and", "or", "not"].contains(&k.as_str()))
+                    .cloned(),
+            );
+            filter_fields.extend(parsed.required_equalities().into_iter().map(|(f, _)| f));
+            parts.push(parsed);
+        }
+        if !own.is_empty() {
+            parts.push(Filter::parse(&own, MAX_FILTER_CONDITIONS)?);
+        }
+        let filter = match parts.len() {
+            0 => PreparedFilter::default(),
+            1 => PreparedFilter::of(parts.remove(0)),
+            _ => PreparedFilter::of(Filter::And(parts)),
+        };
+        Ok(PreparedSearch {
+            filter,
+            filter_fields,
+        })
+    }
+
+    /// What can be checked without the typed parameters.
+    fn check_shape(&self) -> Result<(), MatrixInvalid> {
         check_query(&self.query)?;
         if !(1..=MAX_K).contains(&self.k) {
             return Err(MatrixInvalid::InvalidK(self.k));
@@ -375,7 +451,7 @@ impl MatrixSearch {
                 });
             }
         }
-        self.typed_conditions().map(|_| ())
+        Ok(())
     }
 
     /// The typed parameters as conditions of the filter language, over the
@@ -705,6 +781,50 @@ mod tests {
         );
         assert!(id.starts_with("pb-") && id.len() == 35);
         assert!(crate::domain::vectors::validate_id(&id, "id").is_ok());
+    }
+
+    #[test]
+    fn a_search_is_prepared_once_into_one_filter() {
+        let search: MatrixSearch = serde_json::from_value(serde_json::json!({
+            "query": "welder", "k": 5, "role": "Welder", "min_years": 3,
+            "filter": {"and": [{"state": "IL"}, {"shift": {"ne": "night"}}]},
+        }))
+        .unwrap();
+        let prepared = search.prepare().unwrap();
+        // The request's own fields: its top level (none but `and`) and the
+        // equalities inside its `and`.
+        assert_eq!(prepared.filter_fields, BTreeSet::from(["state".to_string()]));
+        let equalities: BTreeSet<String> = prepared
+            .filter
+            .equalities
+            .iter()
+            .map(|(field, _)| field.clone())
+            .collect();
+        assert_eq!(equalities, BTreeSet::from(["role".into(), "state".into()]));
+        let predicate = prepared.filter.predicate.expect("ne and gte need a check");
+        let worker = |years: u32, shift: &str, state: &str| {
+            serde_json::json!({"role": "Welder", "years_experience": years, "shift": shift, "state": state})
+        };
+        assert!(predicate.matches(&worker(4, "day", "IL")));
+        assert!(!predicate.matches(&worker(2, "day", "IL")), "min_years holds");
+        assert!(!predicate.matches(&worker(4, "night", "IL")), "the filter holds");
+        assert!(!predicate.matches(&worker(4, "day", "TX")));
+        // A bad filter is refused naming the caller's path; a bad typed
+        // parameter as the parameter.
+        let bad: MatrixSearch = serde_json::from_value(serde_json::json!({
+            "query": "welder", "k": 5, "filter": {"years_experience": {"gte": "x"}}}))
+        .unwrap();
+        match bad.prepare() {
+            Err(SearchRefused::Filter(err)) => assert!(err.path.contains("years_experience"), "{err}"),
+            other => panic!("{other:?}"),
+        }
+        let bad: MatrixSearch = serde_json::from_value(serde_json::json!({
+            "query": "welder", "k": 5, "max_rate": -1.0}))
+        .unwrap();
+        assert!(matches!(
+            bad.prepare(),
+            Err(SearchRefused::Invalid(MatrixInvalid::InvalidParameter { name: "max_rate", .. }))
+        ));
     }
 
     #[test]

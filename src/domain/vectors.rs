@@ -297,6 +297,11 @@ pub struct SearchRequest {
     /// search's playbook candidates); never from a client.
     #[serde(skip)]
     pub include_ids: Vec<String>,
+    /// `filter`, parsed once by the use case that checked it (the matrix
+    /// search's, with its typed conditions); the index parses `filter`
+    /// itself when this is `None`. Never from a client.
+    #[serde(skip)]
+    pub prepared: Option<PreparedFilter>,
 }
 
 impl SearchRequest {
@@ -323,6 +328,7 @@ impl SearchRequest {
             keyword_weight: None,
             explain: false,
             include_ids: Vec::new(),
+            prepared: None,
         }
     }
 

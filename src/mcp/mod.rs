@@ -142,6 +142,7 @@ impl LakehouseMcp {
                     mode: args.mode,
                     keyword_weight: args.keyword_weight,
                     explain: args.explain,
+                    prepared: None,
                 })
             }
             "embed_text" => {

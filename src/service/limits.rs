@@ -4,7 +4,12 @@
 //! list may be, who may write the matrix's own indexes.
 
 use super::{ApiError, Context};
+use crate::actors::matrix::MatrixError;
+use crate::actors::vectors::IndexError;
 use crate::domain::auth::Role;
+use crate::domain::filter::{Filter, PreparedFilter, MAX_FILTER_CONDITIONS};
+use crate::domain::matrix::{MatrixSearch, PreparedSearch};
+use crate::domain::vectors::ValidationError;
 
 /// A search filter has at most `limits.max_filter_fields` fields.
 pub fn check_filter_fields(context: &Context, fields: usize) -> Result<(), ApiError> {
@@ -15,25 +20,56 @@ pub fn check_filter_fields(context: &Context, fields: usize) -> Result<(), ApiEr
     Ok(())
 }
 
-/// A filter names at most `limits.max_filter_fields` fields: those at its
-/// top level and the equalities nested in its `and`s (each of those gets a
-/// lookup in the index). A filter that does not parse passes here and is
-/// refused, naming the path, by the index.
-pub fn check_filter(
+/// The fields at a filter's top level (its logical operators left out).
+fn top_level_fields(filter: &serde_json::Map<String, serde_json::Value>) -> usize {
+    filter
+        .keys()
+        .filter(|k| !["and", "or", "not"].contains(&k.as_str()))
+        .count()
+}
+
+/// Parses a search filter, once: the index gets the parsed filter. It names
+/// at most `limits.max_filter_fields` fields: those at its top level
+/// (counted before it is parsed) and the equalities nested in its `and`s
+/// (each of those gets a lookup in the index). A filter that does not
+/// parse is refused with `invalid_filter`, naming the path.
+pub fn prepare_filter(
     context: &Context,
     filter: Option<&serde_json::Map<String, serde_json::Value>>,
-) -> Result<(), ApiError> {
-    let Some(filter) = filter else { return Ok(()) };
+) -> Result<Option<PreparedFilter>, ApiError> {
+    let Some(filter) = filter else { return Ok(None) };
+    check_filter_fields(context, top_level_fields(filter))?;
+    let parsed = Filter::parse(filter, MAX_FILTER_CONDITIONS)
+        .map_err(|e| IndexError::Invalid(ValidationError::Filter(e)))?;
     let mut fields: std::collections::HashSet<&str> = filter
         .keys()
         .map(String::as_str)
         .filter(|k| !["and", "or", "not"].contains(k))
         .collect();
-    let parsed =
-        crate::domain::filter::Filter::parse(filter, crate::domain::vectors::MAX_FILTER_CONDITIONS);
-    let equalities = parsed.map(|f| f.required_equalities()).unwrap_or_default();
+    let equalities = parsed.required_equalities();
     fields.extend(equalities.iter().map(|(field, _)| field.as_str()));
-    check_filter_fields(context, fields.len())
+    check_filter_fields(context, fields.len())?;
+    Ok(Some(PreparedFilter::of(parsed)))
+}
+
+/// As [`prepare_filter`], for a caller that passes the filter on as written
+/// (a chat's retrieval).
+pub fn check_filter(
+    context: &Context,
+    filter: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<(), ApiError> {
+    prepare_filter(context, filter).map(|_| ())
+}
+
+/// A matrix search, checked and its filter parsed once (see
+/// [`MatrixSearch::prepare`]), within `limits.max_filter_fields`.
+pub fn prepare_search(context: &Context, request: &MatrixSearch) -> Result<PreparedSearch, ApiError> {
+    if let Some(filter) = &request.filter {
+        check_filter_fields(context, top_level_fields(filter))?;
+    }
+    let prepared = request.prepare().map_err(MatrixError::from)?;
+    check_filter_fields(context, prepared.filter_fields.len())?;
+    Ok(prepared)
 }
 
 /// An id list (`exclude_ids`, `worker_ids`) has at most

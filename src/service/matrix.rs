@@ -5,16 +5,16 @@
 use crate::actors::matrix::{MatrixMessage, NAME};
 use crate::domain::matrix::{MatrixResults, MatrixSearch, PlaybookRecord, Recorded};
 
-use super::limits::{check_filter, check_ids};
+use super::limits::{check_ids, prepare_search};
 use super::{ApiError, Context};
 
 /// The k best workers for a need.
 pub async fn search_workers(
     context: &Context,
-    request: MatrixSearch,
+    mut request: MatrixSearch,
 ) -> Result<MatrixResults, ApiError> {
     check_ids(context, "exclude_ids", request.exclude_ids.as_deref())?;
-    check_filter(context, request.filter.as_ref())?;
+    request.prepared = Some(prepare_search(context, &request)?);
     Ok(context
         .call(NAME, |reply| MatrixMessage::Search { request, reply })
         .await??)

@@ -13,7 +13,7 @@ use crate::domain::vectors::{
 };
 use crate::supervision::{CallError, ChildStatus};
 
-use super::limits::{check_filter, check_ids, check_reserved};
+use super::limits::{check_ids, check_reserved, prepare_filter};
 use super::{ApiError, Context};
 
 /// Calls the actor of index `name`. The `vectors` board answers first,
@@ -110,9 +110,9 @@ pub async fn add_items(
 pub async fn search_index(
     context: &Context,
     name: &str,
-    request: SearchRequest,
+    mut request: SearchRequest,
 ) -> Result<Vec<Hit>, ApiError> {
-    check_filter(context, request.filter.as_ref())?;
+    request.prepared = prepare_filter(context, request.filter.as_ref())?;
     check_ids(context, "exclude_ids", request.exclude_ids.as_deref())?;
     match index::reader(&context.directory, name) {
         Some(reader) => Ok(reader.search(request).await?),

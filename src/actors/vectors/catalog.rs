@@ -94,12 +94,14 @@ async fn create(
     remove_data(context, &name).await;
     let json =
         serde_json::to_vec_pretty(&definition).map_err(|e| IndexError::Internal(e.to_string()))?;
-    write_atomically(
-        &context.definition_path(&name),
-        &json,
-        context.settings.data.durability,
-    )
-    .map_err(|e| IndexError::Storage(e.to_string()))?;
+    let path = context.definition_path(&name);
+    write_atomically(&path, &json, context.settings.data.durability).map_err(|source| {
+        super::store::StoreError::Io {
+            action: "write",
+            path: path.clone(),
+            source,
+        }
+    })?;
 
     let spec = context.index_spec(definition.clone());
     let started = context

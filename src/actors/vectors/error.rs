@@ -5,6 +5,8 @@ use crate::codes::{ErrorCode, HasCode};
 use crate::domain::vectors::ValidationError;
 use crate::supervision::CallError;
 
+use std::sync::Arc;
+
 use super::{hnsw, store};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,8 +23,10 @@ pub enum IndexError {
     Embed(#[from] EmbedError),
     #[error("embedder: {0}")]
     EmbedCall(CallError),
+    /// Lance or the data dir failed; the source chain says how. Shared:
+    /// one failed group commit fails every batch in it.
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(#[source] Arc<store::StoreError>),
     #[error("faiss: {0}")]
     Faiss(String),
     #[error("the index is restarting; retry shortly")]
@@ -64,7 +68,7 @@ impl HasCode for IndexError {
 
 impl From<store::StoreError> for IndexError {
     fn from(err: store::StoreError) -> Self {
-        Self::Storage(err.to_string())
+        Self::Storage(Arc::new(err))
     }
 }
 

@@ -209,6 +209,7 @@ impl IndexReader {
     pub async fn search(&self, request: SearchRequest) -> Result<Vec<Hit>, IndexError> {
         request.validate()?;
         let quick = request.filter.is_none()
+            && request.prepared.as_ref().is_none_or(|p| p.is_empty())
             && request.mode() == crate::domain::keyword::SearchMode::Semantic;
         let run = if quick {
             search::Run::Inline

@@ -86,7 +86,10 @@ pub(super) async fn run(
     } else {
         Vec::new()
     };
-    let filter = prepare_filter(request.filter)?;
+    let filter = match request.prepared {
+        Some(prepared) => prepared,
+        None => prepare_filter(request.filter)?,
+    };
     let query = Query {
         vector,
         k: request.k,

@@ -36,7 +36,7 @@ pub enum CommitError {
     #[error("a newer incarnation owns the index; nothing was written")]
     Superseded,
     #[error("Lance append failed, nothing acknowledged: {0}")]
-    Append(#[source] StoreError),
+    Append(#[source] Arc<StoreError>),
     #[error("graph insert failed after the Lance append: {0}")]
     Apply(#[source] HnswError),
     #[error("the graph insert task failed: {0}")]
@@ -283,9 +283,9 @@ pub(super) async fn commit(
     };
     let (committed, applied) = tokio::join!(append, insert);
     if let Err(err) = committed {
-        let message = err.to_string();
+        let err = Arc::new(err);
         for batch in group {
-            batch.reply.fail(IndexError::Storage(message.clone()));
+            batch.reply.fail(IndexError::Storage(err.clone()));
         }
         // Whether Lance kept part of it is unknown, and seqs were consumed:
         // reload from Lance rather than guess.
