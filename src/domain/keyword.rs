@@ -34,6 +34,7 @@ pub const MAX_QUERY_TERMS: usize = 64;
     Copy,
     PartialEq,
     Eq,
+    Hash,
     Serialize,
     Deserialize,
     Default,

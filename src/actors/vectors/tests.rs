@@ -1850,3 +1850,102 @@ fn the_exact_search_of_the_live_items_equals_brute_force_for_every_metric() {
         }
     }
 }
+
+/// Keyword and hybrid searches (explained, with included ids) come from the
+/// result cache once asked, equal to what an index without a cache answers,
+/// and a write to the index invalidates them.
+#[test]
+fn cached_hybrid_results_equal_uncached_ones_until_a_write() {
+    use super::core::{Applied, Core, Entry, Query};
+    use super::hnsw::Hnsw;
+    use crate::domain::keyword::{query_terms, SearchMode};
+
+    let dimension = 16;
+    let definition = definition("hybrid-cache", dimension, params());
+    let build = |cache_entries: usize| {
+        let hnsw = Hnsw::new(dimension, definition.metric, definition.hnsw).unwrap();
+        Core::new(definition.clone(), hnsw, cache_entries, 1 << 20, Default::default())
+    };
+    let (cached, uncached) = (build(64), build(0));
+    let words = ["welder", "forklift", "driver", "nurse", "picker", "night", "day", "hazmat"];
+    let mut rng = Rng(7);
+    let n = 400u64;
+    let vectors: Vec<Vec<f32>> = (0..n).map(|_| rng.unit_vector(dimension)).collect();
+    let texts: Vec<(u64, Arc<str>)> = (1..=n)
+        .map(|seq| {
+            let text = format!(
+                "{} {} {}",
+                words[(seq % 8) as usize],
+                words[((seq / 8) % 8) as usize],
+                words[((seq * 7) % 8) as usize]
+            );
+            (seq, Arc::from(text.as_str()))
+        })
+        .collect();
+    let labels: Vec<u64> = (1..=n).collect();
+    for core in [&cached, &uncached] {
+        core.add_vectors(&vectors.concat(), &labels).unwrap();
+        let rows = labels
+            .iter()
+            .map(|&seq| {
+                let metadata = format!(r#"{{"group":"g{}"}}"#, seq % 3);
+                (format!("v{seq}"), Entry { seq, metadata: Arc::from(metadata.as_str()) })
+            })
+            .collect();
+        core.install(rows, texts.clone(), n, 1);
+    }
+    let queries: Vec<Query> = [SearchMode::Keyword, SearchMode::Hybrid]
+        .into_iter()
+        .flat_map(|mode| {
+            let vectors = &vectors;
+            [false, true].into_iter().map(move |explain| Query {
+                mode,
+                terms: query_terms("hazmat night welder"),
+                keyword_weight: 0.6,
+                explain,
+                include_ids: vec!["v5".into(), "v399".into()],
+                ..Query::nearest(vectors[3].clone(), 10)
+            })
+        })
+        .collect();
+    let ids = |hits: &[crate::domain::vectors::Hit]| -> Vec<(String, u32, bool)> {
+        hits.iter()
+            .map(|h| (h.id.clone(), h.distance.to_bits(), h.explain.is_some()))
+            .collect()
+    };
+    for query in &queries {
+        let first = cached.search(query).unwrap();
+        let again = cached.search(query).unwrap();
+        let reference = uncached.search(query).unwrap();
+        assert_eq!(ids(&first), ids(&reference), "{:?}", query.mode);
+        assert_eq!(ids(&again), ids(&reference), "from the cache: {:?}", query.mode);
+        assert!(first.iter().any(|h| h.explain.is_some()) == query.explain);
+    }
+    assert_eq!(cached.cached_results(), queries.len(), "each kind of search is cached");
+    assert_eq!(uncached.cached_results(), 0);
+    // A write that the queries match best, on both sides (the query's own
+    // vector and its terms): every cached answer goes.
+    let vector = vectors[3].clone();
+    for core in [&cached, &uncached] {
+        core.add_vectors(&vector, &[n + 1]).unwrap();
+        core.publish(
+            &[Applied::Upsert {
+                id: "fresh",
+                seq: n + 1,
+                metadata: Arc::from(r#"{"group":"g0"}"#),
+                text: Some(Arc::from("hazmat night welder hazmat night welder")),
+            }],
+            n + 1,
+            2,
+        );
+    }
+    for query in &queries {
+        let after = cached.search(query).unwrap();
+        assert_eq!(ids(&after), ids(&uncached.search(query).unwrap()), "{:?}", query.mode);
+        assert!(
+            after.iter().any(|h| h.id == "fresh"),
+            "{:?}: the write shows in the next answer",
+            query.mode
+        );
+    }
+}

@@ -1,11 +1,37 @@
 //! The recent results of an index, dropped by its next write.
 
+use super::read::Ranked;
 use super::*;
 
 pub(super) struct CachedResult {
     pub(super) query: Query,
     pub(super) max_seq: u64,
-    pub(super) scored: Vec<(u64, f32)>,
+    pub(super) ranking: Ranking,
+}
+
+/// What a search found, before it becomes hits.
+#[derive(Clone)]
+pub(super) enum Ranking {
+    /// A plain semantic search: labels and distances.
+    Scored(Vec<(u64, f32)>),
+    /// Anything else (keyword, hybrid, explain, included ids).
+    Ranked(Vec<Ranked>),
+}
+
+impl Ranking {
+    fn bytes(&self) -> usize {
+        match self {
+            Ranking::Scored(scored) => scored.len() * 16,
+            Ranking::Ranked(ranked) => ranked
+                .iter()
+                .map(|r| {
+                    32 + r.explain.as_ref().map_or(0, |e| {
+                        160 + e.matched_terms.iter().map(|t| t.len() + 24).sum::<usize>()
+                    })
+                })
+                .sum(),
+        }
+    }
 }
 
 impl CachedResult {
@@ -22,9 +48,11 @@ impl CachedResult {
             + query
                 .exclude_ids
                 .iter()
+                .chain(&query.include_ids)
+                .chain(&query.terms)
                 .map(|id| id.len() + 24)
                 .sum::<usize>()
-            + self.scored.len() * 16
+            + self.ranking.bytes()
     }
 }
 
@@ -76,12 +104,22 @@ impl Query {
             .hash(&mut hasher);
         self.exclude_ids.hash(&mut hasher);
         self.ef_search.hash(&mut hasher);
+        self.mode.hash(&mut hasher);
+        self.terms.hash(&mut hasher);
+        self.keyword_weight.to_bits().hash(&mut hasher);
+        self.explain.hash(&mut hasher);
+        self.include_ids.hash(&mut hasher);
         hasher.finish()
     }
 
     pub(super) fn same_as(&self, other: &Query) -> bool {
         self.k == other.k
             && self.ef_search == other.ef_search
+            && self.mode == other.mode
+            && self.terms == other.terms
+            && self.keyword_weight.to_bits() == other.keyword_weight.to_bits()
+            && self.explain == other.explain
+            && self.include_ids == other.include_ids
             && self.filter == other.filter
             && self.predicate == other.predicate
             && self.exclude_ids == other.exclude_ids
@@ -106,7 +144,7 @@ mod cache_tests {
                 ..Query::nearest(vec![0.0; 64], 10)
             },
             max_seq: 1,
-            scored: (0..hits as u64).map(|l| (l, 0.5)).collect(),
+            ranking: Ranking::Scored((0..hits as u64).map(|l| (l, 0.5)).collect()),
         }
     }
 

@@ -14,7 +14,7 @@ mod lookups;
 mod read;
 mod write;
 
-use cache::{CachedResult, ResultCache};
+use cache::{CachedResult, Ranking, ResultCache};
 use lookups::{Bitmap, Presence};
 
 use std::collections::{HashMap, HashSet};
@@ -139,7 +139,7 @@ impl Query {
         }
     }
 
-    /// A semantic search with nothing to explain or include: the cached path.
+    /// A semantic search with nothing to explain or include: scored only.
     fn is_plain(&self) -> bool {
         self.mode == SearchMode::Semantic && !self.explain && self.include_ids.is_empty()
     }
@@ -195,6 +195,11 @@ impl Core {
                 max_seq: 0,
             }),
         }
+    }
+
+    /// How many results the cache holds now (0 without a cache).
+    pub fn cached_results(&self) -> usize {
+        self.results.as_ref().map_or(0, |r| r.lock().entries.len())
     }
 
     pub fn get(&self, id: &str) -> Option<Entry> {

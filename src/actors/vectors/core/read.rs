@@ -4,6 +4,7 @@
 use super::*;
 
 /// A ranked label, before it becomes a [`Hit`].
+#[derive(Clone)]
 pub(super) struct Ranked {
     pub(super) label: u64,
     pub(super) distance: f32,
@@ -18,51 +19,62 @@ impl Core {
         f(&inner.hnsw, inner.max_seq)
     }
 
-    /// The k nearest live items passing the filter and not excluded.
+    /// The k nearest live items passing the filter and not excluded. Every
+    /// kind of search is cached (plain semantic ones, keyword, hybrid,
+    /// explained, with included ids) until the index's next write.
     pub fn search(&self, query: &Query) -> Result<Vec<Hit>, HnswError> {
         self.prepare_lookups(&query.filter)?;
-        if !query.is_plain() {
-            let inner = self.inner.read();
-            let ranked = self.rank(query, &inner)?;
-            return Ok(ranked
+        let key = query.cache_key();
+        let max_seq = self.inner.read().max_seq;
+        let cached = self.results.as_ref().and_then(|results| {
+            let mut results = results.lock();
+            let entry = results.get(&key)?;
+            (entry.max_seq == max_seq && entry.query.same_as(query))
+                .then(|| entry.ranking.clone())
+        });
+        let ranking = match cached {
+            Some(ranking) => ranking,
+            None => {
+                let ranking = {
+                    let inner = self.inner.read();
+                    // Computed and stamped under one read lock: a write
+                    // that lands after it bumps `max_seq` past the stamp.
+                    let ranking = if query.is_plain() {
+                        Ranking::Scored(self.score(query, &inner)?)
+                    } else {
+                        Ranking::Ranked(self.rank(query, &inner)?)
+                    };
+                    (ranking, inner.max_seq)
+                };
+                if let Some(results) = &self.results {
+                    results.lock().put(
+                        key,
+                        CachedResult {
+                            query: query.clone(),
+                            max_seq: ranking.1,
+                            ranking: ranking.0.clone(),
+                        },
+                    );
+                }
+                ranking.0
+            }
+        };
+
+        let inner = self.inner.read();
+        Ok(match ranking {
+            Ranking::Scored(scored) => scored
+                .into_iter()
+                .filter_map(|(label, distance)| inner.hit(label, distance, None))
+                .collect(),
+            Ranking::Ranked(ranked) => ranked
                 .into_iter()
                 .filter_map(|r| {
                     let mut hit = inner.hit(r.label, r.distance, r.explain)?;
                     hit.beyond_k = r.beyond_k;
                     Some(hit)
                 })
-                .collect());
-        }
-        let key = query.cache_key();
-        let max_seq = self.inner.read().max_seq;
-        let cached = self.results.as_ref().and_then(|results| {
-            let mut results = results.lock();
-            let entry = results.get(&key)?;
-            (entry.max_seq == max_seq && entry.query.same_as(query)).then(|| entry.scored.clone())
-        });
-        let scored = match cached {
-            Some(scored) => scored,
-            None => {
-                let scored = self.score(query, &self.inner.read())?;
-                if let Some(results) = &self.results {
-                    results.lock().put(
-                        key,
-                        CachedResult {
-                            query: query.clone(),
-                            max_seq,
-                            scored: scored.clone(),
-                        },
-                    );
-                }
-                scored
-            }
-        };
-
-        let inner = self.inner.read();
-        Ok(scored
-            .into_iter()
-            .filter_map(|(label, distance)| inner.hit(label, distance, None))
-            .collect())
+                .collect(),
+        })
     }
 
     /// The exact `k` nearest live items passing the filter (and, with
