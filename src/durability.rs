@@ -79,7 +79,9 @@ pub fn syncing_directory(dir: &Path) -> object_store::Result<Arc<dyn ObjectStore
         inner: Arc::new(object_store::local::LocalFileSystem::new()),
     });
     let prefix = ObjectPath::from_absolute_path(&absolute)?;
-    Ok(Arc::new(object_store::prefix::PrefixStore::new(root, prefix)))
+    Ok(Arc::new(object_store::prefix::PrefixStore::new(
+        root, prefix,
+    )))
 }
 
 /// Lance's hook: wraps the local object store in a [`SyncingStore`].

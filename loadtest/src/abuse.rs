@@ -259,7 +259,13 @@ async fn hostile(
                 .send()
                 .await?
         }
-        "deep_sql" => post("/v1/sql", sql_chain(if n % 2 == 0 { 2_000 } else { 20_000 })).await?,
+        "deep_sql" => {
+            post(
+                "/v1/sql",
+                sql_chain(if n % 2 == 0 { 2_000 } else { 20_000 }),
+            )
+            .await?
+        }
         "long_sql" => post("/v1/sql", sql_chain(200_000)).await?,
         "function_bomb" => {
             let bombs = [
@@ -338,10 +344,13 @@ async fn hostile(
         }
         "bad_object_keys" => {
             let keys = ["x%231", "abuse/a%0Aforged", "abuse/%2e%2e/etc"];
-            http.put(format!("{base}/v1/storage/objects/{}", keys[n % keys.len()]))
-                .body("x")
-                .send()
-                .await?
+            http.put(format!(
+                "{base}/v1/storage/objects/{}",
+                keys[n % keys.len()]
+            ))
+            .body("x")
+            .send()
+            .await?
         }
         "mcp_sessions" => {
             let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {

@@ -230,7 +230,6 @@ mod tests {
         assert_eq!(host_name("[::1]junk"), None);
     }
 
-
     fn entry(name: &str, role: Role, token: &str) -> TokenEntry {
         TokenEntry {
             name: name.into(),

@@ -25,7 +25,6 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-
 /// Nesting of `and` / `or` / `not` beyond this is refused.
 pub const MAX_DEPTH: usize = 4;
 /// Values in one `in` / `nin` / `contains_any` / `contains_all` list.
@@ -397,7 +396,10 @@ pub fn prepare(filter: Option<Map<String, Value>>) -> Result<PreparedFilter, Fil
     let Some(filter) = filter else {
         return Ok(PreparedFilter::default());
     };
-    Ok(PreparedFilter::of(Filter::parse(&filter, MAX_FILTER_CONDITIONS)?))
+    Ok(PreparedFilter::of(Filter::parse(
+        &filter,
+        MAX_FILTER_CONDITIONS,
+    )?))
 }
 
 /// Conditions in one filter, whatever its nesting (the HTTP edge also caps

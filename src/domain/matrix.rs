@@ -793,7 +793,10 @@ mod tests {
         let prepared = search.prepare().unwrap();
         // The request's own fields: its top level (none but `and`) and the
         // equalities inside its `and`.
-        assert_eq!(prepared.filter_fields, BTreeSet::from(["state".to_string()]));
+        assert_eq!(
+            prepared.filter_fields,
+            BTreeSet::from(["state".to_string()])
+        );
         let equalities: BTreeSet<String> = prepared
             .filter
             .equalities
@@ -802,12 +805,16 @@ mod tests {
             .collect();
         assert_eq!(equalities, BTreeSet::from(["role".into(), "state".into()]));
         let predicate = prepared.filter.predicate.expect("ne and gte need a check");
-        let worker = |years: u32, shift: &str, state: &str| {
-            serde_json::json!({"role": "Welder", "years_experience": years, "shift": shift, "state": state})
-        };
+        let worker = |years: u32, shift: &str, state: &str| serde_json::json!({"role": "Welder", "years_experience": years, "shift": shift, "state": state});
         assert!(predicate.matches(&worker(4, "day", "IL")));
-        assert!(!predicate.matches(&worker(2, "day", "IL")), "min_years holds");
-        assert!(!predicate.matches(&worker(4, "night", "IL")), "the filter holds");
+        assert!(
+            !predicate.matches(&worker(2, "day", "IL")),
+            "min_years holds"
+        );
+        assert!(
+            !predicate.matches(&worker(4, "night", "IL")),
+            "the filter holds"
+        );
         assert!(!predicate.matches(&worker(4, "day", "TX")));
         // A bad filter is refused naming the caller's path; a bad typed
         // parameter as the parameter.
@@ -815,7 +822,9 @@ mod tests {
             "query": "welder", "k": 5, "filter": {"years_experience": {"gte": "x"}}}))
         .unwrap();
         match bad.prepare() {
-            Err(SearchRefused::Filter(err)) => assert!(err.path.contains("years_experience"), "{err}"),
+            Err(SearchRefused::Filter(err)) => {
+                assert!(err.path.contains("years_experience"), "{err}")
+            }
             other => panic!("{other:?}"),
         }
         let bad: MatrixSearch = serde_json::from_value(serde_json::json!({
@@ -823,7 +832,10 @@ mod tests {
         .unwrap();
         assert!(matches!(
             bad.prepare(),
-            Err(SearchRefused::Invalid(MatrixInvalid::InvalidParameter { name: "max_rate", .. }))
+            Err(SearchRefused::Invalid(MatrixInvalid::InvalidParameter {
+                name: "max_rate",
+                ..
+            }))
         ));
     }
 

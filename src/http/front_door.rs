@@ -316,7 +316,10 @@ async fn decide(
         return Err((anonymous, ApiError::route_not_found(&method, req.path())));
     };
     if front.open && !front.allow_open_proxied {
-        if let Some(found) = PROXY_HEADERS.iter().find(|h| req.headers().contains_key(**h)) {
+        if let Some(found) = PROXY_HEADERS
+            .iter()
+            .find(|h| req.headers().contains_key(**h))
+        {
             return Err((anonymous, ApiError::OpenBehindProxy(found.to_string())));
         }
     }
@@ -374,7 +377,11 @@ async fn decide(
         && method == Method::POST
         && !req.headers().contains_key("mcp-session-id");
     let session = if opens_session {
-        match context.mcp_sessions.admit(&caller.name, front.has_tokens()).await {
+        match context
+            .mcp_sessions
+            .admit(&caller.name, front.has_tokens())
+            .await
+        {
             Ok(pending) => Some(pending),
             Err(refusal) => return Err((caller, refusal)),
         }
@@ -397,11 +404,7 @@ async fn decide(
             ));
         }
     }
-    Ok((
-        caller,
-        Admitted { route, body_limit },
-        session,
-    ))
+    Ok((caller, Admitted { route, body_limit }, session))
 }
 
 /// Replaces the request's body with one that fails with
@@ -457,7 +460,12 @@ mod tests {
 
     #[test]
     fn only_listed_hosts_are_served() {
-        let rule = HostRule::Names(["localhost", "lakehouse.example.com"].iter().map(|s| s.to_string()).collect());
+        let rule = HostRule::Names(
+            ["localhost", "lakehouse.example.com"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        );
         assert!(rule.allows(Some("localhost:3100")));
         assert!(rule.allows(Some("Lakehouse.Example.com")));
         assert!(!rule.allows(Some("attacker.example")));

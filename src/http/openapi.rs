@@ -89,7 +89,10 @@ pub fn document(routes: utoipa::openapi::OpenApi, settings: &crate::config::Sett
     let mut value = serde_json::to_value(&doc).unwrap_or_else(|_| json!({}));
     for (method, path) in OPEN {
         if let Some(operation) = value
-            .pointer_mut(&format!("/paths/{}/{method}", path.replace('~', "~0").replace('/', "~1")))
+            .pointer_mut(&format!(
+                "/paths/{}/{method}",
+                path.replace('~', "~0").replace('/', "~1")
+            ))
             .and_then(Value::as_object_mut)
         {
             operation.insert("security".into(), json!([]));
@@ -112,8 +115,9 @@ fn add_shared_responses(doc: &mut Value, settings: &crate::config::Settings) {
         };
         for method in METHODS {
             if let Some(operation) = item.get_mut(method).and_then(Value::as_object_mut) {
-                let method = actix_web::http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-                    .unwrap_or(actix_web::http::Method::GET);
+                let method =
+                    actix_web::http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                        .unwrap_or(actix_web::http::Method::GET);
                 let limit = super::front_door::body_limit(settings, &method, path);
                 add_to_operation(path, operation, limit);
             }
@@ -170,7 +174,9 @@ fn add_to_operation(path: &str, operation: &mut Map<String, Value>, body_limit: 
     if has_body {
         shared.push((
             "413",
-            format!("`payload_too_large`: the body is over this route's limit of {body_limit} bytes"),
+            format!(
+                "`payload_too_large`: the body is over this route's limit of {body_limit} bytes"
+            ),
         ));
         operation.insert("x-max-body-bytes".into(), json!(body_limit));
     }

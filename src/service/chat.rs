@@ -105,7 +105,6 @@ pub async fn gather(
     }
 }
 
-
 /// One logged run: retrieve → bundle → chat → validate, appended to the
 /// Lance dataset `replay_runs`.
 pub async fn replay(context: &Context, request: ReplayRequest) -> Result<ReplayRun, ApiError> {

@@ -157,4 +157,3 @@ impl ApiError {
         self.status_and_code().0 == Status::SERVICE_UNAVAILABLE
     }
 }
-

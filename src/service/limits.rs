@@ -37,7 +37,9 @@ pub fn prepare_filter(
     context: &Context,
     filter: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Option<PreparedFilter>, ApiError> {
-    let Some(filter) = filter else { return Ok(None) };
+    let Some(filter) = filter else {
+        return Ok(None);
+    };
     check_filter_fields(context, top_level_fields(filter))?;
     let parsed = Filter::parse(filter, MAX_FILTER_CONDITIONS)
         .map_err(|e| IndexError::Invalid(ValidationError::Filter(e)))?;
@@ -63,7 +65,10 @@ pub fn check_filter(
 
 /// A matrix search, checked and its filter parsed once (see
 /// [`MatrixSearch::prepare`]), within `limits.max_filter_fields`.
-pub fn prepare_search(context: &Context, request: &MatrixSearch) -> Result<PreparedSearch, ApiError> {
+pub fn prepare_search(
+    context: &Context,
+    request: &MatrixSearch,
+) -> Result<PreparedSearch, ApiError> {
     if let Some(filter) = &request.filter {
         check_filter_fields(context, top_level_fields(filter))?;
     }
@@ -95,7 +100,10 @@ pub fn check_ids(
 /// otherwise replace every worker, or forge playbook boosts). `role` is the
 /// caller's, `None` when no tokens are configured.
 pub fn check_reserved(role: Option<Role>, index: &str) -> Result<(), ApiError> {
-    let reserved = [crate::actors::matrix::WORKERS, crate::actors::matrix::PLAYBOOK];
+    let reserved = [
+        crate::actors::matrix::WORKERS,
+        crate::actors::matrix::PLAYBOOK,
+    ];
     if !reserved.contains(&index) {
         return Ok(());
     }

@@ -89,7 +89,10 @@ pub async fn index_info(context: &Context, name: &str) -> Result<IndexInfo, ApiE
 pub async fn drop_index(context: &Context, name: &str) -> Result<(), ApiError> {
     let name = name.to_string();
     Ok(context
-        .call(catalog::NAME, |reply| VectorCatalogMessage::Drop { name, reply })
+        .call(catalog::NAME, |reply| VectorCatalogMessage::Drop {
+            name,
+            reply,
+        })
         .await??)
 }
 

@@ -78,10 +78,7 @@ fn documented_settings(docs: &str) -> BTreeMap<String, String> {
         };
         let name = captures[1].to_string();
         let default = cells.get(2).copied().unwrap_or("");
-        let Some(default) = default
-            .strip_prefix('`')
-            .and_then(|d| d.strip_suffix('`'))
-        else {
+        let Some(default) = default.strip_prefix('`').and_then(|d| d.strip_suffix('`')) else {
             panic!("docs/configuration.md: the default of `{name}` is not in backticks: {line}");
         };
         let previous = rows.insert(name.clone(), default.to_string());
@@ -157,7 +154,10 @@ fn matches(value: &toml::Value, documented: &str) -> bool {
 fn the_configuration_reference_is_config_default_toml() {
     let text = read(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"));
     let table: toml::Table = text.parse().expect("config/default.toml parses");
-    let docs = read(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md"));
+    let docs = read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ));
     let documented = documented_settings(&docs);
     assert!(
         !documented.is_empty(),

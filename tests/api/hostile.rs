@@ -110,7 +110,9 @@ async fn no_spelling_of_any_route_skips_the_token_check() {
     assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
 
     // A path no route matches is answered by the front door itself.
-    let response = app.send(Method::GET, "/v1/%77hoami/extra", None, None).await;
+    let response = app
+        .send(Method::GET, "/v1/%77hoami/extra", None, None)
+        .await;
     assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
     // The router never routed a request elsewhere than the door admitted.
     let metrics = app.metrics().await;
@@ -130,7 +132,12 @@ async fn a_wrong_host_is_421_and_a_proxied_open_service_is_403() {
         .send()
         .await
         .unwrap();
-    assert_error(wrong_host, StatusCode::MISDIRECTED_REQUEST, "host_not_allowed").await;
+    assert_error(
+        wrong_host,
+        StatusCode::MISDIRECTED_REQUEST,
+        "host_not_allowed",
+    )
+    .await;
     let health = app
         .client
         .get(app.url("/health"))
@@ -179,13 +186,24 @@ async fn a_wrong_host_is_421_and_a_proxied_open_service_is_403() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ingest_from_a_plain_form_is_415() {
     let app = spawn_app_with(&[]).await;
-    for content_type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"] {
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ] {
         let response = app
             .post_raw("/v1/ingest/people", content_type, "a,b\n1,2\n")
             .await;
-        assert_error(response, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+        assert_error(
+            response,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        )
+        .await;
     }
-    let response = app.post_raw("/v1/ingest/people", "text/csv", "a,b\n1,2\n").await;
+    let response = app
+        .post_raw("/v1/ingest/people", "text/csv", "a,b\n1,2\n")
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let listed: Value = app.get("/v1/catalog/datasets").await.json().await.unwrap();
     assert_eq!(listed["datasets"].as_array().unwrap().len(), 1);
@@ -213,16 +231,25 @@ async fn another_sites_page_cannot_change_an_open_service_nor_a_compressed_body_
         &[("origin", "https://evil.example")][..],
         &[("origin", "null")][..],
         &[("sec-fetch-site", "cross-site")][..],
-        &[("origin", "http://localhost:3100"), ("sec-fetch-site", "cross-site")][..],
+        &[
+            ("origin", "http://localhost:3100"),
+            ("sec-fetch-site", "cross-site"),
+        ][..],
     ] {
         let refused = post(headers).await.unwrap();
         assert_error(refused, StatusCode::FORBIDDEN, "cross_site_request").await;
     }
     let listed: Value = app.get("/v1/catalog/datasets").await.json().await.unwrap();
-    assert!(listed["datasets"].as_array().unwrap().is_empty(), "{listed}");
+    assert!(
+        listed["datasets"].as_array().unwrap().is_empty(),
+        "{listed}"
+    );
     // The console's own page, and clients that are not browsers.
     for headers in [
-        &[("origin", "http://127.0.0.1:3100"), ("sec-fetch-site", "same-origin")][..],
+        &[
+            ("origin", "http://127.0.0.1:3100"),
+            ("sec-fetch-site", "same-origin"),
+        ][..],
         &[][..],
     ] {
         let stored = post(headers).await.unwrap();
@@ -248,7 +275,12 @@ async fn another_sites_page_cannot_change_an_open_service_nor_a_compressed_body_
             .send()
             .await
             .unwrap();
-        assert_error(compressed, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+        assert_error(
+            compressed,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        )
+        .await;
     }
 }
 
@@ -268,12 +300,27 @@ async fn sql_bombs_are_4xx_and_the_process_keeps_serving_in_bounded_memory() {
     };
     let before = server.rss_bytes();
     for terms in [2_000, 20_000] {
-        assert_error(sql(chain(terms)).await, StatusCode::BAD_REQUEST, "sql_too_deep").await;
+        assert_error(
+            sql(chain(terms)).await,
+            StatusCode::BAD_REQUEST,
+            "sql_too_deep",
+        )
+        .await;
     }
-    assert_error(sql(chain(200_000)).await, StatusCode::BAD_REQUEST, "sql_too_long").await;
+    assert_error(
+        sql(chain(200_000)).await,
+        StatusCode::BAD_REQUEST,
+        "sql_too_long",
+    )
+    .await;
     let nested = format!("SELECT {}1{}", "(".repeat(5_000), ")".repeat(5_000));
     let response = sql(json!({ "sql": nested })).await;
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{}", response.text().await.unwrap());
+    assert_eq!(
+        response.status(),
+        StatusCode::BAD_REQUEST,
+        "{}",
+        response.text().await.unwrap()
+    );
     for bomb in [
         "SELECT length(repeat('x', 1500000000))",
         "SELECT length(lpad('x', 2000000000))",
@@ -337,7 +384,10 @@ async fn an_answer_over_its_byte_budget_is_cut_off_and_says_so() {
     )
     .await;
     let answer: Value = app
-        .post_json("/v1/sql", &json!({"sql": "SELECT id, note FROM notes ORDER BY id"}))
+        .post_json(
+            "/v1/sql",
+            &json!({"sql": "SELECT id, note FROM notes ORDER BY id"}),
+        )
         .await
         .json()
         .await
@@ -347,7 +397,10 @@ async fn an_answer_over_its_byte_budget_is_cut_off_and_says_so() {
     let rows = answer["rows"].as_array().unwrap().len();
     assert!(rows > 0 && rows < 100, "{rows} rows");
     let limited: Value = app
-        .post_json("/v1/sql", &json!({"sql": "SELECT id FROM notes", "limit": 5}))
+        .post_json(
+            "/v1/sql",
+            &json!({"sql": "SELECT id FROM notes", "limit": 5}),
+        )
         .await
         .json()
         .await
@@ -387,7 +440,10 @@ async fn a_megabyte_of_brackets_is_too_long_and_does_not_hold_up_other_checks() 
     let ids: Vec<String> = (0..1001).map(|i| format!("W{i:07}")).collect();
     let order = json!({"role": "Welder", "city": "Joliet", "state": "IL", "count": 1001});
     let response = app
-        .post_json("/v1/validate", &json!({"kind": "fill", "order": order, "worker_ids": ids}))
+        .post_json(
+            "/v1/validate",
+            &json!({"kind": "fill", "order": order, "worker_ids": ids}),
+        )
         .await;
     assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "too_many_ids").await;
 }
@@ -403,7 +459,10 @@ async fn each_route_takes_the_body_its_limit_allows() {
     };
     let search = limit("/v1/vectors/index/{name}/search", "post");
     let add = limit("/v1/vectors/index/{name}/add", "post");
-    assert!(search < add, "a search takes less than a batch: {search} vs {add}");
+    assert!(
+        search < add,
+        "a search takes less than a batch: {search} vs {add}"
+    );
     app.post_json("/v1/vectors/index", &json!({"name": "big", "dimension": 3}))
         .await;
     // Just over the search limit: refused before the body is read.
@@ -416,7 +475,10 @@ async fn each_route_takes_the_body_its_limit_allows() {
         .await;
     let body = assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
     assert!(
-        body["error"]["message"].as_str().unwrap().contains(&search.to_string()),
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&search.to_string()),
         "{body}"
     );
     // The same bytes are a fine batch.
@@ -428,11 +490,12 @@ async fn each_route_takes_the_body_its_limit_allows() {
         .await;
     assert_eq!(added.status(), StatusCode::OK);
     // A chunked body (no Content-Length) is cut off as it streams.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = std::iter::once(b"{\"vector\":[1,0,0],\"k\":1,\"exclude_ids\":[\"".to_vec())
-        .chain((0..(search as usize / 1024 + 2)).map(|_| vec![b'z'; 1024]))
-        .chain(std::iter::once(b"\"]}".to_vec()))
-        .map(Ok)
-        .collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        std::iter::once(b"{\"vector\":[1,0,0],\"k\":1,\"exclude_ids\":[\"".to_vec())
+            .chain((0..(search as usize / 1024 + 2)).map(|_| vec![b'z'; 1024]))
+            .chain(std::iter::once(b"\"]}".to_vec()))
+            .map(Ok)
+            .collect();
     let response = app
         .client
         .post(app.url("/v1/vectors/index/big/search"))
@@ -461,9 +524,14 @@ async fn client_mistakes_that_used_to_panic_or_fail_are_4xx() {
         .await;
     assert_eq!(still.status(), StatusCode::OK, "the matrix did not restart");
 
-    let response = app.post_raw("/v1/ingest/dupes", "text/csv", "a,a\n1,2\n").await;
+    let response = app
+        .post_raw("/v1/ingest/dupes", "text/csv", "a,a\n1,2\n")
+        .await;
     let body = assert_error(response, StatusCode::BAD_REQUEST, "malformed_csv").await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("twice"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("twice"),
+        "{body}"
+    );
 
     let put = |key: &'static str| {
         let client = app.client.clone();
@@ -479,7 +547,11 @@ async fn client_mistakes_that_used_to_panic_or_fail_are_4xx() {
         }
     };
     assert_error(put("x%231").await, StatusCode::BAD_REQUEST, "invalid_key").await;
-    assert_eq!(put("x%23y").await.status(), StatusCode::CREATED, "'#' alone is fine");
+    assert_eq!(
+        put("x%23y").await.status(),
+        StatusCode::CREATED,
+        "'#' alone is fine"
+    );
     assert_eq!(put("a").await.status(), StatusCode::CREATED);
     assert_error(put("a/b").await, StatusCode::CONFLICT, "key_conflict").await;
     assert_eq!(put("c/d").await.status(), StatusCode::CREATED);
@@ -491,7 +563,11 @@ async fn client_mistakes_that_used_to_panic_or_fail_are_4xx() {
         .iter()
         .map(|o| o["key"].as_str().unwrap())
         .collect();
-    assert_eq!(keys, ["a", "c/d", "x#y"], "refused uploads left nothing behind");
+    assert_eq!(
+        keys,
+        ["a", "c/d", "x#y"],
+        "refused uploads left nothing behind"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -529,24 +605,48 @@ async fn each_cap_answers_with_its_own_code() {
     // One event stream per token: a second from the same token waits,
     // another token's is served.
     let first = app
-        .send(Method::GET, "/v1/supervision/events", Some(&tokens.read), None)
+        .send(
+            Method::GET,
+            "/v1/supervision/events",
+            Some(&tokens.read),
+            None,
+        )
         .await;
     assert_eq!(first.status(), StatusCode::OK);
     let second = app
-        .send(Method::GET, "/v1/supervision/events", Some(&tokens.read), None)
+        .send(
+            Method::GET,
+            "/v1/supervision/events",
+            Some(&tokens.read),
+            None,
+        )
         .await;
     assert_error(second, StatusCode::SERVICE_UNAVAILABLE, "too_many_streams").await;
     let other = app
-        .send(Method::GET, "/v1/supervision/events", Some(&tokens.write), None)
+        .send(
+            Method::GET,
+            "/v1/supervision/events",
+            Some(&tokens.write),
+            None,
+        )
         .await;
     assert_eq!(other.status(), StatusCode::OK);
     drop(first);
-    eventually("the stream's share is given back", Duration::from_secs(30), || async {
-        let again = app
-            .send(Method::GET, "/v1/supervision/events", Some(&tokens.read), None)
-            .await;
-        again.status() == StatusCode::OK
-    })
+    eventually(
+        "the stream's share is given back",
+        Duration::from_secs(30),
+        || async {
+            let again = app
+                .send(
+                    Method::GET,
+                    "/v1/supervision/events",
+                    Some(&tokens.read),
+                    None,
+                )
+                .await;
+            again.status() == StatusCode::OK
+        },
+    )
     .await;
 
     // MCP sessions: one at a time here.
@@ -565,7 +665,12 @@ async fn each_cap_answers_with_its_own_code() {
     assert_eq!(session.status(), StatusCode::OK);
     assert!(session.headers().contains_key("mcp-session-id"));
     let refused = open(&tokens.write).await.unwrap();
-    assert_error(refused, StatusCode::SERVICE_UNAVAILABLE, "too_many_sessions").await;
+    assert_error(
+        refused,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_sessions",
+    )
+    .await;
     // `/mcp/` is the same service, under the same cap.
     let refused = app
         .client
@@ -576,7 +681,12 @@ async fn each_cap_answers_with_its_own_code() {
         .send()
         .await
         .unwrap();
-    assert_error(refused, StatusCode::SERVICE_UNAVAILABLE, "too_many_sessions").await;
+    assert_error(
+        refused,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_sessions",
+    )
+    .await;
 
     // Transfers per token: a download holds its share until its body is
     // read (8 MiB: more than the socket buffers hold).
@@ -591,15 +701,35 @@ async fn each_cap_answers_with_its_own_code() {
         .unwrap();
     assert_eq!(stored.status(), StatusCode::CREATED);
     let held = app
-        .send(Method::GET, "/v1/storage/objects/big.bin", Some(&tokens.read), None)
+        .send(
+            Method::GET,
+            "/v1/storage/objects/big.bin",
+            Some(&tokens.read),
+            None,
+        )
         .await;
     assert_eq!(held.status(), StatusCode::OK);
     let second = app
-        .send(Method::GET, "/v1/storage/objects/big.bin", Some(&tokens.read), None)
+        .send(
+            Method::GET,
+            "/v1/storage/objects/big.bin",
+            Some(&tokens.read),
+            None,
+        )
         .await;
-    assert_error(second, StatusCode::SERVICE_UNAVAILABLE, "too_many_transfers").await;
+    assert_error(
+        second,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_transfers",
+    )
+    .await;
     let other = app
-        .send(Method::GET, "/v1/storage/objects/big.bin", Some(&tokens.admin), None)
+        .send(
+            Method::GET,
+            "/v1/storage/objects/big.bin",
+            Some(&tokens.admin),
+            None,
+        )
         .await;
     assert_eq!(other.status(), StatusCode::OK);
     assert_eq!(held.bytes().await.unwrap().len(), 8 << 20);
@@ -608,16 +738,31 @@ async fn each_cap_answers_with_its_own_code() {
     // The matrix's own indexes are the admin's to write.
     let create = json!({"name": "workers", "dimension": 256});
     let response = app
-        .send(Method::POST, "/v1/vectors/index", Some(&tokens.write), Some(&create))
+        .send(
+            Method::POST,
+            "/v1/vectors/index",
+            Some(&tokens.write),
+            Some(&create),
+        )
         .await;
     assert_error(response, StatusCode::CONFLICT, "reserved_index").await;
     let response = app
-        .send(Method::POST, "/v1/vectors/index", Some(&tokens.admin), Some(&create))
+        .send(
+            Method::POST,
+            "/v1/vectors/index",
+            Some(&tokens.admin),
+            Some(&create),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let add = json!({"items": [{"id": "W1", "text": "welder", "metadata": {"role": "Welder"}}]});
     let response = app
-        .send(Method::POST, "/v1/vectors/index/workers/add", Some(&tokens.write), Some(&add))
+        .send(
+            Method::POST,
+            "/v1/vectors/index/workers/add",
+            Some(&tokens.write),
+            Some(&add),
+        )
         .await;
     assert_error(response, StatusCode::CONFLICT, "reserved_index").await;
     let response = app
@@ -634,7 +779,9 @@ async fn each_cap_answers_with_its_own_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingests_past_the_cap_or_a_full_disk_are_refused() {
     let full = spawn_app_with(&[("ingest.min_free_bytes", "1152921504606846976")]).await;
-    let response = full.post_raw("/v1/ingest/people", "text/csv", "a,b\n1,2\n").await;
+    let response = full
+        .post_raw("/v1/ingest/people", "text/csv", "a,b\n1,2\n")
+        .await;
     assert_error(response, StatusCode::INSUFFICIENT_STORAGE, "disk_full").await;
     let listed: Value = full.get("/v1/catalog/datasets").await.json().await.unwrap();
     assert_eq!(listed["datasets"], json!([]), "nothing was written");
@@ -646,23 +793,27 @@ async fn ingests_past_the_cap_or_a_full_disk_are_refused() {
             .client
             .post(app.url("/v1/ingest/slow"))
             .header("content-type", "text/csv")
-            .body(reqwest::Body::wrap_stream(
-                tokio_stream_of(receiver),
-            ));
+            .body(reqwest::Body::wrap_stream(tokio_stream_of(receiver)));
         tokio::spawn(async move { request.send().await.unwrap() })
     };
     sender.send(Ok(b"a,b\n".to_vec())).await.unwrap();
     let spool = app.data_dir.join("tmp");
-    eventually("the first ingest is spooling", Duration::from_secs(10), || async {
-        std::fs::read_dir(&spool).is_ok_and(|mut entries| entries.next().is_some())
-    })
+    eventually(
+        "the first ingest is spooling",
+        Duration::from_secs(10),
+        || async { std::fs::read_dir(&spool).is_ok_and(|mut entries| entries.next().is_some()) },
+    )
     .await;
-    let second = app.post_raw("/v1/ingest/other", "text/csv", "a,b\n1,2\n").await;
+    let second = app
+        .post_raw("/v1/ingest/other", "text/csv", "a,b\n1,2\n")
+        .await;
     assert_error(second, StatusCode::SERVICE_UNAVAILABLE, "too_many_ingests").await;
     sender.send(Ok(b"1,2\n".to_vec())).await.unwrap();
     drop(sender);
     assert_eq!(slow.await.unwrap().status(), StatusCode::OK);
-    let third = app.post_raw("/v1/ingest/other", "text/csv", "a,b\n1,2\n").await;
+    let third = app
+        .post_raw("/v1/ingest/other", "text/csv", "a,b\n1,2\n")
+        .await;
     assert_eq!(third.status(), StatusCode::OK, "the cap is given back");
 }
 
@@ -683,16 +834,23 @@ async fn a_chat_beyond_the_cap_is_503_too_many_chats() {
             &json!({"actor": "embed", "fault": "delay", "delay_ms": 3000}),
         )
         .await;
-    assert_eq!(stalled.status(), StatusCode::ACCEPTED, "{}", stalled.text().await.unwrap());
+    assert_eq!(
+        stalled.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        stalled.text().await.unwrap()
+    );
     let chat = json!({"messages": [{"role": "user", "content": "who welds in Joliet?"}],
                       "context": {"source": "workers", "k": 3}});
     let first = {
         let request = app.client.post(app.url("/v1/chat")).json(&chat);
         tokio::spawn(async move { request.send().await.unwrap() })
     };
-    eventually("the first chat holds its place", Duration::from_secs(10), || async {
-        metric_value(&app.metrics().await, "lakehouse_chats_running") == Some(1.0)
-    })
+    eventually(
+        "the first chat holds its place",
+        Duration::from_secs(10),
+        || async { metric_value(&app.metrics().await, "lakehouse_chats_running") == Some(1.0) },
+    )
     .await;
     let second = app.post_json("/v1/chat", &chat).await;
     assert_error(second, StatusCode::SERVICE_UNAVAILABLE, "too_many_chats").await;
@@ -708,8 +866,11 @@ async fn a_chat_beyond_the_cap_is_503_too_many_chats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_on_fields_no_item_or_few_items_hold_are_answered_without_error() {
     let app = spawn_app_with(&[("vectors.max_hot_fields", "2")]).await;
-    app.post_json("/v1/vectors/index", &json!({"name": "crew", "dimension": 3}))
-        .await;
+    app.post_json(
+        "/v1/vectors/index",
+        &json!({"name": "crew", "dimension": 3}),
+    )
+    .await;
     // Past the presence map's few-items bound (1,024), so the common
     // fields get lookups, and with only two of them kept, they evict each
     // other.
@@ -736,7 +897,10 @@ async fn filters_on_fields_no_item_or_few_items_hold_are_answered_without_error(
     }
     let search = |filter: Value| {
         let body = json!({"vector": [1.0, 0.0, 0.0], "k": 10, "filter": filter});
-        let request = app.client.post(app.url("/v1/vectors/index/crew/search")).json(&body);
+        let request = app
+            .client
+            .post(app.url("/v1/vectors/index/crew/search"))
+            .json(&body);
         async move { request.send().await.unwrap() }
     };
     // Sixteen fields no item holds: nothing matches, at once.
@@ -763,16 +927,21 @@ async fn filters_on_fields_no_item_or_few_items_hold_are_answered_without_error(
     let mut rare_ids = ids(&rare);
     rare_ids.sort();
     assert_eq!(rare_ids.len(), 10);
-    assert!(rare_ids.iter().all(|id| {
-        let i: usize = id[1..].parse().unwrap();
-        i % 100 == 7
-    }), "{rare_ids:?}");
+    assert!(
+        rare_ids.iter().all(|id| {
+            let i: usize = id[1..].parse().unwrap();
+            i % 100 == 7
+        }),
+        "{rare_ids:?}"
+    );
     let both: Value = search(json!({"badge": "gold", "role": "Driver"}))
         .await
         .json()
         .await
         .unwrap();
-    assert!(ids(&both).iter().all(|id| id[1..].parse::<usize>().unwrap() % 100 == 7));
+    assert!(ids(&both)
+        .iter()
+        .all(|id| id[1..].parse::<usize>().unwrap() % 100 == 7));
     // Many searches on combinations of four common fields at once (two
     // lookups kept: they evict each other mid-search): every one answers
     // 200 with exactly what brute force says.
@@ -788,7 +957,11 @@ async fn filters_on_fields_no_item_or_few_items_hold_are_answered_without_error(
         let filter = combos[i % combos.len()].clone();
         async move {
             let response = search(filter.clone()).await;
-            (filter, response.status(), response.json::<Value>().await.unwrap())
+            (
+                filter,
+                response.status(),
+                response.json::<Value>().await.unwrap(),
+            )
         }
     });
     for (filter, status, found) in futures::future::join_all(searches).await {
@@ -796,7 +969,11 @@ async fn filters_on_fields_no_item_or_few_items_hold_are_answered_without_error(
         let expected = (0..3000)
             .filter(|&i| {
                 let metadata = metadata_of(i);
-                filter.as_object().unwrap().iter().all(|(k, v)| metadata.get(k) == Some(v))
+                filter
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .all(|(k, v)| metadata.get(k) == Some(v))
             })
             .count();
         let hits = found["hits"].as_array().unwrap();
@@ -810,7 +987,11 @@ async fn filters_on_fields_no_item_or_few_items_hold_are_answered_without_error(
     // A field written after the first filter is found too.
     let later = json!({"items": [{"id": "late", "vector": [1.0, 0.0, 0.0], "metadata": {"shift": "night"}}]});
     app.post_json("/v1/vectors/index/crew/add", &later).await;
-    let night: Value = search(json!({"shift": "night"})).await.json().await.unwrap();
+    let night: Value = search(json!({"shift": "night"}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ids(&night), ["late"]);
 }
 
@@ -830,14 +1011,29 @@ async fn no_answer_or_log_line_names_the_data_dir_and_no_client_can_forge_a_line
     for (method, path, body) in [
         ("GET", "/v1/catalog/datasets", None),
         ("GET", "/v1/catalog/datasets/people", None),
-        ("POST", "/v1/sql", Some(json!({"sql": "EXPLAIN SELECT * FROM people"}))),
-        ("POST", "/v1/sql", Some(json!({"sql": "SELECT * FROM nowhere"}))),
-        ("POST", "/v1/sql", Some(json!({"sql": "EXPLAIN ANALYZE SELECT count(*) FROM people"}))),
+        (
+            "POST",
+            "/v1/sql",
+            Some(json!({"sql": "EXPLAIN SELECT * FROM people"})),
+        ),
+        (
+            "POST",
+            "/v1/sql",
+            Some(json!({"sql": "SELECT * FROM nowhere"})),
+        ),
+        (
+            "POST",
+            "/v1/sql",
+            Some(json!({"sql": "EXPLAIN ANALYZE SELECT count(*) FROM people"})),
+        ),
         ("GET", "/v1/storage/objects/missing/file.bin", None),
         ("GET", "/v1/vectors/index/nothing", None),
         ("GET", "/v1/supervision", None),
     ] {
-        let mut request = client.request(Method::from_bytes(method.as_bytes()).unwrap(), server.url(path));
+        let mut request = client.request(
+            Method::from_bytes(method.as_bytes()).unwrap(),
+            server.url(path),
+        );
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -845,7 +1041,11 @@ async fn no_answer_or_log_line_names_the_data_dir_and_no_client_can_forge_a_line
     }
     let catalog: Value = serde_json::from_str(&bodies[1]).unwrap();
     assert_eq!(catalog["datasets"][0]["uri"], "datasets/people.lance");
-    assert!(bodies[3].contains("LanceScan") || bodies[3].contains("Lance"), "{}", bodies[3]);
+    assert!(
+        bodies[3].contains("LanceScan") || bodies[3].contains("Lance"),
+        "{}",
+        bodies[3]
+    );
     // A newline in a decoded path value, aimed at the log.
     let forged = client
         .put(server.url("/v1/storage/objects/a%0AFORGED%20admin%20login"))
@@ -857,14 +1057,25 @@ async fn no_answer_or_log_line_names_the_data_dir_and_no_client_can_forge_a_line
     bodies.push(forged.text().await.unwrap());
 
     let data_dir = server.data_dir.display().to_string();
-    let canonical = server.data_dir.canonicalize().unwrap().display().to_string();
+    let canonical = server
+        .data_dir
+        .canonicalize()
+        .unwrap()
+        .display()
+        .to_string();
     for body in &bodies {
-        assert!(!body.contains(&data_dir) && !body.contains(&canonical), "{body}");
+        assert!(
+            !body.contains(&data_dir) && !body.contains(&canonical),
+            "{body}"
+        );
     }
     let logs = server.logs();
     assert!(logs.lines().count() > 3, "the server logged: {logs}");
     for line in logs.lines() {
-        assert!(!line.contains(&data_dir) && !line.contains(&canonical), "{line}");
+        assert!(
+            !line.contains(&data_dir) && !line.contains(&canonical),
+            "{line}"
+        );
         assert!(!line.starts_with("FORGED"), "a forged log line: {line}");
     }
 }
@@ -883,48 +1094,97 @@ async fn a_dropped_dataset_is_gone_and_a_replace_leaves_no_old_rows_on_disk() {
     };
     let secret = "SECRET-PII-7f3a9c21e4b8d605";
     let rows: String = (0..50).map(|i| format!("{i},{secret}{i}\n")).collect();
-    assert_eq!(ingest("/v1/ingest/people", format!("id,ssn\n{rows}")).await.status(), StatusCode::OK);
+    assert_eq!(
+        ingest("/v1/ingest/people", format!("id,ssn\n{rows}"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
     let dir = app.data_dir.join("datasets/people.lance");
     let on_disk = |needle: &str| -> bool {
         walk(&dir).iter().any(|file| {
-            std::fs::read(file).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            std::fs::read(file)
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
         })
     };
     assert!(on_disk(secret), "the column is stored as written");
     let clean: String = (0..50).map(|i| format!("{i},Joliet\n")).collect();
-    let replaced = ingest("/v1/ingest/people?mode=replace", format!("id,city\n{clean}")).await;
+    let replaced = ingest(
+        "/v1/ingest/people?mode=replace",
+        format!("id,city\n{clean}"),
+    )
+    .await;
     assert_eq!(replaced.status(), StatusCode::OK);
     assert!(!on_disk(secret), "the replaced column is gone from disk");
-    let dataset = lance::Dataset::open(&dir.display().to_string()).await.unwrap();
-    assert_eq!(dataset.versions().await.unwrap().len(), 1, "older versions removed");
+    let dataset = lance::Dataset::open(&dir.display().to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        dataset.versions().await.unwrap().len(),
+        1,
+        "older versions removed"
+    );
 
     // Dropping is an admin's.
     let as_writer = app
-        .send(Method::DELETE, "/v1/catalog/datasets/people", Some(&tokens.write), None)
+        .send(
+            Method::DELETE,
+            "/v1/catalog/datasets/people",
+            Some(&tokens.write),
+            None,
+        )
         .await;
     assert_error(as_writer, StatusCode::FORBIDDEN, "forbidden").await;
     let dropped = app
-        .send(Method::DELETE, "/v1/catalog/datasets/people", Some(&tokens.admin), None)
+        .send(
+            Method::DELETE,
+            "/v1/catalog/datasets/people",
+            Some(&tokens.admin),
+            None,
+        )
         .await;
     assert_eq!(dropped.status(), StatusCode::OK);
     assert!(!dir.exists(), "its files are removed");
     let gone = app
-        .send(Method::GET, "/v1/catalog/datasets/people", Some(&tokens.read), None)
+        .send(
+            Method::GET,
+            "/v1/catalog/datasets/people",
+            Some(&tokens.read),
+            None,
+        )
         .await;
     assert_error(gone, StatusCode::NOT_FOUND, "dataset_not_found").await;
     let again = app
-        .send(Method::DELETE, "/v1/catalog/datasets/people", Some(&tokens.admin), None)
+        .send(
+            Method::DELETE,
+            "/v1/catalog/datasets/people",
+            Some(&tokens.admin),
+            None,
+        )
         .await;
     assert_error(again, StatusCode::NOT_FOUND, "dataset_not_found").await;
     let reserved = app
-        .send(Method::DELETE, "/v1/catalog/datasets/replay_runs", Some(&tokens.admin), None)
+        .send(
+            Method::DELETE,
+            "/v1/catalog/datasets/replay_runs",
+            Some(&tokens.admin),
+            None,
+        )
         .await;
     assert_error(reserved, StatusCode::CONFLICT, "reserved_dataset").await;
     // The name is free again, and a restart does not bring the old one back.
-    assert_eq!(ingest("/v1/ingest/people", "id\n1\n".into()).await.status(), StatusCode::OK);
+    assert_eq!(
+        ingest("/v1/ingest/people", "id\n1\n".into()).await.status(),
+        StatusCode::OK
+    );
     let (data_dir, guard) = app.shutdown().await;
     let reopened = crate::helpers::spawn_app_on(data_dir, &[]).await;
-    let listed: Value = reopened.get("/v1/catalog/datasets").await.json().await.unwrap();
+    let listed: Value = reopened
+        .get("/v1/catalog/datasets")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed["datasets"][0]["row_count"], 1);
     drop(guard);
 }

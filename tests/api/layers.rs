@@ -69,7 +69,11 @@ fn every_module_uses_only_the_floors_below_it() {
     for file in &files {
         let relative = file.strip_prefix(&src).unwrap();
         let top = relative.components().next().unwrap();
-        let module = top.as_os_str().to_string_lossy().trim_end_matches(".rs").to_string();
+        let module = top
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
         if module == "lib" {
             continue;
         }

@@ -181,12 +181,18 @@ mod tests {
     fn lists_and_clauses_are_wide_not_deep() {
         let list = format!(
             "SELECT a FROM t WHERE a IN ({})",
-            (0..5_000).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+            (0..5_000)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         assert!(expression_depth(&list).unwrap() <= 3);
         let wide = format!(
             "SELECT {} FROM t",
-            (0..1_000).map(|i| format!("a + {i}")).collect::<Vec<_>>().join(", ")
+            (0..1_000)
+                .map(|i| format!("a + {i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         assert_eq!(expression_depth(&wide).unwrap(), 1);
         let query = "SELECT role, count(*) FROM workers WHERE state = 'TX' AND years > 3 \

@@ -222,10 +222,7 @@ impl Capped {
         let constant = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let arg = |i: usize| args.get(i);
         let per_row: Vec<Each> = match self.bound {
-            Bound::Repeat => vec![
-                each(arg(0), 0, lengths)?,
-                each(arg(1), 0, counts)?,
-            ],
+            Bound::Repeat => vec![each(arg(0), 0, lengths)?, each(arg(1), 0, counts)?],
             // Up to 4 bytes a character.
             Bound::Pad => vec![each(arg(1), 0, counts)?, Each::All(4)],
             Bound::Resize => vec![each(arg(1), 0, counts)?, each(arg(2), 1, values)?],
@@ -245,9 +242,9 @@ impl Capped {
             }
         };
         let row_ask = |row: usize| {
-            per_row
-                .iter()
-                .fold(1u128, |product, factor| product.saturating_mul(factor.at(row)))
+            per_row.iter().fold(1u128, |product, factor| {
+                product.saturating_mul(factor.at(row))
+            })
         };
         if constant {
             let most = row_ask(0);
@@ -457,7 +454,9 @@ fn interval_micros(array: &ArrayRef) -> Vec<Option<i128>> {
                     Some(v.days as i128 * DAY + v.milliseconds as i128 * 1_000)
                 }
                 ScalarValue::IntervalMonthDayNano(Some(v)) => Some(
-                    v.months as i128 * 28 * DAY + v.days as i128 * DAY + v.nanoseconds as i128 / 1_000,
+                    v.months as i128 * 28 * DAY
+                        + v.days as i128 * DAY
+                        + v.nanoseconds as i128 / 1_000,
                 ),
                 _ => None,
             }

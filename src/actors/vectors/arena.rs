@@ -226,8 +226,8 @@ impl Arena {
             let raw = kernel(query, &self.codes[start..start + self.dimension]);
             let dot = scale * raw;
             let approximate = self.finish(metric, slot, dot) + offset;
-            let error = factor * (scale * 0.5 * l1 + 1e-4 * (dot.abs() + scale * l1 + 1.0))
-                + 1e-4 * offset;
+            let error =
+                factor * (scale * 0.5 * l1 + 1e-4 * (dot.abs() + scale * l1 + 1.0)) + 1e-4 * offset;
             out.push((label, approximate, error));
         }
     }

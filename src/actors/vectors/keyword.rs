@@ -524,11 +524,19 @@ mod tests {
             index.insert(label, &format!("forklift operator otherword{label}"));
         }
         // Removals past half the slots compact; the vocabulary follows.
-        assert!(index.vocabulary_len() < 3002 + 3000, "{}", index.vocabulary_len());
+        assert!(
+            index.vocabulary_len() < 3002 + 3000,
+            "{}",
+            index.vocabulary_len()
+        );
         let survivors = terms_of(&index, "otherword7");
         assert_eq!(survivors, vec![7]);
         assert!(terms_of(&index, "uniqueword7").is_empty());
-        assert_eq!(terms_of(&index, "forklift").len(), 10, "the top 10 of 3,000 holders");
+        assert_eq!(
+            terms_of(&index, "forklift").len(),
+            10,
+            "the top 10 of 3,000 holders"
+        );
     }
 
     fn terms_of(index: &KeywordIndex, query: &str) -> Vec<u64> {

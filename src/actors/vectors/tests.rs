@@ -1797,7 +1797,11 @@ fn the_exact_search_of_the_live_items_equals_brute_force_for_every_metric() {
             .map(|_| {
                 let v = rng.unit_vector(dimension);
                 // Not unit for the other metrics: lengths matter there.
-                let scale = if metric == Metric::Cosine { 1.0 } else { 0.5 + rng.float().abs() };
+                let scale = if metric == Metric::Cosine {
+                    1.0
+                } else {
+                    0.5 + rng.float().abs()
+                };
                 v.into_iter().map(|x| x * scale).collect()
             })
             .collect();
@@ -1833,11 +1837,20 @@ fn the_exact_search_of_the_live_items_equals_brute_force_for_every_metric() {
             all
         };
         for q in 0..20 {
-            let query_vector = if q < 5 { vectors[q].clone() } else { rng.unit_vector(dimension) };
+            let query_vector = if q < 5 {
+                vectors[q].clone()
+            } else {
+                rng.unit_vector(dimension)
+            };
             for role in [None, Some("a")] {
                 let query = Query {
                     filter: role
-                        .map(|r| vec![("role".to_string(), filter_key(&serde_json::json!(r)).unwrap())])
+                        .map(|r| {
+                            vec![(
+                                "role".to_string(),
+                                filter_key(&serde_json::json!(r)).unwrap(),
+                            )]
+                        })
                         .unwrap_or_default(),
                     ..Query::nearest(query_vector.clone(), 10)
                 };
@@ -1845,7 +1858,11 @@ fn the_exact_search_of_the_live_items_equals_brute_force_for_every_metric() {
                 assert_eq!(version, 9);
                 let got: Vec<(f32, String)> =
                     hits.into_iter().map(|h| (h.distance, h.id)).collect();
-                assert_eq!(got, brute(&query_vector, 10, role), "{metric:?} query {q} {role:?}");
+                assert_eq!(
+                    got,
+                    brute(&query_vector, 10, role),
+                    "{metric:?} query {q} {role:?}"
+                );
             }
         }
     }
@@ -1864,10 +1881,18 @@ fn cached_hybrid_results_equal_uncached_ones_until_a_write() {
     let definition = definition("hybrid-cache", dimension, params());
     let build = |cache_entries: usize| {
         let hnsw = Hnsw::new(dimension, definition.metric, definition.hnsw).unwrap();
-        Core::new(definition.clone(), hnsw, cache_entries, 1 << 20, Default::default())
+        Core::new(
+            definition.clone(),
+            hnsw,
+            cache_entries,
+            1 << 20,
+            Default::default(),
+        )
     };
     let (cached, uncached) = (build(64), build(0));
-    let words = ["welder", "forklift", "driver", "nurse", "picker", "night", "day", "hazmat"];
+    let words = [
+        "welder", "forklift", "driver", "nurse", "picker", "night", "day", "hazmat",
+    ];
     let mut rng = Rng(7);
     let n = 400u64;
     let vectors: Vec<Vec<f32>> = (0..n).map(|_| rng.unit_vector(dimension)).collect();
@@ -1889,7 +1914,13 @@ fn cached_hybrid_results_equal_uncached_ones_until_a_write() {
             .iter()
             .map(|&seq| {
                 let metadata = format!(r#"{{"group":"g{}"}}"#, seq % 3);
-                (format!("v{seq}"), Entry { seq, metadata: Arc::from(metadata.as_str()) })
+                (
+                    format!("v{seq}"),
+                    Entry {
+                        seq,
+                        metadata: Arc::from(metadata.as_str()),
+                    },
+                )
             })
             .collect();
         core.install(rows, texts.clone(), n, 1);
@@ -1918,10 +1949,19 @@ fn cached_hybrid_results_equal_uncached_ones_until_a_write() {
         let again = cached.search(query).unwrap();
         let reference = uncached.search(query).unwrap();
         assert_eq!(ids(&first), ids(&reference), "{:?}", query.mode);
-        assert_eq!(ids(&again), ids(&reference), "from the cache: {:?}", query.mode);
+        assert_eq!(
+            ids(&again),
+            ids(&reference),
+            "from the cache: {:?}",
+            query.mode
+        );
         assert!(first.iter().any(|h| h.explain.is_some()) == query.explain);
     }
-    assert_eq!(cached.cached_results(), queries.len(), "each kind of search is cached");
+    assert_eq!(
+        cached.cached_results(),
+        queries.len(),
+        "each kind of search is cached"
+    );
     assert_eq!(uncached.cached_results(), 0);
     // A write that the queries match best, on both sides (the query's own
     // vector and its terms): every cached answer goes.
@@ -1941,7 +1981,12 @@ fn cached_hybrid_results_equal_uncached_ones_until_a_write() {
     }
     for query in &queries {
         let after = cached.search(query).unwrap();
-        assert_eq!(ids(&after), ids(&uncached.search(query).unwrap()), "{:?}", query.mode);
+        assert_eq!(
+            ids(&after),
+            ids(&uncached.search(query).unwrap()),
+            "{:?}",
+            query.mode
+        );
         assert!(
             after.iter().any(|h| h.id == "fresh"),
             "{:?}: the write shows in the next answer",

@@ -427,7 +427,11 @@ impl CoreInner {
     /// remaining candidate's metadata — so a lookup dropped by a concurrent
     /// search, or a field too rare for one, costs a scan of candidates,
     /// never an error.
-    pub(super) fn candidates(&self, filter: &[(String, String)], excluded: &HashSet<u64>) -> Vec<u64> {
+    pub(super) fn candidates(
+        &self,
+        filter: &[(String, String)],
+        excluded: &HashSet<u64>,
+    ) -> Vec<u64> {
         let mut sets: Vec<&HashSet<u64>> = Vec::with_capacity(filter.len());
         let mut unindexed: Vec<(&str, &str)> = Vec::new();
         for (field, key) in filter {
@@ -486,7 +490,10 @@ pub(super) fn index_fields_of(
     rows: &[(u64, Arc<str>)],
     fields: &[&str],
     presence: bool,
-) -> (Vec<(String, HashMap<String, HashSet<u64>>)>, Option<Presence>) {
+) -> (
+    Vec<(String, HashMap<String, HashSet<u64>>)>,
+    Option<Presence>,
+) {
     let mut built: Vec<HashMap<String, HashSet<u64>>> = vec![HashMap::new(); fields.len()];
     let mut present = presence.then(Presence::default);
     if !fields.is_empty() || presence {
@@ -504,7 +511,10 @@ pub(super) fn index_fields_of(
             }
         }
     }
-    (fields.iter().map(|f| f.to_string()).zip(built).collect(), present)
+    (
+        fields.iter().map(|f| f.to_string()).zip(built).collect(),
+        present,
+    )
 }
 
 /// The values of a few top-level fields of a metadata object, parsed
@@ -604,4 +614,3 @@ mod tests {
         assert_eq!(Picked::parse("{\"role\":", &fields), vec![None; 4]);
     }
 }
-

@@ -29,8 +29,7 @@ impl Core {
         let cached = self.results.as_ref().and_then(|results| {
             let mut results = results.lock();
             let entry = results.get(&key)?;
-            (entry.max_seq == max_seq && entry.query.same_as(query))
-                .then(|| entry.ranking.clone())
+            (entry.max_seq == max_seq && entry.query.same_as(query)).then(|| entry.ranking.clone())
         });
         let ranking = match cached {
             Some(ranking) => ranking,
@@ -111,7 +110,11 @@ impl Core {
                 return Ok(None);
             };
             let vector = inner.hnsw.reconstruct(label)?;
-            Ok(Some((metric.exact(&query.vector, &vector), id.as_str(), label)))
+            Ok(Some((
+                metric.exact(&query.vector, &vector),
+                id.as_str(),
+                label,
+            )))
         };
         let order =
             |a: &(f32, &str, u64), b: &(f32, &str, u64)| a.0.total_cmp(&b.0).then(a.1.cmp(b.1));
@@ -171,7 +174,11 @@ impl Core {
 
     /// `(label, distance)` of the k nearest, best first. Every search
     /// holds only the read lock, whatever its efSearch.
-    pub(super) fn score(&self, query: &Query, inner: &CoreInner) -> Result<Vec<(u64, f32)>, HnswError> {
+    pub(super) fn score(
+        &self,
+        query: &Query,
+        inner: &CoreInner,
+    ) -> Result<Vec<(u64, f32)>, HnswError> {
         let ef_search = query.ef_search.unwrap_or(self.definition.hnsw.ef_search);
         let metric = self.definition.metric;
         if query.filter.is_empty() && query.predicate.is_none() {
@@ -355,7 +362,12 @@ impl Core {
 
 impl CoreInner {
     /// The hit for a ranked label, if it is still live.
-    pub(super) fn hit(&self, label: u64, distance: f32, explain: Option<HitExplain>) -> Option<Hit> {
+    pub(super) fn hit(
+        &self,
+        label: u64,
+        distance: f32,
+        explain: Option<HitExplain>,
+    ) -> Option<Hit> {
         let id = self.by_label.get(&label)?;
         let entry = self.rows.get(id)?;
         Some(Hit {

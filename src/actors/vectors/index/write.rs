@@ -439,7 +439,9 @@ fn publish(pipeline: &Pipeline, writer: &mut Writer, rows: &[LogRow]) {
         .collect();
     // The store has just appended these rows: its version is what the
     // live items now are.
-    let superseded = pipeline.core.publish(&writes, max_seq, writer.store.version());
+    let superseded = pipeline
+        .core
+        .publish(&writes, max_seq, writer.store.version());
     writer.superseded.extend(superseded);
     writer
         .superseded
