@@ -307,6 +307,12 @@ fn sync_error(source: std::io::Error) -> object_store::Error {
 
 /// Writes `bytes` to `path` atomically (temporary file, then rename); in
 /// the `fsync` mode the file and the rename are synced before returning.
+/// Syncs directory `dir`, so that the entries it received (a created or
+/// renamed file) survive a power loss.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
 pub fn write_atomically(path: &Path, bytes: &[u8], durability: Durability) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
@@ -318,7 +324,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8], durability: Durability) -> st
     std::fs::rename(&tmp, path)?;
     if durability == Durability::Fsync {
         if let Some(parent) = path.parent() {
-            File::open(parent)?.sync_all()?;
+            sync_dir(parent)?;
         }
     }
     Ok(())

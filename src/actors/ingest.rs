@@ -646,9 +646,7 @@ async fn drop_dataset(context: &IngestArguments, dataset: &str) -> Result<(), In
             // The rename must survive a power loss before the catalog
             // forgets the dataset: else a restart would find it again.
             if let Some(parent) = aside.parent() {
-                std::fs::File::open(parent)
-                    .and_then(|dir| dir.sync_all())
-                    .map_err(storage)?;
+                crate::durability::sync_dir(parent).map_err(storage)?;
             }
         }
     }

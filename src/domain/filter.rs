@@ -390,6 +390,30 @@ pub fn filter_key(value: &Value) -> Option<String> {
     }
 }
 
+/// The fields at a filter's top level (its logical operators left out).
+pub fn top_level_fields(filter: &Map<String, Value>) -> impl Iterator<Item = &String> {
+    filter
+        .keys()
+        .filter(|k| !["and", "or", "not"].contains(&k.as_str()))
+}
+
+/// The fields a filter names: those at its top level and the equalities in
+/// its `and`s (each of those gets a lookup in an index).
+pub fn named_fields(
+    filter: &Map<String, Value>,
+    parsed: &Filter,
+) -> std::collections::BTreeSet<String> {
+    top_level_fields(filter)
+        .cloned()
+        .chain(
+            parsed
+                .required_equalities()
+                .into_iter()
+                .map(|(field, _)| field),
+        )
+        .collect()
+}
+
 /// Parses a search filter into the equalities the field lookups answer
 /// and the rest.
 pub fn prepare(filter: Option<Map<String, Value>>) -> Result<PreparedFilter, FilterError> {

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::filter::{Filter, FilterError, PreparedFilter, MAX_FILTER_CONDITIONS};
+use super::filter::{named_fields, Filter, FilterError, PreparedFilter, MAX_FILTER_CONDITIONS};
 use super::keyword::{HitExplain, SearchMode};
 
 pub const MAX_QUERY_CHARS: usize = 2000;
@@ -414,13 +414,7 @@ impl MatrixSearch {
         let mut filter_fields = BTreeSet::new();
         if let Some(filter) = &self.filter {
             let parsed = Filter::parse(filter, MAX_FILTER_CONDITIONS)?;
-            filter_fields.extend(
-                filter
-                    .keys()
-                    .filter(|k| !["and", "or", "not"].contains(&k.as_str()))
-                    .cloned(),
-            );
-            filter_fields.extend(parsed.required_equalities().into_iter().map(|(f, _)| f));
+            filter_fields = named_fields(filter, &parsed);
             parts.push(parsed);
         }
         if !own.is_empty() {

@@ -7,7 +7,9 @@ use super::{ApiError, Context};
 use crate::actors::matrix::MatrixError;
 use crate::actors::vectors::IndexError;
 use crate::domain::auth::Role;
-use crate::domain::filter::{Filter, PreparedFilter, MAX_FILTER_CONDITIONS};
+use crate::domain::filter::{
+    named_fields, top_level_fields, Filter, PreparedFilter, MAX_FILTER_CONDITIONS,
+};
 use crate::domain::matrix::{MatrixSearch, PreparedSearch};
 use crate::domain::vectors::ValidationError;
 
@@ -18,14 +20,6 @@ pub fn check_filter_fields(context: &Context, fields: usize) -> Result<(), ApiEr
         return Err(ApiError::TooManyFilterFields { max, got: fields });
     }
     Ok(())
-}
-
-/// The fields at a filter's top level (its logical operators left out).
-fn top_level_fields(filter: &serde_json::Map<String, serde_json::Value>) -> usize {
-    filter
-        .keys()
-        .filter(|k| !["and", "or", "not"].contains(&k.as_str()))
-        .count()
 }
 
 /// Parses a search filter, once: the index gets the parsed filter. It names
@@ -40,17 +34,10 @@ pub fn prepare_filter(
     let Some(filter) = filter else {
         return Ok(None);
     };
-    check_filter_fields(context, top_level_fields(filter))?;
+    check_filter_fields(context, top_level_fields(filter).count())?;
     let parsed = Filter::parse(filter, MAX_FILTER_CONDITIONS)
         .map_err(|e| IndexError::Invalid(ValidationError::Filter(e)))?;
-    let mut fields: std::collections::HashSet<&str> = filter
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !["and", "or", "not"].contains(k))
-        .collect();
-    let equalities = parsed.required_equalities();
-    fields.extend(equalities.iter().map(|(field, _)| field.as_str()));
-    check_filter_fields(context, fields.len())?;
+    check_filter_fields(context, named_fields(filter, &parsed).len())?;
     Ok(Some(PreparedFilter::of(parsed)))
 }
 
@@ -70,7 +57,7 @@ pub fn prepare_search(
     request: &MatrixSearch,
 ) -> Result<PreparedSearch, ApiError> {
     if let Some(filter) = &request.filter {
-        check_filter_fields(context, top_level_fields(filter))?;
+        check_filter_fields(context, top_level_fields(filter).count())?;
     }
     let prepared = request.prepare().map_err(MatrixError::from)?;
     check_filter_fields(context, prepared.filter_fields.len())?;

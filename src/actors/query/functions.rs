@@ -146,31 +146,31 @@ impl ScalarUDFImpl for Capped {
             Bound::Repeat | Bound::Pad | Bound::Replace => "bytes",
             _ => "elements",
         };
-        let refuse = |asked: u128, per: &'static str, setting: &'static str, cap: usize| {
-            Err(DataFusionError::External(Box::new(OutputTooLarge {
-                function: self.inner.name().to_string(),
-                asked,
-                unit,
-                per,
-                setting,
-                cap,
-            })))
-        };
-        if asked.most > self.caps.per_row as u128 {
-            return refuse(
+        let bounds = [
+            (
                 asked.most,
                 " in one row",
                 "query.max_function_output",
                 self.caps.per_row,
-            );
-        }
-        if asked.total > self.caps.per_batch as u128 {
-            return refuse(
+            ),
+            (
                 asked.total,
                 " in one batch",
                 "query.max_function_batch_output",
                 self.caps.per_batch,
-            );
+            ),
+        ];
+        for (asked, per, setting, cap) in bounds {
+            if asked > cap as u128 {
+                return Err(DataFusionError::External(Box::new(OutputTooLarge {
+                    function: self.inner.name().to_string(),
+                    asked,
+                    unit,
+                    per,
+                    setting,
+                    cap,
+                })));
+            }
         }
         self.inner.invoke_with_args(args)
     }

@@ -34,7 +34,7 @@ impl Core {
         let ranking = match cached {
             Some(ranking) => ranking,
             None => {
-                let ranking = {
+                let (ranking, stamped) = {
                     let inner = self.inner.read();
                     // Computed and stamped under one read lock: a write
                     // that lands after it bumps `max_seq` past the stamp.
@@ -50,12 +50,12 @@ impl Core {
                         key,
                         CachedResult {
                             query: query.clone(),
-                            max_seq: ranking.1,
-                            ranking: ranking.0.clone(),
+                            max_seq: stamped,
+                            ranking: ranking.clone(),
                         },
                     );
                 }
-                ranking.0
+                ranking
             }
         };
 
