@@ -241,6 +241,13 @@ pub struct VectorSettings {
     pub result_cache_entries: usize,
     /// ...and at most this many bytes of them (queries and results).
     pub result_cache_bytes: usize,
+    /// Lance's metadata cache (manifests, transactions, file metadata) of
+    /// the vector indexes, shared by all of them (Lance's default: 1 GiB
+    /// per dataset opened, and every commit adds to it).
+    pub lance_metadata_cache_bytes: usize,
+    /// Lance's index cache of the vector indexes (no Lance index is used:
+    /// the graph is faiss's), shared by all of them (default: 6 GiB).
+    pub lance_index_cache_bytes: usize,
     /// Fields per index whose filter lookups are kept (and rebuilt at a
     /// restart); filtering on more evicts the least recently used.
     pub max_hot_fields: usize,
@@ -600,6 +607,8 @@ impl Settings {
         bounded("query.max_sql_bytes", self.query.max_sql_bytes, Some(16), Some(16 << 20), "")?;
         bounded("query.max_expression_depth", self.query.max_expression_depth, Some(8), Some(10_000), "")?;
         bounded("query.max_result_bytes", self.query.max_result_bytes, Some(1024), Some(1 << 32), "")?;
+        bounded("vectors.lance_metadata_cache_bytes", self.vectors.lance_metadata_cache_bytes, Some(1 << 20), Some(1 << 34), "")?;
+        bounded("vectors.lance_index_cache_bytes", self.vectors.lance_index_cache_bytes, Some(1 << 20), Some(1 << 34), "")?;
         bounded("query.max_function_output", self.query.max_function_output, Some(1), Some(1 << 32), "")?;
         bounded("query.max_function_batch_output", self.query.max_function_batch_output, Some(self.query.max_function_output), Some(1 << 34), "(at least query.max_function_output)")?;
         bounded("query.threads", self.query.threads, None, Some(64), "(0 = half the cores)")?;

@@ -4,6 +4,8 @@
 //! default one) so that several applications in one process — the
 //! integration tests run many — never mix their counters.
 
+use std::sync::Arc;
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -50,6 +52,12 @@ where
 /// The application's metrics (names as in DESIGN.md).
 pub struct Metrics {
     pub registry: Registry,
+    /// Bytes the vector indexes' Lance caches hold, set at each scrape.
+    pub lance_cache_bytes: IntGauge,
+    /// Their bounds, by `cache` (`metadata`, `index`).
+    pub lance_cache_limit_bytes: IntGaugeVec,
+    /// The Lance sessions measured at each scrape.
+    lance_sessions: parking_lot::Mutex<Vec<std::sync::Weak<lance::session::Session>>>,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub actor_restarts: IntCounterVec,
@@ -279,6 +287,19 @@ impl Metrics {
         registry.register(Box::new(alarm_active.clone()))?;
         registry.register(Box::new(actor_mailbox_depth.clone()))?;
         registry.register(Box::new(supervision_events.clone()))?;
+        let lance_cache_bytes = IntGauge::new(
+            "lakehouse_lance_cache_bytes",
+            "Bytes held by the vector indexes' Lance caches (metadata and index), at this scrape.",
+        )?;
+        let lance_cache_limit_bytes = IntGaugeVec::new(
+            Opts::new(
+                "lakehouse_lance_cache_limit_bytes",
+                "The bound of each Lance cache of the vector indexes (vectors.lance_*_cache_bytes).",
+            ),
+            &["cache"],
+        )?;
+        registry.register(Box::new(lance_cache_bytes.clone()))?;
+        registry.register(Box::new(lance_cache_limit_bytes.clone()))?;
         registry.register(Box::new(embed_cache_hits.clone()))?;
         registry.register(Box::new(embed_cache_misses.clone()))?;
         registry.register(Box::new(vector_index_items.clone()))?;
@@ -297,6 +318,9 @@ impl Metrics {
             alarm_active,
             actor_mailbox_depth,
             supervision_events,
+            lance_cache_bytes,
+            lance_cache_limit_bytes,
+            lance_sessions: parking_lot::Mutex::new(Vec::new()),
             embed_cache_hits,
             embed_cache_misses,
             vector_index_items,
@@ -360,8 +384,30 @@ impl Metrics {
         }
     }
 
+    /// Measures `session` at each scrape (`lakehouse_lance_cache_bytes`),
+    /// with its bounds.
+    pub fn watch_lance(&self, session: &Arc<lance::session::Session>, metadata: usize, index: usize) {
+        self.lance_cache_limit_bytes
+            .with_label_values(&["metadata"])
+            .set(metadata as i64);
+        self.lance_cache_limit_bytes
+            .with_label_values(&["index"])
+            .set(index as i64);
+        let mut sessions = self.lance_sessions.lock();
+        sessions.retain(|s| s.strong_count() > 0);
+        sessions.push(Arc::downgrade(session));
+    }
+
     /// The Prometheus text exposition of everything registered.
     pub fn render(&self) -> Result<String, prometheus::Error> {
+        let held: u64 = self
+            .lance_sessions
+            .lock()
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .map(|s| s.size_bytes())
+            .sum();
+        self.lance_cache_bytes.set(held as i64);
         let mut buffer = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
         String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))

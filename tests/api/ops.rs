@@ -153,3 +153,36 @@ async fn supervision_draws_the_tree() {
     let vectors = app.node("vectors").await.unwrap();
     assert_eq!(vectors["strategy"], "one_for_one", "a nested supervisor");
 }
+
+/// The vector indexes' Lance caches are bounded from configuration, and
+/// `/metrics` reports the bounds and what the caches hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lance_caches_are_bounded_from_configuration_and_reported() {
+    let app = crate::helpers::spawn_app_with(&[
+        ("vectors.lance_metadata_cache_bytes", "2097152"),
+        ("vectors.lance_index_cache_bytes", "1048576"),
+    ])
+    .await;
+    let created = app
+        .post_json("/v1/vectors/index", &serde_json::json!({"name": "cached", "dimension": 4}))
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    for i in 0..20 {
+        let items = serde_json::json!({"items": [{"id": format!("i{i}"), "vector": [1.0, i as f32, 0.5, 0.25]}]});
+        let added = app.post_json("/v1/vectors/index/cached/add", &items).await;
+        assert_eq!(added.status(), StatusCode::OK);
+    }
+    let metrics = app.metrics().await;
+    assert_eq!(
+        metric_value(&metrics, r#"lakehouse_lance_cache_limit_bytes{cache="metadata"}"#),
+        Some(2_097_152.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(&metrics, r#"lakehouse_lance_cache_limit_bytes{cache="index"}"#),
+        Some(1_048_576.0)
+    );
+    let held = metric_value(&metrics, "lakehouse_lance_cache_bytes").expect("reported");
+    assert!(held > 0.0, "20 commits leave manifests in the metadata cache");
+    assert!(held <= 2.0 * (2_097_152.0 + 1_048_576.0), "{held} bytes");
+}

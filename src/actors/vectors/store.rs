@@ -198,6 +198,7 @@ impl VectorStore {
         dimension: usize,
         durability: Durability,
         quarantine: &Path,
+        session: &Arc<lance::session::Session>,
     ) -> Result<(Self, Option<Recovery>), StoreError> {
         let uri =
             durability::dataset_uri(path, durability).map_err(StoreError::io("naming", path))?;
@@ -223,12 +224,13 @@ impl VectorStore {
             let params = WriteParams {
                 mode: WriteMode::Create,
                 store_params: Some(store_params),
+                session: Some(session.clone()),
                 ..WriteParams::default()
             };
             let dataset = Dataset::write(empty, uri.as_str(), Some(params)).await?;
             (dataset, None)
         } else {
-            open_by_evidence(&uri, &store_params, &versions_dir, quarantine).await?
+            open_by_evidence(&uri, &store_params, &versions_dir, quarantine, session).await?
         };
         let mut store = Self {
             uri,
@@ -524,10 +526,12 @@ async fn open_by_evidence(
     params: &ObjectStoreParams,
     versions_dir: &Path,
     quarantine: &Path,
+    session: &Arc<lance::session::Session>,
 ) -> Result<(Dataset, Option<Recovery>), StoreError> {
     let open = || async {
         let opening = DatasetBuilder::from_uri(uri)
             .with_store_params(params.clone())
+            .with_session(session.clone())
             .load();
         match AssertUnwindSafe(opening).catch_unwind().await {
             Ok(opened) => opened,

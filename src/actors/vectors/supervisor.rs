@@ -34,6 +34,11 @@ pub struct VectorsContext {
     fences: Arc<Mutex<HashMap<String, Arc<IndexFence>>>>,
     /// The filtered fields per index name, outliving actor incarnations.
     hot_fields: Arc<Mutex<HashMap<String, HotFields>>>,
+    /// One Lance session (its metadata and index caches, bounded by
+    /// `vectors.lance_*_cache_bytes`) shared by every index and every
+    /// incarnation: Lance's default is a 1 GiB metadata cache and a 6 GiB
+    /// index cache per dataset opened, and each commit adds to the former.
+    pub lance: Arc<lance::session::Session>,
 }
 
 impl VectorsContext {
@@ -44,6 +49,16 @@ impl VectorsContext {
         metrics: Arc<Metrics>,
         board: StatusBoard,
     ) -> Self {
+        let (metadata, index) = (
+            settings.vectors.lance_metadata_cache_bytes,
+            settings.vectors.lance_index_cache_bytes,
+        );
+        let lance = Arc::new(lance::session::Session::new(
+            index,
+            metadata,
+            Arc::new(lance::io::ObjectStoreRegistry::default()),
+        ));
+        metrics.watch_lance(&lance, metadata, index);
         Self {
             dir: settings.data.dir.join("vectors"),
             settings,
@@ -52,6 +67,7 @@ impl VectorsContext {
             board,
             fences: Arc::default(),
             hot_fields: Arc::default(),
+            lance,
         }
     }
 
@@ -113,6 +129,7 @@ impl VectorsContext {
                     board: context.board.clone(),
                     call_timeout: context.settings.request_timeout(),
                     embed_chunk: context.settings.embed.max_texts,
+                    lance: context.lance.clone(),
                 },
             )
         })

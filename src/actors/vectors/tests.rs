@@ -117,6 +117,7 @@ async fn spawn_index_in(
         board: StatusBoard::new(Strategy::OneForOne),
         call_timeout: TIMEOUT,
         embed_chunk: 64,
+        lance: Default::default(),
     };
     let (actor, _) = Actor::spawn(None, IndexActor, arguments).await.unwrap();
     actor

@@ -64,6 +64,7 @@ pub(super) async fn load(
         definition.dimension,
         arguments.durability,
         &quarantine,
+        &arguments.lance,
     )
     .await?;
     if let Some(recovery) = recovery {

@@ -80,6 +80,8 @@ pub struct IndexArguments {
     pub call_timeout: Duration,
     /// Texts per call to `embed` (its `max_texts`).
     pub embed_chunk: usize,
+    /// The Lance session (bounded caches) every index shares.
+    pub lance: Arc<lance::session::Session>,
 }
 
 pub enum IndexMessage {
