@@ -190,7 +190,15 @@ impl Core {
     /// (writers wait, searches go on), the metadata is parsed with no lock
     /// at all, and the write lock is taken only to install the result and
     /// catch up with the writes published meanwhile.
+    ///
+    /// One build at a time: the searches that find the same things
+    /// missing (every client's first filtered search after a start) wait
+    /// for the one build and then find nothing left to do, instead of
+    /// each parsing every item's metadata and copying every vector. 50
+    /// clients starting the mix at 100k workers built the arena and the
+    /// lookups ~180 times over: RSS rose to 14 GB for 15 s.
     pub(super) fn build(&self, fields: &[&str], evicted: &[String]) -> Result<(), HnswError> {
+        let _one_at_a_time = self.building.lock();
         let started = std::time::Instant::now();
         let (snapshot, watermark, wanted, want_presence, arena) = {
             let inner = self.inner.read();
@@ -223,6 +231,10 @@ impl Core {
             };
             (snapshot, inner.max_seq, wanted, want_presence, arena)
         };
+        // A build that waited for another may find nothing left to do.
+        if wanted.is_empty() && !want_presence && arena.is_none() && evicted.is_empty() {
+            return Ok(());
+        }
         let built = {
             let _timer = Timer("filter lookups", started);
             index_fields_of(&snapshot, &wanted, want_presence)

@@ -98,6 +98,9 @@ pub struct Core {
     results: Option<Mutex<ResultCache>>,
     /// Fields filtered on, remembered across incarnations.
     hot_fields: HotFields,
+    /// Held by the one build of lookups and arena running (see
+    /// [`Core::build`]).
+    building: Mutex<()>,
 }
 
 /// One search, validated and with its vector prepared.
@@ -171,6 +174,7 @@ impl Core {
     ) -> Self {
         Self {
             hot_fields,
+            building: Mutex::new(()),
             results: NonZeroUsize::new(cache_entries)
                 .filter(|_| cache_bytes > 0)
                 .map(|n| {
