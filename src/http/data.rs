@@ -257,6 +257,7 @@ pub enum IngestMode {
 #[serde(deny_unknown_fields)]
 pub struct IngestQuery {
     /// `append` (default) or `replace`.
+    #[param(inline)]
     mode: Option<IngestMode>,
 }
 

@@ -166,7 +166,8 @@ pub struct EventsQuery {
     /// Replay the kept events after this `seq` first (the last 256 at
     /// most); a `Last-Event-ID` header wins over it. A `seq` the service
     /// has not reached (it restarted) replays all kept. Default: only new
-    /// events.
+    /// events. At most 2^63 - 1 (a larger one is 400 `invalid_query`).
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     since: Option<u64>,
 }
 
@@ -190,6 +191,11 @@ async fn supervision_events(
     query: web::Query<EventsQuery>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    if query.since.is_some_and(|since| since > i64::MAX as u64) {
+        return Err(ApiError::InvalidQuery(
+            "since: at most 9223372036854775807".to_string(),
+        ));
+    }
     let limits = &context.settings.limits;
     let caller = super::caller_name(&request);
     let share = context

@@ -288,6 +288,21 @@ async fn the_event_stream_delivers_a_failure_and_the_restart_and_the_tree_keeps_
         "invalid_query",
     )
     .await;
+    // The documented maximum holds both ways: 2^63 - 1 is a seq the
+    // service has not reached (everything kept is replayed), 2^63 is
+    // refused.
+    let edge = app
+        .get("/v1/supervision/events?since=9223372036854775807")
+        .await;
+    assert_eq!(edge.status(), StatusCode::OK);
+    drop(edge);
+    assert_error(
+        app.get("/v1/supervision/events?since=9223372036854775808")
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
