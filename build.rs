@@ -1,5 +1,7 @@
-//! Compiles the small C++ shim that searches a faiss HNSW index with a
-//! per-query efSearch (`src/actors/vectors/ffi/hnsw_search.cpp`), against
+//! Compiles the small C++ shims: one searches a faiss HNSW index with a
+//! per-query efSearch (`src/actors/vectors/ffi/hnsw_search.cpp`), one holds
+//! faster distance kernels that faiss's calls are redirected to by the
+//! linker (`src/actors/vectors/ffi/distances.cpp`, see [`KERNELS`]); against
 //! the faiss headers of the faiss sources that `faiss-sys` builds (its
 //! `static` feature compiles the copy vendored in the crate). faiss-sys
 //! publishes no include path, so it is found here: `FAISS_INCLUDE_DIR` if
@@ -9,20 +11,38 @@
 use std::path::{Path, PathBuf};
 
 const SHIM: &str = "src/actors/vectors/ffi/hnsw_search.cpp";
+const DISTANCES: &str = "src/actors/vectors/ffi/distances.cpp";
+
+/// faiss's distance functions whose calls from other faiss object files
+/// the linker sends to `__wrap_<symbol>` in `distances.cpp` (faiss's own
+/// loop keeps one accumulator under GCC; see that file).
+const KERNELS: [&str; 2] = [
+    "_ZN5faiss18fvec_inner_productEPKfS1_m",
+    "_ZN5faiss10fvec_L2sqrEPKfS1_m",
+];
 
 fn main() {
     println!("cargo:rerun-if-changed={SHIM}");
+    println!("cargo:rerun-if-changed={DISTANCES}");
+    println!("cargo:rerun-if-env-changed=CXXFLAGS");
     println!("cargo:rerun-if-changed=Cargo.lock");
     println!("cargo:rerun-if-env-changed=FAISS_INCLUDE_DIR");
     let include = faiss_include_dir();
     cc::Build::new()
         .cpp(true)
         .file(SHIM)
+        .file(DISTANCES)
         .include(&include)
         .flag_if_supported("-std=c++17")
         .opt_level(2)
         .warnings(false)
         .compile("lakehouse_faiss_shim");
+    for symbol in KERNELS {
+        println!("cargo:rustc-link-arg=-Wl,--wrap={symbol}");
+        // Pulled from the shim's archive whatever the order of archives
+        // on the link line (faiss's references to it may come after).
+        println!("cargo:rustc-link-arg=-Wl,--undefined=__wrap_{symbol}");
+    }
 }
 
 fn faiss_include_dir() -> PathBuf {

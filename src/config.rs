@@ -217,6 +217,8 @@ pub struct SupervisionSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VectorSettings {
+    /// How new indexes hold their vectors unless they say (`f32`, `fp16`).
+    pub storage: crate::domain::vectors::VectorStorage,
     /// HNSW defaults for indexes created without them.
     pub hnsw_m: u32,
     pub hnsw_ef_construction: u32,

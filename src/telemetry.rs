@@ -289,12 +289,12 @@ impl Metrics {
         registry.register(Box::new(supervision_events.clone()))?;
         let lance_cache_bytes = IntGauge::new(
             "lakehouse_lance_cache_bytes",
-            "Bytes held by the vector indexes' Lance caches (metadata and index), at this scrape.",
+            "Bytes held by the vector indexes' Lance caches (metadata and index, every index), at this scrape.",
         )?;
         let lance_cache_limit_bytes = IntGaugeVec::new(
             Opts::new(
                 "lakehouse_lance_cache_limit_bytes",
-                "The bound of each Lance cache of the vector indexes (vectors.lance_*_cache_bytes).",
+                "The bound of each vector index's Lance caches, per index (vectors.lance_*_cache_bytes).",
             ),
             &["cache"],
         )?;
@@ -384,15 +384,19 @@ impl Metrics {
         }
     }
 
-    /// Measures `session` at each scrape (`lakehouse_lance_cache_bytes`),
-    /// with its bounds.
-    pub fn watch_lance(&self, session: &Arc<lance::session::Session>, metadata: usize, index: usize) {
+    /// The bounds of each index's Lance caches (`vectors.lance_*_cache_bytes`).
+    pub fn lance_cache_limits(&self, metadata: usize, index: usize) {
         self.lance_cache_limit_bytes
             .with_label_values(&["metadata"])
             .set(metadata as i64);
         self.lance_cache_limit_bytes
             .with_label_values(&["index"])
             .set(index as i64);
+    }
+
+    /// Measures `session` at each scrape (`lakehouse_lance_cache_bytes`)
+    /// for as long as it lives.
+    pub fn watch_lance(&self, session: &Arc<lance::session::Session>) {
         let mut sessions = self.lance_sessions.lock();
         sessions.retain(|s| s.strong_count() > 0);
         sessions.push(Arc::downgrade(session));

@@ -22,7 +22,9 @@ use crate::domain::matrix::{
     apply_playbook, MatrixExplain, MatrixHit, MatrixInvalid, MatrixResults, MatrixSearch, Playbook,
     PlaybookEntry, PlaybookRecord, Recorded, Recording,
 };
-use crate::domain::vectors::{CreateIndex, Hit, HnswOverrides, ItemInput, SearchRequest};
+use crate::domain::vectors::{
+    CreateIndex, Hit, HnswOverrides, IndexKind, ItemInput, SearchRequest,
+};
 use crate::supervision::{CallError, Directory, Fault};
 
 pub const NAME: &str = "matrix";
@@ -442,6 +444,12 @@ impl Context {
     }
 
     /// Creates `playbook_memory` on first use (a concurrent creator's 409 is fine).
+    ///
+    /// Flat: the playbook is only ever searched with a role filter, which
+    /// scans the role's entries exactly, so a graph would buy nothing and
+    /// cost a graph insert per recording (and, as re-recorded entries
+    /// leave tombstones, a graph rebuild every ~1,000 recordings). A
+    /// playbook created before this keeps its graph.
     async fn create_playbook(&self, dimension: usize) -> Result<(), MatrixError> {
         let request = CreateIndex {
             name: PLAYBOOK.to_string(),
@@ -452,6 +460,8 @@ impl Context {
                 ef_construction: Some(self.settings.playbook_hnsw.ef_construction),
                 ef_search: Some(self.settings.playbook_hnsw.ef_search),
             }),
+            kind: Some(IndexKind::Flat),
+            storage: None,
         };
         let created = self
             .directory

@@ -88,13 +88,47 @@ impl HnswParams {
     }
 }
 
+/// How an index's faiss side holds its vectors; fixed at creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VectorStorage {
+    /// 4 bytes a component.
+    #[default]
+    F32,
+    /// 2 bytes a component (faiss `SQfp16`, no training): half the
+    /// vectors' memory; distances are computed from the rounded vectors,
+    /// within about 1e-3 of the f32 ones.
+    Fp16,
+}
+
+/// How an index is searched when no filter narrows it; fixed at creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexKind {
+    /// An HNSW graph: approximate and sub-linear, each insert a graph walk.
+    #[default]
+    Hnsw,
+    /// Every vector scored: exact, linear in the index's size, and an
+    /// insert is a copy. For small indexes and ones always searched with a
+    /// filter (filtered searches scan their candidates exactly either
+    /// way), such as the playbook.
+    Flat,
+}
+
 /// What defines an index; persisted beside its data and fixed at creation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IndexDefinition {
     pub name: String,
     pub dimension: usize,
     pub metric: Metric,
+    /// Build and search parameters (used by `kind: hnsw`).
     pub hnsw: HnswParams,
+    /// Absent in definitions written before it: an HNSW graph.
+    #[serde(default)]
+    pub kind: IndexKind,
+    /// Absent in definitions written before it: f32.
+    #[serde(default)]
+    pub storage: VectorStorage,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -190,6 +224,10 @@ pub struct CreateIndex {
     pub dimension: usize,
     pub metric: Option<Metric>,
     pub hnsw: Option<HnswOverrides>,
+    /// `hnsw` (the default) or `flat`.
+    pub kind: Option<IndexKind>,
+    /// `f32` or `fp16`; the default is `vectors.storage`.
+    pub storage: Option<VectorStorage>,
 }
 
 /// Per-index HNSW settings; omitted ones come from `vectors.*` config.
@@ -206,7 +244,11 @@ pub struct HnswOverrides {
 
 impl CreateIndex {
     /// The definition this request asks for, defaults filled in.
-    pub fn into_definition(self, defaults: HnswParams) -> Result<IndexDefinition, ValidationError> {
+    pub fn into_definition(
+        self,
+        defaults: HnswParams,
+        storage: VectorStorage,
+    ) -> Result<IndexDefinition, ValidationError> {
         let overrides = self.hnsw.unwrap_or_default();
         let definition = IndexDefinition {
             name: self.name,
@@ -219,6 +261,8 @@ impl CreateIndex {
                     .unwrap_or(defaults.ef_construction),
                 ef_search: overrides.ef_search.unwrap_or(defaults.ef_search),
             },
+            kind: self.kind.unwrap_or_default(),
+            storage: self.storage.unwrap_or(storage),
             created_at: chrono::Utc::now(),
         };
         definition.validate()?;
@@ -506,6 +550,8 @@ pub struct IndexInfo {
     pub dimension: usize,
     pub metric: Metric,
     pub hnsw: HnswParams,
+    pub kind: IndexKind,
+    pub storage: VectorStorage,
     /// Live items.
     pub count: usize,
     pub status: String,

@@ -521,3 +521,83 @@ async fn concurrent_recordings_of_one_query_all_count() {
         assert_eq!(entry["metadata"]["workers"][worker]["best"]["score"], 1.0);
     }
 }
+
+/// The playbook the matrix creates is flat (it is only ever searched with
+/// a role filter, an exact scan either way, so a graph only cost inserts
+/// and rebuilds). The same recordings give exactly the same boosts as a
+/// playbook created with an HNSW graph, as the matrix made it before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flat_playbook_gives_the_boosts_a_graph_playbook_gave() {
+    let graph = seeded_app(1500).await;
+    let flat = seeded_app(1500).await;
+    let response = graph
+        .post_json(
+            "/v1/vectors/index",
+            &json!({"name": "playbook_memory", "dimension": 256, "kind": "hnsw",
+                    "hnsw": {"m": 16, "ef_construction": 32, "ef_search": 64}}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let queries = [
+        ("reliable forklift driver for night shifts", FORKLIFT),
+        ("forklift operator warehouse loading docks", FORKLIFT),
+        ("cnc machinist with setup experience", CNC),
+        ("forklift operator for the weekend", FORKLIFT),
+    ];
+    let searches: Vec<Value> = queries
+        .iter()
+        .map(|(query, role)| {
+            json!({"query": query, "k": 15, "role": role, "use_playbook": true, "explain": true})
+        })
+        .collect();
+    // The workers to record, chosen once (both corpora are the same seed).
+    let before = search(&graph, searches[0].clone()).await;
+    assert_eq!(
+        before["hits"],
+        search(&flat, searches[0].clone()).await["hits"]
+    );
+    for (round, (query, role)) in queries.iter().cycle().take(14).enumerate() {
+        let top = search(&graph, json!({"query": query, "k": 12, "role": role})).await;
+        let ids: Vec<&str> = hits(&top)
+            .iter()
+            .skip(round % 5)
+            .step_by(3)
+            .take(1 + round % 3)
+            .map(|h| h["worker_id"].as_str().unwrap())
+            .collect();
+        let score = [1.0, 0.6, 0.25][round % 3];
+        for app in [&graph, &flat] {
+            record(app, query, role, &ids, score).await;
+        }
+    }
+    let mut kinds = Vec::new();
+    for app in [&graph, &flat] {
+        let info = app.get("/v1/vectors/index/playbook_memory").await;
+        kinds.push(info.json::<Value>().await.unwrap());
+    }
+    assert_eq!(kinds[0]["kind"], "hnsw");
+    assert_eq!(kinds[1]["kind"], "flat");
+    assert_eq!(kinds[0]["count"], kinds[1]["count"]);
+    let mut boosted = 0;
+    for body in &searches {
+        let a = search(&graph, body.clone()).await;
+        let b = search(&flat, body.clone()).await;
+        let view = |answer: &Value| -> Vec<(String, String, Value, Value, Value)> {
+            hits(answer)
+                .iter()
+                .map(|h| {
+                    (
+                        h["worker_id"].as_str().unwrap().to_string(),
+                        format!("{:.5}", h["distance"].as_f64().unwrap()),
+                        h["boosted"].clone(),
+                        h["injected"].clone(),
+                        h["explain"]["boost_factor"].clone(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(view(&a), view(&b), "{body}");
+        boosted += a["boosted"].as_u64().unwrap();
+    }
+    assert!(boosted >= 8, "the recordings boost: {boosted}");
+}

@@ -164,7 +164,10 @@ async fn the_lance_caches_are_bounded_from_configuration_and_reported() {
     ])
     .await;
     let created = app
-        .post_json("/v1/vectors/index", &serde_json::json!({"name": "cached", "dimension": 4}))
+        .post_json(
+            "/v1/vectors/index",
+            &serde_json::json!({"name": "cached", "dimension": 4}),
+        )
         .await;
     assert_eq!(created.status(), StatusCode::CREATED);
     for i in 0..20 {
@@ -174,15 +177,24 @@ async fn the_lance_caches_are_bounded_from_configuration_and_reported() {
     }
     let metrics = app.metrics().await;
     assert_eq!(
-        metric_value(&metrics, r#"lakehouse_lance_cache_limit_bytes{cache="metadata"}"#),
+        metric_value(
+            &metrics,
+            r#"lakehouse_lance_cache_limit_bytes{cache="metadata"}"#
+        ),
         Some(2_097_152.0),
         "{metrics}"
     );
     assert_eq!(
-        metric_value(&metrics, r#"lakehouse_lance_cache_limit_bytes{cache="index"}"#),
+        metric_value(
+            &metrics,
+            r#"lakehouse_lance_cache_limit_bytes{cache="index"}"#
+        ),
         Some(1_048_576.0)
     );
     let held = metric_value(&metrics, "lakehouse_lance_cache_bytes").expect("reported");
-    assert!(held > 0.0, "20 commits leave manifests in the metadata cache");
+    assert!(
+        held > 0.0,
+        "20 commits leave manifests in the metadata cache"
+    );
     assert!(held <= 2.0 * (2_097_152.0 + 1_048_576.0), "{held} bytes");
 }

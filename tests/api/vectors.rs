@@ -617,3 +617,118 @@ async fn http_search_recall_on_10000_vectors_with_and_without_tombstones() {
     assert_eq!(hits.len(), 10);
     assert!(hits.iter().all(|id| !excluded.contains(id)));
 }
+
+/// An index's `kind` and `storage` are fixed at creation: the default
+/// comes from `vectors.storage`, a request may choose its own, and both
+/// survive an index restart (its snapshot) and a process restart (its
+/// definition), with the same answers before and after. A kind or
+/// storage that does not exist is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_and_kind_are_fixed_at_creation_and_survive_restarts() {
+    let app = spawn_app_with(&[("vectors.storage", "fp16")]).await;
+    let created = |name: &str, extra: Value| {
+        let mut body = json!({"name": name, "dimension": 8});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    for (name, extra) in [
+        ("half", json!({})),
+        ("full", json!({"storage": "f32"})),
+        ("flat", json!({"kind": "flat", "storage": "f32"})),
+        ("flathalf", json!({"kind": "flat"})),
+    ] {
+        let response = app
+            .post_json("/v1/vectors/index", &created(name, extra))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED, "{name}");
+    }
+    for bad in [json!({"storage": "fp8"}), json!({"kind": "ivf"})] {
+        let response = app
+            .post_json("/v1/vectors/index", &created("bad", bad))
+            .await;
+        assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+    }
+    let expected = [
+        ("half", "hnsw", "fp16"),
+        ("full", "hnsw", "f32"),
+        ("flat", "flat", "f32"),
+        ("flathalf", "flat", "fp16"),
+    ];
+    // 200 distinct directions.
+    let vector =
+        |i: usize| -> Vec<f32> { (0..8).map(|j| ((i * 8 + j) as f32 * 0.7).sin()).collect() };
+    let mut answers = Vec::new();
+    for (name, _, _) in expected {
+        let items: Vec<Value> = (0..200)
+            .map(|i| json!({"id": format!("i{i}"), "vector": vector(i)}))
+            .collect();
+        assert_eq!(add(&app, name, json!(items)).await.status(), StatusCode::OK);
+        let body: Value = search(&app, name, json!({"vector": vector(3), "k": 5}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(hit_ids(body.clone())[0], "i3", "{name}");
+        answers.push(body["hits"].clone());
+    }
+    let check = |app: &TestApp, answers: &[Value]| {
+        let answers = answers.to_vec();
+        let app_url = app.url("/");
+        async move {
+            let client = reqwest::Client::new();
+            for ((name, kind, storage), before) in expected.iter().zip(&answers) {
+                let base = app_url.trim_end_matches('/');
+                let info: Value = client
+                    .get(format!("{base}/v1/vectors/index/{name}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert_eq!(info["kind"], *kind, "{name}");
+                assert_eq!(info["storage"], *storage, "{name}");
+                assert_eq!(info["count"], 200, "{name}");
+                let body: Value = client
+                    .post(format!("{base}/v1/vectors/index/{name}/search"))
+                    .json(&json!({"vector": vector(3), "k": 5}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert_eq!(&body["hits"], before, "{name}: the same answer");
+            }
+        }
+    };
+    check(&app, &answers).await;
+    // An index restart reloads from its snapshot (or Lance).
+    for (name, _, _) in expected {
+        let response = app
+            .post_json(&format!("/v1/admin/indexes/{name}/restart"), &json!({}))
+            .await;
+        assert!(
+            response.status().is_success(),
+            "{name}: {}",
+            response.status()
+        );
+    }
+    eventually("indexes restarted", Duration::from_secs(10), || async {
+        for (name, _, _) in expected {
+            if app.get(&format!("/v1/vectors/index/{name}")).await.status() != StatusCode::OK {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    check(&app, &answers).await;
+    // A process restart with another default keeps each index's own.
+    let (dir, guard) = app.shutdown().await;
+    let app = spawn_app_on(dir, &[("vectors.storage", "f32")]).await;
+    check(&app, &answers).await;
+    drop(guard);
+}

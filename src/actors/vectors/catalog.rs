@@ -85,7 +85,8 @@ async fn create(
     context: &VectorsContext,
     request: CreateIndex,
 ) -> Result<IndexDefinition, IndexError> {
-    let definition = request.into_definition(context.hnsw_defaults())?;
+    let definition =
+        request.into_definition(context.hnsw_defaults(), context.settings.vectors.storage)?;
     let name = definition.name.clone();
     if exists(context, &name) {
         return Err(IndexError::AlreadyExists(name));

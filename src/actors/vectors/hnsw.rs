@@ -1,4 +1,8 @@
-//! The derived faiss index: `IDMap2,HNSW<M>,Flat`, labelled by `seq`.
+//! The derived faiss index, labelled by `seq`: `IDMap2,HNSW<M>,Flat` (an
+//! HNSW graph over f32 vectors), or with `SQfp16` storage (half the
+//! memory), or with no graph at all (`IDMap2,Flat`: an exact scan, for
+//! indexes always searched with a filter). The type name stays `Hnsw`:
+//! the graph is the common case and the search entry point is the same.
 //!
 //! faiss-rs marks `search` as `&mut self` because it cannot know which
 //! index types are safe to share, but faiss's CPU HNSW search only reads the
@@ -19,7 +23,7 @@ use faiss::index::{IndexImpl, TryClone};
 use faiss::{Idx, Index, MetricType};
 use faiss_sys::faiss_Index_reconstruct;
 
-use crate::domain::vectors::{HnswParams, Metric};
+use crate::domain::vectors::{IndexDefinition, IndexKind, Metric, VectorStorage};
 
 #[derive(Debug, thiserror::Error)]
 #[error("faiss: {0}")]
@@ -49,6 +53,19 @@ extern "C" {
     ) -> i32;
 }
 
+/// The faiss factory string of an index: `IDMap2` (our labels) over the
+/// graph (or none) over the vectors' storage.
+fn description(definition: &IndexDefinition) -> String {
+    let storage = match definition.storage {
+        VectorStorage::F32 => "Flat",
+        VectorStorage::Fp16 => "SQfp16",
+    };
+    match definition.kind {
+        IndexKind::Hnsw => format!("IDMap2,HNSW{},{storage}", definition.hnsw.m),
+        IndexKind::Flat => format!("IDMap2,{storage}"),
+    }
+}
+
 pub struct Hnsw {
     index: IndexImpl,
     dimension: usize,
@@ -64,15 +81,19 @@ unsafe impl Sync for Hnsw {}
 pub type Neighbour = (u64, f32);
 
 impl Hnsw {
-    pub fn new(dimension: usize, metric: Metric, params: HnswParams) -> Result<Self, HnswError> {
-        let description = format!("IDMap2,HNSW{},Flat", params.m);
-        let faiss_metric = match metric {
+    /// An empty index as `definition` describes it: an HNSW graph or a
+    /// flat scan, over f32 or fp16 vectors.
+    pub fn new(definition: &IndexDefinition) -> Result<Self, HnswError> {
+        let dimension = definition.dimension;
+        let faiss_metric = match definition.metric {
             Metric::Cosine | Metric::InnerProduct => MetricType::InnerProduct,
             Metric::L2 => MetricType::L2,
         };
-        let index = faiss::index_factory(dimension as u32, description, faiss_metric)?;
+        let index = faiss::index_factory(dimension as u32, description(definition), faiss_metric)?;
         let hnsw = Self { index, dimension };
-        hnsw.set_parameter("efConstruction", params.ef_construction)?;
+        if definition.kind == IndexKind::Hnsw {
+            hnsw.set_parameter("efConstruction", definition.hnsw.ef_construction)?;
+        }
         Ok(hnsw)
     }
 
@@ -216,4 +237,92 @@ fn check(code: i32) -> Result<(), HnswError> {
         }
     };
     Err(HnswError(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    extern "C" {
+        /// `ffi/distances.cpp`: the kernels faiss's calls are sent to.
+        fn lakehouse_inner_product(x: *const f32, y: *const f32, d: usize) -> f32;
+        fn lakehouse_l2_squared(x: *const f32, y: *const f32, d: usize) -> f32;
+    }
+
+    fn vector(seed: usize, d: usize) -> Vec<f32> {
+        (0..d)
+            .map(|i| (((seed * 7919 + i * 104_729) % 2001) as f32 / 1000.0) - 1.0)
+            .collect()
+    }
+
+    /// The four-accumulator kernels give the plain sums (up to rounding)
+    /// for every length, multiples of 32 and 8 and odd tails alike.
+    #[test]
+    fn the_distance_kernels_compute_inner_products_and_squared_distances() {
+        for d in (1..=100).chain([767, 768, 1536]) {
+            let (x, y) = (vector(1, d), vector(2, d));
+            let ip: f64 = x.iter().zip(&y).map(|(a, b)| f64::from(a * b)).sum();
+            let l2: f64 = x
+                .iter()
+                .zip(&y)
+                .map(|(a, b)| f64::from((a - b) * (a - b)))
+                .sum();
+            // SAFETY: both slices hold `d` floats.
+            let (got_ip, got_l2) = unsafe {
+                (
+                    lakehouse_inner_product(x.as_ptr(), y.as_ptr(), d),
+                    lakehouse_l2_squared(x.as_ptr(), y.as_ptr(), d),
+                )
+            };
+            assert!(
+                (f64::from(got_ip) - ip).abs() < 1e-3,
+                "d {d}: {got_ip} vs {ip}"
+            );
+            assert!(
+                (f64::from(got_l2) - l2).abs() < 1e-3,
+                "d {d}: {got_l2} vs {l2}"
+            );
+        }
+    }
+
+    /// faiss's own scans call our kernel, not its single-accumulator loop:
+    /// a flat index's scores are bit for bit what the kernel returns
+    /// (faiss's loop adds in another order, so its roundings differ).
+    #[test]
+    fn faiss_scores_with_the_linked_kernel() {
+        let d = 768;
+        let definition = IndexDefinition {
+            name: "kernel".into(),
+            dimension: d,
+            metric: Metric::InnerProduct,
+            hnsw: crate::domain::vectors::HnswParams {
+                m: 16,
+                ef_construction: 40,
+                ef_search: 40,
+            },
+            kind: IndexKind::Flat,
+            storage: VectorStorage::F32,
+            created_at: chrono::Utc::now(),
+        };
+        let mut index = Hnsw::new(&definition).unwrap();
+        let vectors: Vec<Vec<f32>> = (0..64).map(|i| vector(i + 10, d)).collect();
+        let labels: Vec<u64> = (0..64).collect();
+        index.add(&vectors.concat(), &labels).unwrap();
+        let query = vector(3, d);
+        let found = index.search(&query, 64, 16, None).unwrap();
+        assert_eq!(found.len(), 64);
+        let mut sequential_differs = false;
+        for (label, score) in found {
+            let v = &vectors[label as usize];
+            // SAFETY: both hold `d` floats.
+            let kernel = unsafe { lakehouse_inner_product(query.as_ptr(), v.as_ptr(), d) };
+            assert_eq!(score.to_bits(), kernel.to_bits(), "label {label}");
+            let sequential: f32 = query.iter().zip(v).map(|(a, b)| a * b).sum();
+            sequential_differs |= sequential.to_bits() != kernel.to_bits();
+        }
+        assert!(
+            sequential_differs,
+            "the check can tell summation orders apart"
+        );
+    }
 }

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::hnsw::{Hnsw, HnswError};
-use crate::domain::vectors::{IndexDefinition, Metric};
+use crate::domain::vectors::{IndexDefinition, IndexKind, Metric, VectorStorage};
 
 const FORMAT: u32 = 1;
 
@@ -73,6 +73,12 @@ pub struct SnapshotMeta {
     pub dimension: usize,
     pub metric: Metric,
     pub m: u32,
+    /// Absent in snapshots written before indexes had a kind and a
+    /// storage: an HNSW graph over f32.
+    #[serde(default)]
+    pub kind: IndexKind,
+    #[serde(default)]
+    pub storage: VectorStorage,
     /// The Lance version the index reflects.
     pub lance_version: u64,
     /// Every row with `seq <= max_seq` is in the index; none above.
@@ -182,6 +188,8 @@ pub fn prepare(
             dimension: definition.dimension,
             metric: definition.metric,
             m: definition.hnsw.m,
+            kind: definition.kind,
+            storage: definition.storage,
             lance_version,
             max_seq,
             ntotal: hnsw.len(),
@@ -232,6 +240,8 @@ pub fn read(
         (meta.dimension == definition.dimension, "dimension"),
         (meta.metric == definition.metric, "metric"),
         (meta.m == definition.hnsw.m, "hnsw.m"),
+        (meta.kind == definition.kind, "kind"),
+        (meta.storage == definition.storage, "storage"),
     ];
     if let Some((_, what)) = checks.iter().find(|(ok, _)| !ok) {
         return Err(SnapshotError::Mismatch(what));

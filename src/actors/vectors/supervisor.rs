@@ -34,11 +34,6 @@ pub struct VectorsContext {
     fences: Arc<Mutex<HashMap<String, Arc<IndexFence>>>>,
     /// The filtered fields per index name, outliving actor incarnations.
     hot_fields: Arc<Mutex<HashMap<String, HotFields>>>,
-    /// One Lance session (its metadata and index caches, bounded by
-    /// `vectors.lance_*_cache_bytes`) shared by every index and every
-    /// incarnation: Lance's default is a 1 GiB metadata cache and a 6 GiB
-    /// index cache per dataset opened, and each commit adds to the former.
-    pub lance: Arc<lance::session::Session>,
 }
 
 impl VectorsContext {
@@ -49,16 +44,10 @@ impl VectorsContext {
         metrics: Arc<Metrics>,
         board: StatusBoard,
     ) -> Self {
-        let (metadata, index) = (
+        metrics.lance_cache_limits(
             settings.vectors.lance_metadata_cache_bytes,
             settings.vectors.lance_index_cache_bytes,
         );
-        let lance = Arc::new(lance::session::Session::new(
-            index,
-            metadata,
-            Arc::new(lance::io::ObjectStoreRegistry::default()),
-        ));
-        metrics.watch_lance(&lance, metadata, index);
         Self {
             dir: settings.data.dir.join("vectors"),
             settings,
@@ -67,8 +56,25 @@ impl VectorsContext {
             board,
             fences: Arc::default(),
             hot_fields: Arc::default(),
-            lance,
         }
+    }
+
+    /// A Lance session for one incarnation of one index: its metadata and
+    /// index caches bounded by `vectors.lance_*_cache_bytes` (Lance's own
+    /// default is 1 GiB and 6 GiB for every dataset opened, and each
+    /// commit adds its manifest and transaction to the former), and
+    /// measured in `lakehouse_lance_cache_bytes` while it lives. One per
+    /// incarnation, as Lance's default is, so a restart starts cold and
+    /// indexes do not share one cache's shards.
+    fn lance_session(&self) -> Arc<lance::session::Session> {
+        let v = &self.settings.vectors;
+        let session = Arc::new(lance::session::Session::new(
+            v.lance_index_cache_bytes,
+            v.lance_metadata_cache_bytes,
+            Arc::new(lance::io::ObjectStoreRegistry::default()),
+        ));
+        self.metrics.watch_lance(&session);
+        session
     }
 
     pub fn hnsw_defaults(&self) -> HnswParams {
@@ -129,7 +135,7 @@ impl VectorsContext {
                     board: context.board.clone(),
                     call_timeout: context.settings.request_timeout(),
                     embed_chunk: context.settings.embed.max_texts,
-                    lance: context.lance.clone(),
+                    lance: context.lance_session(),
                 },
             )
         })

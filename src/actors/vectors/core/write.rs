@@ -127,7 +127,7 @@ impl Core {
             (labels, vectors)
         };
         let definition = &self.definition;
-        let mut fresh = Hnsw::new(definition.dimension, definition.metric, definition.hnsw)?;
+        let mut fresh = Hnsw::new(definition)?;
         for (chunk, chunk_labels) in vectors
             .chunks(ADD_CHUNK * 16 * definition.dimension)
             .zip(labels.chunks(ADD_CHUNK * 16))

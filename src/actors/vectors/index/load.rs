@@ -130,11 +130,7 @@ pub(super) async fn load(
             // A rejected snapshot must never be trusted later, when Lance's
             // version and seqs may have grown past it again.
             snapshot_paths.remove();
-            (
-                Hnsw::new(definition.dimension, definition.metric, definition.hnsw)?,
-                None,
-                None,
-            )
+            (Hnsw::new(&definition)?, None, None)
         }
     };
     let snapshot_ms = started.elapsed().as_millis() as u64;

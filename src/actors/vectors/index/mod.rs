@@ -80,7 +80,7 @@ pub struct IndexArguments {
     pub call_timeout: Duration,
     /// Texts per call to `embed` (its `max_texts`).
     pub embed_chunk: usize,
-    /// The Lance session (bounded caches) every index shares.
+    /// This incarnation's Lance session (its caches bounded by config).
     pub lance: Arc<lance::session::Session>,
 }
 
@@ -518,6 +518,8 @@ impl IndexState {
             dimension: definition.dimension,
             metric: definition.metric,
             hnsw: definition.hnsw,
+            kind: definition.kind,
+            storage: definition.storage,
             count: pipeline.core.len(),
             status: "ready".to_string(),
             restarts: self
