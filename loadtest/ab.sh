@@ -55,7 +55,7 @@ for run in $AB_ORDER; do
   n=$((n + 1))
   which="${run%%:*}"; mode="${run##*:}"
   binary="$OLD"; [ "$which" = new ] && binary="$NEW"
-  rm -rf "$RUN_DIR"; cp -a "$SEEDED" "$RUN_DIR"
+  rm -rf "$RUN_DIR"; mkdir -p "$RUN_DIR"; cp -a "$SEEDED/." "$RUN_DIR/"
   started=$(date +%s.%N)
   start "$binary" "$RUN_DIR" LAKEHOUSE__MATRIX__DEFAULT_MODE="$mode"
   ready=$(python3 -c "import time; print(round(time.time() - $started, 2))")
