@@ -36,16 +36,22 @@ fn trace() {
     });
 }
 
-/// A small deterministic generator (splitmix64), so tests need no RNG crate.
-struct Rng(u64);
+/// A small deterministic generator (splitmix64), so tests need no RNG crate
+/// (the keyword index's tests use it too).
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, n).
+    pub(super) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
     }
 
     /// Uniform in [-1, 1).
