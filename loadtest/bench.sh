@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the figures in docs/benchmarks.md on this machine: release
 # builds, a server on loopback with a fresh data dir per part, bounded runs.
-#   loadtest/bench.sh [vectors|staffing|soak|durability|crasher|abuse|all]
+#   loadtest/bench.sh [vectors|staffing|soak|durability|crasher|abuse|contract|all]
 # (all = vectors and staffing; soak takes 35 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -135,5 +135,14 @@ if [ "$part" = abuse ]; then
   LAKEHOUSE_TOKEN="$ADMIN" "$BIN/loadtest" abuse --target "$TARGET" --duration "${ABUSE_SECONDS:-30}" \
     --normal-clients 8 --hostile-clients 8 --json "$OUT/abuse.json" | tee "$OUT/abuse.txt"
   stop_server
+fi
+if [ "$part" = contract ]; then
+  # The contract fuzzed longer than `./run test` does: a new random seed
+  # (or CONTRACT_SEED), CONTRACT_EXAMPLES (100) examples per operation,
+  # every default check. The seed is the first line of the report.
+  seed="${CONTRACT_SEED:-$(python3 -c 'import random; print(random.randrange(1, 2**31))')}"
+  echo "seed $seed, ${CONTRACT_EXAMPLES:-100} examples per operation" | tee "$OUT/contract.txt"
+  SCHEMATHESIS_SEED="$seed" SCHEMATHESIS_EXAMPLES="${CONTRACT_EXAMPLES:-100}" \
+    tests/contract/schemathesis.sh "$BIN/lakehouse" 2>&1 | tee -a "$OUT/contract.txt"
 fi
 echo "results in $OUT" >&2

@@ -26,8 +26,11 @@ use crate::supervision::Fault;
 
 pub const NAME: &str = "storage";
 
-/// Longest key, in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
+/// Longest key, in characters.
+pub const MAX_KEY_CHARS: usize = 1024;
+/// Longest segment of a key, in characters; and in bytes of UTF-8, which
+/// the document cannot state: file systems count a name's bytes.
+pub const MAX_SEGMENT_CHARS: usize = 255;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -162,7 +165,8 @@ pub struct StorageState {
 
 /// A key is a relative path of non-empty segments: no `..` or `.`, no
 /// leading `/`, no backslashes or control characters, at most
-/// [`MAX_KEY_BYTES`]. Keys arrive percent-decoded, so encoded forms of
+/// [`MAX_KEY_CHARS`], each segment at most [`MAX_SEGMENT_CHARS`]
+/// characters and bytes. Keys arrive percent-decoded, so encoded forms of
 /// these (`%2e%2e`, `%2f`) are caught too.
 pub fn validate_key(key: &str) -> Result<ObjectPath, StorageError> {
     let invalid = |why: &str| {
@@ -174,8 +178,8 @@ pub fn validate_key(key: &str) -> Result<ObjectPath, StorageError> {
     if key.is_empty() {
         return invalid("empty key");
     }
-    if key.len() > MAX_KEY_BYTES {
-        return invalid("key too long");
+    if key.chars().count() > MAX_KEY_CHARS {
+        return invalid(&format!("a key is at most {MAX_KEY_CHARS} characters"));
     }
     if key.starts_with('/') {
         return invalid("absolute keys are not allowed");
@@ -189,6 +193,11 @@ pub fn validate_key(key: &str) -> Result<ObjectPath, StorageError> {
     for segment in key.split('/') {
         if segment.is_empty() || segment == "." || segment == ".." {
             return invalid("empty, '.' and '..' segments are not allowed");
+        }
+        if segment.len() > MAX_SEGMENT_CHARS {
+            return invalid(&format!(
+                "a segment is at most {MAX_SEGMENT_CHARS} characters and {MAX_SEGMENT_CHARS} bytes of UTF-8"
+            ));
         }
         // `name#123` is how the local store names an upload in progress.
         if let Some((_, suffix)) = segment.rsplit_once('#') {

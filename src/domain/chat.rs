@@ -37,6 +37,7 @@ pub struct ContextRequest {
     pub source: String,
     /// What to retrieve by; the last user message when absent.
     pub query: Option<String>,
+    #[serde(deserialize_with = "crate::domain::de::integer")]
     #[schema(minimum = 1, maximum = 50)]
     pub k: usize,
     /// Equality on metadata fields, as in a vector search.
@@ -78,6 +79,7 @@ impl DraftKind {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatRequest {
+    #[serde(deserialize_with = "crate::domain::de::objects")]
     pub messages: Vec<Message>,
     /// The provider's model (default: `chat.ollama.model`).
     pub model: Option<String>,
@@ -85,6 +87,7 @@ pub struct ChatRequest {
     /// then `done`.
     #[serde(default)]
     pub stream: bool,
+    #[serde(default, deserialize_with = "crate::domain::de::optional_object")]
     pub context: Option<ContextRequest>,
     /// Run this validator on the answer and return its verdict.
     pub validate: Option<DraftKind>,
@@ -152,13 +155,10 @@ impl ChatRequest {
                 )));
             }
         }
-        match self.messages.last() {
-            Some(last) if last.role == Role::User && !last.content.trim().is_empty() => {}
-            _ => {
-                return Err(ChatInvalid::Messages(
-                    "the last message must be a non-empty user message".into(),
-                ))
-            }
+        if self.question().is_none() {
+            return Err(ChatInvalid::Messages(
+                "at least one user message must say something".into(),
+            ));
         }
         if let Some(model) = &self.model {
             if model.trim().is_empty()
@@ -187,13 +187,26 @@ impl ChatRequest {
         Ok(())
     }
 
-    /// What the context is retrieved by: `context.query`, else the last
-    /// user message (cut to the query limit).
+    /// The question: the last user message that says something. A chat
+    /// may go on after it (an assistant's prefilled start of the answer).
+    pub fn question(&self) -> Option<&str> {
+        self.messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User && !m.content.trim().is_empty())
+            .map(|m| m.content.as_str())
+    }
+
+    /// What the context is retrieved by: `context.query`, else the
+    /// question (cut to the query limit).
     pub fn retrieval_query(&self) -> String {
         let query = self.context.as_ref().and_then(|c| c.query.clone());
         query.unwrap_or_else(|| {
-            let last = self.messages.last().map_or("", |m| m.content.as_str());
-            last.chars().take(super::matrix::MAX_QUERY_CHARS).collect()
+            let question = self.question().unwrap_or("");
+            question
+                .chars()
+                .take(super::matrix::MAX_QUERY_CHARS)
+                .collect()
         })
     }
 }
@@ -353,6 +366,7 @@ pub struct ReplayRequest {
     pub query: String,
     /// Restricts the workers retrieved to this role (and lets the playbook apply).
     pub role: Option<String>,
+    #[serde(default, deserialize_with = "crate::domain::de::optional_integer")]
     #[schema(minimum = 1, maximum = 50)]
     pub k: Option<usize>,
     pub model: Option<String>,

@@ -125,6 +125,7 @@ pub struct SqlRequest {
     /// One SELECT, WITH … SELECT or EXPLAIN statement.
     pub sql: String,
     /// Rows at most (default and maximum: `query.max_rows`).
+    #[serde(default, deserialize_with = "crate::domain::de::optional_integer")]
     #[schema(minimum = 1, maximum = 1000000)]
     pub limit: Option<usize>,
 }

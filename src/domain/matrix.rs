@@ -26,6 +26,7 @@ pub const MAX_RECORDED_WORKERS: usize = 100;
 pub struct MatrixSearch {
     /// What the coordinator is looking for, in words.
     pub query: String,
+    #[serde(deserialize_with = "crate::domain::de::integer")]
     #[schema(minimum = 1, maximum = 200)]
     pub k: usize,
     pub role: Option<String>,
@@ -40,7 +41,8 @@ pub struct MatrixSearch {
     #[schema(value_type = Option<Object>)]
     pub filter: Option<serde_json::Map<String, Value>>,
     /// At least this many years of experience.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::de::optional_integer")]
+    #[schema(maximum = 4294967295_u64)]
     pub min_years: Option<u32>,
     /// At most this hourly rate.
     #[serde(default)]
@@ -490,7 +492,7 @@ impl MatrixSearch {
             // A day (UTC) includes all of it: before the next midnight.
             let condition = if let Ok(instant) = chrono::DateTime::parse_from_rfc3339(date) {
                 serde_json::json!({"lte": instant.to_rfc3339()})
-            } else if let Ok(day) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") {
+            } else if let Some(day) = full_date(date) {
                 // The last day chrono knows has no next one: checked, so
                 // `+262142-12-31` is refused rather than a panic.
                 let next = day.checked_add_days(chrono::Days::new(1)).ok_or_else(|| {
@@ -510,6 +512,23 @@ impl MatrixSearch {
         }
         Ok(conditions)
     }
+}
+
+/// A full date of RFC 3339 (`2026-12-07`: four-digit year, two-digit
+/// month and day), as JSON Schema's `date` format reads it; chrono's `%m`
+/// and `%d` alone would also take `2026-1-7`.
+fn full_date(text: &str) -> Option<chrono::NaiveDate> {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| bytes[range].iter().all(u8::is_ascii_digit);
+    let shaped = bytes.len() == 10
+        && bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && digits(0..4)
+        && digits(5..7)
+        && digits(8..10);
+    shaped
+        .then(|| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+        .flatten()
 }
 
 impl PlaybookRecord {

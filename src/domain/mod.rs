@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod chat;
 pub mod datasets;
+pub mod de;
 pub mod embedding;
 pub mod filter;
 pub mod keyword;

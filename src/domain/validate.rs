@@ -42,6 +42,7 @@ pub enum ValidateRequest {
         body: String,
     },
     Fill {
+        #[serde(deserialize_with = "crate::domain::de::object")]
         order: FillOrder,
         worker_ids: Vec<String>,
     },
@@ -53,6 +54,8 @@ pub struct FillOrder {
     pub role: String,
     pub city: String,
     pub state: String,
+    #[serde(deserialize_with = "crate::domain::de::integer")]
+    #[schema(maximum = 4294967295_u64)]
     pub count: usize,
 }
 

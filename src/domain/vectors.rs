@@ -12,16 +12,16 @@ pub use super::keyword::{HitExplain, SearchMode};
 
 /// Largest dimension an index may have.
 pub const MAX_DIMENSION: usize = 4096;
-/// Longest item id, in bytes.
-pub const MAX_ID_BYTES: usize = 256;
+/// Longest item id, in characters.
+pub const MAX_ID_CHARS: usize = 256;
 /// `k` may be 1..=MAX_K.
 pub const MAX_K: usize = 1000;
 /// `ef_search` (an index's default, or a request's own) may be 1..=MAX_EF_SEARCH.
 pub const MAX_EF_SEARCH: u32 = 4096;
-/// Longest item text, in bytes (it is stored for keyword search).
-pub const MAX_TEXT_BYTES: usize = 65_536;
-/// Longest search text, in bytes.
-pub const MAX_SEARCH_TEXT_BYTES: usize = 16_384;
+/// Longest item text, in characters (it is stored for keyword search).
+pub const MAX_TEXT_CHARS: usize = 65_536;
+/// Longest search text, in characters.
+pub const MAX_SEARCH_TEXT_CHARS: usize = 16_384;
 
 /// How nearness is measured. Distances are reported so that smaller is
 /// nearer: `1 - cos` for cosine, squared L2 for l2, `-dot` for inner product.
@@ -220,9 +220,11 @@ pub struct CreateIndex {
     /// `[a-z0-9_-]{1,64}`.
     #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     pub name: String,
+    #[serde(deserialize_with = "crate::domain::de::integer")]
     #[schema(minimum = 1, maximum = 4096)]
     pub dimension: usize,
     pub metric: Option<Metric>,
+    #[serde(default, deserialize_with = "crate::domain::de::optional_object")]
     pub hnsw: Option<HnswOverrides>,
     /// `hnsw` (the default) or `flat`.
     pub kind: Option<IndexKind>,
@@ -234,10 +236,13 @@ pub struct CreateIndex {
 #[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HnswOverrides {
+    #[serde(default, deserialize_with = "crate::domain::de::optional_integer")]
     #[schema(minimum = 4, maximum = 128)]
     pub m: Option<u32>,
+    #[serde(default, deserialize_with = "crate::domain::de::optional_integer")]
     #[schema(minimum = 8, maximum = 2048)]
     pub ef_construction: Option<u32>,
+    #[serde(default, deserialize_with = "crate::domain::de::optional_integer")]
     #[schema(minimum = 1, maximum = 4096)]
     pub ef_search: Option<u32>,
 }
@@ -287,6 +292,7 @@ pub struct ItemInput {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddItems {
+    #[serde(deserialize_with = "crate::domain::de::objects")]
     pub items: Vec<ItemInput>,
 }
 
@@ -315,6 +321,7 @@ pub struct SearchRequest {
     pub vector: Option<Vec<f32>>,
     /// …a text, embedded by the service.
     pub text: Option<String>,
+    #[serde(deserialize_with = "crate::domain::de::integer")]
     #[schema(minimum = 1, maximum = 1000)]
     pub k: usize,
     #[schema(value_type = Option<Object>)]
@@ -322,6 +329,7 @@ pub struct SearchRequest {
     /// Ids never returned (at most `limits.max_id_list`).
     pub exclude_ids: Option<Vec<String>>,
     /// This search's own graph-walk width (default: the index's).
+    #[serde(default, deserialize_with = "crate::domain::de::optional_integer")]
     #[schema(minimum = 1, maximum = 4096)]
     pub ef_search: Option<u32>,
     /// `semantic` (default): nearest vectors; `keyword`: BM25 over the
@@ -387,12 +395,12 @@ impl SearchRequest {
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_k(self.k)?;
         if let Some(text) = &self.text {
-            if text.len() > MAX_SEARCH_TEXT_BYTES {
+            let chars = text.chars().count();
+            if chars > MAX_SEARCH_TEXT_CHARS {
                 return Err(ValidationError::InvalidVector {
                     field: "query.text".into(),
                     reason: format!(
-                        "must be at most {MAX_SEARCH_TEXT_BYTES} bytes, got {}",
-                        text.len()
+                        "must be at most {MAX_SEARCH_TEXT_CHARS} characters, got {chars}"
                     ),
                 });
             }
@@ -437,7 +445,7 @@ impl SearchRequest {
 
 /// An add batch, checked in full before anything is written: not empty,
 /// at most `max_batch` items, valid and unique ids, and each item with a
-/// vector, a non-empty text of at most [`MAX_TEXT_BYTES`], or both (the
+/// vector, a non-empty text of at most [`MAX_TEXT_CHARS`] characters, or both (the
 /// text is then stored for keyword search, not embedded).
 pub fn validate_items(items: &[ItemInput], max_batch: usize) -> Result<(), ValidationError> {
     if items.is_empty() {
@@ -460,10 +468,13 @@ pub fn validate_items(items: &[ItemInput], max_batch: usize) -> Result<(), Valid
                     reason: "must not be empty".into(),
                 })
             }
-            (_, Some(text)) if text.len() > MAX_TEXT_BYTES => {
+            (_, Some(text)) if text.chars().count() > MAX_TEXT_CHARS => {
                 return Err(ValidationError::InvalidVector {
                     field: format!("{field}.text"),
-                    reason: format!("must be at most {MAX_TEXT_BYTES} bytes, got {}", text.len()),
+                    reason: format!(
+                        "must be at most {MAX_TEXT_CHARS} characters, got {}",
+                        text.chars().count()
+                    ),
                 })
             }
             _ => {}
@@ -620,10 +631,10 @@ pub fn validate_k(k: usize) -> Result<(), ValidationError> {
 pub fn validate_id(id: &str, field: &str) -> Result<(), ValidationError> {
     let reason = if id.is_empty() {
         Some("must not be empty".to_string())
-    } else if id.len() > MAX_ID_BYTES {
+    } else if id.chars().count() > MAX_ID_CHARS {
         Some(format!(
-            "must be at most {MAX_ID_BYTES} bytes, got {}",
-            id.len()
+            "must be at most {MAX_ID_CHARS} characters, got {}",
+            id.chars().count()
         ))
     } else if id.chars().any(char::is_control) {
         Some("must not contain control characters".to_string())
@@ -660,7 +671,12 @@ pub fn prepare_vector(
         });
     }
     if metric.normalises() {
-        let norm = dot(&vector, &vector).sqrt();
+        // In f64: an f32's square overflows f32 from about 1.8e19 on.
+        let norm = vector
+            .iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>()
+            .sqrt();
         if norm == 0.0 || !norm.is_finite() {
             return Err(ValidationError::InvalidVector {
                 field: field.to_string(),
@@ -668,7 +684,7 @@ pub fn prepare_vector(
             });
         }
         for x in vector.iter_mut() {
-            *x /= norm;
+            *x = (f64::from(*x) / norm) as f32;
         }
     }
     Ok(vector)

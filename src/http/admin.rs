@@ -7,6 +7,7 @@
 //!   and start it again with a clean restart history — how an index left
 //!   `failed` after a crash loop is brought back once its cause is fixed.
 
+use crate::domain::de::Object;
 use std::time::Duration;
 
 use actix_web::{post, web, HttpResponse};
@@ -84,6 +85,7 @@ pub struct FaultRequest {
     pub actor: String,
     pub fault: FaultKind,
     /// Required for `delay` and `slow_load`, refused otherwise.
+    #[serde(default, deserialize_with = "crate::domain::de::optional_integer")]
     #[schema(minimum = 1, maximum = 60000)]
     pub delay_ms: Option<u64>,
 }
@@ -113,7 +115,7 @@ pub struct FaultAccepted {
 async fn inject(
     context: web::Data<ApiContext>,
     method_path: actix_web::HttpRequest,
-    request: web::Json<FaultRequest>,
+    request: web::Json<Object<FaultRequest>>,
 ) -> Result<HttpResponse, ApiError> {
     if !context.settings.faults.enabled {
         return Err(ApiError::RouteNotFound {
@@ -121,7 +123,7 @@ async fn inject(
             path: method_path.path().to_string(),
         });
     }
-    let request = request.into_inner();
+    let request = request.into_inner().0;
     let index_only = |name: &str| {
         ApiError::InvalidBody(format!(
             "fault '{name}' applies only to vector indexes (actor 'index:<name>')"

@@ -7,6 +7,7 @@
 //! disconnects drops the stream, which stops the chat and its upstream
 //! generation.
 
+use crate::domain::de::Object;
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{post, web, HttpResponse};
@@ -36,7 +37,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         (status = 200, description = "The answer, as JSON (`ChatResponse`) or, with `stream: true`, as `text/event-stream`: `token` events `{\"content\"}`, then `citations` `{\"citations\"}`, then `done` `{\"model\",\"usage\",\"verdict\"}` (or `error`)",
             content((ChatResponse = "application/json"), (String = "text/event-stream"))),
         (status = 404, description = "`no_workers`, `index_not_found`, `model_not_found` (names the model)", body = super::error::ErrorBody),
-        (status = 422, description = "`invalid_messages`, `invalid_context`, `invalid_k`, `invalid_filter`, `too_many_filter_fields`, `dimension_mismatch`", body = super::error::ErrorBody),
+        (status = 422, description = "`invalid_messages`, `invalid_context`, `invalid_k`, `empty_query`, `query_too_long`, `invalid_filter`, `too_many_filter_fields`, `dimension_mismatch`", body = super::error::ErrorBody),
         (status = 502, description = "`chat_bad_response`", body = super::error::ErrorBody),
         (status = 503, description = "`chat_unavailable` (names the URL), `index_loading`, `embedder_unavailable`, `too_many_chats` (`chat.max_concurrent` are running)", body = super::error::ErrorBody),
         (status = 504, description = "`chat_timeout`", body = super::error::ErrorBody),
@@ -47,9 +48,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[tracing::instrument(skip_all, fields(stream = request.stream, messages = request.messages.len()))]
 async fn chat(
     context: web::Data<ApiContext>,
-    request: web::Json<ChatRequest>,
+    request: web::Json<Object<ChatRequest>>,
 ) -> Result<HttpResponse, ApiError> {
-    let request = request.into_inner();
+    let request = request.into_inner().0;
     let stream = request.stream;
     let started = service::chat::start(&context, request).await?;
     if stream {
@@ -146,7 +147,7 @@ fn citation_frame(citations: Vec<Citation>) -> Bytes {
     responses(
         (status = 200, description = "The run, as logged", body = ReplayRun),
         (status = 404, description = "`no_workers`, `model_not_found`", body = super::error::ErrorBody),
-        (status = 422, description = "`invalid_messages`, `invalid_context`, `invalid_k`, `query_too_long`", body = super::error::ErrorBody),
+        (status = 422, description = "`invalid_messages`, `invalid_context`, `invalid_k`, `empty_query`, `query_too_long`", body = super::error::ErrorBody),
         (status = 502, description = "`chat_bad_response`", body = super::error::ErrorBody),
         (status = 503, description = "`chat_unavailable`, `index_loading`, `embedder_unavailable`, `too_many_chats`", body = super::error::ErrorBody),
         (status = 504, description = "`chat_timeout`", body = super::error::ErrorBody),
@@ -157,10 +158,10 @@ fn citation_frame(citations: Vec<Citation>) -> Bytes {
 #[tracing::instrument(skip_all)]
 async fn replay(
     context: web::Data<ApiContext>,
-    request: web::Json<ReplayRequest>,
+    request: web::Json<Object<ReplayRequest>>,
 ) -> Result<web::Json<ReplayRun>, ApiError> {
     Ok(web::Json(
-        service::chat::replay(&context, request.into_inner()).await?,
+        service::chat::replay(&context, request.into_inner().0).await?,
     ))
 }
 

@@ -37,6 +37,9 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The files `/console/{file}` serves.
+pub const FILES: [&str; 3] = [ASSETS[0].0, ASSETS[1].0, ASSETS[2].0];
+
 /// Only this origin: no CDN, no third-party request, no inline script.
 const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
                       img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
@@ -67,7 +70,11 @@ async fn page() -> HttpResponse {
     tag = "console",
     params(("file" = String, Path, description = "The file")),
     responses(
-        (status = 200, description = "The file", body = String),
+        (status = 200, description = "The file", content(
+            (String = "text/html"),
+            (String = "text/javascript"),
+            (String = "text/css"),
+        )),
         (status = 404, description = "`asset_not_found`: no such file", body = super::error::ErrorBody),
     )
 )]

@@ -6,6 +6,7 @@
 //! whole body in memory and an oversized body is cut off as soon as it
 //! passes the limit.
 
+use crate::domain::de::Object;
 use std::time::Duration;
 
 use actix_web::http::header;
@@ -413,9 +414,9 @@ async fn drop_dataset(
 #[tracing::instrument(skip_all)]
 async fn sql(
     context: web::Data<ApiContext>,
-    request: web::Json<SqlRequest>,
+    request: web::Json<Object<SqlRequest>>,
 ) -> Result<web::Json<SqlResult>, ApiError> {
     Ok(web::Json(
-        service::data::sql(&context, request.into_inner()).await?,
+        service::data::sql(&context, request.into_inner().0).await?,
     ))
 }

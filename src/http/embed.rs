@@ -1,5 +1,6 @@
 //! `POST /v1/embed {texts, model?}` -> `{model, dimension, vectors}`.
 
+use crate::domain::de::Object;
 use actix_web::{post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -28,9 +29,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[tracing::instrument(skip_all, fields(texts = request.texts.len()))]
 async fn embed(
     context: web::Data<ApiContext>,
-    request: web::Json<EmbedRequest>,
+    request: web::Json<Object<EmbedRequest>>,
 ) -> Result<web::Json<Embeddings>, ApiError> {
     Ok(web::Json(
-        service::ops::embed(&context, request.into_inner()).await?,
+        service::ops::embed(&context, request.into_inner().0).await?,
     ))
 }

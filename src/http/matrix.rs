@@ -1,5 +1,6 @@
 //! `POST /v1/matrix/search` and `POST /v1/matrix/playbooks/record`.
 
+use crate::domain::de::Object;
 use actix_web::{post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -19,7 +20,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     responses(
         (status = 200, description = "The k nearest workers; boosted and injected ones marked", body = MatrixResults),
         (status = 404, description = "`no_workers`: seed first", body = super::error::ErrorBody),
-        (status = 422, description = "`empty_query`, `query_too_long`, `invalid_k`, `too_many_ids`", body = super::error::ErrorBody),
+        (status = 422, description = "`empty_query`, `query_too_long`, `invalid_k`, `too_many_ids`, `invalid_body` (a typed parameter out of its range: `available_by` not a date, `max_rate` negative), `invalid_filter`, `too_many_filter_fields`", body = super::error::ErrorBody),
         (status = 503, description = "`index_loading`, `index_failed`, `embedder_unavailable`", body = super::error::ErrorBody),
     ),
     security(("bearer" = ["read"]))
@@ -28,10 +29,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[tracing::instrument(skip_all, fields(k = request.k, playbook = request.use_playbook))]
 async fn search(
     context: web::Data<ApiContext>,
-    request: web::Json<MatrixSearch>,
+    request: web::Json<Object<MatrixSearch>>,
 ) -> Result<web::Json<MatrixResults>, ApiError> {
     Ok(web::Json(
-        service::matrix::search_workers(&context, request.into_inner()).await?,
+        service::matrix::search_workers(&context, request.into_inner().0).await?,
     ))
 }
 
@@ -43,7 +44,7 @@ async fn search(
     responses(
         (status = 200, description = "Recorded (durable in Lance)", body = Recorded),
         (status = 404, description = "`no_workers`: seed first", body = super::error::ErrorBody),
-        (status = 422, description = "`empty_query`, `empty_role`, `invalid_score`, `invalid_worker_ids`, `unknown_workers`, `too_many_ids`", body = super::error::ErrorBody),
+        (status = 422, description = "`empty_query`, `query_too_long`, `empty_role`, `invalid_score`, `invalid_worker_ids`, `unknown_workers`, `too_many_ids`", body = super::error::ErrorBody),
         (status = 503, description = "`index_loading`, `index_failed`, `embedder_unavailable`", body = super::error::ErrorBody),
     ),
     security(("bearer" = ["write"]))
@@ -52,9 +53,9 @@ async fn search(
 #[tracing::instrument(skip_all, fields(role = %request.role, workers = request.worker_ids.len()))]
 async fn record(
     context: web::Data<ApiContext>,
-    request: web::Json<PlaybookRecord>,
+    request: web::Json<Object<PlaybookRecord>>,
 ) -> Result<web::Json<Recorded>, ApiError> {
     Ok(web::Json(
-        service::matrix::record_placement(&context, request.into_inner()).await?,
+        service::matrix::record_placement(&context, request.into_inner().0).await?,
     ))
 }

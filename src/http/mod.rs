@@ -7,6 +7,7 @@ mod admin;
 pub mod auth;
 pub mod chat;
 mod console;
+pub mod contract;
 mod data;
 pub mod edge;
 mod embed;
@@ -77,7 +78,7 @@ impl Contract {
             .into_utoipa_app()
             .configure(routes)
             .split_for_parts();
-        let document = openapi::document(routes, settings);
+        let document = openapi::document(routes, settings)?;
         let unsecured = AccessRules::unsecured(&document);
         if !unsecured.is_empty() {
             return Err(format!(

@@ -81,9 +81,13 @@ pub const OPEN: [(&str, &str); 4] = [
 ];
 
 /// The whole document: the annotated routes (as registered) merged into
-/// the root above, with the open operations marked and the shared
-/// responses added (body limits from `settings`).
-pub fn document(routes: utoipa::openapi::OpenApi, settings: &crate::config::Settings) -> Value {
+/// the root above, with the open operations marked, the shared responses
+/// added (body limits from `settings`) and the rules of
+/// [`super::contract`] applied.
+pub fn document(
+    routes: utoipa::openapi::OpenApi,
+    settings: &crate::config::Settings,
+) -> Result<Value, String> {
     let mut doc = ApiDoc::openapi();
     doc.merge(routes);
     let mut value = serde_json::to_value(&doc).unwrap_or_else(|_| json!({}));
@@ -99,7 +103,8 @@ pub fn document(routes: utoipa::openapi::OpenApi, settings: &crate::config::Sett
         }
     }
     add_shared_responses(&mut value, settings);
-    value
+    super::contract::apply(&mut value, settings)?;
+    Ok(value)
 }
 
 /// HTTP methods as the document names them.

@@ -1,6 +1,7 @@
 //! `POST /v1/validate {kind: email | sms | fill, …}`: `200 {"valid": true}`
 //! or `422 {"valid": false, "errors": [{kind, field, reason}]}`.
 
+use crate::domain::de::Object;
 use actix_web::{post, web, HttpResponse};
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -37,9 +38,9 @@ enum ValidateFailure {
 #[tracing::instrument(skip_all)]
 async fn validate(
     context: web::Data<ApiContext>,
-    request: web::Json<ValidateRequest>,
+    request: web::Json<Object<ValidateRequest>>,
 ) -> Result<HttpResponse, ApiError> {
-    let verdict = service::ops::validate(&context, request.into_inner()).await?;
+    let verdict = service::ops::validate(&context, request.into_inner().0).await?;
     Ok(if verdict.valid {
         HttpResponse::Ok().json(verdict)
     } else {

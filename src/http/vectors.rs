@@ -1,6 +1,7 @@
 //! `/v1/vectors/index…`: create, list, inspect and drop indexes; add,
 //! search, get and delete items, each one call to [`service::vectors`].
 
+use crate::domain::de::Object;
 use actix_web::{delete, get, post, web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -51,10 +52,11 @@ pub struct Deleted {
 async fn create(
     context: web::Data<ApiContext>,
     http: actix_web::HttpRequest,
-    request: web::Json<CreateIndex>,
+    request: web::Json<Object<CreateIndex>>,
 ) -> Result<HttpResponse, ApiError> {
     let definition: IndexDefinition =
-        service::vectors::create_index(&context, caller_role(&http), request.into_inner()).await?;
+        service::vectors::create_index(&context, caller_role(&http), request.into_inner().0)
+            .await?;
     Ok(HttpResponse::Created().json(definition))
 }
 
@@ -136,9 +138,9 @@ async fn add(
     context: web::Data<ApiContext>,
     name: web::Path<String>,
     http: actix_web::HttpRequest,
-    request: web::Json<AddItems>,
+    request: web::Json<Object<AddItems>>,
 ) -> Result<web::Json<UpsertOutcome>, ApiError> {
-    let items = request.into_inner().items;
+    let items = request.into_inner().0.items;
     let outcome = service::vectors::add_items(&context, caller_role(&http), &name, items).await?;
     Ok(web::Json(outcome))
 }
@@ -154,7 +156,7 @@ async fn add(
     responses(
         (status = 200, description = "Hits, nearest first", body = SearchResults),
         (status = 400, description = "`dimension_mismatch`, `invalid_vector`", body = ErrorBody),
-        (status = 422, description = "`invalid_k`, `vector_or_text`, `mode_needs_text`, `invalid_keyword_weight`, `invalid_ef_search`, `invalid_filter`, `too_many_filter_fields`, `too_many_ids`", body = ErrorBody),
+        (status = 422, description = "`invalid_k`, `vector_or_text`, `mode_needs_text`, `invalid_keyword_weight`, `invalid_ef_search`, `invalid_filter`, `too_many_filter_fields`, `too_many_ids`, `unsupported_mode` (hybrid on an index that is not cosine)", body = ErrorBody),
         (status = 404, description = "`index_not_found`", body = ErrorBody),
         (status = 503, description = "`index_loading`, `index_failed` (names the reason), `index_unavailable`", body = ErrorBody),
     ),
@@ -165,9 +167,9 @@ async fn add(
 async fn search(
     context: web::Data<ApiContext>,
     name: web::Path<String>,
-    request: web::Json<SearchRequest>,
+    request: web::Json<Object<SearchRequest>>,
 ) -> Result<web::Json<SearchResults>, ApiError> {
-    let hits = service::vectors::search_index(&context, &name, request.into_inner()).await?;
+    let hits = service::vectors::search_index(&context, &name, request.into_inner().0).await?;
     Ok(web::Json(SearchResults { hits }))
 }
 

@@ -9,7 +9,7 @@ use crate::actors::vectors::IndexError;
 use crate::domain::auth::Role;
 use crate::domain::vectors::{
     CreateIndex, Hit, IndexDefinition, IndexInfo, IndexSummary, Item, ItemInput, SearchRequest,
-    UpsertOutcome,
+    UpsertOutcome, ValidationError,
 };
 use crate::supervision::{CallError, ChildStatus};
 
@@ -117,6 +117,7 @@ pub async fn search_index(
 ) -> Result<Vec<Hit>, ApiError> {
     request.prepared = prepare_filter(context, request.filter.as_ref())?;
     check_ids(context, "exclude_ids", request.exclude_ids.as_deref())?;
+    check_search_text(context, request.text.as_deref())?;
     match index::reader(&context.directory, name) {
         Some(reader) => Ok(reader.search(request).await?),
         None => Ok(call_index(context, name, |reply| IndexMessage::Search {
@@ -141,4 +142,23 @@ pub async fn delete_item(
 ) -> Result<(), ApiError> {
     check_reserved(role, name)?;
     Ok(call_index(context, name, |reply| IndexMessage::Delete { id, reply }).await??)
+}
+
+/// The longest search text: the vectors' own bound, or the embedder's
+/// when that is smaller (a semantic or hybrid text is embedded), in every
+/// mode, so the bound is one number the document can state.
+pub fn search_text_limit(settings: &crate::config::Settings) -> usize {
+    crate::domain::vectors::MAX_SEARCH_TEXT_CHARS.min(settings.embed.max_text_chars)
+}
+
+fn check_search_text(context: &Context, text: Option<&str>) -> Result<(), ApiError> {
+    let max = search_text_limit(&context.settings);
+    match text.map(|t| t.chars().count()) {
+        Some(chars) if chars > max => Err(IndexError::Invalid(ValidationError::InvalidVector {
+            field: "query.text".into(),
+            reason: format!("must be at most {max} characters, got {chars}"),
+        })
+        .into()),
+        _ => Ok(()),
+    }
 }

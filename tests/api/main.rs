@@ -6,6 +6,7 @@ mod helpers;
 
 mod chat;
 mod console;
+mod contract;
 mod data;
 mod deploy;
 mod docs;
