@@ -29,8 +29,9 @@ pub const NAME: &str = "storage";
 /// Longest key, in characters.
 pub const MAX_KEY_CHARS: usize = 1024;
 /// Longest segment of a key, in characters; and in bytes of UTF-8, which
-/// the document cannot state: file systems count a name's bytes.
-pub const MAX_SEGMENT_CHARS: usize = 255;
+/// the document cannot state: file systems count a name's bytes (255 on
+/// ext4), and the local store stages an upload as `name#<counter>`.
+pub const MAX_SEGMENT_CHARS: usize = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {

@@ -25,7 +25,7 @@ use crate::supervision::{Fault, FaultKind, SupervisorError, SupervisorMessage};
 const MAX_DELAY_MS: u64 = 60_000;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(inject).service(restart_index);
+    cfg.service(inject_fault).service(restart_index);
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -112,7 +112,7 @@ pub struct FaultAccepted {
 )]
 #[post("/admin/faults")]
 #[tracing::instrument(skip_all, fields(actor = %request.actor))]
-async fn inject(
+async fn inject_fault(
     context: web::Data<ApiContext>,
     method_path: actix_web::HttpRequest,
     request: web::Json<Object<FaultRequest>>,

@@ -47,7 +47,7 @@ const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
 
 /// Routes outside `/v1`.
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(page).service(asset);
+    cfg.service(console_page).service(console_file);
 }
 
 /// Routes under `/v1`.
@@ -61,7 +61,7 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
     responses((status = 200, description = "The console's page", content_type = "text/html", body = String))
 )]
 #[get("/console")]
-async fn page() -> HttpResponse {
+async fn console_page() -> HttpResponse {
     serve("index.html").unwrap_or_else(|| HttpResponse::NotFound().finish())
 }
 
@@ -79,7 +79,7 @@ async fn page() -> HttpResponse {
     )
 )]
 #[get("/console/{file}")]
-async fn asset(file: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn console_file(file: web::Path<String>) -> Result<HttpResponse, ApiError> {
     serve(&file).ok_or_else(|| ApiError::AssetNotFound(file.chars().take(80).collect()))
 }
 

@@ -38,12 +38,17 @@ pub const RUN_ID: &str = "^[0-9a-fA-F]{32}$";
 
 /// One segment of an object key: not `.` or `..`, not ending in `#` and
 /// digits (the local store's name for an upload in progress), no `/`,
-/// `\`, `%` or control character, at most 255 characters.
-const KEY_SEGMENT: &str =
-    "(?!\\.\\.?(?:/|$))(?![^/]*#[0-9]+(?:/|$))[^/\\\\%\\u0000-\\u001f\\u007f-\\u009f]{1,255}";
+/// `\`, `%` or control character, at most `MAX_SEGMENT_CHARS` characters.
+fn key_segment() -> String {
+    format!(
+        "(?!\\.\\.?(?:/|$))(?![^/]*#[0-9]+(?:/|$))[^/\\\\%\\u0000-\\u001f\\u007f-\\u009f]{{1,{}}}",
+        crate::actors::storage::MAX_SEGMENT_CHARS
+    )
+}
 
 fn key_pattern() -> String {
-    format!("^{KEY_SEGMENT}(?:/{KEY_SEGMENT})*$")
+    let segment = key_segment();
+    format!("^{segment}(?:/{segment})*$")
 }
 
 /// An item id: 1 to 256 characters, none of them a control character.
@@ -306,6 +311,93 @@ const PATH_RULES: &[(&str, &str, fn() -> Value)] = &[
     ),
 ];
 
+/// `(method, path, status, [(link, operationId, [(parameter, expression)])])`:
+/// what a response lets a client (or the fuzzer's stateful phase) call next.
+#[allow(clippy::type_complexity)]
+const LINKS: &[(&str, &str, &str, &[(&str, &str, &[(&str, &str)])])] = &[
+    (
+        "post",
+        "/v1/vectors/index",
+        "201",
+        &[
+            ("AddItems", "add_items", &[("name", "$response.body#/name")]),
+            (
+                "SearchIndex",
+                "search_index",
+                &[("name", "$response.body#/name")],
+            ),
+            (
+                "IndexInfo",
+                "index_info",
+                &[("name", "$response.body#/name")],
+            ),
+            (
+                "DropIndex",
+                "drop_index",
+                &[("name", "$response.body#/name")],
+            ),
+        ],
+    ),
+    (
+        "post",
+        "/v1/vectors/index/{name}/add",
+        "200",
+        &[
+            (
+                "GetItem",
+                "get_item",
+                &[
+                    ("name", "$request.path.name"),
+                    ("id", "$request.body#/items/0/id"),
+                ],
+            ),
+            (
+                "DeleteItem",
+                "delete_item",
+                &[
+                    ("name", "$request.path.name"),
+                    ("id", "$request.body#/items/0/id"),
+                ],
+            ),
+            (
+                "SearchIndex",
+                "search_index",
+                &[("name", "$request.path.name")],
+            ),
+        ],
+    ),
+    (
+        "post",
+        "/v1/ingest/{dataset}",
+        "200",
+        &[
+            (
+                "GetDataset",
+                "get_dataset",
+                &[("name", "$request.path.dataset")],
+            ),
+            (
+                "DropDataset",
+                "drop_dataset",
+                &[("name", "$request.path.dataset")],
+            ),
+        ],
+    ),
+    (
+        "put",
+        "/v1/storage/objects/{key}",
+        "201",
+        &[
+            ("GetObject", "get_object", &[("key", "$request.path.key")]),
+            (
+                "DeleteObject",
+                "delete_object",
+                &[("key", "$request.path.key")],
+            ),
+        ],
+    ),
+];
+
 /// `(method, path, [(code, the rule)])`: rules only the running service
 /// can check. The codes are among the operation's documented responses.
 pub const RUNTIME_RULES: &[(&str, &str, &[(&str, &str)])] = &[
@@ -424,7 +516,7 @@ pub const RUNTIME_RULES: &[(&str, &str, &[(&str, &str)])] = &[
         "/v1/storage/objects/{key}",
         &[(
             "invalid_key",
-            "each segment of the key is at most 255 bytes of UTF-8",
+            "each segment of the key is at most 200 bytes of UTF-8",
         )],
     ),
     (
@@ -457,7 +549,8 @@ pub fn apply(doc: &mut Value, settings: &Settings) -> Result<(), String> {
         }
     }
     for (path, parameter) in [("/v1/storage/objects", "prefix")] {
-        let prefix = format!("^(?:{KEY_SEGMENT}(?:/{KEY_SEGMENT})*)?/*$");
+        let segment = key_segment();
+        let prefix = format!("^(?:{segment}(?:/{segment})*)?/*$");
         let schema = parameters_mut(doc, path)
             .find(|p| p["name"] == parameter)
             .map(|p| &mut p["schema"])
@@ -486,6 +579,23 @@ pub fn apply(doc: &mut Value, settings: &Settings) -> Result<(), String> {
             "{description}\n\nRules the schema cannot state, each answered with its code:\n{text}"
         ));
         operation["x-runtime-rules"] = Value::Object(listed);
+    }
+    for (method, path, status, links) in LINKS {
+        let response = operation_mut(doc, method, path)?
+            .pointer_mut(&format!("/responses/{status}"))
+            .ok_or_else(|| format!("contract: no {status} of {path}"))?;
+        let mut all = Map::new();
+        for (name, operation, parameters) in *links {
+            let parameters: Map<String, Value> = parameters
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            all.insert(
+                name.to_string(),
+                json!({"operationId": operation, "parameters": parameters}),
+            );
+        }
+        response["links"] = Value::Object(all);
     }
     supervision_events(doc)?;
     chat_events(doc)?;
@@ -624,7 +734,23 @@ fn parameters_mut<'a>(doc: &'a mut Value, path: &str) -> impl Iterator<Item = &'
         .flatten()
 }
 
+/// Every operation has an operationId of its own (a generated client's
+/// method names), every path parameter a pattern or an enum.
 fn unruled_path_parameters(doc: &Value) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for item in doc["paths"]
+        .as_object()
+        .into_iter()
+        .flat_map(|p| p.values())
+    {
+        for operation in item.as_object().into_iter().flat_map(|o| o.values()) {
+            if let Some(id) = operation["operationId"].as_str() {
+                if !seen.insert(id) {
+                    return Err(format!("contract: two operations are named {id}"));
+                }
+            }
+        }
+    }
     let mut missing = Vec::new();
     for (path, item) in doc["paths"].as_object().into_iter().flatten() {
         for (method, operation) in item.as_object().into_iter().flatten() {

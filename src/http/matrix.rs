@@ -9,7 +9,7 @@ use crate::domain::matrix::{MatrixResults, MatrixSearch, PlaybookRecord, Recorde
 use crate::service;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(search).service(record);
+    cfg.service(search_workers).service(record_placement);
 }
 
 /// Semantic worker search, with role/city/state filters and the playbook
@@ -27,7 +27,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 )]
 #[post("/matrix/search")]
 #[tracing::instrument(skip_all, fields(k = request.k, playbook = request.use_playbook))]
-async fn search(
+async fn search_workers(
     context: web::Data<ApiContext>,
     request: web::Json<Object<MatrixSearch>>,
 ) -> Result<web::Json<MatrixResults>, ApiError> {
@@ -51,7 +51,7 @@ async fn search(
 )]
 #[post("/matrix/playbooks/record")]
 #[tracing::instrument(skip_all, fields(role = %request.role, workers = request.worker_ids.len()))]
-async fn record(
+async fn record_placement(
     context: web::Data<ApiContext>,
     request: web::Json<Object<PlaybookRecord>>,
 ) -> Result<web::Json<Recorded>, ApiError> {

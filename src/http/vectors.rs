@@ -16,12 +16,12 @@ use crate::domain::vectors::{
 use crate::service;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(create)
-        .service(list)
-        .service(info)
+    cfg.service(create_index)
+        .service(list_indexes)
+        .service(index_info)
         .service(drop_index)
-        .service(add)
-        .service(search)
+        .service(add_items)
+        .service(search_index)
         .service(get_item)
         .service(delete_item);
 }
@@ -49,7 +49,7 @@ pub struct Deleted {
 )]
 #[post("/vectors/index")]
 #[tracing::instrument(skip_all, fields(index = %request.name))]
-async fn create(
+async fn create_index(
     context: web::Data<ApiContext>,
     http: actix_web::HttpRequest,
     request: web::Json<Object<CreateIndex>>,
@@ -67,7 +67,7 @@ async fn create(
     security(("bearer" = ["read"]))
 )]
 #[get("/vectors/index")]
-async fn list(context: web::Data<ApiContext>) -> Result<web::Json<IndexList>, ApiError> {
+async fn list_indexes(context: web::Data<ApiContext>) -> Result<web::Json<IndexList>, ApiError> {
     let indexes = service::vectors::list_indexes(&context).await?;
     Ok(web::Json(IndexList { indexes }))
 }
@@ -86,7 +86,7 @@ async fn list(context: web::Data<ApiContext>) -> Result<web::Json<IndexList>, Ap
 )]
 #[get("/vectors/index/{name}")]
 #[tracing::instrument(skip_all, fields(index = %name))]
-async fn info(
+async fn index_info(
     context: web::Data<ApiContext>,
     name: web::Path<String>,
 ) -> Result<web::Json<IndexInfo>, ApiError> {
@@ -134,7 +134,7 @@ async fn drop_index(
 )]
 #[post("/vectors/index/{name}/add")]
 #[tracing::instrument(skip_all, fields(index = %name, items = request.items.len()))]
-async fn add(
+async fn add_items(
     context: web::Data<ApiContext>,
     name: web::Path<String>,
     http: actix_web::HttpRequest,
@@ -164,7 +164,7 @@ async fn add(
 )]
 #[post("/vectors/index/{name}/search")]
 #[tracing::instrument(skip_all, fields(index = %name, k = request.k))]
-async fn search(
+async fn search_index(
     context: web::Data<ApiContext>,
     name: web::Path<String>,
     request: web::Json<Object<SearchRequest>>,

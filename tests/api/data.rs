@@ -593,3 +593,41 @@ async fn json_lines_carry_lists_and_a_replace_moves_a_dataset_to_a_new_schema() 
     )
     .await;
 }
+
+/// A key's segment is bounded in characters and in bytes, below what the
+/// local store needs for a file and its upload's `name#<counter>` beside it:
+/// the longest one is stored, and one byte more is a 400, never a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_key_segment_is_stored_and_a_longer_one_refused() {
+    let app = spawn_app().await;
+    let put = |key: String| {
+        let app = &app;
+        async move {
+            app.client
+                .put(app.url(&format!("/v1/storage/objects/{key}")))
+                .body("x")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let longest = "s".repeat(lakehouse::actors::storage::MAX_SEGMENT_CHARS);
+    assert_eq!(
+        put(format!("a/{longest}")).await.status(),
+        StatusCode::CREATED
+    );
+    assert_error(
+        put(format!("a/{longest}s")).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_key",
+    )
+    .await;
+    // 100 two-byte letters: within the characters, over the bytes.
+    let wide = "%C3%A9".repeat(lakehouse::actors::storage::MAX_SEGMENT_CHARS / 2 + 1);
+    assert_error(
+        put(format!("a/{wide}")).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_key",
+    )
+    .await;
+}
