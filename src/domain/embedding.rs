@@ -53,6 +53,11 @@ impl HashEmbedder {
         if words.is_empty() {
             self.add_trigrams(&mut vector, text.trim());
         }
+        if vector.iter().all(|&x| x == 0.0) {
+            // Terms that landed on one component with opposite signs
+            // cancelled out: one term cannot.
+            self.add(&mut vector, &["t:", text], UNIGRAM_WEIGHT);
+        }
         normalise(&mut vector);
         vector
     }
@@ -149,6 +154,22 @@ mod tests {
 
     fn norm(v: &[f32]) -> f32 {
         v.iter().map(|x| x * x).sum::<f32>().sqrt()
+    }
+
+    /// On a small dimension many terms share a component, and two with
+    /// opposite signs cancel: the text still gets a unit vector (the
+    /// fuzzer found `"\u{10f4ce}\u{15}"` embedding to zero at 64).
+    #[test]
+    fn terms_that_cancel_out_still_give_a_unit_vector() {
+        for dimension in [1, 2, 3, 64] {
+            let embedder = HashEmbedder::new(dimension);
+            for a in (0x20..0x2100u32).filter_map(char::from_u32).filter(|c| !c.is_alphanumeric()) {
+                for text in [a.to_string(), format!("{a}\u{15}"), format!("\u{10f4ce}{a}")] {
+                    let v = embedder.embed(&text);
+                    assert!((norm(&v) - 1.0).abs() < 1e-5, "{text:?} at {dimension}: norm {}", norm(&v));
+                }
+            }
+        }
     }
 
     #[test]

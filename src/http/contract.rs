@@ -446,6 +446,10 @@ pub const RUNTIME_RULES: &[(&str, &str, &[(&str, &str)])] = &[
         "/v1/matrix/search",
         &[
             (
+                "mode_needs_text",
+                "a keyword search's query has a letter or a digit",
+            ),
+            (
                 "invalid_filter",
                 "the filter is in the filter language (docs/api.md), at most 4 levels deep",
             ),
