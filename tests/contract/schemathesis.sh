@@ -75,12 +75,15 @@ printf 'hello' | curl -sf -X PUT -H "$AUTH" --data-binary @- "$BASE/v1/storage/o
 status=0
 # Every default check, with positive_data_acceptance replaced by the same
 # check that also accepts a refusal with one of the operation's
-# `x-runtime-rules` codes (tests/contract/hooks.py).
+# `x-runtime-rules` codes (tests/contract/hooks.py). One worker: with two
+# threads, CPython 3.11's ast module races inside hypothesis's source
+# lookups now and then ("SystemError: AST constructor recursion depth
+# mismatch"), a flaky error of the fuzzer, not of the server.
 SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$(cd "$(dirname "$0")" && pwd)" \
 "$VENV/bin/st" --config-file "$(dirname "$0")/schemathesis.toml" run "http://127.0.0.1:$PORT/openapi.json" \
   --header "Authorization: Bearer $TOKEN" \
   --exclude-checks positive_data_acceptance \
-  --max-examples "$EXAMPLES" --seed "$SEED" --workers 2 \
+  --max-examples "$EXAMPLES" --seed "$SEED" --workers 1 \
   --request-timeout 30 --no-color --generation-database none \
   || status=$?
 if [ "$status" -ne 0 ]; then
