@@ -33,6 +33,11 @@ pub const WORKERS: &str = "workers";
 /// The index of playbook recordings (created on first use).
 pub const PLAYBOOK: &str = "playbook_memory";
 
+/// Upserts of one recording: a first one that creates the playbook, and
+/// ones that go to the playbook's next incarnation when its last ended
+/// before writing the batch.
+const MAX_RECORD_ATTEMPTS: usize = 4;
+
 pub struct MatrixActor;
 
 pub struct MatrixArguments {
@@ -361,6 +366,8 @@ impl Context {
             .collect())
     }
 
+    /// Records a placement: folds it into its query's playbook entry and
+    /// upserts the entry, at most [`MAX_RECORD_ATTEMPTS`] times.
     async fn record(&self, request: PlaybookRecord) -> Result<Recorded, MatrixError> {
         request.check()?;
         let known = self
@@ -404,7 +411,8 @@ impl Context {
             text: None,
             metadata: Some(metadata),
         };
-        for attempt in 0..2 {
+        let mut created = false;
+        for _ in 0..MAX_RECORD_ATTEMPTS {
             let items = vec![item.clone()];
             match self
                 .index_call(PLAYBOOK, |reply| IndexMessage::Upsert {
@@ -413,6 +421,11 @@ impl Context {
                 })
                 .await?
             {
+                // The playbook's incarnation ended before this batch was
+                // written (a panic between enqueue and commit): nothing of
+                // it is in Lance, and this entry's turn is still ours, so
+                // the same upsert goes to the next incarnation.
+                Some(Err(IndexError::Unavailable)) => continue,
                 Some(result) => {
                     result?;
                     return Ok(Recorded {
@@ -422,7 +435,10 @@ impl Context {
                         workers: request.worker_ids.len(),
                     });
                 }
-                None if attempt == 0 => self.create_playbook(vector.len()).await?,
+                None if !created => {
+                    self.create_playbook(vector.len()).await?;
+                    created = true;
+                }
                 None => break,
             }
         }

@@ -163,10 +163,21 @@ mod tests {
     fn terms_that_cancel_out_still_give_a_unit_vector() {
         for dimension in [1, 2, 3, 64] {
             let embedder = HashEmbedder::new(dimension);
-            for a in (0x20..0x2100u32).filter_map(char::from_u32).filter(|c| !c.is_alphanumeric()) {
-                for text in [a.to_string(), format!("{a}\u{15}"), format!("\u{10f4ce}{a}")] {
+            for a in (0x20..0x2100u32)
+                .filter_map(char::from_u32)
+                .filter(|c| !c.is_alphanumeric())
+            {
+                for text in [
+                    a.to_string(),
+                    format!("{a}\u{15}"),
+                    format!("\u{10f4ce}{a}"),
+                ] {
                     let v = embedder.embed(&text);
-                    assert!((norm(&v) - 1.0).abs() < 1e-5, "{text:?} at {dimension}: norm {}", norm(&v));
+                    assert!(
+                        (norm(&v) - 1.0).abs() < 1e-5,
+                        "{text:?} at {dimension}: norm {}",
+                        norm(&v)
+                    );
                 }
             }
         }

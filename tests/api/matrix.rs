@@ -601,3 +601,48 @@ async fn a_flat_playbook_gives_the_boosts_a_graph_playbook_gave() {
     }
     assert!(boosted >= 8, "the recordings boost: {boosted}");
 }
+
+/// A recording that meets a panicking playbook is not refused: a batch
+/// the ended incarnation never wrote goes to the next one (the entry's
+/// turn is still the recording's), and every recording is kept. The chaos
+/// mix counted 14 `503 index_unavailable` records in one such window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_during_playbook_panics_are_all_acknowledged_and_kept() {
+    let app = crate::helpers::spawn_app_with(&[("faults.enabled", "true")]).await;
+    crate::helpers::seed_workers(&app, 40, None).await;
+    let found = search(
+        &app,
+        json!({"query": "forklift", "k": 1, "mode": "semantic"}),
+    )
+    .await;
+    let worker = hits(&found)[0]["worker_id"].as_str().unwrap().to_string();
+    record(&app, "warm up", "Forklift Operator", &[&worker], 1.0).await;
+    let mut recorded = 0;
+    for round in 0..10 {
+        let records = (0..12).map(|i| {
+            let app = &app;
+            let worker = worker.clone();
+            async move {
+                let body = json!({"query": format!("round {round} query {i}"), "role": "Forklift Operator",
+                                  "worker_ids": [worker], "score": 0.5});
+                let response = app.post_json("/v1/matrix/playbooks/record", &body).await;
+                (response.status(), response.text().await.unwrap())
+            }
+        });
+        let panic = app.inject_fault("index:playbook_memory", "panic");
+        let (results, panicked) = futures::join!(futures::future::join_all(records), panic);
+        assert_eq!(panicked.status(), StatusCode::ACCEPTED);
+        for (status, body) in results {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            recorded += 1;
+        }
+    }
+    // Every acknowledged recording is in the playbook: one entry per query.
+    let info: Value = app
+        .get("/v1/vectors/index/playbook_memory")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["count"].as_u64(), Some(recorded + 1), "{info}");
+}
