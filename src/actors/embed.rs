@@ -250,6 +250,15 @@ impl OllamaEmbedder {
     }
 }
 
+/// The one model an embedder built from `settings` serves: what a
+/// request's `model` must name (the contract lists it as an enum).
+pub fn served_model(settings: &EmbedSettings) -> &str {
+    match settings.provider {
+        EmbedProvider::Hash => HashEmbedder::MODEL,
+        EmbedProvider::Ollama => &settings.ollama.model,
+    }
+}
+
 impl Provider {
     fn model(&self) -> &str {
         match self {

@@ -181,7 +181,7 @@ const FIELD_RULES: &[(&str, fn(&Settings) -> Value)] = &[
     }),
     (
         "/EmbedRequest/properties/model",
-        |s| json!({"enum": [served_model(s), null], "description": "The embedder's model: the one this server serves."}),
+        |s| json!({"enum": [crate::actors::embed::served_model(&s.embed), null], "description": "The embedder's model: the one this server serves."}),
     ),
     (
         "/ValidateRequest/oneOf/2/properties/worker_ids",
@@ -246,13 +246,6 @@ fn search_modes() -> Value {
             ],
         },
     })
-}
-
-fn served_model(settings: &Settings) -> String {
-    match settings.embed.provider {
-        crate::config::EmbedProvider::Hash => crate::domain::embedding::HashEmbedder::MODEL.into(),
-        crate::config::EmbedProvider::Ollama => settings.embed.ollama.model.clone(),
-    }
 }
 
 /// `(path, parameter, its schema's rules)`: every path parameter of the
@@ -398,6 +391,16 @@ const LINKS: &[(&str, &str, &str, &[(&str, &str, &[(&str, &str)])])] = &[
     ),
 ];
 
+/// The filter rules of every search that takes one.
+const INVALID_FILTER: (&str, &str) = (
+    "invalid_filter",
+    "the filter is in the filter language (docs/api.md), at most 4 levels deep",
+);
+const TOO_MANY_FILTER_FIELDS: (&str, &str) = (
+    "too_many_filter_fields",
+    "the filter names at most `limits.max_filter_fields` fields",
+);
+
 /// `(method, path, [(code, the rule)])`: rules only the running service
 /// can check. The codes are among the operation's documented responses.
 pub const RUNTIME_RULES: &[(&str, &str, &[(&str, &str)])] = &[
@@ -431,14 +434,8 @@ pub const RUNTIME_RULES: &[(&str, &str, &[(&str, &str)])] = &[
                 "a keyword or hybrid search's text has a letter or a digit",
             ),
             ("unsupported_mode", "a hybrid search needs a cosine index"),
-            (
-                "invalid_filter",
-                "the filter is in the filter language (docs/api.md), at most 4 levels deep",
-            ),
-            (
-                "too_many_filter_fields",
-                "the filter names at most `limits.max_filter_fields` fields",
-            ),
+            INVALID_FILTER,
+            TOO_MANY_FILTER_FIELDS,
         ],
     ),
     (
@@ -449,14 +446,8 @@ pub const RUNTIME_RULES: &[(&str, &str, &[(&str, &str)])] = &[
                 "mode_needs_text",
                 "a keyword search's query has a letter or a digit",
             ),
-            (
-                "invalid_filter",
-                "the filter is in the filter language (docs/api.md), at most 4 levels deep",
-            ),
-            (
-                "too_many_filter_fields",
-                "the filter names at most `limits.max_filter_fields` fields",
-            ),
+            INVALID_FILTER,
+            TOO_MANY_FILTER_FIELDS,
         ],
     ),
     (
@@ -552,18 +543,19 @@ pub fn apply(doc: &mut Value, settings: &Settings) -> Result<(), String> {
             return Err(format!("contract: no path parameter {name} of {path}"));
         }
     }
-    for (path, parameter) in [("/v1/storage/objects", "prefix")] {
-        let segment = key_segment();
-        let prefix = format!("^(?:{segment}(?:/{segment})*)?/*$");
-        let schema = parameters_mut(doc, path)
-            .find(|p| p["name"] == parameter)
-            .map(|p| &mut p["schema"])
-            .ok_or_else(|| format!("contract: no parameter {parameter} of {path}"))?;
-        merge(
-            schema,
-            json!({"pattern": prefix, "maxLength": crate::actors::storage::MAX_KEY_CHARS}),
-        )?;
-    }
+    // A listing's prefix: a key, with any trailing slashes, or nothing.
+    let segment = key_segment();
+    let prefix = parameters_mut(doc, "/v1/storage/objects")
+        .find(|p| p["name"] == "prefix")
+        .map(|p| &mut p["schema"])
+        .ok_or("contract: no parameter prefix of /v1/storage/objects")?;
+    merge(
+        prefix,
+        json!({
+            "pattern": format!("^(?:{segment}(?:/{segment})*)?/*$"),
+            "maxLength": crate::actors::storage::MAX_KEY_CHARS,
+        }),
+    )?;
     for (method, path, rules) in RUNTIME_RULES {
         let operation = operation_mut(doc, method, path)?;
         let listed: Map<String, Value> = rules
@@ -724,7 +716,8 @@ fn operation_mut<'a>(
         .ok_or_else(|| format!("contract: no operation {} {path}", method.to_uppercase()))
 }
 
-fn escape(path: &str) -> String {
+/// `path` as one JSON-pointer token (`/v1/x` → `~1v1~1x`).
+pub(super) fn escape(path: &str) -> String {
     path.replace('~', "~0").replace('/', "~1")
 }
 
@@ -788,7 +781,7 @@ mod tests {
     use super::*;
 
     fn regex(pattern: &str) -> regex::Regex {
-        // ECMA 262's \uXXXX is \x{XXXX} to the regex crate; lookaheads
+        // ECMA 262's \u and four hex digits is \x{…} to the regex crate; lookaheads
         // are not supported there, so the key pattern is checked in
         // tests/api/contract.rs against the server instead.
         let rust = pattern.replace("\\u", "\\x");

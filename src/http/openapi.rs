@@ -95,7 +95,7 @@ pub fn document(
         if let Some(operation) = value
             .pointer_mut(&format!(
                 "/paths/{}/{method}",
-                path.replace('~', "~0").replace('/', "~1")
+                super::contract::escape(path)
             ))
             .and_then(Value::as_object_mut)
         {

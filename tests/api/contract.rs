@@ -231,7 +231,7 @@ fn branch<'a>(document: &'a Value, schema: &'a Value, value: &Value) -> &'a Valu
     schema
 }
 
-/// ECMA 262 to the regex crate: `\uXXXX` → `\x{XXXX}`, and lookaheads
+/// ECMA 262 to the regex crate: `\u` and four hex digits → `\x{…}`, and lookaheads
 /// dropped (they only narrow: a value outside the rest is outside).
 fn loose_regex(pattern: &str) -> regex::Regex {
     let mut text = regex::Regex::new(r"\\u([0-9a-fA-F]{4})")
