@@ -62,6 +62,14 @@ if [ "$part" = vectors ] || [ "$part" = all ]; then
   "$BIN/vector_bench" --target "$TARGET" --dataset "$OUT/vectors" --batch 500 --load-clients 1 \
     --load-only --json "$OUT/vectors-load-1.json"
   stop_server
+  # fp16 storage (vectors.storage = "fp16", faiss SQfp16): the same load,
+  # recall and searches, for its memory and recall against f32's.
+  EXTRA_ENV="LAKEHOUSE__VECTORS__RESULT_CACHE_ENTRIES=0 LAKEHOUSE__VECTORS__STORAGE=fp16" \
+    start_server "$OUT/data-vectors-fp16"
+  "$BIN/vector_bench" --target "$TARGET" --dataset "$OUT/vectors" --clients 50 --seconds 15 \
+    --json "$OUT/vectors-fp16.json"
+  stop_server
+  rm -rf "$OUT/data-vectors-fp16"
   python loadtest/faiss_ceiling.py --dataset "$OUT/vectors" --clients 50 --seconds 15 --json "$OUT/faiss.json"
 fi
 if [ "$part" = staffing ] || [ "$part" = all ]; then
@@ -73,6 +81,15 @@ if [ "$part" = staffing ] || [ "$part" = all ]; then
   "$BIN/loadtest" --target "$TARGET" --clients 50 --duration "$DURATION" --json "$OUT/mix-plain.json"
   "$BIN/loadtest" --target "$TARGET" --clients 50 --duration "$DURATION" --chaos-every 5 --json "$OUT/mix-chaos.json"
   stop_server
+  # Hybrid matrix searches against semantic ones at 50 clients, the result
+  # cache off (the queries repeat), the same data dir restarted per mode.
+  for mode in hybrid semantic; do
+    EXTRA_ENV="LAKEHOUSE__VECTORS__RESULT_CACHE_ENTRIES=0 LAKEHOUSE__MATRIX__DEFAULT_MODE=$mode" \
+      start_server "$OUT/data-staffing" keep
+    "$BIN/loadtest" --target "$TARGET" --only search_only --clients 50 --duration 15 --warmup 2 \
+      --json "$OUT/search-50-$mode-nocache.json"
+    stop_server
+  done
 fi
 if [ "$part" = soak ]; then
   # The mix at 100k for SOAK_SECONDS (30 min) on a fresh data dir, a

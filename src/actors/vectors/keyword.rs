@@ -193,6 +193,15 @@ impl KeywordIndex {
         self.slots.len == 0
     }
 
+    /// An index of `texts`, one document per label.
+    pub fn of_texts(texts: &[(u64, std::sync::Arc<str>)]) -> Self {
+        let mut index = Self::default();
+        for (label, text) in texts {
+            index.insert(*label, text);
+        }
+        index
+    }
+
     /// Indexes `text` under `label` (replacing what the label had).
     pub fn insert(&mut self, label: u64, text: &str) {
         self.insert_analysed(label, Analysed::of(text));

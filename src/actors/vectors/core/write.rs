@@ -13,10 +13,18 @@ impl Core {
         max_seq: u64,
         version: u64,
     ) {
-        let mut keywords = KeywordIndex::default();
-        for (label, text) in &texts {
-            keywords.insert(*label, text);
-        }
+        self.install_indexed(rows, KeywordIndex::of_texts(&texts), max_seq, version);
+    }
+
+    /// [`Core::install`] with the keyword index already built from the
+    /// texts (a load builds it while the graph's snapshot is read).
+    pub fn install_indexed(
+        &self,
+        rows: HashMap<String, Entry>,
+        keywords: KeywordIndex,
+        max_seq: u64,
+        version: u64,
+    ) {
         let mut inner = self.inner.write();
         inner.keywords = keywords;
         inner.by_label = rows.iter().map(|(id, e)| (e.seq, id.clone())).collect();

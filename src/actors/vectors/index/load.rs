@@ -13,6 +13,7 @@ use super::write::Writer;
 use super::{upkeep::Upkeep, IndexArguments, IndexMessage, Pipeline, Stats};
 use crate::actors::vectors::core::{Core, Entry};
 use crate::actors::vectors::hnsw::{Hnsw, HnswError};
+use crate::actors::vectors::keyword::KeywordIndex;
 use crate::actors::vectors::snapshot::{self, Covering, SnapshotPaths};
 use crate::actors::vectors::store::{StoreError, VectorStore};
 
@@ -113,6 +114,12 @@ pub(super) async fn load(
     }
 
     let scanned_ms = started.elapsed().as_millis() as u64;
+    // The keyword index is built off the runtime, like the graph, and
+    // while the snapshot is still being read: on a 100k index each takes
+    // hundreds of milliseconds, and a restart waits for both.
+    let indexing = tokio::task::spawn_blocking(move || {
+        KeywordIndex::of_texts(&texts.into_iter().collect::<Vec<_>>())
+    });
     let covering = Covering {
         lance_version: store.version(),
         lance_max_seq: max_seq,
@@ -156,11 +163,11 @@ pub(super) async fn load(
         tokio::task::spawn_blocking(move || core.add_vectors(&vectors, &seqs)).await??;
     }
     drop(stream);
-    // The keyword index is built off the runtime, like the graph.
+    let keywords = indexing.await?;
     let installing = core.clone();
     let version = store.version();
     tokio::task::spawn_blocking(move || {
-        installing.install(rows, texts.into_iter().collect(), max_seq, version)
+        installing.install_indexed(rows, keywords, max_seq, version)
     })
     .await?;
     let replayed_ms = started.elapsed().as_millis() as u64;
