@@ -17,7 +17,8 @@ TARGET="http://127.0.0.1:$PORT"
 BIN="$CARGO_TARGET_DIR/release"
 mkdir -p "$OUT"
 
-cargo build --release --locked -p lakehouse -p lakehouse-loadtest >&2
+# SKIP_BUILD=1: measure the release binaries already built.
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --locked -p lakehouse -p lakehouse-loadtest >&2
 
 SERVER=""
 start_server() {
