@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::codes::{ErrorCode, HasCode};
 use crate::config::{EmbedProvider, EmbedSettings};
+use crate::domain::analysis::Analysis;
 use crate::domain::embedding::HashEmbedder;
 use crate::supervision::Fault;
 use crate::telemetry::Metrics;
@@ -36,7 +37,12 @@ pub enum EmbedMessage {
     /// Embed every text, in order.
     Embed {
         texts: Vec<String>,
+        /// A model this embedder serves (`None`: see `analysis`).
         model: Option<String>,
+        /// The analysis of the index the texts are stored or searched in:
+        /// with no `model`, the built-in provider embeds with it (`None`:
+        /// the current one). Other providers have one model and ignore it.
+        analysis: Option<Analysis>,
         reply: RpcReplyPort<Result<Embeddings, EmbedError>>,
     },
     Fault(Fault),
@@ -111,10 +117,12 @@ pub struct EmbedState {
     metrics: Arc<Metrics>,
 }
 
-/// Where vectors come from.
+/// Where vectors come from. The built-in provider serves one model per
+/// analysis (`lakehouse-hash-v1`, `lakehouse-hash-v2`): an index keeps
+/// being embedded with the analysis it was built with until reindexed.
 #[derive(Clone)]
 enum Provider {
-    Hash(Arc<HashEmbedder>),
+    Hash { dimension: usize },
     Ollama(Arc<OllamaEmbedder>),
 }
 
@@ -123,6 +131,7 @@ enum Provider {
 pub async fn embed_one(
     directory: &crate::supervision::Directory,
     text: &str,
+    analysis: Option<Analysis>,
     timeout: std::time::Duration,
 ) -> Result<Result<Vec<f32>, EmbedError>, crate::supervision::CallError> {
     let texts = vec![text.to_string()];
@@ -132,6 +141,7 @@ pub async fn embed_one(
             |reply| EmbedMessage::Embed {
                 texts: texts.clone(),
                 model: None,
+                analysis,
                 reply,
             },
             timeout,
@@ -250,34 +260,70 @@ impl OllamaEmbedder {
     }
 }
 
-/// The one model an embedder built from `settings` serves: what a
-/// request's `model` must name (the contract lists it as an enum).
-pub fn served_model(settings: &EmbedSettings) -> &str {
+/// The models an embedder built from `settings` serves, the default
+/// first: what a request's `model` may name (the contract lists them as an
+/// enum).
+pub fn served_models(settings: &EmbedSettings) -> Vec<&str> {
     match settings.provider {
-        EmbedProvider::Hash => HashEmbedder::MODEL,
-        EmbedProvider::Ollama => &settings.ollama.model,
+        EmbedProvider::Hash => vec![Analysis::CURRENT.hash_model(), Analysis::V1.hash_model()],
+        EmbedProvider::Ollama => vec![&settings.ollama.model],
     }
 }
 
 impl Provider {
-    fn model(&self) -> &str {
+    /// The model a request is answered with: `model` when this provider
+    /// serves it; with none, the built-in model of `analysis` (or the
+    /// current one), or the provider's one model.
+    fn resolve(
+        &self,
+        model: Option<&str>,
+        analysis: Option<Analysis>,
+    ) -> Result<String, EmbedError> {
+        let unknown = |requested: &str, available: String| EmbedError::UnknownModel {
+            requested: requested.to_string(),
+            available,
+        };
         match self {
-            Provider::Hash(_) => HashEmbedder::MODEL,
-            Provider::Ollama(ollama) => &ollama.model,
+            Provider::Hash { .. } => match model {
+                Some(requested) => Analysis::of_hash_model(requested)
+                    .map(|a| a.hash_model().to_string())
+                    .ok_or_else(|| {
+                        unknown(
+                            requested,
+                            format!(
+                                "{}' or '{}",
+                                Analysis::CURRENT.hash_model(),
+                                Analysis::V1.hash_model()
+                            ),
+                        )
+                    }),
+                None => Ok(analysis
+                    .unwrap_or(Analysis::CURRENT)
+                    .hash_model()
+                    .to_string()),
+            },
+            Provider::Ollama(ollama) => match model {
+                Some(requested) if requested != ollama.model => {
+                    Err(unknown(requested, ollama.model.clone()))
+                }
+                _ => Ok(ollama.model.clone()),
+            },
         }
     }
 
     fn dimension(&self) -> usize {
         match self {
-            Provider::Hash(embedder) => embedder.dimension(),
+            Provider::Hash { dimension } => *dimension,
             Provider::Ollama(ollama) => ollama.dimension,
         }
     }
 
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+    /// Embeds `texts` with `model` (one [`Provider::resolve`] answered).
+    async fn embed(&self, model: &str, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
         match self {
-            Provider::Hash(embedder) => {
-                let embedder = embedder.clone();
+            Provider::Hash { dimension } => {
+                let analysis = Analysis::of_hash_model(model).unwrap_or(Analysis::CURRENT);
+                let embedder = HashEmbedder::new(*dimension, analysis);
                 tokio::task::spawn_blocking(move || {
                     texts.iter().map(|t| embedder.embed(t)).collect()
                 })
@@ -300,9 +346,9 @@ impl Actor for EmbedActor {
         args: EmbedArguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let provider = match args.settings.provider {
-            EmbedProvider::Hash => {
-                Provider::Hash(Arc::new(HashEmbedder::new(args.settings.dimension)))
-            }
+            EmbedProvider::Hash => Provider::Hash {
+                dimension: args.settings.dimension,
+            },
             EmbedProvider::Ollama => {
                 Provider::Ollama(Arc::new(OllamaEmbedder::new(&args.settings)?))
             }
@@ -327,14 +373,14 @@ impl Actor for EmbedActor {
             EmbedMessage::Embed {
                 texts,
                 model,
+                analysis,
                 reply,
-            } => {
-                if let Err(err) = state.check(&texts, model.as_deref()) {
+            } => match state.check(&texts, model.as_deref(), analysis) {
+                Ok(model) => state.embed(model, texts, reply),
+                Err(err) => {
                     let _ = reply.send(Err(err));
-                    return Ok(());
                 }
-                state.embed(texts, reply);
-            }
+            },
             EmbedMessage::Fault(fault) => fault.apply(NAME).await?,
         }
         Ok(())
@@ -342,15 +388,14 @@ impl Actor for EmbedActor {
 }
 
 impl EmbedState {
-    fn check(&self, texts: &[String], model: Option<&str>) -> Result<(), EmbedError> {
-        if let Some(requested) = model {
-            if requested != self.provider.model() {
-                return Err(EmbedError::UnknownModel {
-                    requested: requested.to_string(),
-                    available: self.provider.model().to_string(),
-                });
-            }
-        }
+    /// The request's model, once its texts pass the limits.
+    fn check(
+        &self,
+        texts: &[String],
+        model: Option<&str>,
+        analysis: Option<Analysis>,
+    ) -> Result<String, EmbedError> {
+        let model = self.provider.resolve(model, analysis)?;
         if texts.is_empty() {
             return Err(EmbedError::EmptyBatch);
         }
@@ -373,13 +418,17 @@ impl EmbedState {
                 });
             }
         }
-        Ok(())
+        Ok(model)
     }
 
     /// Answers from the cache when it can; computes the misses off the
     /// mailbox and replies from there.
-    fn embed(&self, texts: Vec<String>, reply: RpcReplyPort<Result<Embeddings, EmbedError>>) {
-        let model = self.provider.model().to_string();
+    fn embed(
+        &self,
+        model: String,
+        texts: Vec<String>,
+        reply: RpcReplyPort<Result<Embeddings, EmbedError>>,
+    ) {
         let dimension = self.provider.dimension();
         let mut vectors: Vec<Option<Arc<[f32]>>> = vec![None; texts.len()];
         let mut misses: Vec<usize> = Vec::new();
@@ -413,7 +462,7 @@ impl EmbedState {
         let cache = self.cache.clone();
         tokio::spawn(async move {
             let missing: Vec<String> = misses.iter().map(|&i| texts[i].clone()).collect();
-            let result = provider.embed(missing).await.map(|computed| {
+            let result = provider.embed(&model, missing).await.map(|computed| {
                 let mut cache = cache.as_ref().map(|c| c.lock());
                 for (&i, vector) in misses.iter().zip(computed) {
                     let vector: Arc<[f32]> = vector.into();
@@ -481,6 +530,7 @@ mod tests {
                 |reply| EmbedMessage::Embed {
                     texts,
                     model: None,
+                    analysis: None,
                     reply,
                 },
                 Some(Duration::from_secs(5)),
@@ -533,6 +583,7 @@ mod tests {
                 |reply| EmbedMessage::Embed {
                     texts: vec!["a".into()],
                     model: Some("gpt-9".into()),
+                    analysis: None,
                     reply,
                 },
                 Some(Duration::from_secs(5)),

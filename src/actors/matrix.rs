@@ -216,8 +216,13 @@ impl Actor for MatrixActor {
 }
 
 impl Context {
+    /// A query's vector, embedded with the `workers` index's analysis:
+    /// the one vector matches workers and playbook entries, and entries
+    /// were recorded with the same analysis.
     async fn embed(&self, text: &str) -> Result<Vec<f32>, MatrixError> {
-        Ok(embed::embed_one(&self.directory, text, self.timeout).await??)
+        let analysis = crate::actors::vectors::index::reader(&self.directory, WORKERS)
+            .map(|reader| reader.definition().analysis);
+        Ok(embed::embed_one(&self.directory, text, analysis, self.timeout).await??)
     }
 
     /// One call to an index actor; `Ok(None)` when the index does not exist.

@@ -10,6 +10,8 @@
 //! here rather than taken from `std`, so vectors are identical across runs,
 //! machines and Rust versions — stored vectors stay comparable.
 
+use super::analysis::Analysis;
+
 /// Weight of one stemmed word.
 const UNIGRAM_WEIGHT: f32 = 1.0;
 /// Weight of one pair of adjacent words (word order, phrases).
@@ -21,15 +23,23 @@ const TRIGRAM_WEIGHT: f32 = 0.6;
 #[derive(Debug, Clone)]
 pub struct HashEmbedder {
     dimension: usize,
+    /// How words are stemmed (the model name says which: see
+    /// [`Analysis::hash_model`]).
+    analysis: Analysis,
 }
 
 impl HashEmbedder {
-    /// The model name this embedder answers to.
-    pub const MODEL: &'static str = "lakehouse-hash-v1";
-
-    pub fn new(dimension: usize) -> Self {
+    pub fn new(dimension: usize, analysis: Analysis) -> Self {
         assert!(dimension > 0, "dimension must be positive");
-        Self { dimension }
+        Self {
+            dimension,
+            analysis,
+        }
+    }
+
+    /// The model name this embedder answers to.
+    pub fn model(&self) -> &'static str {
+        self.analysis.hash_model()
     }
 
     pub fn dimension(&self) -> usize {
@@ -43,10 +53,11 @@ impl HashEmbedder {
         let mut vector = vec![0f32; self.dimension];
         let words = words(text);
         for (i, word) in words.iter().enumerate() {
-            let root = stem(word);
-            self.add(&mut vector, &["w:", root], UNIGRAM_WEIGHT);
+            let root = self.analysis.stem(word);
+            self.add(&mut vector, &["w:", &root], UNIGRAM_WEIGHT);
             if let Some(next) = words.get(i + 1) {
-                self.add(&mut vector, &["b:", root, " ", stem(next)], BIGRAM_WEIGHT);
+                let next = self.analysis.stem(next);
+                self.add(&mut vector, &["b:", &root, " ", &next], BIGRAM_WEIGHT);
             }
             self.add_trigrams(&mut vector, word);
         }
@@ -101,22 +112,6 @@ fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// A light suffix stripper: enough to fold plurals and common verb/agent
-/// forms ("operators", "operating" -> "operat") without a dictionary.
-pub(crate) fn stem(word: &str) -> &str {
-    const SUFFIXES: [&str; 9] = [
-        "ations", "ation", "ings", "ing", "ers", "er", "es", "ed", "s",
-    ];
-    for suffix in SUFFIXES {
-        if let Some(stripped) = word.strip_suffix(suffix) {
-            if stripped.chars().count() >= 3 {
-                return stripped;
-            }
-        }
-    }
-    word
-}
-
 fn hash_parts(parts: &[&str]) -> u64 {
     const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -162,7 +157,7 @@ mod tests {
     #[test]
     fn terms_that_cancel_out_still_give_a_unit_vector() {
         for dimension in [1, 2, 3, 64] {
-            let embedder = HashEmbedder::new(dimension);
+            let embedder = HashEmbedder::new(dimension, Analysis::CURRENT);
             for a in (0x20..0x2100u32)
                 .filter_map(char::from_u32)
                 .filter(|c| !c.is_alphanumeric())
@@ -185,7 +180,7 @@ mod tests {
 
     #[test]
     fn vectors_are_unit_length_and_deterministic() {
-        let embedder = HashEmbedder::new(768);
+        let embedder = HashEmbedder::new(768, Analysis::CURRENT);
         for text in [
             "Forklift operator, Chicago IL",
             "!!!",
@@ -201,7 +196,7 @@ mod tests {
 
     #[test]
     fn shared_words_and_stems_score_higher_than_unrelated_text() {
-        let embedder = HashEmbedder::new(768);
+        let embedder = HashEmbedder::new(768, Analysis::CURRENT);
         let query = embedder.embed("forklift operator with OSHA certification");
         let similar = embedder.embed("certified forklift operators");
         let unrelated = embedder.embed("pastry chef baking sourdough bread");
@@ -212,18 +207,24 @@ mod tests {
         assert!(near > far + 0.2);
     }
 
+    /// `v1` vectors are exactly what they were before analysis was
+    /// versioned (stored vectors stay comparable); `v2` folds the forms
+    /// `v1` missed.
     #[test]
-    fn stemming_folds_plurals_and_agent_forms() {
-        assert_eq!(stem("operators"), stem("operator"));
-        assert_eq!(stem("operating"), "operat");
-        assert_eq!(stem("certifications"), "certific");
-        assert_eq!(stem("welders"), "weld");
-        assert_eq!(stem("gas"), "gas");
+    fn each_analysis_embeds_with_its_own_stems() {
+        let v1 = HashEmbedder::new(768, Analysis::V1);
+        let v2 = HashEmbedder::new(768, Analysis::V2);
+        assert_eq!(v1.model(), "lakehouse-hash-v1");
+        assert_eq!(v2.model(), "lakehouse-hash-v2");
+        let operator = v1.embed("operator");
+        assert!(dot(&operator, &v1.embed("operators")) > 0.8);
+        let gap = |e: &HashEmbedder| dot(&e.embed("nurse"), &e.embed("nurses"));
+        assert!(gap(&v2) > gap(&v1) + 0.2, "v2 {} v1 {}", gap(&v2), gap(&v1));
     }
 
     #[test]
     fn case_and_punctuation_do_not_matter() {
-        let embedder = HashEmbedder::new(128);
+        let embedder = HashEmbedder::new(128, Analysis::CURRENT);
         assert_eq!(
             embedder.embed("CNC Operator"),
             embedder.embed("cnc, operator!")

@@ -20,6 +20,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::analysis::Analysis;
+
 /// BM25's term-frequency saturation.
 pub const BM25_K1: f32 = 1.2;
 /// BM25's document-length normalisation.
@@ -82,12 +84,13 @@ impl SearchMode {
 }
 
 /// The terms of a text, in order, repeats kept: lower-cased runs of
-/// letters and digits, lightly stemmed as the built-in embedder stems, so
-/// "operators" finds "operator". A number keeps its decimal point or
+/// letters and digits, stemmed by `analysis` as the built-in embedder
+/// stems, so "operators" finds "operator" (and, with `v2`, "nurses" a
+/// nurse). A number keeps its decimal point or
 /// thousands comma ("$30.25/hr" is `30.25`, `hr`), so "OSHA 30" (`osha`,
 /// `30`) does not match every rate of thirty-something dollars. "CDL-A" is
 /// `cdl`, `a`.
-pub fn terms(text: &str) -> Vec<String> {
+pub fn terms(text: &str, analysis: Analysis) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
     let mut word = String::new();
@@ -99,21 +102,21 @@ pub fn terms(text: &str) -> Vec<String> {
         if c.is_alphanumeric() || inside_number {
             word.extend(c.to_lowercase());
         } else if !word.is_empty() {
-            out.push(super::embedding::stem(&word).to_string());
+            out.push(analysis.stem(&word).into_owned());
             word.clear();
         }
     }
     if !word.is_empty() {
-        out.push(super::embedding::stem(&word).to_string());
+        out.push(analysis.stem(&word).into_owned());
     }
     out
 }
 
 /// The distinct terms of a query, in first-seen order, at most
 /// [`MAX_QUERY_TERMS`].
-pub fn query_terms(text: &str) -> Vec<String> {
+pub fn query_terms(text: &str, analysis: Analysis) -> Vec<String> {
     let mut distinct: Vec<String> = Vec::new();
-    for term in terms(text) {
+    for term in terms(text, analysis) {
         if !distinct.contains(&term) {
             distinct.push(term);
         }
@@ -188,14 +191,23 @@ mod tests {
 
     #[test]
     fn exact_codes_become_terms_that_match_their_documents() {
-        assert_eq!(terms("CDL-A, OSHA 30"), ["cdl", "a", "osha", "30"]);
+        for analysis in [Analysis::V1, Analysis::V2] {
+            assert_eq!(
+                terms("CDL-A, OSHA 30", analysis),
+                ["cdl", "a", "osha", "30"]
+            );
+            assert_eq!(
+                terms("at $30.25/hr, 1,200 hours.", analysis),
+                ["at", "30.25", "hr", "1,200", "hour"]
+            );
+            let many: String = (0..100).map(|i| format!("t{i} ")).collect();
+            assert_eq!(query_terms(&many, analysis).len(), MAX_QUERY_TERMS);
+        }
         assert_eq!(
-            terms("at $30.25/hr, 1,200 hours."),
-            ["at", "30.25", "hr", "1,200", "hour"]
+            query_terms("welders Welder welding", Analysis::V1),
+            ["weld"]
         );
-        assert_eq!(query_terms("welders Welder welding"), ["weld"]);
-        let many: String = (0..100).map(|i| format!("t{i} ")).collect();
-        assert_eq!(query_terms(&many).len(), MAX_QUERY_TERMS);
+        assert_eq!(query_terms("nurses Nurse nursing", Analysis::V2), ["nurs"]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Plain types and pure logic, no I/O: what can be unit-tested without a
 //! runtime. Actors call into it; it never calls actors.
 
+pub mod analysis;
 pub mod auth;
 pub mod chat;
 pub mod datasets;

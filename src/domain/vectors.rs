@@ -129,6 +129,11 @@ pub struct IndexDefinition {
     /// Absent in definitions written before it: f32.
     #[serde(default)]
     pub storage: VectorStorage,
+    /// How texts are stemmed for keywords and the built-in embedder (see
+    /// `domain::analysis`). Absent in definitions written before it: `v1`;
+    /// new indexes get the current one.
+    #[serde(default)]
+    pub analysis: crate::domain::analysis::Analysis,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -268,6 +273,7 @@ impl CreateIndex {
             },
             kind: self.kind.unwrap_or_default(),
             storage: self.storage.unwrap_or(storage),
+            analysis: crate::domain::analysis::Analysis::CURRENT,
             created_at: chrono::Utc::now(),
         };
         definition.validate()?;
@@ -419,7 +425,10 @@ impl SearchRequest {
                     Some(text) if text.trim().is_empty() => {
                         return Err(needs("'text' must not be empty"))
                     }
-                    Some(text) if crate::domain::keyword::query_terms(text).is_empty() => {
+                    Some(text)
+                        if crate::domain::keyword::query_terms(text, Default::default())
+                            .is_empty() =>
+                    {
                         return Err(needs("'text' has no letters or digits to match"))
                     }
                     Some(_) => {}
@@ -563,6 +572,12 @@ pub struct IndexInfo {
     pub hnsw: HnswParams,
     pub kind: IndexKind,
     pub storage: VectorStorage,
+    /// How its texts are stemmed for keywords and the built-in embedder.
+    pub analysis: crate::domain::analysis::Analysis,
+    /// False for an index built with an older analysis: it keeps
+    /// answering with that one (e.g. "nurses" does not find "nurse" under
+    /// `v1`) until it is rebuilt.
+    pub analysis_current: bool,
     /// Live items.
     pub count: usize,
     pub status: String,

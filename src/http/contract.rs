@@ -181,7 +181,7 @@ const FIELD_RULES: &[(&str, fn(&Settings) -> Value)] = &[
     }),
     (
         "/EmbedRequest/properties/model",
-        |s| json!({"enum": [crate::actors::embed::served_model(&s.embed), null], "description": "The embedder's model: the one this server serves."}),
+        |s| json!({"enum": crate::actors::embed::served_models(&s.embed).into_iter().map(Some).chain([None]).collect::<Vec<_>>(), "description": "A model this server's embedder serves (the built-in provider: one per analysis, the current first)."}),
     ),
     (
         "/ValidateRequest/oneOf/2/properties/worker_ids",

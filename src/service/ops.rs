@@ -26,6 +26,7 @@ pub async fn embed(context: &Context, request: EmbedRequest) -> Result<Embedding
         .call(embed::NAME, |reply| EmbedMessage::Embed {
             texts,
             model,
+            analysis: None,
             reply,
         })
         .await??)

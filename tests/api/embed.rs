@@ -33,7 +33,7 @@ async fn embed_returns_unit_vectors_of_the_configured_dimension() {
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
 
-    assert_eq!(body["model"], "lakehouse-hash-v1");
+    assert_eq!(body["model"], "lakehouse-hash-v2");
     assert_eq!(body["dimension"], 256, "config/test.toml sets 256");
     let vectors = vectors(&body);
     assert_eq!(vectors.len(), 2);

@@ -183,7 +183,7 @@ async fn a_text_query_is_embedded_for_hybrid_and_items_may_carry_both_vector_and
     assert_eq!(hits["hits"][0]["id"], "b");
     assert_eq!(
         hits["hits"][0]["explain"]["matched_terms"],
-        json!(["tig", "weld"])
+        json!(["tig", "welder"])
     );
     let info: Value = app
         .get("/v1/vectors/index/docs")
@@ -295,4 +295,103 @@ async fn bad_keyword_and_hybrid_searches_get_their_codes() {
         .as_str()
         .unwrap()
         .contains("items[0].text"));
+}
+
+/// An index of a nurse and a machine operator, searched by keyword.
+async fn word_forms_index(app: &TestApp) {
+    let dimension = app.embed(&["probe"]).await.json::<Value>().await.unwrap()["dimension"]
+        .as_u64()
+        .unwrap();
+    let response = app
+        .post_json(
+            "/v1/vectors/index",
+            &json!({"name": "forms", "dimension": dimension}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let items = json!([
+        {"id": "lpn", "text": "Licensed practical nurse, Joliet IL"},
+        {"id": "op", "text": "Machine operator, second shift, Gary IN"},
+    ]);
+    let response = app
+        .post_json("/v1/vectors/index/forms/add", &json!({ "items": items }))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+async fn keyword_ids(app: &TestApp, text: &str) -> Vec<String> {
+    let body = app
+        .post_json(
+            "/v1/vectors/index/forms/search",
+            &json!({"text": text, "mode": "keyword", "k": 5}),
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    body["hits"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{text}: {body}"))
+        .iter()
+        .map(|hit| hit["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The forms a coordinator types find the profile's own words (the
+/// current analysis, Snowball English, shared by BM25 and the embedder).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plurals_and_verb_forms_find_the_profile_words() {
+    let app = spawn_app().await;
+    word_forms_index(&app).await;
+    for (query, expected) in [
+        ("nurses", "lpn"),
+        ("nursing", "lpn"),
+        ("nurse", "lpn"),
+        ("licensed", "lpn"),
+        ("license", "lpn"),
+        ("machines", "op"),
+        ("operators", "op"),
+    ] {
+        assert_eq!(keyword_ids(&app, query).await, [expected], "{query}");
+    }
+    let info = app
+        .get("/v1/vectors/index/forms")
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(info["analysis"], "v2");
+    assert_eq!(info["analysis_current"], true);
+}
+
+/// An index whose definition predates versioned analysis keeps its first
+/// analysis after a restart (its stored vectors and texts were made with
+/// it) and says so in its info.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_built_with_the_first_analysis_keeps_answering_and_says_so() {
+    let app = spawn_app().await;
+    word_forms_index(&app).await;
+    let (dir, guard) = app.shutdown().await;
+    let path = dir.join("vectors").join("forms.index.json");
+    let mut definition: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(definition["analysis"], "v2");
+    definition.as_object_mut().unwrap().remove("analysis");
+    std::fs::write(&path, serde_json::to_vec(&definition).unwrap()).unwrap();
+
+    let app = crate::helpers::spawn_app_on(dir, &[]).await;
+    let info = app
+        .get("/v1/vectors/index/forms")
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(info["analysis"], "v1");
+    assert_eq!(info["analysis_current"], false);
+    assert_eq!(info["count"], 2);
+    // v1's light stripper: "nurse" and "operators" still match, "nurses"
+    // does not (what the current analysis fixed).
+    assert_eq!(keyword_ids(&app, "nurse").await, ["lpn"]);
+    assert_eq!(keyword_ids(&app, "operators").await, ["op"]);
+    assert!(keyword_ids(&app, "nurses").await.is_empty());
+    drop(guard);
 }

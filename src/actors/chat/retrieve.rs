@@ -151,7 +151,7 @@ impl ChatContext {
     }
 
     async fn embed(&self, text: &str) -> Result<Vec<f32>, ChatError> {
-        Ok(embed::embed_one(&self.directory, text, self.call_timeout).await??)
+        Ok(embed::embed_one(&self.directory, text, None, self.call_timeout).await??)
     }
 
     /// One pinned search; `Ok(None)` when the index does not exist.

@@ -302,6 +302,7 @@ mod tests {
             },
             kind: IndexKind::Flat,
             storage: VectorStorage::F32,
+            analysis: Default::default(),
             created_at: chrono::Utc::now(),
         };
         let mut index = Hnsw::new(&definition).unwrap();

@@ -22,6 +22,7 @@
 
 use std::collections::HashMap;
 
+use crate::domain::analysis::Analysis;
 use crate::domain::keyword::{idf, term_score, terms};
 
 /// A filter leaving at most this many candidates has each scored from its
@@ -99,10 +100,10 @@ pub struct Analysed {
 }
 
 impl Analysed {
-    pub fn of(text: &str) -> Self {
+    pub fn of(text: &str, analysis: Analysis) -> Self {
         let mut counts: HashMap<String, u16> = HashMap::new();
         let mut length = 0u32;
-        for term in terms(text) {
+        for term in terms(text, analysis) {
             length = length.saturating_add(1);
             let tf = counts.entry(term).or_insert(0);
             *tf = tf.saturating_add(1);
@@ -167,6 +168,8 @@ pub struct KeywordIndex {
     docs: Vec<Option<Doc>>,
     slots: Slots,
     total_length: u64,
+    /// How its texts (and the queries asked of it) become terms.
+    analysis: Analysis,
 }
 
 /// A query resolved against the vocabulary: `(term id, idf)` of the terms
@@ -193,9 +196,21 @@ impl KeywordIndex {
         self.slots.len == 0
     }
 
+    /// An empty index whose texts are analysed by `analysis`.
+    pub fn new(analysis: Analysis) -> Self {
+        Self {
+            analysis,
+            ..Self::default()
+        }
+    }
+
+    pub fn analysis(&self) -> Analysis {
+        self.analysis
+    }
+
     /// An index of `texts`, one document per label.
-    pub fn of_texts(texts: &[(u64, std::sync::Arc<str>)]) -> Self {
-        let mut index = Self::default();
+    pub fn of_texts(texts: &[(u64, std::sync::Arc<str>)], analysis: Analysis) -> Self {
+        let mut index = Self::new(analysis);
         for (label, text) in texts {
             index.insert(*label, text);
         }
@@ -204,7 +219,7 @@ impl KeywordIndex {
 
     /// Indexes `text` under `label` (replacing what the label had).
     pub fn insert(&mut self, label: u64, text: &str) {
-        self.insert_analysed(label, Analysed::of(text));
+        self.insert_analysed(label, Analysed::of(text, self.analysis));
     }
 
     /// Indexes a text analysed beforehand (outside any lock).
@@ -502,7 +517,7 @@ mod tests {
     use crate::domain::keyword::query_terms;
 
     fn labels(index: &KeywordIndex, query: &str, allowed: Option<&[u64]>) -> Vec<u64> {
-        let resolved = index.resolve(&query_terms(query));
+        let resolved = index.resolve(&query_terms(query, Analysis::CURRENT));
         index
             .top(&resolved, allowed, &|_| false, 10)
             .into_iter()
@@ -520,12 +535,14 @@ mod tests {
         allowed: Option<&[u64]>,
         n: usize,
     ) -> Vec<(u64, f32)> {
-        let analysed: HashMap<u64, Vec<String>> =
-            texts.iter().map(|(l, t)| (*l, terms(t))).collect();
+        let analysed: HashMap<u64, Vec<String>> = texts
+            .iter()
+            .map(|(l, t)| (*l, terms(t, Analysis::CURRENT)))
+            .collect();
         let documents = analysed.values().filter(|t| !t.is_empty()).count();
         let total: usize = analysed.values().map(Vec::len).sum();
         let average = total as f32 / documents.max(1) as f32;
-        let query = query_terms(query);
+        let query = query_terms(query, Analysis::CURRENT);
         let holders: Vec<usize> = query
             .iter()
             .map(|term| analysed.values().filter(|t| t.contains(term)).count())
@@ -563,7 +580,7 @@ mod tests {
         let words: Vec<String> = (0..60).map(|i| format!("w{i}")).collect();
         for seed in 0..6u64 {
             let mut rng = Rng(seed);
-            let mut index = KeywordIndex::default();
+            let mut index = KeywordIndex::new(Analysis::CURRENT);
             let mut texts: HashMap<u64, String> = HashMap::new();
             // Past DRAW_ALL_BELOW for some seeds, so common terms stop
             // drawing; Zipf-like word choice makes some words common.
@@ -587,7 +604,7 @@ mod tests {
                 texts.insert(label, text);
             }
             for query in ["w0", "w1 w30", "w59 w2 w0", "w44 w45 w46 w47", "nothing"] {
-                let resolved = index.resolve(&query_terms(query));
+                let resolved = index.resolve(&query_terms(query, Analysis::CURRENT));
                 let many: Vec<u64> = (0..size as u64).filter(|l| l % 3 != 1).collect();
                 let few: Vec<u64> = (0..size as u64).step_by(97).collect();
                 for allowed in [None, Some(many.as_slice()), Some(few.as_slice())] {
@@ -619,7 +636,7 @@ mod tests {
 
     #[test]
     fn bm25_ranks_the_rare_exact_term_first() {
-        let mut index = KeywordIndex::default();
+        let mut index = KeywordIndex::new(Analysis::CURRENT);
         index.insert(1, "Welder with OSHA 10 and MIG welding");
         index.insert(2, "Welder with OSHA 30, TIG welding");
         index.insert(3, "Electrician with OSHA 30");
@@ -627,19 +644,19 @@ mod tests {
         assert_eq!(labels(&index, "OSHA 30", None), [3, 2, 1]);
         assert_eq!(labels(&index, "OSHA 30", Some(&[1, 2, 4])), [2, 1]);
         assert!(labels(&index, "pastry", None).is_empty());
-        let resolved = index.resolve(&query_terms("OSHA 30"));
+        let resolved = index.resolve(&query_terms("OSHA 30", Analysis::CURRENT));
         let score = index.score(&resolved, 3).unwrap();
         let top = index.top(&resolved, None, &|_| false, 1);
         assert_eq!(top[0].score, score, "top and score agree");
         assert_eq!(
-            index.matched(&query_terms("osha 30 tig"), 2),
+            index.matched(&query_terms("osha 30 tig", Analysis::CURRENT), 2),
             ["osha", "30", "tig"]
         );
     }
 
     #[test]
     fn common_terms_draw_no_candidates_but_every_score_is_exact() {
-        let mut index = KeywordIndex::default();
+        let mut index = KeywordIndex::new(Analysis::CURRENT);
         // 6,000 documents: "shift" in all, "night" in a third, "forklift"
         // in a tenth, "hazmat" in 30.
         for label in 0..6000u64 {
@@ -661,7 +678,7 @@ mod tests {
             "shift",
             "night shift",
         ] {
-            let resolved = index.resolve(&query_terms(query));
+            let resolved = index.resolve(&query_terms(query, Analysis::CURRENT));
             let top = index.top(&resolved, None, &|_| false, 10);
             // Exact: the same scores as scoring each document in full...
             for hit in &top {
@@ -686,7 +703,7 @@ mod tests {
 
     #[test]
     fn compaction_forgets_terms_no_live_text_holds() {
-        let mut index = KeywordIndex::default();
+        let mut index = KeywordIndex::new(Analysis::CURRENT);
         for label in 0..3000u64 {
             index.insert(label, &format!("forklift operator uniqueword{label}"));
         }
@@ -717,7 +734,7 @@ mod tests {
 
     #[test]
     fn updates_and_removals_leave_the_same_index_as_a_fresh_build() {
-        let mut index = KeywordIndex::default();
+        let mut index = KeywordIndex::new(Analysis::CURRENT);
         for label in 0..3000u64 {
             index.insert(label, &format!("worker {} skill{}", label, label % 7));
         }
@@ -731,7 +748,7 @@ mod tests {
                 );
             }
         }
-        let mut fresh = KeywordIndex::default();
+        let mut fresh = KeywordIndex::new(Analysis::CURRENT);
         for label in (0..3000u64).filter(|l| l % 2 == 0) {
             fresh.insert(
                 label + 10_000,
@@ -741,8 +758,18 @@ mod tests {
         assert_eq!(index.len(), 1500);
         assert!(index.docs.len() < 3 * 1500, "dead slots were compacted");
         for query in ["skill3", "worker 42", "worker skill5 2998"] {
-            let a = index.top(&index.resolve(&query_terms(query)), None, &|_| false, 20);
-            let b = fresh.top(&fresh.resolve(&query_terms(query)), None, &|_| false, 20);
+            let a = index.top(
+                &index.resolve(&query_terms(query, Analysis::CURRENT)),
+                None,
+                &|_| false,
+                20,
+            );
+            let b = fresh.top(
+                &fresh.resolve(&query_terms(query, Analysis::CURRENT)),
+                None,
+                &|_| false,
+                20,
+            );
             assert_eq!(a, b, "{query}");
         }
     }

@@ -83,6 +83,7 @@ fn definition(name: &str, dimension: usize, hnsw: HnswParams) -> IndexDefinition
         hnsw,
         kind: Default::default(),
         storage: Default::default(),
+        analysis: crate::domain::analysis::Analysis::CURRENT,
         created_at: chrono::Utc::now(),
     }
 }
@@ -1964,7 +1965,10 @@ fn cached_hybrid_results_equal_uncached_ones_until_a_write() {
             let vectors = &vectors;
             [false, true].into_iter().map(move |explain| Query {
                 mode,
-                terms: query_terms("hazmat night welder"),
+                terms: query_terms(
+                    "hazmat night welder",
+                    crate::domain::analysis::Analysis::CURRENT,
+                ),
                 keyword_weight: 0.6,
                 explain,
                 include_ids: vec!["v5".into(), "v399".into()],

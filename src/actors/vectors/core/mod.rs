@@ -172,6 +172,7 @@ impl Core {
         cache_bytes: usize,
         hot_fields: HotFields,
     ) -> Self {
+        let analysis = definition.analysis;
         Self {
             hot_fields,
             building: Mutex::new(()),
@@ -194,7 +195,7 @@ impl Core {
                 presence: None,
                 version: 0,
                 arena: None,
-                keywords: KeywordIndex::default(),
+                keywords: KeywordIndex::new(analysis),
                 tombstones: 0,
                 max_seq: 0,
             }),

@@ -13,7 +13,8 @@ impl Core {
         max_seq: u64,
         version: u64,
     ) {
-        self.install_indexed(rows, KeywordIndex::of_texts(&texts), max_seq, version);
+        let keywords = KeywordIndex::of_texts(&texts, self.definition.analysis);
+        self.install_indexed(rows, keywords, max_seq, version);
     }
 
     /// [`Core::install`] with the keyword index already built from the
@@ -74,7 +75,7 @@ impl Core {
             .map(|write| match write {
                 Applied::Upsert {
                     text: Some(text), ..
-                } => Some(Analysed::of(text)),
+                } => Some(Analysed::of(text, self.definition.analysis)),
                 _ => None,
             })
             .collect();

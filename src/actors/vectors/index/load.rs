@@ -117,8 +117,9 @@ pub(super) async fn load(
     // The keyword index is built off the runtime, like the graph, and
     // while the snapshot is still being read: on a 100k index each takes
     // hundreds of milliseconds, and a restart waits for both.
+    let analysis = definition.analysis;
     let indexing = tokio::task::spawn_blocking(move || {
-        KeywordIndex::of_texts(&texts.into_iter().collect::<Vec<_>>())
+        KeywordIndex::of_texts(&texts.into_iter().collect::<Vec<_>>(), analysis)
     });
     let covering = Covering {
         lance_version: store.version(),

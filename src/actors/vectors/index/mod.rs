@@ -520,6 +520,8 @@ impl IndexState {
             hnsw: definition.hnsw,
             kind: definition.kind,
             storage: definition.storage,
+            analysis: definition.analysis,
+            analysis_current: definition.analysis == crate::domain::analysis::Analysis::CURRENT,
             count: pipeline.core.len(),
             status: "ready".to_string(),
             restarts: self

@@ -64,7 +64,7 @@ pub(super) async fn run(
         return Err(ValidationError::UnsupportedMode(definition.metric).into());
     }
     let terms = match (mode.uses_keywords(), request.text.as_deref()) {
-        (true, Some(text)) => query_terms(text),
+        (true, Some(text)) => query_terms(text, definition.analysis),
         _ => Vec::new(),
     };
     // A keyword search embeds nothing: it works while the embedder is down.

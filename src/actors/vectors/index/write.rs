@@ -191,6 +191,7 @@ pub(super) async fn embed_texts(
                 |reply| EmbedMessage::Embed {
                     texts: texts.clone(),
                     model: None,
+                    analysis: Some(arguments.definition.analysis),
                     reply,
                 },
                 arguments.call_timeout,
