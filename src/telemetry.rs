@@ -83,6 +83,8 @@ pub struct Metrics {
     pub front_door_mismatches: IntCounter,
     /// Chats, replays and reruns holding a place (`chat.max_concurrent`).
     pub chats_running: IntGauge,
+    /// Matrix searches answered from the keyword side alone, by reason.
+    pub matrix_degraded: IntCounterVec,
 }
 
 /// Stages of `lakehouse_vector_commit_duration_seconds`.
@@ -130,6 +132,15 @@ impl Metrics {
             "Chats, replays and reruns running now (at most chat.max_concurrent).",
         ))?;
         registry.register(Box::new(chats_running.clone()))?;
+        let matrix_degraded = IntCounterVec::new(
+            Opts::new(
+                "lakehouse_matrix_degraded_searches_total",
+                "Matrix searches answered from BM25 alone because the query could not be embedded, by reason.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(matrix_degraded.clone()))?;
+        matrix_degraded.with_label_values(&[crate::domain::matrix::Degraded::EmbedderUnavailable.as_str()]);
         let http_requests = IntCounterVec::new(
             Opts::new(
                 "lakehouse_http_requests_total",
@@ -335,6 +346,7 @@ impl Metrics {
             chat_duration,
             front_door_mismatches,
             chats_running,
+            matrix_degraded,
         })
     }
 

@@ -19,9 +19,10 @@ use crate::actors::vectors::IndexError;
 use crate::codes::{ErrorCode, HasCode};
 use crate::config::MatrixSettings;
 use crate::domain::matrix::{
-    apply_playbook, MatrixExplain, MatrixHit, MatrixInvalid, MatrixResults, MatrixSearch, Playbook,
+    apply_playbook, Degraded, MatrixExplain, MatrixHit, MatrixInvalid, MatrixResults, MatrixSearch, Playbook,
     PlaybookEntry, PlaybookRecord, Recorded, Recording,
 };
+use crate::domain::keyword::SearchMode;
 use crate::domain::vectors::{
     CreateIndex, Hit, HnswOverrides, IndexKind, ItemInput, SearchRequest,
 };
@@ -295,16 +296,29 @@ impl Context {
             Some(prepared) => prepared.clone(),
             None => request.prepare()?,
         };
-        let mode = request.mode.unwrap_or(self.settings.default_mode);
-        let playbook_role = match (&request.role, request.use_playbook) {
+        let mut mode = request.mode.unwrap_or(self.settings.default_mode);
+        let mut playbook_role = match (&request.role, request.use_playbook) {
             (Some(role), true) => Some(role.clone()),
             // The role gate: without a role, no recording can apply.
             _ => None,
         };
         // The playbook matches recordings by the query's vector, so a
         // keyword search embeds only when it consults the playbook.
+        let mut degraded = None;
         let vector = if mode.uses_vectors() || playbook_role.is_some() {
-            Some(self.embed(&request.query).await?)
+            match self.embed(&request.query).await {
+                Ok(vector) => Some(vector),
+                // Without the query's vector the keyword side still
+                // answers; the playbook (matched by vector) cannot.
+                Err(err) if embedder_down(&err) => {
+                    tracing::warn!(error = %err, "matrix search degraded to keywords");
+                    degraded = Some(Degraded::EmbedderUnavailable);
+                    mode = SearchMode::Keyword;
+                    playbook_role = None;
+                    None
+                }
+                Err(err) => return Err(err),
+            }
         } else {
             None
         };
@@ -347,7 +361,14 @@ impl Context {
                 to_matrix_hit(hit, injected)
             })
             .collect();
-        Ok(apply_playbook(hits, &playbook, request.k))
+        let mut results = apply_playbook(hits, &playbook, request.k);
+        if degraded.is_some() {
+            results.degraded = degraded;
+            for explain in results.hits.iter_mut().filter_map(|h| h.explain.as_mut()) {
+                explain.degraded = degraded;
+            }
+        }
+        Ok(results)
     }
 
     /// Recordings of `role` whose query is within the configured distance.
@@ -499,6 +520,20 @@ impl Context {
     }
 }
 
+/// Whether embedding failed because the embedder cannot answer now (not
+/// because the query is bad or the embedder answered nonsense): the
+/// search can then fall back to its keyword side. Every call error of
+/// [`Context::embed`] is one to the embedder.
+fn embedder_down(err: &MatrixError) -> bool {
+    matches!(
+        err,
+        MatrixError::Embed(EmbedError::Unavailable { .. })
+            | MatrixError::Call(
+                CallError::Unavailable { .. } | CallError::Timeout { .. } | CallError::Failed { .. }
+            )
+    )
+}
+
 /// A worker hit from the index, not boosted yet.
 pub(crate) fn to_matrix_hit(hit: Hit, injected: bool) -> MatrixHit {
     MatrixHit {
@@ -511,6 +546,7 @@ pub(crate) fn to_matrix_hit(hit: Hit, injected: bool) -> MatrixHit {
             ranking,
             boost_factor: 1.0,
             playbook: None,
+            degraded: None,
         }),
     }
 }

@@ -136,6 +136,30 @@ pub struct MatrixExplain {
     /// `1 − 0.5 × playbook.score`, or 1 without a boost.
     pub boost_factor: f32,
     pub playbook: Option<PlaybookExplain>,
+    /// Set when the search answered from the keyword side alone (the
+    /// ranking's `mode` is then `keyword`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<Degraded>,
+}
+
+/// Why a matrix search answered with less than it was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Degraded {
+    /// The query could not be embedded (the embedder is unreachable,
+    /// restarting or too slow): a semantic or hybrid search answered from
+    /// BM25 over the workers' texts, without the playbook, whose
+    /// recordings are matched by the query's vector.
+    EmbedderUnavailable,
+}
+
+impl Degraded {
+    /// As serialised (and as the metric's `reason` label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Degraded::EmbedderUnavailable => "embedder_unavailable",
+        }
+    }
 }
 
 /// The boost of one worker and the recordings behind it.
@@ -343,6 +367,9 @@ pub struct MatrixResults {
     /// How many hits were boosted / injected by the playbook.
     pub boosted: usize,
     pub injected: usize,
+    /// Present only when the answer is degraded: see [`Degraded`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<Degraded>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -601,6 +628,7 @@ pub fn apply_playbook(mut hits: Vec<MatrixHit>, playbook: &Playbook, k: usize) -
         hits,
         boosted,
         injected,
+        degraded: None,
     }
 }
 
@@ -669,6 +697,7 @@ mod tests {
             },
             boost_factor: 1.0,
             playbook: None,
+            degraded: None,
         });
         let recordings = vec![
             Recording {

@@ -15,9 +15,17 @@ pub async fn search_workers(
 ) -> Result<MatrixResults, ApiError> {
     check_ids(context, "exclude_ids", request.exclude_ids.as_deref())?;
     request.prepared = Some(prepare_search(context, &request)?);
-    Ok(context
+    let results = context
         .call(NAME, |reply| MatrixMessage::Search { request, reply })
-        .await??)
+        .await??;
+    if let Some(reason) = results.degraded {
+        context
+            .metrics
+            .matrix_degraded
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+    Ok(results)
 }
 
 /// Records which workers filled a need (durable in Lance once answered).

@@ -7,7 +7,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app_with};
+use crate::helpers::{assert_error, metric_value, seed_workers, spawn_app_with};
 
 /// Answers every text with an unnormalised 4-d vector derived from its
 /// length, so the test can check the normalisation; refuses other models.
@@ -131,4 +131,99 @@ async fn a_wrong_dimension_or_model_is_a_bad_gateway() {
         "embedder_bad_response",
     )
     .await;
+}
+
+/// A TCP front for `upstream` whose connections all close, and whose new
+/// ones are refused, while the switch is off: an embedder that goes away
+/// and comes back, pooled connections included.
+async fn switchable(upstream: &str) -> (String, tokio::sync::watch::Sender<bool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let target = upstream.trim_start_matches("http://").to_string();
+    let (switch, up) = tokio::sync::watch::channel(true);
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            if !*up.borrow() {
+                continue; // dropped: closed at once
+            }
+            let target = target.clone();
+            let mut up = up.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = up.wait_for(|up| !*up) => {}
+                }
+            });
+        }
+    });
+    (format!("http://{address}"), switch)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matrix_search_answers_from_keywords_while_the_embedder_is_down() {
+    let (url, switch) = switchable(&fake_ollama()).await;
+    let app = spawn_app_with(&[
+        ("embed.provider", "ollama"),
+        ("embed.ollama.url", &url),
+        ("embed.dimension", "4"),
+    ])
+    .await;
+    seed_workers(&app, 80, None).await;
+    let search = |query: &str, mode: &str| {
+        json!({"query": query, "k": 5, "mode": mode, "role": "Forklift Operator", "explain": true})
+    };
+    let ask = |body: Value| {
+        let app = &app;
+        async move {
+            let response = app.post_json("/v1/matrix/search", &body).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let normal = ask(search("forklift operator", "hybrid")).await;
+    assert!(normal.get("degraded").is_none(), "{normal}");
+    assert_eq!(normal["hits"][0]["explain"]["mode"], "hybrid");
+
+    switch.send_replace(false);
+    // Queries not embedded before (the embedder's cache would answer them).
+    for mode in ["hybrid", "semantic"] {
+        let body = ask(search(&format!("{mode} forklift operator"), mode)).await;
+        assert_eq!(body["degraded"], "embedder_unavailable", "{body}");
+        let hits = body["hits"].as_array().unwrap();
+        assert!(!hits.is_empty(), "the keyword side still answers: {body}");
+        for hit in hits {
+            let explain = &hit["explain"];
+            assert_eq!(explain["degraded"], "embedder_unavailable", "{hit}");
+            assert_eq!(explain["mode"], "keyword", "{hit}");
+            assert!(explain["matched_terms"].as_array().unwrap().len() > 0, "{hit}");
+            assert!(explain["playbook"].is_null(), "no playbook without a vector");
+        }
+    }
+    assert_eq!(
+        metric_value(
+            &app.metrics().await,
+            "lakehouse_matrix_degraded_searches_total{reason=\"embedder_unavailable\"}"
+        ),
+        Some(2.0)
+    );
+    // A vector search by text has no keyword side to fall back on.
+    assert_error(
+        app.post_json(
+            "/v1/vectors/index/workers/search",
+            &json!({"text": "welder with a license", "k": 3}),
+        )
+        .await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "embedder_unavailable",
+    )
+    .await;
+
+    switch.send_replace(true);
+    let body = ask(search("hybrid forklift operator", "hybrid")).await;
+    assert!(body.get("degraded").is_none(), "recovered: {body}");
+    assert_eq!(body["hits"][0]["explain"]["mode"], "hybrid");
+    assert!(body["hits"][0]["explain"].get("degraded").is_none());
 }
