@@ -857,10 +857,14 @@ async fn a_chat_beyond_the_cap_is_503_too_many_chats() {
     assert_eq!(first.await.unwrap().status(), StatusCode::OK);
     let third = app.post_json("/v1/chat", &chat).await;
     assert_eq!(third.status(), StatusCode::OK, "the place is given back");
-    assert_eq!(
-        metric_value(&app.metrics().await, "lakehouse_chats_running"),
-        Some(0.0)
-    );
+    // The place is held until the answer's body has been sent.
+    third.text().await.unwrap();
+    eventually(
+        "every place is given back",
+        Duration::from_secs(10),
+        || async { metric_value(&app.metrics().await, "lakehouse_chats_running") == Some(0.0) },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

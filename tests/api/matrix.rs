@@ -616,6 +616,16 @@ async fn recordings_during_playbook_panics_are_all_acknowledged_and_kept() {
     record(&app, "warm up", "Forklift Operator", &[&worker], 1.0).await;
     let mut recorded = 0;
     for round in 0..10 {
+        // The last round's panic may have landed after its recordings: the
+        // fault needs a loaded incarnation to be delivered to.
+        crate::helpers::eventually(
+            "the playbook is loaded",
+            std::time::Duration::from_secs(30),
+            || async {
+                app.get("/v1/vectors/index/playbook_memory").await.status() == StatusCode::OK
+            },
+        )
+        .await;
         let records = (0..12).map(|i| {
             let app = &app;
             let worker = worker.clone();
@@ -628,7 +638,12 @@ async fn recordings_during_playbook_panics_are_all_acknowledged_and_kept() {
         });
         let panic = app.inject_fault("index:playbook_memory", "panic");
         let (results, panicked) = futures::join!(futures::future::join_all(records), panic);
-        assert_eq!(panicked.status(), StatusCode::ACCEPTED);
+        assert_eq!(
+            panicked.status(),
+            StatusCode::ACCEPTED,
+            "{}",
+            panicked.text().await.unwrap()
+        );
         for (status, body) in results {
             assert_eq!(status, StatusCode::OK, "{body}");
             recorded += 1;
