@@ -140,7 +140,8 @@ impl Metrics {
             &["reason"],
         )?;
         registry.register(Box::new(matrix_degraded.clone()))?;
-        matrix_degraded.with_label_values(&[crate::domain::matrix::Degraded::EmbedderUnavailable.as_str()]);
+        matrix_degraded
+            .with_label_values(&[crate::domain::matrix::Degraded::EmbedderUnavailable.as_str()]);
         let http_requests = IntCounterVec::new(
             Opts::new(
                 "lakehouse_http_requests_total",

@@ -18,11 +18,11 @@ use crate::actors::vectors::index::{self, actor_name, IndexMessage};
 use crate::actors::vectors::IndexError;
 use crate::codes::{ErrorCode, HasCode};
 use crate::config::MatrixSettings;
-use crate::domain::matrix::{
-    apply_playbook, Degraded, MatrixExplain, MatrixHit, MatrixInvalid, MatrixResults, MatrixSearch, Playbook,
-    PlaybookEntry, PlaybookRecord, Recorded, Recording,
-};
 use crate::domain::keyword::SearchMode;
+use crate::domain::matrix::{
+    apply_playbook, Degraded, MatrixExplain, MatrixHit, MatrixInvalid, MatrixResults, MatrixSearch,
+    Playbook, PlaybookEntry, PlaybookRecord, Recorded, Recording,
+};
 use crate::domain::vectors::{
     CreateIndex, Hit, HnswOverrides, IndexKind, ItemInput, SearchRequest,
 };
@@ -529,7 +529,9 @@ fn embedder_down(err: &MatrixError) -> bool {
         err,
         MatrixError::Embed(EmbedError::Unavailable { .. })
             | MatrixError::Call(
-                CallError::Unavailable { .. } | CallError::Timeout { .. } | CallError::Failed { .. }
+                CallError::Unavailable { .. }
+                    | CallError::Timeout { .. }
+                    | CallError::Failed { .. }
             )
     )
 }

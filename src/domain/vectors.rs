@@ -135,6 +135,71 @@ pub struct IndexDefinition {
     #[serde(default)]
     pub analysis: crate::domain::analysis::Analysis,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// A move to `analysis` from an older one, not finished yet: each
+    /// incarnation that loads the index resumes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reindex: Option<Reindex>,
+}
+
+/// A reindex in progress, as its definition records it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Reindex {
+    /// The analysis the index had; its built-in vectors are re-embedded.
+    pub from: crate::domain::analysis::Analysis,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// How far a reindex has come (`GET /v1/vectors/index/{name}` and the
+/// answer of `POST /v1/admin/indexes/{name}/reindex`).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ReindexProgress {
+    pub from: crate::domain::analysis::Analysis,
+    pub to: crate::domain::analysis::Analysis,
+    pub state: ReindexState,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Items whose vector the built-in model of `from` made from their
+    /// text, found by this incarnation's pass (a pass resumed after a
+    /// restart finds only those still left).
+    pub to_reembed: usize,
+    /// Of those, re-embedded so far.
+    pub reembedded: usize,
+    /// Of those, written by a client meanwhile (already embedded anew),
+    /// so left alone.
+    pub skipped: usize,
+    /// Why the pass stopped, when `state` is `failed` (the next load of
+    /// the index resumes it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The answer of `POST /v1/admin/indexes/{name}/reindex`.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ReindexAnswer {
+    pub index: String,
+    pub from: crate::domain::analysis::Analysis,
+    pub to: crate::domain::analysis::Analysis,
+    /// `started` (202: the index restarts, then re-embeds in the
+    /// background; its info's `reindex` shows how far), `running` (202: one
+    /// was under way already), `current` (200: nothing to do).
+    pub state: ReindexRequestState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReindexRequestState {
+    Started,
+    Running,
+    Current,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReindexState {
+    /// The keyword side already answers with the new analysis; vectors
+    /// are being re-embedded.
+    Running,
+    Done,
+    Failed,
 }
 
 impl IndexDefinition {
@@ -275,6 +340,7 @@ impl CreateIndex {
             storage: self.storage.unwrap_or(storage),
             analysis: crate::domain::analysis::Analysis::CURRENT,
             created_at: chrono::Utc::now(),
+            reindex: None,
         };
         definition.validate()?;
         Ok(definition)
@@ -595,6 +661,8 @@ pub struct IndexInfo {
     /// replay from Lance (the derived graph's lag behind its dataset).
     pub writes_since_snapshot: u64,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The reindex this incarnation runs or finished; null if none.
+    pub reindex: Option<ReindexProgress>,
 }
 
 /// `GET /v1/vectors/index`.

@@ -6,6 +6,8 @@
 //! - `POST /v1/admin/indexes/{name}/restart`: stop an index (if it runs)
 //!   and start it again with a clean restart history — how an index left
 //!   `failed` after a crash loop is brought back once its cause is fixed.
+//! - `POST /v1/admin/indexes/{name}/reindex`: move an index built with an
+//!   older analysis to the current one, re-embedding in the background.
 
 use crate::domain::de::Object;
 use std::time::Duration;
@@ -25,7 +27,9 @@ use crate::supervision::{Fault, FaultKind, SupervisorError, SupervisorMessage};
 const MAX_DELAY_MS: u64 = 60_000;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(inject_fault).service(restart_index);
+    cfg.service(inject_fault)
+        .service(restart_index)
+        .service(reindex_index);
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -76,6 +80,36 @@ async fn restart_index(
         index: name,
         restarting: true,
     }))
+}
+
+/// Move an index built with an older analysis to the current one. Its
+/// keyword side and queries switch at once (the index restarts); the
+/// vectors the built-in model made from its texts are re-embedded in the
+/// background, and `GET /v1/vectors/index/{name}` shows how far
+/// (`reindex`). Vectors a client gave, or Ollama made, stay. A restart or
+/// crash midway resumes it; a client's write meanwhile is never
+/// overwritten.
+#[utoipa::path(
+    tag = "admin",
+    params(("name" = String, Path, description = "The index")),
+    responses(
+        (status = 202, description = "`started`, or `running` already", body = crate::domain::vectors::ReindexAnswer),
+        (status = 200, description = "`current`: the index already has the current analysis", body = crate::domain::vectors::ReindexAnswer),
+        (status = 404, description = "`index_not_found`", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+#[post("/admin/indexes/{name}/reindex")]
+#[tracing::instrument(skip_all, fields(index = %name))]
+async fn reindex_index(
+    context: web::Data<ApiContext>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let answer = crate::service::vectors::reindex(&context, &name.into_inner()).await?;
+    Ok(match answer.state {
+        crate::domain::vectors::ReindexRequestState::Current => HttpResponse::Ok().json(answer),
+        _ => HttpResponse::Accepted().json(answer),
+    })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

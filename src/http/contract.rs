@@ -278,6 +278,11 @@ const PATH_RULES: &[(&str, &str, fn() -> Value)] = &[
         || json!({"pattern": INDEX_NAME}),
     ),
     (
+        "/v1/admin/indexes/{name}/reindex",
+        "name",
+        || json!({"pattern": INDEX_NAME}),
+    ),
+    (
         "/v1/catalog/datasets/{name}",
         "name",
         || json!({"pattern": DATASET_NAME}),

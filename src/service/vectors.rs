@@ -8,8 +8,8 @@ use crate::actors::vectors::index::{self, actor_name, IndexMessage};
 use crate::actors::vectors::IndexError;
 use crate::domain::auth::Role;
 use crate::domain::vectors::{
-    CreateIndex, Hit, IndexDefinition, IndexInfo, IndexSummary, Item, ItemInput, SearchRequest,
-    UpsertOutcome, ValidationError,
+    CreateIndex, Hit, IndexDefinition, IndexInfo, IndexSummary, Item, ItemInput, ReindexAnswer,
+    SearchRequest, UpsertOutcome, ValidationError,
 };
 use crate::supervision::{CallError, ChildStatus};
 
@@ -94,6 +94,37 @@ pub async fn drop_index(context: &Context, name: &str) -> Result<(), ApiError> {
             reply,
         })
         .await??)
+}
+
+/// Moves an index to the current analysis: recorded, then the index
+/// restarts and re-embeds in the background (see `index::reindex`).
+pub async fn reindex(context: &Context, name: &str) -> Result<ReindexAnswer, ApiError> {
+    use crate::actors::vectors::catalog::ReindexStarted;
+    use crate::domain::analysis::Analysis;
+    use crate::domain::vectors::ReindexRequestState;
+    let index = name.to_string();
+    let started = context
+        .call_with(
+            catalog::NAME,
+            |reply| VectorCatalogMessage::Reindex {
+                name: index.clone(),
+                reply,
+            },
+            // It includes a restart of the index.
+            context.timeout() * 5,
+        )
+        .await??;
+    let (from, state) = match started {
+        ReindexStarted::Started { from } => (from, ReindexRequestState::Started),
+        ReindexStarted::Running { from } => (from, ReindexRequestState::Running),
+        ReindexStarted::Current => (Analysis::CURRENT, ReindexRequestState::Current),
+    };
+    Ok(ReindexAnswer {
+        index,
+        from,
+        to: Analysis::CURRENT,
+        state,
+    })
 }
 
 /// Upserts items by id; acknowledged once committed to Lance.

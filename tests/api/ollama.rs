@@ -172,9 +172,7 @@ async fn a_matrix_search_answers_from_keywords_while_the_embedder_is_down() {
     ])
     .await;
     seed_workers(&app, 80, None).await;
-    let search = |query: &str, mode: &str| {
-        json!({"query": query, "k": 5, "mode": mode, "role": "Forklift Operator", "explain": true})
-    };
+    let search = |query: &str, mode: &str| json!({"query": query, "k": 5, "mode": mode, "role": "Forklift Operator", "explain": true});
     let ask = |body: Value| {
         let app = &app;
         async move {
@@ -198,8 +196,14 @@ async fn a_matrix_search_answers_from_keywords_while_the_embedder_is_down() {
             let explain = &hit["explain"];
             assert_eq!(explain["degraded"], "embedder_unavailable", "{hit}");
             assert_eq!(explain["mode"], "keyword", "{hit}");
-            assert!(explain["matched_terms"].as_array().unwrap().len() > 0, "{hit}");
-            assert!(explain["playbook"].is_null(), "no playbook without a vector");
+            assert!(
+                explain["matched_terms"].as_array().unwrap().len() > 0,
+                "{hit}"
+            );
+            assert!(
+                explain["playbook"].is_null(),
+                "no playbook without a vector"
+            );
         }
     }
     assert_eq!(

@@ -395,3 +395,199 @@ async fn an_index_built_with_the_first_analysis_keeps_answering_and_says_so() {
     assert!(keyword_ids(&app, "nurses").await.is_empty());
     drop(guard);
 }
+
+fn cosine(a: &Value, b: &Value) -> f64 {
+    let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| x.as_f64().unwrap() * y.as_f64().unwrap())
+        .sum();
+    let norm = |v: &[Value]| {
+        v.iter()
+            .map(|x| x.as_f64().unwrap().powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    dot / (norm(a) * norm(b))
+}
+
+/// An index whose items were embedded under the first analysis is moved to
+/// the current one: its commit panics after the first chunk of re-embedded
+/// items is durable, the next incarnation resumes with what is left, and
+/// every item ends with its metadata, the current model's vector of its
+/// text (or the vector its client gave) and keyword matches of the
+/// current analysis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reindex_moves_an_old_index_to_the_current_analysis_through_a_panic() {
+    let faults = [("faults.enabled", "true")];
+    let app = crate::helpers::spawn_app_with(&faults).await;
+    let dimension = app.embed(&["probe"]).await.json::<Value>().await.unwrap()["dimension"]
+        .as_u64()
+        .unwrap() as usize;
+    let response = app
+        .post_json(
+            "/v1/vectors/index",
+            &json!({"name": "old", "dimension": dimension}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let (dir, guard) = app.shutdown().await;
+    let path = dir.join("vectors").join("old.index.json");
+    let mut definition: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    definition.as_object_mut().unwrap().remove("analysis");
+    std::fs::write(&path, serde_json::to_vec(&definition).unwrap()).unwrap();
+    let app = crate::helpers::spawn_app_on(dir, &faults).await;
+
+    // Embedded by lakehouse-hash-v1, as the index's analysis says.
+    let text = |i: usize| {
+        if i % 2 == 0 {
+            format!("Licensed practical nurse {i}, home care")
+        } else {
+            format!("Machine operator {i}, second shift")
+        }
+    };
+    let total = 300;
+    for start in (0..total).step_by(100) {
+        let items: Vec<Value> = (start..start + 100)
+            .map(|i| json!({"id": format!("w{i}"), "text": text(i), "metadata": {"i": i}}))
+            .collect();
+        let response = app
+            .post_json("/v1/vectors/index/old/add", &json!({ "items": items }))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let mut given = vec![0.0f32; dimension];
+    given[0] = 1.0;
+    let response = app
+        .post_json(
+            "/v1/vectors/index/old/add",
+            &json!({"items": [{"id": "given", "vector": given, "text": "nurses with a vector of their own"}]}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        keyword_ids_in(&app, "old", "nurses").await == ["given"],
+        "v1 misses the plural"
+    );
+
+    // The first write back panics after its Lance append: durable, not
+    // acknowledged, the index reloaded.
+    let response = app.inject_fault("index:old", "commit_panic").await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let response = app
+        .post_json("/v1/admin/indexes/old/reindex", &json!({}))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"index": "old", "from": "v1", "to": "v2", "state": "started"})
+    );
+
+    crate::helpers::eventually(
+        "the reindex is done",
+        std::time::Duration::from_secs(60),
+        || {
+            let app = &app;
+            async move {
+                let response = app.get("/v1/vectors/index/old").await;
+                response.status() == StatusCode::OK
+                    && response.json::<Value>().await.unwrap()["reindex"]["state"] == "done"
+            }
+        },
+    )
+    .await;
+    let info = app
+        .get("/v1/vectors/index/old")
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(info["analysis"], "v2", "{info}");
+    assert_eq!(info["analysis_current"], true);
+    assert_eq!(info["count"], total + 1, "no item lost: {info}");
+    assert!(
+        info["restarts"].as_u64().unwrap() >= 1,
+        "the panic restarted it: {info}"
+    );
+    let reindex = &info["reindex"];
+    assert!(
+        reindex["to_reembed"].as_u64().unwrap() < total as u64,
+        "the resumed pass found only what the first did not write: {info}"
+    );
+    assert_eq!(reindex["to_reembed"], reindex["reembedded"]);
+    let persisted: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(persisted.get("reindex").is_none(), "{persisted}");
+    assert_eq!(persisted["analysis"], "v2");
+
+    for i in (0..total).step_by(37) {
+        let item = app
+            .get(&format!("/v1/vectors/index/old/items/w{i}"))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap();
+        assert_eq!(item["metadata"], json!({"i": i}));
+        let current = app
+            .post_json(
+                "/v1/embed",
+                &json!({"texts": [text(i)], "model": "lakehouse-hash-v2"}),
+            )
+            .await
+            .json::<Value>()
+            .await
+            .unwrap();
+        assert!(
+            cosine(&item["vector"], &current["vectors"][0]) > 0.9999,
+            "w{i}"
+        );
+    }
+    let item = app
+        .get("/v1/vectors/index/old/items/given")
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert!(
+        cosine(&item["vector"], &json!(given)) > 0.9999,
+        "a given vector stays"
+    );
+    let nurses = keyword_ids_in(&app, "old", "nurses").await;
+    assert_eq!(nurses.len(), 5);
+    assert!(nurses
+        .iter()
+        .all(|id| id == "given" || id[1..].parse::<usize>().unwrap() % 2 == 0));
+
+    let again = app
+        .post_json("/v1/admin/indexes/old/reindex", &json!({}))
+        .await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.json::<Value>().await.unwrap()["state"], "current");
+    assert_error(
+        app.post_json("/v1/admin/indexes/nowhere/reindex", &json!({}))
+            .await,
+        StatusCode::NOT_FOUND,
+        "index_not_found",
+    )
+    .await;
+    drop(guard);
+}
+
+async fn keyword_ids_in(app: &TestApp, index: &str, text: &str) -> Vec<String> {
+    let body = app
+        .post_json(
+            &format!("/v1/vectors/index/{index}/search"),
+            &json!({"text": text, "mode": "keyword", "k": 5}),
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    body["hits"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{text}: {body}"))
+        .iter()
+        .map(|hit| hit["id"].as_str().unwrap().to_string())
+        .collect()
+}

@@ -7,8 +7,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::index::{actor_name, IndexMessage};
 use super::snapshot::SnapshotPaths;
+use super::supervisor::read_definition;
 use super::{IndexError, VectorsContext, SUPERVISOR};
-use crate::domain::vectors::{validate_name, CreateIndex, IndexDefinition, IndexSummary};
+use crate::domain::analysis::Analysis;
+use crate::domain::vectors::{validate_name, CreateIndex, IndexDefinition, IndexSummary, Reindex};
 use crate::durability::write_atomically;
 use crate::supervision::{ChildStatus, Fault, SupervisorError, SupervisorMessage};
 
@@ -32,7 +34,30 @@ pub enum VectorCatalogMessage {
         name: String,
         reply: RpcReplyPort<Result<(), IndexError>>,
     },
+    /// Moves an index to the current analysis (see `index::reindex`):
+    /// records the move in its definition and restarts it, which starts
+    /// the pass. Nothing happens to an index already moved or moving.
+    Reindex {
+        name: String,
+        reply: RpcReplyPort<Result<ReindexStarted, IndexError>>,
+    },
+    /// The pass of index `name` has ended: the record goes.
+    ReindexDone {
+        name: String,
+        reply: RpcReplyPort<Result<(), IndexError>>,
+    },
     Fault(Fault),
+}
+
+/// What a reindex request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReindexStarted {
+    /// The index was moved from `from`, and restarted to run the pass.
+    Started { from: Analysis },
+    /// A move from `from` was already under way.
+    Running { from: Analysis },
+    /// The index already has the current analysis.
+    Current,
 }
 
 impl From<Fault> for VectorCatalogMessage {
@@ -71,6 +96,12 @@ impl Actor for VectorCatalogActor {
             VectorCatalogMessage::Drop { name, reply } => {
                 let _ = reply.send(drop_index(context, &name).await);
             }
+            VectorCatalogMessage::Reindex { name, reply } => {
+                let _ = reply.send(reindex(context, &name).await);
+            }
+            VectorCatalogMessage::ReindexDone { name, reply } => {
+                let _ = reply.send(reindex_done(context, &name));
+            }
             VectorCatalogMessage::Fault(fault) => fault.apply(NAME).await?,
         }
         Ok(())
@@ -93,16 +124,7 @@ async fn create(
     }
     // Leftovers of a drop interrupted by a crash belong to no index.
     remove_data(context, &name).await;
-    let json =
-        serde_json::to_vec_pretty(&definition).map_err(|e| IndexError::Internal(e.to_string()))?;
-    let path = context.definition_path(&name);
-    write_atomically(&path, &json, context.settings.data.durability).map_err(|source| {
-        super::store::StoreError::Io {
-            action: "write",
-            path: path.clone(),
-            source,
-        }
-    })?;
+    write_definition(context, &definition)?;
 
     let spec = context.index_spec(definition.clone());
     let started = context
@@ -150,6 +172,80 @@ async fn create(
             )))
         }
     }
+}
+
+/// Persists `definition` (atomically, as durable as the data).
+fn write_definition(
+    context: &VectorsContext,
+    definition: &IndexDefinition,
+) -> Result<(), IndexError> {
+    let json =
+        serde_json::to_vec_pretty(definition).map_err(|e| IndexError::Internal(e.to_string()))?;
+    let path = context.definition_path(&definition.name);
+    write_atomically(&path, &json, context.settings.data.durability).map_err(|source| {
+        super::store::StoreError::Io {
+            action: "write",
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok(())
+}
+
+/// The definition of an existing index, as persisted.
+fn persisted(context: &VectorsContext, name: &str) -> Result<IndexDefinition, IndexError> {
+    let path = context.definition_path(name);
+    if validate_name(name).is_err() || !path.exists() {
+        return Err(IndexError::NotFound(name.to_string()));
+    }
+    read_definition(&path)
+        .map_err(|e| IndexError::Internal(format!("reading the definition of '{name}': {e}")))
+}
+
+async fn reindex(context: &VectorsContext, name: &str) -> Result<ReindexStarted, IndexError> {
+    let mut definition = persisted(context, name)?;
+    if let Some(record) = definition.reindex {
+        return Ok(ReindexStarted::Running { from: record.from });
+    }
+    if definition.analysis == Analysis::CURRENT {
+        return Ok(ReindexStarted::Current);
+    }
+    let from = definition.analysis;
+    definition.analysis = Analysis::CURRENT;
+    definition.reindex = Some(Reindex {
+        from,
+        started_at: chrono::Utc::now(),
+    });
+    // Recorded first: from here on every load of the index — this
+    // restart, or any after a crash — runs (or resumes) the pass.
+    write_definition(context, &definition)?;
+    let restarted = context
+        .directory
+        .call(
+            SUPERVISOR,
+            |reply| SupervisorMessage::RestartChild(actor_name(name), reply),
+            context.settings.request_timeout() * 4,
+        )
+        .await;
+    match restarted {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::warn!(index = %name, %err, "restarting for the reindex; its next start runs it")
+        }
+        Err(err) => {
+            tracing::warn!(index = %name, %err, "restarting for the reindex; its next start runs it")
+        }
+    }
+    tracing::info!(index = %name, from = ?from, to = ?Analysis::CURRENT, "reindex started");
+    Ok(ReindexStarted::Started { from })
+}
+
+fn reindex_done(context: &VectorsContext, name: &str) -> Result<(), IndexError> {
+    let mut definition = persisted(context, name)?;
+    if definition.reindex.take().is_some() {
+        write_definition(context, &definition)?;
+    }
+    Ok(())
 }
 
 async fn list(context: &VectorsContext) -> Vec<IndexSummary> {

@@ -28,6 +28,10 @@ pub struct IndexFence {
     pub files: tokio::sync::RwLock<()>,
     /// Armed by a `slow_load` fault: the next load sleeps this long first.
     slow_load: Mutex<Option<Duration>>,
+    /// Armed by a `commit_panic` fault: the index's next commit with rows
+    /// panics inside its commit task, after its Lance append — in this
+    /// incarnation or, if it ends first, the next.
+    pub panic_in_commit: std::sync::atomic::AtomicBool,
 }
 
 impl IndexFence {

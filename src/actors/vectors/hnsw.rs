@@ -304,6 +304,7 @@ mod tests {
             storage: VectorStorage::F32,
             analysis: Default::default(),
             created_at: chrono::Utc::now(),
+            reindex: None,
         };
         let mut index = Hnsw::new(&definition).unwrap();
         let vectors: Vec<Vec<f32>> = (0..64).map(|i| vector(i + 10, d)).collect();

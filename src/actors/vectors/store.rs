@@ -395,27 +395,7 @@ impl VectorStore {
 
     /// Every row without its vector.
     pub async fn scan_meta(&self) -> Result<Vec<MetaRow>, StoreError> {
-        let mut scanner = scan(&self.dataset);
-        scanner.project(&["id", "seq", "metadata", "deleted", "text"])?;
-        let mut stream = scanner.try_into_stream().await?;
-        let mut out = Vec::new();
-        while let Some(batch) = stream.try_next().await? {
-            let ids = column::<StringArray>(&batch, "id")?;
-            let seqs = column::<UInt64Array>(&batch, "seq")?;
-            let metadata = column::<StringArray>(&batch, "metadata")?;
-            let deleted = column::<BooleanArray>(&batch, "deleted")?;
-            let texts = column::<StringArray>(&batch, "text")?;
-            for i in 0..batch.num_rows() {
-                out.push(MetaRow {
-                    id: ids.value(i).to_string(),
-                    seq: seqs.value(i),
-                    metadata: (!metadata.is_null(i)).then(|| Arc::from(metadata.value(i))),
-                    text: (!texts.is_null(i)).then(|| Arc::from(texts.value(i))),
-                    deleted: deleted.value(i),
-                });
-            }
-        }
-        Ok(out)
+        scan_meta(&self.dataset).await
     }
 
     /// The vectors of live-looking rows (not delete markers), with
@@ -439,6 +419,31 @@ impl VectorStore {
             .and_then(move |batch| futures::future::ready(vectors_of(&batch, dimension)))
             .boxed())
     }
+}
+
+/// Every row of `dataset` (one version) without its vector.
+pub async fn scan_meta(dataset: &Dataset) -> Result<Vec<MetaRow>, StoreError> {
+    let mut scanner = scan(dataset);
+    scanner.project(&["id", "seq", "metadata", "deleted", "text"])?;
+    let mut stream = scanner.try_into_stream().await?;
+    let mut out = Vec::new();
+    while let Some(batch) = stream.try_next().await? {
+        let ids = column::<StringArray>(&batch, "id")?;
+        let seqs = column::<UInt64Array>(&batch, "seq")?;
+        let metadata = column::<StringArray>(&batch, "metadata")?;
+        let deleted = column::<BooleanArray>(&batch, "deleted")?;
+        let texts = column::<StringArray>(&batch, "text")?;
+        for i in 0..batch.num_rows() {
+            out.push(MetaRow {
+                id: ids.value(i).to_string(),
+                seq: seqs.value(i),
+                metadata: (!metadata.is_null(i)).then(|| Arc::from(metadata.value(i))),
+                text: (!texts.is_null(i)).then(|| Arc::from(texts.value(i))),
+                deleted: deleted.value(i),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// A compaction whose new fragments are written, waiting for its commit.

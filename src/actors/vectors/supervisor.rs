@@ -108,7 +108,9 @@ impl VectorsContext {
     }
 
     /// The child spec of index `definition.name`, with a restart
-    /// intensity of its own.
+    /// intensity of its own. Each start reads the definition on disk
+    /// again (a reindex changes it), and falls back to `definition` if it
+    /// cannot.
     pub fn index_spec(&self, definition: IndexDefinition) -> ChildSpec {
         let context = self.clone();
         let name = actor_name(&definition.name);
@@ -121,10 +123,15 @@ impl VectorsContext {
             period: Duration::from_secs(supervision.index_period_secs),
         };
         ChildSpec::worker(name, move || {
+            let path = context.definition_path(&definition.name);
+            let definition = match read_definition(&path) {
+                Ok(read) if read.name == definition.name => read,
+                Ok(_) | Err(_) => definition.clone(),
+            };
             (
                 IndexActor,
                 IndexArguments {
-                    definition: definition.clone(),
+                    definition,
                     dir: context.dir.clone(),
                     settings: context.settings.vectors.clone(),
                     durability: context.settings.data.durability,
@@ -189,7 +196,7 @@ impl VectorsContext {
     }
 }
 
-fn read_definition(path: &Path) -> Result<IndexDefinition, String> {
+pub(super) fn read_definition(path: &Path) -> Result<IndexDefinition, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     let definition: IndexDefinition = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
     definition.validate().map_err(|e| e.to_string())?;

@@ -85,6 +85,7 @@ fn definition(name: &str, dimension: usize, hnsw: HnswParams) -> IndexDefinition
         storage: Default::default(),
         analysis: crate::domain::analysis::Analysis::CURRENT,
         created_at: chrono::Utc::now(),
+        reindex: None,
     }
 }
 
@@ -2030,4 +2031,65 @@ fn cached_hybrid_results_equal_uncached_ones_until_a_write() {
             query.mode
         );
     }
+}
+
+/// A reindex's write back applies only to an item nobody wrote since the
+/// pass read it: a client's later write wins, and is never overwritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reindex_write_back_loses_to_a_client_write_since_it_read() {
+    use super::index::{Batch, Reembedded};
+    let dir = tempfile::tempdir().unwrap();
+    let actor = spawn_index(dir.path(), definition("cas", 4, params())).await;
+    // Seqs start at 1, one per row: a is 1, b is 2, then a again is 3.
+    upsert(
+        &actor,
+        vec![
+            item("a", axis(4, 0), json!({"v": 1})),
+            item("b", axis(4, 1), json!({"v": 1})),
+        ],
+    )
+    .await;
+    upsert(&actor, vec![item("a", axis(4, 2), json!({"v": 2}))]).await;
+    let back = |id: &str, seq| Reembedded {
+        id: id.to_string(),
+        expected_seq: seq,
+        vector: axis(4, 3),
+        metadata: Arc::from(r#"{"v":9}"#),
+        text: Arc::from("re-embedded"),
+    };
+    let (port, written) = ractor::concurrency::oneshot();
+    actor
+        .send_message(IndexMessage::Enqueue(Batch::reembed(
+            vec![back("a", 1), back("b", 2)],
+            port.into(),
+        )))
+        .unwrap();
+    let outcome = written.await.unwrap().unwrap();
+    assert_eq!(
+        (outcome.updated, outcome.inserted),
+        (1, 0),
+        "only b was unchanged"
+    );
+    let get = |id: &'static str| {
+        let actor = actor.clone();
+        async move {
+            actor
+                .call(
+                    |reply| IndexMessage::Get {
+                        id: id.into(),
+                        reply,
+                    },
+                    Some(TIMEOUT),
+                )
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let a = get("a").await;
+    assert_eq!((a.vector, a.metadata), (axis(4, 2), json!({"v": 2})));
+    let b = get("b").await;
+    assert_eq!((b.vector, b.metadata), (axis(4, 3), json!({"v": 9})));
+    assert_eq!(count(&actor).await, 2);
 }

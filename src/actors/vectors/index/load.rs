@@ -220,13 +220,13 @@ pub(super) async fn load(
         generation,
         alive: AtomicBool::new(true),
         poisoned: AtomicBool::new(false),
-        panic_in_commit: AtomicBool::new(false),
         upkeep: Upkeep::default(),
         snapshot_paths,
         settings: arguments.settings.clone(),
         stats,
         metrics,
         actor,
+        reindex: parking_lot::Mutex::new(None),
     };
     drop(writer_lock);
     Ok((pipeline, snapshot_due))

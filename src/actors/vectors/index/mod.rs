@@ -26,6 +26,7 @@
 //!   blocking tasks against the same core.
 
 mod load;
+mod reindex;
 mod search;
 mod upkeep;
 mod write;
@@ -52,6 +53,8 @@ use crate::domain::vectors::{
 use crate::supervision::{Directory, Fault, FaultKind, StatusBoard};
 use crate::telemetry::Metrics;
 
+#[cfg(test)]
+pub(crate) use write::Reembedded;
 pub use write::{Batch, CommitError};
 
 /// Tree name of the actor of index `name`.
@@ -174,9 +177,6 @@ struct Pipeline {
     /// Set when a commit left the in-memory index unlike Lance: nothing
     /// derived from it (a snapshot) may be written any more.
     poisoned: AtomicBool,
-    /// Armed by a `commit_panic` fault: the next commit with rows panics
-    /// inside the commit task, after its Lance append.
-    panic_in_commit: AtomicBool,
     upkeep: upkeep::Upkeep,
     snapshot_paths: SnapshotPaths,
     settings: VectorSettings,
@@ -184,6 +184,8 @@ struct Pipeline {
     metrics: Arc<Metrics>,
     /// This incarnation, to wake when a prepared compaction is ready.
     actor: ActorRef<IndexMessage>,
+    /// The reindex pass this incarnation runs or ran (see [`reindex`]).
+    reindex: Mutex<Option<crate::domain::vectors::ReindexProgress>>,
 }
 
 impl Pipeline {
@@ -336,6 +338,15 @@ impl Actor for IndexActor {
             // An empty commit runs the maintenance step, which writes it.
             state.start_commit(&myself, false);
         }
+        if let Some(record) = state.arguments.definition.reindex {
+            let pipeline = state.pipeline.clone().expect("just set");
+            tokio::spawn(reindex::run(
+                state.arguments.clone(),
+                pipeline,
+                myself.clone(),
+                record,
+            ));
+        }
         Ok(())
     }
 
@@ -447,7 +458,7 @@ async fn handle_message(
         }
         IndexMessage::Fault(fault) if fault.kind == FaultKind::CommitPanic => {
             tracing::warn!(index = %pipeline.name, "the next commit will panic (injected fault)");
-            pipeline.panic_in_commit.store(true, Ordering::SeqCst);
+            pipeline.fence.panic_in_commit.store(true, Ordering::SeqCst);
         }
         IndexMessage::Fault(fault) if fault.kind == FaultKind::SlowLoad => {
             pipeline.fence.arm_slow_load(fault.delay);
@@ -541,6 +552,7 @@ impl IndexState {
                 .max_seq()
                 .saturating_sub(pipeline.stats.snapshot_seq.load(Ordering::Relaxed)),
             created_at: definition.created_at,
+            reindex: pipeline.reindex.lock().clone(),
         }
     }
 }

@@ -86,6 +86,16 @@ enum Op {
     Delete {
         id: String,
     },
+    /// An upsert that applies only if the item's live row is still
+    /// `expected_seq` (a reindex writing back what it read: a client's
+    /// write since then wins).
+    Reembed {
+        id: String,
+        expected_seq: u64,
+        vector: Vec<f32>,
+        metadata: Arc<str>,
+        text: Arc<str>,
+    },
 }
 
 enum Reply {
@@ -106,7 +116,37 @@ impl Reply {
     }
 }
 
+/// An item a reindex writes back with a new vector, if its live row is
+/// still `expected_seq`.
+pub(crate) struct Reembedded {
+    pub id: String,
+    pub expected_seq: u64,
+    pub vector: Vec<f32>,
+    pub metadata: Arc<str>,
+    pub text: Arc<str>,
+}
+
 impl Batch {
+    /// Conditional upserts: the outcome's `updated` counts those written.
+    pub(crate) fn reembed(
+        items: Vec<Reembedded>,
+        reply: RpcReplyPort<Result<UpsertOutcome, IndexError>>,
+    ) -> Self {
+        Self {
+            ops: items
+                .into_iter()
+                .map(|item| Op::Reembed {
+                    id: item.id,
+                    expected_seq: item.expected_seq,
+                    vector: item.vector,
+                    metadata: item.metadata,
+                    text: item.text,
+                })
+                .collect(),
+            reply: Reply::Upsert(reply),
+        }
+    }
+
     pub(super) fn delete(id: String, reply: RpcReplyPort<Result<(), IndexError>>) -> Self {
         Self {
             ops: vec![Op::Delete { id }],
@@ -300,7 +340,7 @@ pub(super) async fn commit(
             .lance_commits
             .with_label_values(&[&format!("vectors/{}", pipeline.name)])
             .inc();
-        if pipeline.panic_in_commit.swap(false, Ordering::SeqCst) {
+        if pipeline.fence.panic_in_commit.swap(false, Ordering::SeqCst) {
             // The fault the chaos harness and the tests use: durable in
             // Lance, not yet visible, not acknowledged.
             panic!(
@@ -370,7 +410,7 @@ fn plan_rows(
         let mut failure = None;
         for op in &batch.ops {
             let id = match op {
-                Op::Upsert { id, .. } | Op::Delete { id } => id,
+                Op::Upsert { id, .. } | Op::Delete { id } | Op::Reembed { id, .. } => id,
             };
             let exists = live_in_group
                 .get(id)
@@ -395,6 +435,31 @@ fn plan_rows(
                         vector: Some(vector.clone()),
                         metadata: Some(metadata.clone()),
                         text: text.clone(),
+                    });
+                }
+                Op::Reembed {
+                    id,
+                    expected_seq,
+                    vector,
+                    metadata,
+                    text,
+                } => {
+                    let unchanged = !live_in_group.contains_key(id)
+                        && pipeline
+                            .core
+                            .get(id)
+                            .is_some_and(|e| e.seq == *expected_seq);
+                    if !unchanged {
+                        continue;
+                    }
+                    outcome.updated += 1;
+                    live_in_group.insert(id.clone(), true);
+                    rows.push(LogRow {
+                        id: id.clone(),
+                        seq: writer.next_seq,
+                        vector: Some(vector.clone()),
+                        metadata: Some(metadata.clone()),
+                        text: Some(text.clone()),
                     });
                 }
                 Op::Delete { id } => {
