@@ -97,6 +97,7 @@ error_codes! {
     InvalidName = (BAD_REQUEST, "invalid_name", "an index or dataset name outside its pattern"),
     InvalidDimension = (BAD_REQUEST, "invalid_dimension", "a dimension out of range"),
     InvalidHnsw = (BAD_REQUEST, "invalid_hnsw", "HNSW parameters out of range"),
+    InvalidSynonyms = (BAD_REQUEST, "invalid_synonyms", "synonym groups out of bounds: how many, their members, a member's length"),
     DimensionMismatch = (BAD_REQUEST, "dimension_mismatch", "a vector of the wrong length (names expected and got)"),
     InvalidVector = (BAD_REQUEST, "invalid_vector", "a vector with NaN, infinite or (cosine) zero components"),
     InvalidId = (BAD_REQUEST, "invalid_id", "an empty, overlong or control-character id"),

@@ -260,6 +260,10 @@ pub struct VectorSettings {
     /// The keyword side's weight in a hybrid search (0 to 1), unless the
     /// request gives its own.
     pub keyword_weight: f32,
+    /// Synonym groups every index's keyword queries apply (an index adds
+    /// its own): each a list of words or phrases that mean the same.
+    #[serde(default)]
+    pub synonyms: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -720,7 +724,11 @@ impl Settings {
             "alarms.disk_free_min_ratio",
             "must be at least 0 and below 1",
         )?;
-        // A child's history holds 20 events, about two per failure.
+        if let Err(reason) =
+            crate::domain::keyword::validate_synonyms(&self.vectors.synonyms, "vectors.synonyms")
+        {
+            check(false, "vectors.synonyms", &reason)?;
+        }
         check(
             (0.0..=1.0).contains(&self.vectors.keyword_weight),
             "vectors.keyword_weight",
@@ -811,6 +819,47 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         })
+    }
+
+    #[test]
+    fn synonyms_come_from_a_config_file_and_bad_groups_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |toml: &str| {
+            let path = dir.path().join("lakehouse.toml");
+            std::fs::write(&path, toml).unwrap();
+            Settings::load(LoadOptions {
+                config_dir: Some(PathBuf::from(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/config"
+                ))),
+                environment: Some(String::new()),
+                file: Some(path),
+                env_vars: Some(HashMap::new()),
+                overrides: Vec::new(),
+            })
+        };
+        let defaults = load_with(&[], &[]).unwrap();
+        assert!(defaults.vectors.synonyms.contains(&vec![
+            "CNA".to_string(),
+            "certified nursing assistant".to_string()
+        ]));
+        let settings = load("[vectors]\nsynonyms = [[\"PCT\", \"patient care technician\"]]\n")
+            .expect("synonyms load");
+        assert_eq!(
+            settings.vectors.synonyms,
+            [vec![
+                "PCT".to_string(),
+                "patient care technician".to_string()
+            ]]
+        );
+        for bad in [
+            "[vectors]\nsynonyms = [[\"lonely\"]]\n",
+            "[vectors]\nsynonyms = [[\"a\", \"\"]]\n",
+            "[vectors]\nsynonyms = [[\"a\", \"line\\nbreak\"]]\n",
+        ] {
+            let err = load(bad).expect_err(bad).to_string();
+            assert!(err.contains("vectors.synonyms"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -504,6 +504,7 @@ impl Context {
             }),
             kind: Some(IndexKind::Flat),
             storage: None,
+            synonyms: None,
         };
         let created = self
             .directory

@@ -83,33 +83,65 @@ impl SearchMode {
     }
 }
 
-/// The terms of a text, in order, repeats kept: lower-cased runs of
-/// letters and digits, stemmed by `analysis` as the built-in embedder
-/// stems, so "operators" finds "operator" (and, with `v2`, "nurses" a
-/// nurse). A number keeps its decimal point or
-/// thousands comma ("$30.25/hr" is `30.25`, `hr`), so "OSHA 30" (`osha`,
-/// `30`) does not match every rate of thirty-something dollars. "CDL-A" is
-/// `cdl`, `a`.
-pub fn terms(text: &str, analysis: Analysis) -> Vec<String> {
+/// One token of a text: a term, or the break between two segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Token {
+    Term(String),
+    /// Punctuation other than a hyphen or an apostrophe (",", ".", ";",
+    /// "/", a bracket…) between two terms: "EPA 608, OSHA 10" is two
+    /// segments, so the phrase "EPA 608" fills the first one whole.
+    Break,
+}
+
+/// The tokens of a text, in order: lower-cased runs of letters and
+/// digits, stemmed by `analysis` as the built-in embedder stems (so
+/// "operators" finds "operator" and, with `v2`, "nurses" a nurse), with
+/// one [`Token::Break`] wherever a segment ends. A number keeps its
+/// decimal point or thousands comma ("$30.25/hr" is `30.25`, `hr`), so
+/// "OSHA 30" (`osha`, `30`) does not match every rate of thirty-something
+/// dollars. "CDL-A" is `cdl`, `a`.
+pub fn tokens(text: &str, analysis: Analysis) -> Vec<Token> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
     let mut word = String::new();
+    let mut pending_break = false;
     for (i, &c) in chars.iter().enumerate() {
         let inside_number = (c == '.' || c == ',')
             && i > 0
             && chars[i - 1].is_ascii_digit()
             && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit());
         if c.is_alphanumeric() || inside_number {
+            if pending_break && !out.is_empty() {
+                out.push(Token::Break);
+            }
+            pending_break = false;
             word.extend(c.to_lowercase());
-        } else if !word.is_empty() {
-            out.push(analysis.stem(&word).into_owned());
+            continue;
+        }
+        if !word.is_empty() {
+            out.push(Token::Term(analysis.stem(&word).into_owned()));
             word.clear();
+        }
+        if !(c.is_whitespace() || c == '-' || c == '\'' || c == '\u{2019}') {
+            pending_break = true;
         }
     }
     if !word.is_empty() {
-        out.push(analysis.stem(&word).into_owned());
+        out.push(Token::Term(analysis.stem(&word).into_owned()));
     }
     out
+}
+
+/// The terms of a text, in order, repeats kept (its [`tokens`] without
+/// the breaks).
+pub fn terms(text: &str, analysis: Analysis) -> Vec<String> {
+    tokens(text, analysis)
+        .into_iter()
+        .filter_map(|token| match token {
+            Token::Term(term) => Some(term),
+            Token::Break => None,
+        })
+        .collect()
 }
 
 /// The distinct terms of a query, in first-seen order, at most
@@ -125,6 +157,219 @@ pub fn query_terms(text: &str, analysis: Analysis) -> Vec<String> {
         }
     }
     distinct
+}
+
+/// Synonym groups per member, analysed: each member is the term sequence
+/// a text may say it with ("cna"; "certifi", "nurs", "assist").
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Synonyms {
+    groups: Vec<Vec<Vec<String>>>,
+}
+
+/// Synonym groups a configuration or an index may hold, and their members.
+pub const MAX_SYNONYM_GROUPS: usize = 1024;
+pub const MAX_SYNONYM_MEMBERS: usize = 16;
+pub const MAX_SYNONYM_CHARS: usize = 64;
+
+impl Synonyms {
+    /// Analyses `groups` (each a list of equivalent words or phrases).
+    /// Members with no term are left out, as are groups left with fewer
+    /// than two.
+    pub fn new<'a>(groups: impl IntoIterator<Item = &'a Vec<String>>, analysis: Analysis) -> Self {
+        let groups = groups
+            .into_iter()
+            .map(|group| {
+                let mut members: Vec<Vec<String>> = Vec::new();
+                for member in group {
+                    let terms = terms(member, analysis);
+                    if !terms.is_empty() && !members.contains(&terms) {
+                        members.push(terms);
+                    }
+                }
+                members
+            })
+            .filter(|members| members.len() > 1)
+            .collect();
+        Self { groups }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The longest member starting at `terms[0]`, with the other members
+    /// of its groups.
+    fn longest_at(&self, terms: &[String]) -> Option<(usize, Vec<Vec<String>>)> {
+        let mut best: Option<(usize, Vec<Vec<String>>)> = None;
+        for group in &self.groups {
+            for member in group {
+                let fits = member.len() <= terms.len() && terms[..member.len()] == member[..];
+                if !fits || best.as_ref().is_some_and(|(len, _)| *len > member.len()) {
+                    continue;
+                }
+                let others = group.iter().filter(|m| *m != member).cloned();
+                match &mut best {
+                    Some((len, alternatives)) if *len == member.len() => {
+                        alternatives.extend(others)
+                    }
+                    _ => best = Some((member.len(), others.collect())),
+                }
+            }
+        }
+        best
+    }
+}
+
+/// Checks configured or requested synonym groups: their number and
+/// sizes are bounded, and no member is empty.
+pub fn validate_synonyms(groups: &[Vec<String>], field: &str) -> Result<(), String> {
+    if groups.len() > MAX_SYNONYM_GROUPS {
+        return Err(format!(
+            "{field}: at most {MAX_SYNONYM_GROUPS} groups, got {}",
+            groups.len()
+        ));
+    }
+    for (i, group) in groups.iter().enumerate() {
+        if !(2..=MAX_SYNONYM_MEMBERS).contains(&group.len()) {
+            return Err(format!(
+                "{field}[{i}]: a group has 2 to {MAX_SYNONYM_MEMBERS} members, got {}",
+                group.len()
+            ));
+        }
+        for (j, member) in group.iter().enumerate() {
+            let chars = member.chars().count();
+            if member.trim().is_empty()
+                || chars > MAX_SYNONYM_CHARS
+                || member.chars().any(char::is_control)
+            {
+                return Err(format!(
+                    "{field}[{i}][{j}]: a member is 1 to {MAX_SYNONYM_CHARS} printable characters"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How a group's words must appear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phrase {
+    /// Quoted in the query: a text without the words adjacent and in
+    /// order does not match it, and in keyword mode is not a hit.
+    Quoted,
+    /// A code ("EPA 608", "OSHA 30": a word, then a number): its words
+    /// count only where they stand adjacent and in order.
+    Code,
+}
+
+/// One unit a keyword query scores: a word, a phrase or a code, with the
+/// other ways a text may say it (synonyms). A text scores the group's
+/// best way.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Group {
+    /// The query's own terms.
+    pub terms: Vec<String>,
+    pub phrase: Option<Phrase>,
+    /// Synonyms' term sequences (adjacent and in order when longer than one).
+    pub synonyms: Vec<Vec<String>>,
+}
+
+impl Group {
+    /// The group as its query wrote it, normalised ("epa 608").
+    pub fn text(&self) -> String {
+        self.terms.join(" ")
+    }
+}
+
+/// A keyword query: its groups, in query order. Word forms, fuzzy forms
+/// and compounds are found when an index resolves it against its
+/// vocabulary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct KeywordQuery {
+    pub groups: Vec<Group>,
+}
+
+impl KeywordQuery {
+    /// Parses `text`: a part in double quotes is a phrase; a word followed
+    /// by a number is a code; a run of words that is a member of a
+    /// synonym group brings the group's other members. At most
+    /// [`MAX_QUERY_TERMS`] distinct terms count.
+    pub fn parse(text: &str, analysis: Analysis, synonyms: &Synonyms) -> Self {
+        let mut groups: Vec<Group> = Vec::new();
+        let mut distinct: Vec<String> = Vec::new();
+        let parts: Vec<&str> = text.split('"').collect();
+        for (i, part) in parts.iter().enumerate() {
+            // Odd parts are inside quotes, unless the last quote is unclosed.
+            let quoted = i % 2 == 1 && i + 1 < parts.len();
+            let terms = terms(part, analysis);
+            let mut found: Vec<Group> = Vec::new();
+            if quoted && terms.len() > 1 {
+                found.push(Group {
+                    terms,
+                    phrase: Some(Phrase::Quoted),
+                    synonyms: Vec::new(),
+                });
+            } else {
+                let mut at = 0;
+                while at < terms.len() {
+                    let rest = &terms[at..];
+                    let (len, phrase, others) = match synonyms.longest_at(rest) {
+                        Some((len, others)) => (len, None, others),
+                        None if rest.len() > 1 && is_word(&rest[0]) && is_number(&rest[1]) => {
+                            (2, Some(Phrase::Code), Vec::new())
+                        }
+                        None => (1, None, Vec::new()),
+                    };
+                    found.push(Group {
+                        terms: rest[..len].to_vec(),
+                        phrase,
+                        synonyms: others,
+                    });
+                    at += len;
+                }
+            }
+            for group in found {
+                if groups.contains(&group) {
+                    continue;
+                }
+                let new_terms = group.terms.iter().filter(|t| !distinct.contains(t)).count();
+                if distinct.len() + new_terms > MAX_QUERY_TERMS {
+                    return Self { groups };
+                }
+                for term in &group.terms {
+                    if !distinct.contains(term) {
+                        distinct.push(term.clone());
+                    }
+                }
+                groups.push(group);
+            }
+        }
+        Self { groups }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Roughly what it holds, in bytes (for the result cache's budget).
+    pub fn bytes(&self) -> usize {
+        self.groups
+            .iter()
+            .flat_map(|g| g.terms.iter().chain(g.synonyms.iter().flatten()))
+            .map(|t| t.len() + 24)
+            .sum()
+    }
+}
+
+fn is_word(term: &str) -> bool {
+    term.chars().all(char::is_alphabetic)
+}
+
+fn is_number(term: &str) -> bool {
+    term.chars().next().is_some_and(|c| c.is_ascii_digit())
+        && term
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
 }
 
 /// BM25's inverse document frequency (the "plus one" form: never negative).
@@ -179,10 +424,50 @@ pub struct HitExplain {
     pub keyword_rank: Option<usize>,
     /// The query's terms the item's text holds (as normalised).
     pub matched_terms: Vec<String>,
+    /// Each phrase or code of the query, and how the text holds it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phrases: Vec<PhraseMatch>,
+    /// Words of the query the text holds only in a form one or two typos
+    /// away (scored at a quarter at most of an exact match).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fuzzy_terms: Vec<FormMatch>,
+    /// Words of the query the text holds as a synonym, or as a compound
+    /// ("fork lift" as "forklift").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub synonyms: Vec<FormMatch>,
     pub keyword_weight: f32,
     pub fused_distance: f32,
     /// 1-based rank by fused distance, before any playbook boost.
     pub fused_rank: usize,
+}
+
+/// How a text holds one of the query's phrases or codes.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct PhraseMatch {
+    /// The phrase, normalised ("epa 608").
+    pub phrase: String,
+    /// Quoted in the query (required) rather than a code.
+    pub quoted: bool,
+    /// `whole`: it fills a segment of the text on its own ("EPA 608, …"),
+    /// scored in full; `part`: it starts or ends a longer one ("EPA 608
+    /// Universal"), scored at half; `none`: its words are not adjacent in
+    /// order, so they score nothing.
+    pub fit: PhraseFit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PhraseFit {
+    None,
+    Part,
+    Whole,
+}
+
+/// A word (or words) of the query and the form the text held instead.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct FormMatch {
+    pub query: String,
+    pub matched: String,
 }
 
 #[cfg(test)]

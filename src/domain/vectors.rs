@@ -135,6 +135,10 @@ pub struct IndexDefinition {
     #[serde(default)]
     pub analysis: crate::domain::analysis::Analysis,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Synonym groups of this index's keyword queries, beside the
+    /// configured ones (`vectors.synonyms`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub synonyms: Vec<Vec<String>>,
     /// A move to `analysis` from an older one, not finished yet: each
     /// incarnation that loads the index resumes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,6 +210,8 @@ impl IndexDefinition {
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_name(&self.name)?;
         validate_dimension(self.dimension)?;
+        crate::domain::keyword::validate_synonyms(&self.synonyms, "synonyms")
+            .map_err(ValidationError::InvalidSynonyms)?;
         self.hnsw.validate()
     }
 }
@@ -257,6 +263,8 @@ pub enum ValidationError {
     InvalidKeywordWeight(f32),
     #[error("a hybrid search fuses cosine distances; this index's metric is {0:?} (use semantic or keyword)")]
     UnsupportedMode(Metric),
+    #[error("{0}")]
+    InvalidSynonyms(String),
 }
 
 impl HasCode for ValidationError {
@@ -279,6 +287,7 @@ impl HasCode for ValidationError {
             ValidationError::UnsupportedMode(_) => ErrorCode::UnsupportedMode,
             ValidationError::InvalidHnsw { .. } => ErrorCode::InvalidHnsw,
             ValidationError::Filter(_) => ErrorCode::InvalidFilter,
+            ValidationError::InvalidSynonyms(_) => ErrorCode::InvalidSynonyms,
         }
     }
 }
@@ -300,6 +309,11 @@ pub struct CreateIndex {
     pub kind: Option<IndexKind>,
     /// `f32` or `fp16`; the default is `vectors.storage`.
     pub storage: Option<VectorStorage>,
+    /// Synonym groups of this index's keyword queries (beside the
+    /// configured `vectors.synonyms`): each 2 to 16 words or phrases that
+    /// mean the same, e.g. `[["CNA", "certified nursing assistant"]]`.
+    #[schema(max_items = 1024)]
+    pub synonyms: Option<Vec<Vec<String>>>,
 }
 
 /// Per-index HNSW settings; omitted ones come from `vectors.*` config.
@@ -340,6 +354,7 @@ impl CreateIndex {
             storage: self.storage.unwrap_or(storage),
             analysis: crate::domain::analysis::Analysis::CURRENT,
             created_at: chrono::Utc::now(),
+            synonyms: self.synonyms.unwrap_or_default(),
             reindex: None,
         };
         definition.validate()?;
@@ -661,6 +676,9 @@ pub struct IndexInfo {
     /// replay from Lance (the derived graph's lag behind its dataset).
     pub writes_since_snapshot: u64,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The index's own synonym groups (the configured `vectors.synonyms`
+    /// apply beside them).
+    pub synonyms: Vec<Vec<String>>,
     /// The reindex this incarnation runs or finished; null if none.
     pub reindex: Option<ReindexProgress>,
 }

@@ -42,7 +42,7 @@ pub struct Deleted {
     request_body = CreateIndex,
     responses(
         (status = 201, description = "The definition", body = IndexDefinition),
-        (status = 400, description = "`invalid_name`, `invalid_dimension`, `invalid_hnsw`", body = ErrorBody),
+        (status = 400, description = "`invalid_name`, `invalid_dimension`, `invalid_hnsw`, `invalid_synonyms`", body = ErrorBody),
         (status = 409, description = "`index_exists`, `reserved_index` (`workers` and `playbook_memory` need the admin role)", body = ErrorBody),
     ),
     security(("bearer" = ["write"]))

@@ -112,24 +112,33 @@ async fn a_hybrid_query_for_an_exact_certification_ranks_its_holders_first_where
     // A rate of $30.50 is not the term "30".
     assert_eq!(hybrid[3]["explain"]["matched_terms"], json!(["osha"]));
 
-    // Keyword mode: BM25 alone; the holders, then what matches only "osha".
-    let keyword = search(
+    // Keyword mode: BM25 alone. A code counts only as written, so the
+    // holders of "OSHA 10" are not hits of "OSHA 30".
+    let code = search(
         &app,
         json!({"text": "osha 30", "mode": "keyword", "k": 20, "explain": true}),
     )
     .await;
-    assert_eq!(keyword.len(), 11, "every item holds 'osha'");
-    let mut top: Vec<&str> = ids(&keyword)[..3].to_vec();
-    top.sort();
-    assert_eq!(top, ["h0", "h1", "h2"]);
-    for (rank, hit) in keyword.iter().enumerate() {
+    let mut holders: Vec<&str> = ids(&code);
+    holders.sort();
+    assert_eq!(holders, ["h0", "h1", "h2"]);
+    for (rank, hit) in code.iter().enumerate() {
         assert_adds_up(hit, rank);
         assert!(hit["explain"]["semantic_distance"].is_null());
+    }
+    let keyword = search(
+        &app,
+        json!({"text": "osha", "mode": "keyword", "k": 20, "explain": true}),
+    )
+    .await;
+    assert_eq!(keyword.len(), 11, "every item holds 'osha'");
+    for (rank, hit) in keyword.iter().enumerate() {
+        assert_adds_up(hit, rank);
     }
     // A filter only removes hits: the survivors keep their order and distances.
     let near = search(
         &app,
-        json!({"text": "osha 30", "mode": "keyword", "k": 20, "filter": {"group": "near"}}),
+        json!({"text": "osha", "mode": "keyword", "k": 20, "filter": {"group": "near"}}),
     )
     .await;
     let unfiltered: Vec<&Value> = keyword
@@ -590,4 +599,178 @@ async fn keyword_ids_in(app: &TestApp, index: &str, text: &str) -> Vec<String> {
         .iter()
         .map(|hit| hit["id"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// Profiles for the ways coordinators type: a code whole and inside a
+/// longer name, its words apart, a compound, a typo, synonyms.
+async fn coordinator_index(app: &TestApp, synonyms: Value) {
+    let dimension = app.embed(&["probe"]).await.json::<Value>().await.unwrap()["dimension"]
+        .as_u64()
+        .unwrap();
+    let response = app
+        .post_json(
+            "/v1/vectors/index",
+            &json!({"name": "coord", "dimension": dimension, "synonyms": synonyms}),
+        )
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        response.text().await
+    );
+    let items = json!([
+        {"id": "whole", "text": "HVAC technician. Certifications: OSHA 10, EPA 608."},
+        {"id": "longer", "text": "HVAC technician. Certifications: EPA 608 Universal, NATE."},
+        {"id": "apart", "text": "Plumber, EPA lead-safe renovator; 608 hours on the job."},
+        {"id": "fork1", "text": "Forklift operator, warehouse, night shift"},
+        {"id": "fork2", "text": "Forklift operator, second shift"},
+        {"id": "typed", "text": "Order picker; forklfit on the resume"},
+        {"id": "truck", "text": "Lift truck driver, dock work"},
+        {"id": "cna1", "text": "Certified nursing assistant, memory care"},
+        {"id": "cna2", "text": "CNA, home health, weekends"},
+        {"id": "cook", "text": "Nursing home cook, certified food handler"},
+        {"id": "pct", "text": "Patient care technician, dialysis unit"},
+    ]);
+    let response = app
+        .post_json("/v1/vectors/index/coord/add", &json!({ "items": items }))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+async fn coordinator_search(app: &TestApp, text: &str) -> Vec<Value> {
+    let response = app
+        .post_json(
+            "/v1/vectors/index/coord/search",
+            &json!({"text": text, "mode": "keyword", "k": 10, "explain": true}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json::<Value>().await.unwrap()["hits"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn hit<'a>(hits: &'a [Value], id: &str) -> &'a Value {
+    hits.iter()
+        .find(|h| h["id"] == id)
+        .unwrap_or_else(|| panic!("{id} not in {hits:?}"))
+}
+
+/// A code or a quoted phrase needs its words adjacent and in order, the
+/// whole certification above a longer name; explain says how each holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phrase_ranks_the_exact_certification_above_a_longer_name() {
+    let app = spawn_app().await;
+    coordinator_index(&app, json!([])).await;
+    for query in ["\"EPA 608\"", "EPA 608"] {
+        let hits = coordinator_search(&app, query).await;
+        assert_eq!(ids(&hits), ["whole", "longer"], "{query}");
+        let quoted = query.starts_with('"');
+        let phrase = |id| hit(&hits, id)["explain"]["phrases"][0].clone();
+        assert_eq!(
+            phrase("whole"),
+            json!({"phrase": "epa 608", "quoted": quoted, "fit": "whole"})
+        );
+        assert_eq!(phrase("longer")["fit"], "part");
+    }
+    // The words alone still find the texts that hold them apart.
+    let hits = coordinator_search(&app, "EPA plumber").await;
+    assert_eq!(ids(&hits)[0], "apart");
+    // A quoted phrase no text holds in that order finds nothing.
+    assert!(coordinator_search(&app, "\"608 EPA\"").await.is_empty());
+}
+
+/// A typo of five or more characters finds the word, below the texts
+/// that hold the query's own form; a compound matches its two words and
+/// the reverse; explain names the forms matched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typos_and_compounds_find_the_word_and_explain_says_which_form() {
+    let app = spawn_app().await;
+    coordinator_index(&app, json!([])).await;
+    let hits = coordinator_search(&app, "forklfit").await;
+    assert_eq!(ids(&hits)[0], "typed", "the exact form first");
+    let fuzzy = hit(&hits, "fork1");
+    assert_eq!(
+        fuzzy["explain"]["fuzzy_terms"],
+        json!([{"query": "forklfit", "matched": "forklift"}])
+    );
+    assert!(f(&fuzzy["explain"]["keyword_score"]) < f(&hits[0]["explain"]["keyword_score"]));
+    assert!(
+        hits[0]["explain"].get("fuzzy_terms").is_none(),
+        "{}",
+        hits[0]
+    );
+    // "fork lift" is "forklift"; configured synonyms add "lift truck".
+    let hits = coordinator_search(&app, "fork lift").await;
+    assert_eq!(
+        hit(&hits, "fork1")["explain"]["synonyms"],
+        json!([{"query": "fork lift", "matched": "forklift"}])
+    );
+    let hits = coordinator_search(&app, "forklift").await;
+    assert!(ids(&hits).contains(&"truck"), "{hits:?}");
+    // Four characters get no typo budget.
+    assert!(coordinator_search(&app, "nate").await.len() == 1);
+    assert!(coordinator_search(&app, "natx").await.is_empty());
+}
+
+/// Synonyms from configuration (`vectors.synonyms`) and from the index's
+/// own definition find the other way of saying it, and explain lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synonyms_from_config_and_from_the_index_match_and_are_explained() {
+    let app = spawn_app().await;
+    coordinator_index(&app, json!([["PCT", "patient care technician"]])).await;
+    let hits = coordinator_search(&app, "CNA").await;
+    let mut found = ids(&hits);
+    found.sort();
+    assert_eq!(found, ["cna1", "cna2"], "not the nursing home cook");
+    assert_eq!(
+        hit(&hits, "cna1")["explain"]["synonyms"],
+        json!([{"query": "cna", "matched": "certifi nurs assist"}])
+    );
+    assert_eq!(ids(&coordinator_search(&app, "pct").await), ["pct"]);
+    // The definition keeps them, so a restart applies them too.
+    let info: Value = app
+        .get("/v1/vectors/index/coord")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        info["synonyms"],
+        json!([["PCT", "patient care technician"]]),
+        "{info}"
+    );
+    let (dir, guard) = app.shutdown().await;
+    let app = crate::helpers::spawn_app_on(dir, &[]).await;
+    assert_eq!(ids(&coordinator_search(&app, "pct").await), ["pct"]);
+    drop(guard);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_synonym_groups_are_refused_with_their_code() {
+    let app = spawn_app().await;
+    let many: Vec<Value> = (0..1025)
+        .map(|i| json!([format!("a{i}"), format!("b{i}")]))
+        .collect();
+    let long = "x".repeat(65);
+    for synonyms in [
+        json!([["lonely"]]),
+        json!([["a", ""]]),
+        json!([["a", "two\nlines"]]),
+        json!([["a", long]]),
+        json!(many),
+        json!([(0..17).map(|i| format!("m{i}")).collect::<Vec<_>>()]),
+    ] {
+        let response = app
+            .post_json(
+                "/v1/vectors/index",
+                &json!({"name": "syn", "dimension": 4, "synonyms": synonyms}),
+            )
+            .await;
+        assert_error(response, StatusCode::BAD_REQUEST, "invalid_synonyms").await;
+    }
+    let response = app.get("/v1/vectors/index/syn").await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }

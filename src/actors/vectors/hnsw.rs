@@ -304,6 +304,7 @@ mod tests {
             storage: VectorStorage::F32,
             analysis: Default::default(),
             created_at: chrono::Utc::now(),
+            synonyms: Vec::new(),
             reindex: None,
         };
         let mut index = Hnsw::new(&definition).unwrap();

@@ -22,8 +22,12 @@
 
 use std::collections::HashMap;
 
+use parking_lot::Mutex;
+
 use crate::domain::analysis::Analysis;
-use crate::domain::keyword::{idf, term_score, terms};
+use crate::domain::keyword::{
+    idf, term_score, tokens, FormMatch, KeywordQuery, Phrase, PhraseFit, PhraseMatch, Token,
+};
 
 /// A filter leaving at most this many candidates has each scored from its
 /// own terms; more are scored by walking the postings (see `merged`).
@@ -41,6 +45,17 @@ fn gallop<T>(sorted: &[T], before: impl Fn(&T) -> bool) -> usize {
     }
     let high = (low + step).min(sorted.len());
     low + sorted[low..high].partition_point(before)
+}
+
+/// The `n` best of `scored`, best first; equal scores newest first.
+fn best(mut scored: Vec<Scored>, n: usize) -> Vec<Scored> {
+    let order = |a: &Scored, b: &Scored| b.score.total_cmp(&a.score).then(b.label.cmp(&a.label));
+    if scored.len() > n && n > 0 {
+        scored.select_nth_unstable_by(n - 1, order);
+        scored.truncate(n);
+    }
+    scored.sort_by(order);
+    scored
 }
 
 /// Below this many documents every query term draws candidates.
@@ -70,7 +85,13 @@ struct Doc {
     terms: Box<[u32]>,
     /// ...and each one's frequency in the text.
     frequencies: Box<[u16]>,
+    /// The text's term ids in order, [`BREAK`] between segments (for
+    /// phrases).
+    tokens: Box<[u32]>,
 }
+
+/// The token between two segments of a text.
+const BREAK: u32 = u32::MAX;
 
 impl Doc {
     /// How often the term `id` occurs in this text (`None`: never).
@@ -79,8 +100,15 @@ impl Doc {
         Some(u32::from(self.frequencies[at]))
     }
 
-    /// The BM25 score of the resolved query's terms in this text.
+    /// The BM25 score of the resolved query in this text.
     fn score(&self, query: &Resolved) -> f32 {
+        if let Some(groups) = &query.groups {
+            return groups
+                .iter()
+                .map(|group| group.score(self, query.average_length))
+                .try_fold(0.0, |sum, score| score.map(|s| sum + s))
+                .unwrap_or(0.0);
+        }
         query
             .known
             .iter()
@@ -90,6 +118,124 @@ impl Doc {
             })
             .sum()
     }
+
+    /// How the terms `ids` stand in this text: adjacent and in order as a
+    /// whole segment, as part of one, or not at all.
+    fn phrase_fit(&self, ids: &[u32]) -> PhraseFit {
+        let tokens = &self.tokens;
+        let mut best = PhraseFit::None;
+        if ids.is_empty() || ids.len() > tokens.len() {
+            return best;
+        }
+        for start in 0..=tokens.len() - ids.len() {
+            if tokens[start..start + ids.len()] != *ids {
+                continue;
+            }
+            let end = start + ids.len();
+            let opens = start == 0 || tokens[start - 1] == BREAK;
+            let closes = end == tokens.len() || tokens[end] == BREAK;
+            if opens && closes {
+                return PhraseFit::Whole;
+            }
+            best = PhraseFit::Part;
+        }
+        best
+    }
+}
+
+/// A query unit resolved against the vocabulary: the ways a text may
+/// hold it, scored as the best of them.
+#[derive(Debug)]
+struct ResolvedGroup {
+    /// Index into the query's groups.
+    group: usize,
+    /// The query's words it stands for ("fork lift", "epa 608").
+    text: String,
+    ways: Vec<Way>,
+    /// A quoted phrase: a text that does not hold it scores nothing.
+    required: bool,
+}
+
+#[derive(Debug)]
+struct Way {
+    /// `(term id, idf)`, in the order a phrase needs them.
+    ids: Vec<(u32, f32)>,
+    /// The terms must stand adjacent and in order.
+    phrase: bool,
+    /// What a match of this way is worth against an exact one.
+    weight: f32,
+    kind: WayKind,
+    /// The form, as explain shows it.
+    form: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WayKind {
+    Exact,
+    Synonym,
+    Fuzzy,
+}
+
+/// A part of a phrase scores this share of a whole one ("EPA 608" in
+/// "EPA 608 Universal").
+const PART_PHRASE: f32 = 0.5;
+/// A fuzzy form scores at most this share of an exact match.
+const FUZZY_WEIGHT: f32 = 0.25;
+/// The words of a multi-word synonym ("certified nursing assistant")
+/// apart, not as the phrase, score this share.
+const LOOSE_WEIGHT: f32 = 0.5;
+/// Fuzzy forms one query term may bring.
+const MAX_FUZZY_FORMS: usize = 8;
+
+impl ResolvedGroup {
+    /// The best way's score in `doc`; `None` when a required phrase is
+    /// missing (the whole document then scores nothing).
+    fn score(&self, doc: &Doc, average_length: f32) -> Option<f32> {
+        let best = self
+            .ways
+            .iter()
+            .map(|way| way.score(doc, average_length).0)
+            .fold(0.0f32, f32::max);
+        (best > 0.0 || !self.required).then_some(best)
+    }
+
+    /// The ceiling of what a text holding the group once, at average
+    /// length, scores (the sum of idf of its best way).
+    fn reference(&self) -> f32 {
+        self.ways
+            .iter()
+            .map(|way| way.weight * way.ids.iter().map(|(_, idf)| idf).sum::<f32>())
+            .fold(0.0, f32::max)
+    }
+}
+
+impl Way {
+    /// Its score in `doc`, and the phrase's fit (for a phrase).
+    fn score(&self, doc: &Doc, average_length: f32) -> (f32, PhraseFit) {
+        let mut sum = 0.0;
+        for &(id, idf) in &self.ids {
+            match doc.frequency(id) {
+                Some(tf) => sum += term_score(idf, tf, doc.length, average_length),
+                // Every term of a phrase, a synonym or a fuzzy form is
+                // needed; the query's own words count one by one.
+                None if self.phrase || self.kind != WayKind::Exact => {
+                    return (0.0, PhraseFit::None)
+                }
+                None => {}
+            }
+        }
+        if !self.phrase {
+            return (self.weight * sum, PhraseFit::Whole);
+        }
+        let ids: Vec<u32> = self.ids.iter().map(|(id, _)| *id).collect();
+        let fit = doc.phrase_fit(&ids);
+        let share = match fit {
+            PhraseFit::Whole => 1.0,
+            PhraseFit::Part => PART_PHRASE,
+            PhraseFit::None => 0.0,
+        };
+        (self.weight * share * sum, fit)
+    }
 }
 
 /// A text as the index needs it: its length in terms and each distinct
@@ -97,23 +243,35 @@ impl Doc {
 pub struct Analysed {
     length: u32,
     counts: Vec<(Box<str>, u16)>,
+    /// Indexes into `counts` in text order, `None` between segments.
+    sequence: Vec<Option<u32>>,
 }
 
 impl Analysed {
     pub fn of(text: &str, analysis: Analysis) -> Self {
-        let mut counts: HashMap<String, u16> = HashMap::new();
+        let mut at: HashMap<String, u32> = HashMap::new();
+        let mut counts: Vec<(Box<str>, u16)> = Vec::new();
+        let mut sequence = Vec::new();
         let mut length = 0u32;
-        for term in terms(text, analysis) {
+        for token in tokens(text, analysis) {
+            let Token::Term(term) = token else {
+                sequence.push(None);
+                continue;
+            };
             length = length.saturating_add(1);
-            let tf = counts.entry(term).or_insert(0);
+            let next = counts.len() as u32;
+            let index = *at.entry(term).or_insert_with_key(|term| {
+                counts.push((term.clone().into_boxed_str(), 0));
+                next
+            });
+            let tf = &mut counts[index as usize].1;
             *tf = tf.saturating_add(1);
+            sequence.push(Some(index));
         }
         Self {
             length,
-            counts: counts
-                .into_iter()
-                .map(|(term, tf)| (term.into_boxed_str(), tf))
-                .collect(),
+            counts,
+            sequence,
         }
     }
 }
@@ -170,21 +328,54 @@ pub struct KeywordIndex {
     total_length: u64,
     /// How its texts (and the queries asked of it) become terms.
     analysis: Analysis,
+    /// The vocabulary as an fst set, for typo-tolerant lookups: rebuilt
+    /// when a search needs it and enough terms were added since.
+    fuzzy: Mutex<FuzzySet>,
+    /// Terms added to the vocabulary since it was built.
+    added_terms: usize,
+}
+
+#[derive(Default)]
+struct FuzzySet {
+    set: Option<fst::Set<Vec<u8>>>,
+    /// `added_terms` when it was built.
+    built_at: usize,
+}
+
+impl std::fmt::Debug for FuzzySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FuzzySet")
+    }
 }
 
 /// A query resolved against the vocabulary: `(term id, idf)` of the terms
-/// some live document holds.
+/// some live document holds, and, when the query is more than a bag of
+/// words (a phrase, a code, a synonym, a fuzzy form, a compound), its
+/// groups.
 pub struct Resolved {
     known: Vec<(u32, f32)>,
+    groups: Option<Vec<ResolvedGroup>>,
     average_length: f32,
 }
 
 impl Resolved {
-    /// The sum of the known terms' idf: what a text holding each of them
-    /// once, at average length, scores.
+    /// What a text holding each of the query's terms once, at average
+    /// length, scores: the sum of their idf (of each group's best way).
     pub fn reference(&self) -> f32 {
-        self.known.iter().map(|(_, idf)| idf).sum()
+        match &self.groups {
+            Some(groups) => groups.iter().map(ResolvedGroup::reference).sum(),
+            None => self.known.iter().map(|(_, idf)| idf).sum(),
+        }
     }
+}
+
+/// What a document matched of a query, as `explain` shows it.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Matched {
+    pub terms: Vec<String>,
+    pub phrases: Vec<PhraseMatch>,
+    pub fuzzy_terms: Vec<FormMatch>,
+    pub synonyms: Vec<FormMatch>,
 }
 
 impl KeywordIndex {
@@ -230,15 +421,23 @@ impl KeywordIndex {
             return;
         }
         let mut counts: HashMap<u32, u16> = HashMap::with_capacity(analysed.counts.len());
+        let mut ids_at: Vec<u32> = Vec::with_capacity(analysed.counts.len());
         // (Distinct terms: `Analysed` counted them.)
         for (term, tf) in analysed.counts {
             let next = self.terms.len() as u32;
             let id = *self.vocabulary.entry(term).or_insert(next);
             if id == next {
                 self.terms.push(Term::default());
+                self.added_terms += 1;
             }
             counts.insert(id, tf);
+            ids_at.push(id);
         }
+        let tokens: Box<[u32]> = analysed
+            .sequence
+            .iter()
+            .map(|at| at.map_or(BREAK, |at| ids_at[at as usize]))
+            .collect();
         let slot = self.docs.len() as u32;
         let mut ids: Vec<(u32, u16)> = counts.into_iter().collect();
         ids.sort_unstable();
@@ -252,6 +451,7 @@ impl KeywordIndex {
             length,
             terms: ids.iter().map(|&(id, _)| id).collect(),
             frequencies: ids.iter().map(|&(_, tf)| tf).collect(),
+            tokens,
         }));
         self.slots.insert(label, slot);
         self.total_length += u64::from(length);
@@ -322,7 +522,12 @@ impl KeywordIndex {
             for id in doc.terms.iter_mut() {
                 *id = renumbered[*id as usize];
             }
+            for id in doc.tokens.iter_mut().filter(|id| **id != BREAK) {
+                *id = renumbered[*id as usize];
+            }
         }
+        // The fst set maps words, not ids: only dropped words linger in it
+        // (a lookup then finds no id), so it needs no rebuild.
     }
 
     /// Terms in the vocabulary (dead ones included until a compaction).
@@ -330,21 +535,255 @@ impl KeywordIndex {
         self.vocabulary.len()
     }
 
-    /// The query's terms this index knows, with their idf.
-    pub fn resolve(&self, query: &[String]) -> Resolved {
-        let documents = self.slots.len;
-        let known = query
+    /// The id and idf of `term`, if a live document holds it.
+    fn known(&self, term: &str) -> Option<(u32, f32)> {
+        let id = *self.vocabulary.get(term)?;
+        let live = self.terms[id as usize].live as usize;
+        (live > 0).then(|| (id, idf(self.slots.len, live)))
+    }
+
+    /// A plain list of terms, each on its own (no phrases, synonyms or
+    /// fuzzy forms).
+    pub fn resolve_terms(&self, query: &[String]) -> Resolved {
+        Resolved {
+            known: query.iter().filter_map(|term| self.known(term)).collect(),
+            groups: None,
+            average_length: self.average_length(),
+        }
+    }
+
+    fn average_length(&self) -> f32 {
+        self.total_length as f32 / self.slots.len.max(1) as f32
+    }
+
+    /// The query against this vocabulary: each group's exact way, its
+    /// synonyms, its words' fuzzy forms (a typo or two away, for words of
+    /// 5 or more characters) and compounds ("fork lift" / "forklift").
+    /// A query that is only words, each matching itself, is resolved to
+    /// the plain list the fast paths score.
+    pub fn resolve(&self, query: &KeywordQuery) -> Resolved {
+        let mut groups: Vec<ResolvedGroup> = Vec::with_capacity(query.groups.len());
+        let mut index = 0;
+        while index < query.groups.len() {
+            let group = &query.groups[index];
+            let single = |g: &crate::domain::keyword::Group| {
+                g.terms.len() == 1 && g.phrase.is_none() && g.synonyms.is_empty()
+            };
+            // Two plain words a text may write as one ("fork lift").
+            if let Some(next) = query
+                .groups
+                .get(index + 1)
+                .filter(|n| single(group) && single(n))
+            {
+                let joined = format!("{}{}", group.terms[0], next.terms[0]);
+                if let Some(compound) = self.known(&joined) {
+                    let exact: Vec<(u32, f32)> = [&group.terms[0], &next.terms[0]]
+                        .iter()
+                        .filter_map(|t| self.known(t))
+                        .collect();
+                    let mut ways = vec![Way {
+                        ids: vec![compound],
+                        phrase: false,
+                        weight: 1.0,
+                        kind: WayKind::Synonym,
+                        form: joined,
+                    }];
+                    if !exact.is_empty() {
+                        ways.insert(
+                            0,
+                            Way {
+                                ids: exact,
+                                phrase: false,
+                                weight: 1.0,
+                                kind: WayKind::Exact,
+                                form: format!("{} {}", group.terms[0], next.terms[0]),
+                            },
+                        );
+                    }
+                    groups.push(ResolvedGroup {
+                        group: index,
+                        text: format!("{} {}", group.terms[0], next.terms[0]),
+                        ways,
+                        required: false,
+                    });
+                    index += 2;
+                    continue;
+                }
+            }
+            groups.push(self.resolve_group(index, group));
+            index += 1;
+        }
+        let plain = groups.iter().all(|g| {
+            g.ways.len() <= 1
+                && g.ways
+                    .iter()
+                    .all(|w| !w.phrase && w.kind == WayKind::Exact && w.weight == 1.0)
+                && !g.required
+        });
+        let mut known: Vec<(u32, f32)> = Vec::new();
+        for id in groups
             .iter()
-            .filter_map(|term| {
-                let id = *self.vocabulary.get(term.as_str())?;
-                let live = self.terms[id as usize].live as usize;
-                (live > 0).then(|| (id, idf(documents, live)))
-            })
-            .collect();
+            .flat_map(|g| g.ways.iter().filter(|w| w.kind == WayKind::Exact))
+            .flat_map(|w| w.ids.iter().copied())
+        {
+            if !known.iter().any(|k| k.0 == id.0) {
+                known.push(id);
+            }
+        }
+        groups.retain(|g| !g.ways.is_empty() || g.required);
         Resolved {
             known,
-            average_length: self.total_length as f32 / documents.max(1) as f32,
+            groups: (!plain).then_some(groups),
+            average_length: self.average_length(),
         }
+    }
+
+    fn resolve_group(&self, index: usize, group: &crate::domain::keyword::Group) -> ResolvedGroup {
+        let phrase = group.phrase.is_some();
+        let mut ways = Vec::new();
+        let exact: Vec<Option<(u32, f32)>> = group.terms.iter().map(|t| self.known(t)).collect();
+        // A member of a synonym group is a phrase: "certified nursing
+        // assistant" scores in full where it stands as written, and its
+        // words apart score less than "CNA" would.
+        let member = !phrase && group.terms.len() > 1 && !group.synonyms.is_empty();
+        if member && exact.iter().all(Option::is_some) {
+            ways.push(Way {
+                ids: exact.iter().flatten().copied().collect(),
+                phrase: true,
+                weight: 1.0,
+                kind: WayKind::Exact,
+                form: group.text(),
+            });
+        }
+        if !phrase || exact.iter().all(Option::is_some) {
+            let ids: Vec<(u32, f32)> = exact.iter().flatten().copied().collect();
+            if !ids.is_empty() {
+                ways.push(Way {
+                    ids,
+                    phrase: phrase && group.terms.len() > 1,
+                    weight: if member { LOOSE_WEIGHT } else { 1.0 },
+                    kind: WayKind::Exact,
+                    form: group.text(),
+                });
+            }
+        }
+        for synonym in &group.synonyms {
+            let ids: Option<Vec<(u32, f32)>> = synonym.iter().map(|t| self.known(t)).collect();
+            if let Some(ids) = ids {
+                ways.push(Way {
+                    ids,
+                    phrase: synonym.len() > 1,
+                    weight: 1.0,
+                    kind: WayKind::Synonym,
+                    form: synonym.join(" "),
+                });
+            }
+        }
+        if group.terms.len() == 1 && !phrase {
+            let term = &group.terms[0];
+            // Its idf caps its fuzzy forms' (a rare typo of a common word
+            // must not outscore the word).
+            let cap = exact[0].map_or(f32::INFINITY, |(_, idf)| idf);
+            for form in self.fuzzy_forms(term) {
+                if let Some((id, idf)) = self.known(&form) {
+                    ways.push(Way {
+                        ids: vec![(id, idf.min(cap))],
+                        phrase: false,
+                        weight: FUZZY_WEIGHT,
+                        kind: WayKind::Fuzzy,
+                        form,
+                    });
+                }
+            }
+            // A word a text may write as two ("forklift" / "fork lift").
+            let chars: Vec<char> = term.chars().collect();
+            if chars.len() >= 6 {
+                for cut in 3..=chars.len() - 3 {
+                    let (a, b): (String, String) =
+                        (chars[..cut].iter().collect(), chars[cut..].iter().collect());
+                    if let (Some(x), Some(y)) = (self.known(&a), self.known(&b)) {
+                        ways.push(Way {
+                            ids: vec![x, y],
+                            phrase: true,
+                            weight: 1.0,
+                            kind: WayKind::Synonym,
+                            form: format!("{a} {b}"),
+                        });
+                    }
+                }
+            }
+        }
+        ResolvedGroup {
+            group: index,
+            text: group.text(),
+            ways,
+            required: group.phrase == Some(Phrase::Quoted),
+        }
+    }
+
+    /// Forms of `term` in the vocabulary within its typo budget: one edit
+    /// (an insertion, deletion, substitution or swap of two neighbours)
+    /// for 5 to 8 characters, two for 9 or more; the term itself excluded.
+    fn fuzzy_forms(&self, term: &str) -> Vec<String> {
+        use fst::{IntoStreamer, Streamer};
+        let length = term.chars().count();
+        let distance = match length {
+            0..=4 => return Vec::new(),
+            5..=8 => 1,
+            _ => 2,
+        };
+        let mut forms: Vec<String> = Vec::new();
+        {
+            let mut fuzzy = self.fuzzy.lock();
+            let stale = self.added_terms > fuzzy.built_at
+                && (fuzzy.set.is_none()
+                    || self.vocabulary.len() < 4096
+                    || self.added_terms - fuzzy.built_at >= self.vocabulary.len() / 100);
+            if stale || fuzzy.set.is_none() {
+                let mut words: Vec<&str> = self.vocabulary.keys().map(|k| &**k).collect();
+                words.sort_unstable();
+                fuzzy.set = fst::Set::from_iter(words).ok();
+                fuzzy.built_at = self.added_terms;
+            }
+            if let (Some(set), Ok(automaton)) =
+                (&fuzzy.set, fst::automaton::Levenshtein::new(term, distance))
+            {
+                let mut stream = set.search(automaton).into_stream();
+                while let Some(key) = stream.next() {
+                    if let Ok(form) = std::str::from_utf8(key) {
+                        if form != term {
+                            forms.push(form.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        // A swap of two neighbours is one typo ("forklfit"); Levenshtein
+        // counts it as two.
+        if distance == 1 {
+            let chars: Vec<char> = term.chars().collect();
+            for i in 0..chars.len() - 1 {
+                if chars[i] == chars[i + 1] {
+                    continue;
+                }
+                let mut swapped = chars.clone();
+                swapped.swap(i, i + 1);
+                let swapped: String = swapped.into_iter().collect();
+                if self.vocabulary.contains_key(swapped.as_str()) && !forms.contains(&swapped) {
+                    forms.push(swapped);
+                }
+            }
+        }
+        // The most common forms first, a few at most.
+        forms.sort_by_key(|form| {
+            std::cmp::Reverse(
+                self.vocabulary
+                    .get(form.as_str())
+                    .map_or(0, |&id| self.terms[id as usize].live),
+            )
+        });
+        forms.truncate(MAX_FUZZY_FORMS);
+        forms
     }
 
     /// The `n` best-scoring documents among those `allowed` lets through
@@ -357,10 +796,13 @@ impl KeywordIndex {
         excluded: &dyn Fn(u64) -> bool,
         n: usize,
     ) -> Vec<Scored> {
+        if let Some(groups) = &query.groups {
+            return best(self.top_grouped(query, groups, allowed, excluded), n);
+        }
         if query.known.is_empty() {
             return Vec::new();
         }
-        let mut scored: Vec<Scored> = match allowed {
+        let scored: Vec<Scored> = match allowed {
             // A filter's candidates: a few are scored from their own
             // terms; many (the ~5,000 of a role) by walking each query
             // term's postings beside the candidates' slots, both sorted,
@@ -426,14 +868,152 @@ impl KeywordIndex {
                 drawn
             }
         };
-        let order =
-            |a: &Scored, b: &Scored| b.score.total_cmp(&a.score).then(b.label.cmp(&a.label));
-        if scored.len() > n && n > 0 {
-            scored.select_nth_unstable_by(n - 1, order);
-            scored.truncate(n);
+        best(scored, n)
+    }
+
+    /// Every candidate of a query with groups, scored in full: the
+    /// allowed ones, or the holders of each way's drawing terms (a
+    /// phrase's, a synonym's or a fuzzy form's rarest term, since a match
+    /// needs all of them; each of the query's own words, but for the
+    /// common ones past a small corpus, as in the plain path).
+    fn top_grouped(
+        &self,
+        query: &Resolved,
+        groups: &[ResolvedGroup],
+        allowed: Option<&[u64]>,
+        excluded: &dyn Fn(u64) -> bool,
+    ) -> Vec<Scored> {
+        let scored_doc = |doc: &Doc| {
+            let score = doc.score(query);
+            (score > 0.0).then_some(Scored {
+                label: doc.label,
+                score,
+            })
+        };
+        match allowed {
+            Some(labels) if labels.len() <= FEW_CANDIDATES => {
+                return labels
+                    .iter()
+                    .filter_map(|&label| scored_doc(self.doc(label)?))
+                    .collect()
+            }
+            Some(labels) => return self.merged_grouped(query, groups, labels),
+            None => {}
         }
-        scored.sort_by(order);
-        scored
+        let documents = self.slots.len;
+        let live = |id: u32| self.terms[id as usize].live;
+        let common = |id: u32| {
+            documents >= DRAW_ALL_BELOW && live(id) as f32 > COMMON_SHARE * documents as f32
+        };
+        let mut drawing: Vec<u32> = Vec::new();
+        let mut common_ones: Vec<u32> = Vec::new();
+        for way in groups.iter().flat_map(|g| &g.ways) {
+            if way.phrase || way.kind != WayKind::Exact {
+                if let Some(&(id, _)) = way.ids.iter().min_by_key(|(id, _)| live(*id)) {
+                    drawing.push(id);
+                }
+            } else {
+                for &(id, _) in &way.ids {
+                    if common(id) {
+                        common_ones.push(id);
+                    } else {
+                        drawing.push(id);
+                    }
+                }
+            }
+        }
+        if drawing.is_empty() {
+            drawing.extend(common_ones.iter().min_by_key(|id| live(**id)));
+        }
+        let mut slots: Vec<u32> = drawing
+            .iter()
+            .flat_map(|&id| self.terms[id as usize].postings.iter().map(|p| p.0))
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        slots
+            .into_iter()
+            .filter_map(|slot| self.docs[slot as usize].as_ref())
+            .filter(|doc| !excluded(doc.label))
+            .filter_map(scored_doc)
+            .collect()
+    }
+
+    /// The scores of many candidates for a query with groups, equal to
+    /// [`Doc::score`]'s: per way, each of its terms' postings walked beside
+    /// the candidates' slots as in [`Self::merged`], a phrase's order
+    /// checked only in the texts that hold all its words. A role filter's
+    /// ~5,000 candidates scored one by one cost a random read each.
+    fn merged_grouped(
+        &self,
+        query: &Resolved,
+        groups: &[ResolvedGroup],
+        labels: &[u64],
+    ) -> Vec<Scored> {
+        let mut candidates: Vec<(u32, u64)> = labels
+            .iter()
+            .filter_map(|&label| Some((self.slots.get(label)?, label)))
+            .collect();
+        candidates.sort_unstable();
+        let n = candidates.len();
+        let mut totals = vec![0f32; n];
+        let mut missing = vec![false; n];
+        let mut best = vec![0f32; n];
+        let mut sums = vec![0f32; n];
+        let mut hits = vec![0u32; n];
+        for group in groups {
+            best.fill(0.0);
+            for way in &group.ways {
+                sums.fill(0.0);
+                hits.fill(0);
+                for &(id, idf) in &way.ids {
+                    let postings = &self.terms[id as usize].postings;
+                    let mut at = 0;
+                    for (i, &(slot, _)) in candidates.iter().enumerate() {
+                        at += gallop(&postings[at..], |p| p.0 < slot);
+                        let Some(&(found, tf)) = postings.get(at) else {
+                            break;
+                        };
+                        if found == slot {
+                            if let Some(doc) = &self.docs[slot as usize] {
+                                sums[i] += term_score(
+                                    idf,
+                                    u32::from(tf),
+                                    doc.length,
+                                    query.average_length,
+                                );
+                                hits[i] += 1;
+                            }
+                        }
+                    }
+                }
+                let needs_all = way.phrase || way.kind != WayKind::Exact;
+                for i in 0..n {
+                    if hits[i] == 0 || (needs_all && hits[i] as usize != way.ids.len()) {
+                        continue;
+                    }
+                    let score = match &self.docs[candidates[i].0 as usize] {
+                        Some(doc) if way.phrase => way.score(doc, query.average_length).0,
+                        _ => way.weight * sums[i],
+                    };
+                    best[i] = best[i].max(score);
+                }
+            }
+            for i in 0..n {
+                if best[i] > 0.0 {
+                    totals[i] += best[i];
+                } else if group.required {
+                    missing[i] = true;
+                }
+            }
+        }
+        candidates
+            .into_iter()
+            .zip(totals)
+            .zip(missing)
+            .filter(|((_, score), missing)| *score > 0.0 && !missing)
+            .map(|(((_, label), score), _)| Scored { label, score })
+            .collect()
     }
 
     /// The scores of many candidates: per query term, its postings and the
@@ -494,30 +1074,74 @@ impl KeywordIndex {
         self.docs[slot as usize].as_ref()
     }
 
-    /// Which of `query`'s terms the document under `label` holds.
-    pub fn matched(&self, query: &[String], label: u64) -> Vec<String> {
+    /// What the document under `label` matched of `query` (resolved as
+    /// `resolved`): the query's terms it holds, and per group how.
+    pub fn matched(&self, query: &KeywordQuery, resolved: &Resolved, label: u64) -> Matched {
+        let mut matched = Matched::default();
         let Some(doc) = self.doc(label) else {
-            return Vec::new();
+            return matched;
         };
-        query
-            .iter()
-            .filter(|term| {
-                self.vocabulary
+        for group in &query.groups {
+            for term in &group.terms {
+                let holds = self
+                    .vocabulary
                     .get(term.as_str())
-                    .is_some_and(|&id| doc.frequency(id).is_some())
-            })
-            .cloned()
-            .collect()
+                    .is_some_and(|&id| doc.frequency(id).is_some());
+                if holds && !matched.terms.contains(term) {
+                    matched.terms.push(term.clone());
+                }
+            }
+        }
+        for group in resolved.groups.iter().flatten() {
+            let Some(source) = query.groups.get(group.group) else {
+                continue;
+            };
+            let mut best: Option<(&Way, f32, PhraseFit)> = None;
+            for way in &group.ways {
+                let (score, fit) = way.score(doc, resolved.average_length);
+                if score > 0.0 && best.is_none_or(|(_, s, _)| score > s) {
+                    best = Some((way, score, fit));
+                }
+            }
+            if let Some(phrase) = source.phrase {
+                let fit = match best {
+                    Some((way, _, fit)) if way.kind == WayKind::Exact => fit,
+                    _ => PhraseFit::None,
+                };
+                matched.phrases.push(PhraseMatch {
+                    phrase: group.text.clone(),
+                    quoted: phrase == Phrase::Quoted,
+                    fit,
+                });
+            }
+            let query_form = group.text.clone();
+            match best {
+                Some((way, _, _)) if way.kind == WayKind::Fuzzy => {
+                    matched.fuzzy_terms.push(FormMatch {
+                        query: query_form,
+                        matched: way.form.clone(),
+                    })
+                }
+                Some((way, _, _)) if way.kind == WayKind::Synonym => {
+                    matched.synonyms.push(FormMatch {
+                        query: query_form,
+                        matched: way.form.clone(),
+                    })
+                }
+                _ => {}
+            }
+        }
+        matched
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::keyword::query_terms;
+    use crate::domain::keyword::{query_terms, terms, Synonyms};
 
     fn labels(index: &KeywordIndex, query: &str, allowed: Option<&[u64]>) -> Vec<u64> {
-        let resolved = index.resolve(&query_terms(query, Analysis::CURRENT));
+        let resolved = index.resolve_terms(&query_terms(query, Analysis::CURRENT));
         index
             .top(&resolved, allowed, &|_| false, 10)
             .into_iter()
@@ -604,7 +1228,7 @@ mod tests {
                 texts.insert(label, text);
             }
             for query in ["w0", "w1 w30", "w59 w2 w0", "w44 w45 w46 w47", "nothing"] {
-                let resolved = index.resolve(&query_terms(query, Analysis::CURRENT));
+                let resolved = index.resolve_terms(&query_terms(query, Analysis::CURRENT));
                 let many: Vec<u64> = (0..size as u64).filter(|l| l % 3 != 1).collect();
                 let few: Vec<u64> = (0..size as u64).step_by(97).collect();
                 for allowed in [None, Some(many.as_slice()), Some(few.as_slice())] {
@@ -644,13 +1268,15 @@ mod tests {
         assert_eq!(labels(&index, "OSHA 30", None), [3, 2, 1]);
         assert_eq!(labels(&index, "OSHA 30", Some(&[1, 2, 4])), [2, 1]);
         assert!(labels(&index, "pastry", None).is_empty());
-        let resolved = index.resolve(&query_terms("OSHA 30", Analysis::CURRENT));
+        let resolved = index.resolve_terms(&query_terms("OSHA 30", Analysis::CURRENT));
         let score = index.score(&resolved, 3).unwrap();
         let top = index.top(&resolved, None, &|_| false, 1);
         assert_eq!(top[0].score, score, "top and score agree");
+        let query = KeywordQuery::parse("osha tig 30", Analysis::CURRENT, &Synonyms::default());
+        let resolved = index.resolve(&query);
         assert_eq!(
-            index.matched(&query_terms("osha 30 tig", Analysis::CURRENT), 2),
-            ["osha", "30", "tig"]
+            index.matched(&query, &resolved, 2).terms,
+            ["osha", "tig", "30"]
         );
     }
 
@@ -678,7 +1304,7 @@ mod tests {
             "shift",
             "night shift",
         ] {
-            let resolved = index.resolve(&query_terms(query, Analysis::CURRENT));
+            let resolved = index.resolve_terms(&query_terms(query, Analysis::CURRENT));
             let top = index.top(&resolved, None, &|_| false, 10);
             // Exact: the same scores as scoring each document in full...
             for hit in &top {
@@ -759,18 +1385,212 @@ mod tests {
         assert!(index.docs.len() < 3 * 1500, "dead slots were compacted");
         for query in ["skill3", "worker 42", "worker skill5 2998"] {
             let a = index.top(
-                &index.resolve(&query_terms(query, Analysis::CURRENT)),
+                &index.resolve_terms(&query_terms(query, Analysis::CURRENT)),
                 None,
                 &|_| false,
                 20,
             );
             let b = fresh.top(
-                &fresh.resolve(&query_terms(query, Analysis::CURRENT)),
+                &fresh.resolve_terms(&query_terms(query, Analysis::CURRENT)),
                 None,
                 &|_| false,
                 20,
             );
             assert_eq!(a, b, "{query}");
+        }
+    }
+
+    fn grouped(index: &KeywordIndex, query: &str, synonyms: &Synonyms) -> Vec<(u64, f32)> {
+        let query = KeywordQuery::parse(query, Analysis::CURRENT, synonyms);
+        let resolved = index.resolve(&query);
+        index
+            .top(&resolved, None, &|_| false, 10)
+            .into_iter()
+            .map(|s| (s.label, s.score))
+            .collect()
+    }
+
+    fn ranked(index: &KeywordIndex, query: &str) -> Vec<u64> {
+        grouped(index, query, &Synonyms::default())
+            .into_iter()
+            .map(|(label, _)| label)
+            .collect()
+    }
+
+    #[test]
+    fn a_phrase_ranks_a_whole_segment_above_a_longer_name_and_needs_its_words_in_order() {
+        let mut index = KeywordIndex::new(Analysis::CURRENT);
+        index.insert(
+            1,
+            "HVAC technician. Certifications: EPA 608 Universal, NATE Certification.",
+        );
+        index.insert(2, "HVAC technician. Certifications: OSHA 10, EPA 608.");
+        index.insert(
+            3,
+            "Plumber. Certifications: EPA Lead-Safe. 608 hours logged.",
+        );
+        index.insert(4, "Welder. Certifications: OSHA 30.");
+        // Quoted: required; the whole certification first, the longer
+        // name at half; the words apart do not match.
+        assert_eq!(ranked(&index, "\"EPA 608\""), [2, 1]);
+        // Unquoted, a code: the same order, and "epa" or "608" alone
+        // scores nothing for it.
+        assert_eq!(ranked(&index, "EPA 608"), [2, 1]);
+        assert_eq!(ranked(&index, "OSHA 30"), [4]);
+        let query = KeywordQuery::parse("\"EPA 608\"", Analysis::CURRENT, &Synonyms::default());
+        let resolved = index.resolve(&query);
+        let fit = |label| index.matched(&query, &resolved, label).phrases[0].fit;
+        assert_eq!(
+            (fit(2), fit(1), fit(3)),
+            (PhraseFit::Whole, PhraseFit::Part, PhraseFit::None)
+        );
+        // A quoted phrase no text holds matches nothing.
+        assert!(ranked(&index, "\"608 EPA\" technician").is_empty());
+    }
+
+    #[test]
+    fn a_typo_finds_the_word_below_its_exact_holders_and_says_so() {
+        let mut index = KeywordIndex::new(Analysis::CURRENT);
+        for label in 0..20u64 {
+            index.insert(label, "Forklift operator, warehouse");
+        }
+        index.insert(100, "Typed by hand: forklfit driver");
+        index.insert(101, "Warehouse associate");
+        let found = ranked(&index, "forklfit");
+        assert_eq!(found[0], 100, "the exact form first: {found:?}");
+        assert_eq!(found.len(), 10);
+        assert!(found[1..].iter().all(|l| *l < 20), "{found:?}");
+        let query = KeywordQuery::parse("forklfit", Analysis::CURRENT, &Synonyms::default());
+        let resolved = index.resolve(&query);
+        let matched = index.matched(&query, &resolved, 3);
+        assert_eq!(
+            matched.fuzzy_terms,
+            [FormMatch {
+                query: "forklfit".into(),
+                matched: "forklift".into()
+            }]
+        );
+        assert!(index.matched(&query, &resolved, 100).fuzzy_terms.is_empty());
+        // Short words get no typo budget; long ones two.
+        index.insert(200, "cdl driver, hazmat endorsement, experienced");
+        assert!(ranked(&index, "cdk").is_empty());
+        assert_eq!(ranked(&index, "experinced"), [200]);
+        assert_eq!(
+            ranked(&index, "experiancd"),
+            [200],
+            "two edits at 10 characters"
+        );
+    }
+
+    #[test]
+    fn synonyms_and_compounds_match_the_other_way_of_saying_it() {
+        let mut index = KeywordIndex::new(Analysis::CURRENT);
+        index.insert(1, "Certified nursing assistant, night shift");
+        index.insert(2, "CNA with two years in memory care");
+        index.insert(3, "Nursing home cook, certified food handler");
+        index.insert(4, "Forklift operator");
+        index.insert(5, "Lift truck and fork lift experience");
+        let synonyms = Synonyms::new(
+            &[vec![
+                "CNA".to_string(),
+                "certified nursing assistant".to_string(),
+            ]],
+            Analysis::CURRENT,
+        );
+        let labels = |q: &str| -> Vec<u64> {
+            grouped(&index, q, &synonyms)
+                .into_iter()
+                .map(|x| x.0)
+                .collect()
+        };
+        let cna = labels("cna");
+        assert!(
+            cna.contains(&1) && cna.contains(&2) && !cna.contains(&3),
+            "{cna:?}"
+        );
+        let spelled = labels("certified nursing assistant");
+        assert_eq!(
+            spelled[..2]
+                .iter()
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>(),
+            [1, 2].into()
+        );
+        // "fork lift" finds "forklift", and "forklift" finds "fork lift".
+        let fork_lift = labels("fork lift");
+        assert_eq!(
+            fork_lift[..2]
+                .iter()
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>(),
+            [4, 5].into()
+        );
+        assert!(labels("forklift").contains(&5));
+        let query = KeywordQuery::parse("cna", Analysis::CURRENT, &synonyms);
+        let resolved = index.resolve(&query);
+        assert_eq!(
+            index.matched(&query, &resolved, 1).synonyms,
+            [FormMatch {
+                query: "cna".into(),
+                matched: "certifi nurs assist".into()
+            }]
+        );
+    }
+
+    /// A query with groups (phrases, typos, synonyms) drawn through the
+    /// postings gives the same top hits and scores as scoring every
+    /// document in full.
+    #[test]
+    fn grouped_queries_equal_scoring_every_document() {
+        let words = [
+            "epa", "608", "osha", "30", "forklift", "operator", "welder", "night", "shift",
+        ];
+        let mut rng = Rng(11);
+        let mut index = KeywordIndex::new(Analysis::CURRENT);
+        for label in 0..5000u64 {
+            let length = 2 + rng.below(8) as usize;
+            let text: Vec<&str> = (0..length)
+                .map(|_| {
+                    let w = words[rng.below(words.len() as u64) as usize];
+                    if rng.below(9) == 0 {
+                        ","
+                    } else {
+                        w
+                    }
+                })
+                .collect();
+            index.insert(label, &text.join(" ").replace(" ,", ","));
+        }
+        let synonyms = Synonyms::new(
+            &[vec!["welder".to_string(), "night shift".to_string()]],
+            Analysis::CURRENT,
+        );
+        for query in [
+            "\"epa 608\"",
+            "osha 30 forklift",
+            "forklfit operater",
+            "welder",
+            "shift",
+        ] {
+            let parsed = KeywordQuery::parse(query, Analysis::CURRENT, &synonyms);
+            let resolved = index.resolve(&parsed);
+            // No filter, a filter of many candidates, one of a few.
+            let many: Vec<u64> = (0..5000u64).filter(|l| l % 3 != 0).collect();
+            let few: Vec<u64> = (0..5000u64).filter(|l| l % 97 == 0).collect();
+            for allowed in [None, Some(&many[..]), Some(&few[..])] {
+                let top = index.top(&resolved, allowed, &|_| false, 10);
+                let mut all: Vec<Scored> = (0..5000u64)
+                    .filter(|label| allowed.is_none_or(|a| a.contains(label)))
+                    .filter_map(|label| {
+                        let score = index.score(&resolved, label)?;
+                        (score > 0.0).then_some(Scored { label, score })
+                    })
+                    .collect();
+                all.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.label.cmp(&a.label)));
+                all.truncate(10);
+                assert_eq!(top, all, "{query} {:?}", allowed.map(<[u64]>::len));
+                assert!(!top.is_empty(), "{query}");
+            }
         }
     }
 }

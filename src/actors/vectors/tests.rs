@@ -85,6 +85,7 @@ fn definition(name: &str, dimension: usize, hnsw: HnswParams) -> IndexDefinition
         storage: Default::default(),
         analysis: crate::domain::analysis::Analysis::CURRENT,
         created_at: chrono::Utc::now(),
+        synonyms: Vec::new(),
         reindex: None,
     }
 }
@@ -1910,7 +1911,7 @@ fn the_exact_search_of_the_live_items_equals_brute_force_for_every_metric() {
 fn cached_hybrid_results_equal_uncached_ones_until_a_write() {
     use super::core::{Applied, Core, Entry, Query};
     use super::hnsw::Hnsw;
-    use crate::domain::keyword::{query_terms, SearchMode};
+    use crate::domain::keyword::SearchMode;
 
     let dimension = 16;
     let definition = definition("hybrid-cache", dimension, params());
@@ -1966,9 +1967,10 @@ fn cached_hybrid_results_equal_uncached_ones_until_a_write() {
             let vectors = &vectors;
             [false, true].into_iter().map(move |explain| Query {
                 mode,
-                terms: query_terms(
+                keywords: crate::domain::keyword::KeywordQuery::parse(
                     "hazmat night welder",
                     crate::domain::analysis::Analysis::CURRENT,
+                    &Default::default(),
                 ),
                 keyword_weight: 0.6,
                 explain,

@@ -27,6 +27,7 @@ impl Ranking {
                 .map(|r| {
                     32 + r.explain.as_ref().map_or(0, |e| {
                         160 + e.matched_terms.iter().map(|t| t.len() + 24).sum::<usize>()
+                            + (e.phrases.len() + e.fuzzy_terms.len() + e.synonyms.len()) * 64
                     })
                 })
                 .sum(),
@@ -49,9 +50,9 @@ impl CachedResult {
                 .exclude_ids
                 .iter()
                 .chain(&query.include_ids)
-                .chain(&query.terms)
                 .map(|id| id.len() + 24)
                 .sum::<usize>()
+            + query.keywords.bytes()
             + self.ranking.bytes()
     }
 }
@@ -105,7 +106,7 @@ impl Query {
         self.exclude_ids.hash(&mut hasher);
         self.ef_search.hash(&mut hasher);
         self.mode.hash(&mut hasher);
-        self.terms.hash(&mut hasher);
+        self.keywords.hash(&mut hasher);
         self.keyword_weight.to_bits().hash(&mut hasher);
         self.explain.hash(&mut hasher);
         self.include_ids.hash(&mut hasher);
@@ -116,7 +117,7 @@ impl Query {
         self.k == other.k
             && self.ef_search == other.ef_search
             && self.mode == other.mode
-            && self.terms == other.terms
+            && self.keywords == other.keywords
             && self.keyword_weight.to_bits() == other.keyword_weight.to_bits()
             && self.explain == other.explain
             && self.include_ids == other.include_ids

@@ -115,8 +115,9 @@ pub struct Query {
     pub exclude_ids: Vec<String>,
     pub ef_search: Option<u32>,
     pub mode: SearchMode,
-    /// The query's distinct terms (keyword and hybrid modes).
-    pub terms: Vec<String>,
+    /// The keyword query (keyword and hybrid modes): its words, phrases
+    /// and synonyms.
+    pub keywords: crate::domain::keyword::KeywordQuery,
     /// The keyword side's weight in hybrid mode.
     pub keyword_weight: f32,
     pub explain: bool,
@@ -135,7 +136,7 @@ impl Query {
             exclude_ids: Vec::new(),
             ef_search: None,
             mode: SearchMode::Semantic,
-            terms: Vec::new(),
+            keywords: Default::default(),
             keyword_weight: 0.0,
             explain: false,
             include_ids: Vec::new(),

@@ -243,7 +243,7 @@ impl Core {
         } else {
             Vec::new()
         };
-        let resolved = inner.keywords.resolve(&query.terms);
+        let resolved = inner.keywords.resolve(&query.keywords);
         let keyword = if mode.uses_keywords() {
             let is_excluded = |label: u64| excluded.contains(&label);
             inner
@@ -320,18 +320,24 @@ impl Core {
                     keyword_distance(keyword_score, reference),
                     weight,
                 );
-                let explain = query.explain.then(|| HitExplain {
-                    mode,
-                    semantic_distance,
-                    semantic_rank: semantic_ranks.get(&label).map(|r| r.0),
-                    keyword_score,
-                    keyword_reference: reference,
-                    keyword_distance: keyword_distance(keyword_score, reference),
-                    keyword_rank: keyword_ranks.get(&label).map(|r| r.0),
-                    matched_terms: inner.keywords.matched(&query.terms, label),
-                    keyword_weight: weight,
-                    fused_distance: distance,
-                    fused_rank: 0,
+                let explain = query.explain.then(|| {
+                    let matched = inner.keywords.matched(&query.keywords, &resolved, label);
+                    HitExplain {
+                        mode,
+                        semantic_distance,
+                        semantic_rank: semantic_ranks.get(&label).map(|r| r.0),
+                        keyword_score,
+                        keyword_reference: reference,
+                        keyword_distance: keyword_distance(keyword_score, reference),
+                        keyword_rank: keyword_ranks.get(&label).map(|r| r.0),
+                        matched_terms: matched.terms,
+                        phrases: matched.phrases,
+                        fuzzy_terms: matched.fuzzy_terms,
+                        synonyms: matched.synonyms,
+                        keyword_weight: weight,
+                        fused_distance: distance,
+                        fused_rank: 0,
+                    }
                 });
                 Ranked {
                     label,

@@ -227,6 +227,14 @@ pub(super) async fn load(
         metrics,
         actor,
         reindex: parking_lot::Mutex::new(None),
+        synonyms: crate::domain::keyword::Synonyms::new(
+            arguments
+                .settings
+                .synonyms
+                .iter()
+                .chain(&definition.synonyms),
+            definition.analysis,
+        ),
     };
     drop(writer_lock);
     Ok((pipeline, snapshot_due))

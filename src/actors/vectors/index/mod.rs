@@ -184,6 +184,8 @@ struct Pipeline {
     metrics: Arc<Metrics>,
     /// This incarnation, to wake when a prepared compaction is ready.
     actor: ActorRef<IndexMessage>,
+    /// The configured synonyms and the index's own, analysed its way.
+    synonyms: crate::domain::keyword::Synonyms,
     /// The reindex pass this incarnation runs or ran (see [`reindex`]).
     reindex: Mutex<Option<crate::domain::vectors::ReindexProgress>>,
 }
@@ -552,6 +554,7 @@ impl IndexState {
                 .max_seq()
                 .saturating_sub(pipeline.stats.snapshot_seq.load(Ordering::Relaxed)),
             created_at: definition.created_at,
+            synonyms: definition.synonyms.clone(),
             reindex: pipeline.reindex.lock().clone(),
         }
     }

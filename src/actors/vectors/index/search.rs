@@ -16,7 +16,7 @@ use super::{IndexArguments, Pipeline};
 use crate::actors::vectors::core::Query;
 use crate::actors::vectors::store::{self, PinnedMiss, PinnedQuery};
 use crate::actors::vectors::IndexError;
-use crate::domain::keyword::{query_terms, SearchMode};
+use crate::domain::keyword::{KeywordQuery, SearchMode};
 use crate::domain::vectors::{
     prepare_filter, prepare_vector, Hit, Item, Metric, PinnedHits, PinnedSearch, SearchRequest,
     ValidationError,
@@ -63,9 +63,9 @@ pub(super) async fn run(
     if mode == SearchMode::Hybrid && definition.metric != Metric::Cosine {
         return Err(ValidationError::UnsupportedMode(definition.metric).into());
     }
-    let terms = match (mode.uses_keywords(), request.text.as_deref()) {
-        (true, Some(text)) => query_terms(text, definition.analysis),
-        _ => Vec::new(),
+    let keywords = match (mode.uses_keywords(), request.text.as_deref()) {
+        (true, Some(text)) => KeywordQuery::parse(text, definition.analysis, &pipeline.synonyms),
+        _ => KeywordQuery::default(),
     };
     // A keyword search embeds nothing: it works while the embedder is down.
     let vector = if mode.uses_vectors() {
@@ -98,7 +98,7 @@ pub(super) async fn run(
         exclude_ids: request.exclude_ids.unwrap_or_default(),
         ef_search: request.ef_search,
         mode,
-        terms,
+        keywords,
         keyword_weight: request
             .keyword_weight
             .unwrap_or(arguments.settings.keyword_weight),
