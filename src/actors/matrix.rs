@@ -18,10 +18,11 @@ use crate::actors::vectors::index::{self, actor_name, IndexMessage};
 use crate::actors::vectors::IndexError;
 use crate::codes::{ErrorCode, HasCode};
 use crate::config::MatrixSettings;
+use crate::domain::geo::{Point, KM_PER_MILE};
 use crate::domain::keyword::SearchMode;
 use crate::domain::matrix::{
     apply_playbook, Degraded, MatrixExplain, MatrixHit, MatrixInvalid, MatrixResults, MatrixSearch,
-    Playbook, PlaybookEntry, PlaybookRecord, Recorded, Recording,
+    Near, Playbook, PlaybookEntry, PlaybookRecord, Recorded, Recording,
 };
 use crate::domain::vectors::{
     CreateIndex, Hit, HnswOverrides, IndexKind, ItemInput, SearchRequest,
@@ -368,6 +369,17 @@ impl Context {
                 explain.degraded = degraded;
             }
         }
+        if let Some(Ok((centre, _))) = request.near.as_ref().map(Near::resolve) {
+            for hit in &mut results.hits {
+                let place = hit
+                    .worker
+                    .get("location")
+                    .and_then(|l| Point::parse(l).ok());
+                if let (Some(explain), Some(place)) = (hit.explain.as_mut(), place) {
+                    explain.distance_miles = Some(centre.distance_km(&place) / KM_PER_MILE);
+                }
+            }
+        }
         Ok(results)
     }
 
@@ -550,6 +562,7 @@ pub(crate) fn to_matrix_hit(hit: Hit, injected: bool) -> MatrixHit {
             boost_factor: 1.0,
             playbook: None,
             degraded: None,
+            distance_miles: None,
         }),
     }
 }

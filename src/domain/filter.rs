@@ -15,7 +15,11 @@
 //!   (all must hold): `eq`, `ne`, `in`, `nin` on strings, numbers and
 //!   booleans; `gt`, `gte`, `lt`, `lte` on numbers and on RFC 3339 dates
 //!   (a string compares only for equality); `contains`, `contains_any`,
-//!   `contains_all` on arrays; `exists` (`true`: present and not null).
+//!   `contains_all` on arrays; `exists` (`true`: present and not null);
+//!   `geo_radius` (`{"lat", "lon", "miles" | "km"}`) and `geo_bbox`
+//!   (`{"top_left": {"lat", "lon"}, "bottom_right": {"lat", "lon"}}`) on a
+//!   location `{"lat", "lon"}`, by exact haversine distance; a box whose
+//!   left edge lies east of its right one crosses the antimeridian.
 //! - `ne` and `nin` also match an item without the field (as `not eq`).
 //!
 //! Parsing is strict: unknown operators, wrong types, empty lists, too many
@@ -55,6 +59,16 @@ pub enum Op {
     ContainsAny(Vec<String>),
     ContainsAll(Vec<String>),
     Exists(bool),
+    /// Within `km` of `center` (great-circle distance).
+    GeoRadius {
+        center: crate::domain::geo::Point,
+        km: f64,
+    },
+    /// Inside the box, edges included.
+    GeoBbox {
+        top_left: crate::domain::geo::Point,
+        bottom_right: crate::domain::geo::Point,
+    },
 }
 
 /// What an order comparison compares with.
@@ -92,6 +106,8 @@ const OPERATORS: &[&str] = &[
     "contains_any",
     "contains_all",
     "exists",
+    "geo_radius",
+    "geo_bbox",
 ];
 
 impl Filter {
@@ -314,6 +330,8 @@ fn parse_op(operator: &str, operand: &Value, path: &str) -> Result<Op, FilterErr
             Value::Bool(b) => Op::Exists(*b),
             _ => return Err(refuse(path, "takes true or false")),
         },
+        "geo_radius" => geo_radius(operand, path)?,
+        "geo_bbox" => geo_bbox(operand, path)?,
         other => {
             return Err(refuse(
                 path,
@@ -323,6 +341,79 @@ fn parse_op(operator: &str, operand: &Value, path: &str) -> Result<Op, FilterErr
                 ),
             ))
         }
+    })
+}
+
+/// `{"lat", "lon", "miles" | "km"}`.
+fn geo_radius(operand: &Value, path: &str) -> Result<Op, FilterError> {
+    use crate::domain::geo::{radius_km, Point};
+    let Value::Object(object) = operand else {
+        return Err(refuse(
+            path,
+            "takes {\"lat\", \"lon\", \"miles\" or \"km\"}",
+        ));
+    };
+    if let Some(other) = object
+        .keys()
+        .find(|k| !["lat", "lon", "miles", "km"].contains(&k.as_str()))
+    {
+        return Err(refuse(
+            path,
+            format!("unknown key '{other}'; known: lat, lon, miles, km"),
+        ));
+    }
+    let number = |key: &str| -> Result<Option<f64>, FilterError> {
+        match object.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| refuse(&format!("{path}.{key}"), "must be a number")),
+        }
+    };
+    let (Some(lat), Some(lon)) = (number("lat")?, number("lon")?) else {
+        return Err(refuse(path, "needs the centre's lat and lon"));
+    };
+    let center = Point::new(lat, lon).map_err(|reason| refuse(path, reason))?;
+    let km = radius_km(number("miles")?, number("km")?).map_err(|reason| refuse(path, reason))?;
+    Ok(Op::GeoRadius { center, km })
+}
+
+/// `{"top_left": {"lat", "lon"}, "bottom_right": {"lat", "lon"}}`.
+fn geo_bbox(operand: &Value, path: &str) -> Result<Op, FilterError> {
+    use crate::domain::geo::Point;
+    let Value::Object(object) = operand else {
+        return Err(refuse(
+            path,
+            "takes {\"top_left\": {\"lat\", \"lon\"}, \"bottom_right\": {\"lat\", \"lon\"}}",
+        ));
+    };
+    if let Some(other) = object
+        .keys()
+        .find(|k| *k != "top_left" && *k != "bottom_right")
+    {
+        return Err(refuse(
+            path,
+            format!("unknown key '{other}'; known: top_left, bottom_right"),
+        ));
+    }
+    let corner = |key: &str| {
+        let here = format!("{path}.{key}");
+        let value = object
+            .get(key)
+            .ok_or_else(|| refuse(&here, "is required"))?;
+        Point::parse(value).map_err(|reason| refuse(&here, reason))
+    };
+    let (top_left, bottom_right) = (corner("top_left")?, corner("bottom_right")?);
+    if top_left.lat < bottom_right.lat {
+        return Err(refuse(
+            path,
+            "top_left's lat must be at least bottom_right's",
+        ));
+    }
+    Ok(Op::GeoBbox {
+        top_left,
+        bottom_right,
     })
 }
 
@@ -354,6 +445,21 @@ impl Op {
                 set.iter().all(|w| have.contains(w))
             }
             Op::Exists(want) => value.is_some_and(|v| !v.is_null()) == *want,
+            Op::GeoRadius { center, km } => crate::domain::geo::Point::of(value)
+                .is_some_and(|point| point.distance_km(center) <= *km),
+            Op::GeoBbox {
+                top_left,
+                bottom_right,
+            } => crate::domain::geo::Point::of(value).is_some_and(|p| {
+                let lat = (bottom_right.lat..=top_left.lat).contains(&p.lat);
+                let lon = if top_left.lon <= bottom_right.lon {
+                    (top_left.lon..=bottom_right.lon).contains(&p.lon)
+                } else {
+                    // Across the antimeridian.
+                    p.lon >= top_left.lon || p.lon <= bottom_right.lon
+                };
+                lat && lon
+            }),
         }
     }
 }
@@ -473,6 +579,7 @@ mod tests {
         let worker = json!({
             "role": "Forklift Operator", "years": 5, "rate": 21.5, "cdl": true,
             "certs": ["OSHA 10", "CDL-A"], "available": "2026-12-03T00:00:00Z", "note": null,
+            "location": {"lat": 41.5250, "lon": -88.0817},
         });
         let table = [
             (json!({"role": "Forklift Operator"}), true),
@@ -513,6 +620,42 @@ mod tests {
             (json!({"years": {"gte": 3, "lte": 4}}), false),
             (json!({"or": [{"years": {"lt": 1}}, {"cdl": true}]}), true),
             (json!({"not": {"role": "Forklift Operator"}}), false),
+            // Joliet is ~35 miles from Chicago's loop.
+            (
+                json!({"location": {"geo_radius": {"lat": 41.8781, "lon": -87.6298, "miles": 40}}}),
+                true,
+            ),
+            (
+                json!({"location": {"geo_radius": {"lat": 41.8781, "lon": -87.6298, "miles": 30}}}),
+                false,
+            ),
+            (
+                json!({"location": {"geo_radius": {"lat": 41.8781, "lon": -87.6298, "km": 60}}}),
+                true,
+            ),
+            (
+                json!({"role": {"geo_radius": {"lat": 41.5, "lon": -88.0, "miles": 100}}}),
+                false,
+            ),
+            (
+                json!({"location": {"geo_bbox": {"top_left": {"lat": 42, "lon": -89}, "bottom_right": {"lat": 41, "lon": -87}}}}),
+                true,
+            ),
+            (
+                json!({"location": {"geo_bbox": {"top_left": {"lat": 42, "lon": -87.9}, "bottom_right": {"lat": 41, "lon": -87}}}}),
+                false,
+            ),
+            // A box across the antimeridian holds neither Joliet...
+            (
+                json!({"location": {"geo_bbox": {"top_left": {"lat": 60, "lon": 170}, "bottom_right": {"lat": 0, "lon": -170}}}}),
+                false,
+            ),
+            // ...nor does a box whose left edge is east of its right one
+            // hold what lies between them.
+            (
+                json!({"location": {"geo_bbox": {"top_left": {"lat": 60, "lon": -87}, "bottom_right": {"lat": 0, "lon": -89}}}}),
+                false,
+            ),
             (
                 json!({"and": [{"role": "Forklift Operator"}, {"not": {"certs": {"contains": "OSHA 30"}}}]}),
                 true,
@@ -537,6 +680,50 @@ mod tests {
             (json!({"and": [{"x": 1}], "y": 2}), "filter"),
             (json!({"cdl": {"exists": "yes"}}), "filter.cdl.exists"),
             (json!({"n": {}}), "filter.n"),
+            (
+                json!({"loc": {"geo_radius": {"lat": 91, "lon": 0, "miles": 5}}}),
+                "filter.loc.geo_radius",
+            ),
+            (
+                json!({"loc": {"geo_radius": {"lat": 41, "lon": -88}}}),
+                "filter.loc.geo_radius",
+            ),
+            (
+                json!({"loc": {"geo_radius": {"lat": 41, "lon": -88, "miles": -1}}}),
+                "filter.loc.geo_radius",
+            ),
+            (
+                json!({"loc": {"geo_radius": {"lat": 41, "lon": -88, "miles": 1e9}}}),
+                "filter.loc.geo_radius",
+            ),
+            (
+                json!({"loc": {"geo_radius": {"lat": 41, "lon": -88, "miles": 5, "km": 8}}}),
+                "filter.loc.geo_radius",
+            ),
+            (
+                json!({"loc": {"geo_radius": {"lat": "41", "lon": -88, "miles": 5}}}),
+                "filter.loc.geo_radius.lat",
+            ),
+            (
+                json!({"loc": {"geo_radius": {"lat": 41, "lon": -88, "feet": 5}}}),
+                "filter.loc.geo_radius",
+            ),
+            (
+                json!({"loc": {"geo_radius": [41, -88, 5]}}),
+                "filter.loc.geo_radius",
+            ),
+            (
+                json!({"loc": {"geo_bbox": {"top_left": {"lat": 40, "lon": -89}, "bottom_right": {"lat": 41, "lon": -87}}}}),
+                "filter.loc.geo_bbox",
+            ),
+            (
+                json!({"loc": {"geo_bbox": {"top_left": {"lat": 42, "lon": -89}}}}),
+                "filter.loc.geo_bbox.bottom_right",
+            ),
+            (
+                json!({"loc": {"geo_bbox": {"top_left": {"lat": 42, "lon": -189}, "bottom_right": {"lat": 41, "lon": -87}}}}),
+                "filter.loc.geo_bbox.top_left",
+            ),
         ];
         for (filter, path) in table {
             let err = parse(filter.clone()).unwrap_err();

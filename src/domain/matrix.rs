@@ -57,6 +57,11 @@ pub struct MatrixSearch {
     /// Available on or before this date (`2026-12-07` or RFC 3339).
     #[serde(default)]
     pub available_by: Option<String>,
+    /// Living within a distance of a point or of a city in the table that
+    /// ships with the service: `{"city": "Joliet", "state": "IL",
+    /// "miles": 25}` or `{"lat": 41.52, "lon": -88.08, "km": 40}`.
+    #[serde(default)]
+    pub near: Option<Near>,
     /// `hybrid` (default: `matrix.default_mode`), `semantic` or `keyword`.
     #[serde(default)]
     pub mode: Option<SearchMode>,
@@ -95,6 +100,48 @@ pub enum SearchRefused {
     /// The request's filter (the path names where in it).
     #[error(transparent)]
     Filter(#[from] FilterError),
+}
+
+/// A matrix search's `near`: a centre (a point, or a city and its state)
+/// and a radius (in miles or km).
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct Near {
+    #[schema(minimum = -90.0, maximum = 90.0)]
+    pub lat: Option<f64>,
+    #[schema(minimum = -180.0, maximum = 180.0)]
+    pub lon: Option<f64>,
+    /// A city of the shipped table, e.g. "Joliet" (with `state`).
+    #[schema(max_length = 64)]
+    pub city: Option<String>,
+    /// Its two-letter state code, e.g. "IL".
+    #[schema(max_length = 2)]
+    pub state: Option<String>,
+    #[schema(minimum = 0.0)]
+    pub miles: Option<f64>,
+    #[schema(minimum = 0.0)]
+    pub km: Option<f64>,
+}
+
+impl Near {
+    /// Its centre and radius in km.
+    pub fn resolve(&self) -> Result<(crate::domain::geo::Point, f64), String> {
+        use crate::domain::geo::{city, radius_km, Point};
+        let centre = match (self.lat, self.lon, &self.city, &self.state) {
+            (Some(lat), Some(lon), None, None) => Point::new(lat, lon)?,
+            (None, None, Some(name), Some(state)) => city(name, state).ok_or_else(|| {
+                let shown: String = format!("{name}, {state}").chars().take(80).collect();
+                format!(
+                    "'{}' is not in the city table; give lat and lon instead",
+                    shown.escape_debug()
+                )
+            })?,
+            _ => return Err("give lat and lon, or city and state".into()),
+        };
+        Ok((centre, radius_km(self.miles, self.km)?))
+    }
 }
 
 /// Typed list parameters hold at most this many values.
@@ -140,6 +187,9 @@ pub struct MatrixExplain {
     /// ranking's `mode` is then `keyword`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub degraded: Option<Degraded>,
+    /// With `near`: the worker's distance from its centre, in miles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance_miles: Option<f64>,
 }
 
 /// Why a matrix search answered with less than it was asked for.
@@ -537,6 +587,13 @@ impl MatrixSearch {
             };
             conditions.insert("available_from".into(), condition);
         }
+        if let Some(near) = &self.near {
+            let (centre, km) = near.resolve().map_err(|reason| invalid("near", reason))?;
+            conditions.insert(
+                "location".into(),
+                serde_json::json!({"geo_radius": {"lat": centre.lat, "lon": centre.lon, "km": km}}),
+            );
+        }
         Ok(conditions)
     }
 }
@@ -701,6 +758,7 @@ mod tests {
             boost_factor: 1.0,
             playbook: None,
             degraded: None,
+            distance_miles: None,
         });
         let recordings = vec![
             Recording {

@@ -8,6 +8,7 @@ pub mod datasets;
 pub mod de;
 pub mod embedding;
 pub mod filter;
+pub mod geo;
 pub mod keyword;
 pub mod matrix;
 pub mod validate;

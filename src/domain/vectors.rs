@@ -808,6 +808,15 @@ pub fn prepare_metadata(
             })
         }
     };
+    // `location` is an item's place, as the geo filters read it.
+    if let Some(location) = map.get("location").filter(|l| !l.is_null()) {
+        crate::domain::geo::Point::parse(location).map_err(|reason| {
+            ValidationError::InvalidMetadata {
+                field: format!("{field}.location"),
+                reason,
+            }
+        })?;
+    }
     let size = serde_json::to_vec(&map)
         .map(|v| v.len())
         .unwrap_or(usize::MAX);
@@ -891,6 +900,20 @@ mod tests {
         assert!(prepare_metadata(Some(json!([1])), 100, "m").is_err());
         assert!(prepare_metadata(Some(json!({"a": "x".repeat(200)})), 100, "m").is_err());
         assert_eq!(prepare_metadata(None, 100, "m").unwrap().len(), 0);
+        let place = prepare_metadata(
+            Some(json!({"location": {"lat": 41.5, "lon": -88.1}})),
+            100,
+            "m",
+        );
+        assert!(place.is_ok());
+        for bad in [
+            json!("Joliet, IL"),
+            json!({"lat": 95, "lon": 0}),
+            json!({"lat": 41}),
+        ] {
+            let err = prepare_metadata(Some(json!({ "location": bad })), 1000, "m").unwrap_err();
+            assert!(err.to_string().contains("m.location"), "{err}");
+        }
 
         assert!(check_unique_ids(["a", "b", "a"]).is_err());
         assert_eq!(filter_key(&json!(5)), filter_key(&json!(5.0)));

@@ -655,6 +655,10 @@ pub struct Worker {
     pub shift: String,
     pub phone: String,
     pub email: String,
+    /// Where the worker lives: near the city's centre (what `geo_radius`
+    /// and a matrix search's `near` measure from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<crate::domain::geo::Point>,
 }
 
 /// The role names of the corpus (queries for the load harness come from here).
@@ -741,6 +745,18 @@ pub fn worker(seed: u64, index: u64) -> Worker {
     let line = rng.below(10_000);
     // Drawn where it always was: the same seed gives the same workers.
     let availability = *rng.pick(AVAILABILITY);
+    let shift = rng.pick(SHIFTS).to_string();
+    // Up to ~8 miles from the city's centre, drawn last so that the rest
+    // of each worker stays what the same seed always gave.
+    let offset = |rng: &mut Rng, degrees: f64| (rng.below(2001) as f64 / 1000.0 - 1.0) * degrees;
+    let location = crate::domain::geo::city(city, state).map(|centre| {
+        let lat = (centre.lat + offset(&mut rng, 0.11)).clamp(-90.0, 90.0);
+        let lon = (centre.lon + offset(&mut rng, 0.14)).clamp(-180.0, 180.0);
+        crate::domain::geo::Point {
+            lat: (lat * 1e5).round() / 1e5,
+            lon: (lon * 1e5).round() / 1e5,
+        }
+    });
     Worker {
         worker_id: format!("W{:07}", index + 1),
         name: format!("{first} {last}"),
@@ -753,7 +769,7 @@ pub fn worker(seed: u64, index: u64) -> Worker {
         hourly_rate: cents as f64 / 100.0,
         availability: availability.to_string(),
         available_from: available_from(availability, index),
-        shift: rng.pick(SHIFTS).to_string(),
+        shift,
         phone: format!("{area}-{exchange:03}-{line:04}"),
         email: format!(
             "{}.{}{}@example.com",
@@ -761,6 +777,7 @@ pub fn worker(seed: u64, index: u64) -> Worker {
             last.to_lowercase(),
             index % 1000
         ),
+        location,
     }
 }
 

@@ -139,6 +139,7 @@ impl LakehouseMcp {
                     skills_all: args.skills_all,
                     certifications_any: args.certifications_any,
                     available_by: args.available_by,
+                    near: args.near,
                     mode: args.mode,
                     keyword_weight: args.keyword_weight,
                     explain: args.explain,

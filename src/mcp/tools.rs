@@ -199,6 +199,9 @@ pub struct SearchWorkers {
     pub certifications_any: Option<Vec<String>>,
     /// Available on or before this date, e.g. "2026-12-07".
     pub available_by: Option<String>,
+    /// Living within a distance of a city or a point, e.g.
+    /// {"city": "Joliet", "state": "IL", "miles": 25}.
+    pub near: Option<crate::domain::matrix::Near>,
     /// `hybrid` (default: words and meaning), `semantic` or `keyword`.
     pub mode: Option<crate::domain::keyword::SearchMode>,
     /// The keyword side's weight in `hybrid` mode, 0 to 1.

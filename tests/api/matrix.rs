@@ -658,3 +658,135 @@ async fn recordings_during_playbook_panics_are_all_acknowledged_and_kept() {
         .unwrap();
     assert_eq!(info["count"].as_u64(), Some(recorded + 1), "{info}");
 }
+
+/// The great-circle distance in miles, by the chord between the points'
+/// unit vectors (not the service's haversine).
+fn chord_miles(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let unit = |(lat, lon): (f64, f64)| {
+        let (lat, lon) = (f64::to_radians(lat), f64::to_radians(lon));
+        [lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()]
+    };
+    let (u, v) = (unit(a), unit(b));
+    let chord = u
+        .iter()
+        .zip(&v)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    2.0 * 6371.0088 * (chord / 2.0).asin() / 1.609344
+}
+
+/// `near` keeps exactly the workers living within the radius, of a city
+/// of the shipped table or of a point: the same set as a distance
+/// computed here over every seeded worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_keeps_exactly_the_workers_within_the_radius() {
+    const WORKERS: u64 = 2000;
+    let app = seeded_app(WORKERS as usize).await;
+    let joliet = (41.5250, -88.0817);
+    for (near, miles) in [
+        (json!({"city": "Joliet", "state": "IL", "miles": 25}), 25.0),
+        (
+            json!({"city": "joliet", "state": "il", "km": 64.0}),
+            64.0 / 1.609344,
+        ),
+        (json!({"lat": joliet.0, "lon": joliet.1, "miles": 40}), 40.0),
+    ] {
+        let mut want: Vec<String> = (0..WORKERS)
+            .map(|i| lakehouse::domain::workers::worker(7, i))
+            .filter(|w| {
+                let at = w.location.expect("every corpus city has a place");
+                chord_miles((at.lat, at.lon), joliet) <= miles
+            })
+            .map(|w| w.worker_id)
+            .collect();
+        want.sort();
+        assert!(
+            want.len() > 10 && want.len() < 200,
+            "{near}: {}",
+            want.len()
+        );
+        let body = search(
+            &app,
+            json!({"query": "warehouse work", "k": 200, "near": near, "explain": true}),
+        )
+        .await;
+        // explain says how far each one lives from the centre.
+        for hit in body["hits"].as_array().unwrap() {
+            let at = &hit["worker"]["location"];
+            let expected = chord_miles(
+                (at["lat"].as_f64().unwrap(), at["lon"].as_f64().unwrap()),
+                joliet,
+            );
+            let said = hit["explain"]["distance_miles"].as_f64().unwrap();
+            assert!((said - expected).abs() < 1e-6 && said <= miles, "{hit}");
+        }
+        let mut got: Vec<String> = body["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["worker_id"].as_str().unwrap().to_string())
+            .collect();
+        got.sort();
+        assert_eq!(got, want, "{near}");
+    }
+    // Joliet and Aurora (18 miles off) are inside 25 miles; Chicago (35) is not.
+    let body = search(
+        &app,
+        json!({"query": "warehouse work", "k": 200, "near": {"city": "Joliet", "state": "IL", "miles": 25}}),
+    )
+    .await;
+    let cities: std::collections::BTreeSet<&str> = body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["worker"]["city"].as_str().unwrap())
+        .collect();
+    assert_eq!(cities, ["Aurora", "Joliet"].into());
+
+    for (near, says) in [
+        (
+            json!({"city": "Atlantis", "state": "GA", "miles": 5}),
+            "city table",
+        ),
+        (json!({"city": "Joliet", "miles": 5}), "city and state"),
+        (
+            json!({"city": "Joliet", "state": "IL", "lat": 41.0, "lon": -88.0, "miles": 5}),
+            "city and state",
+        ),
+        (json!({"lat": 95.0, "lon": 0.0, "miles": 5}), "lat"),
+        (json!({"city": "Joliet", "state": "IL"}), "radius"),
+        (
+            json!({"city": "Joliet", "state": "IL", "miles": 0}),
+            "radius",
+        ),
+        (
+            json!({"city": "Joliet", "state": "IL", "miles": 1e12}),
+            "radius",
+        ),
+        (
+            json!({"city": "Joliet", "state": "IL", "miles": 5, "km": 8}),
+            "not both",
+        ),
+    ] {
+        let response = app
+            .post_json(
+                "/v1/matrix/search",
+                &json!({"query": "x", "k": 5, "near": near}),
+            )
+            .await;
+        let error = assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("near") && message.contains(says),
+            "{near}: {message}"
+        );
+    }
+    let response = app
+        .post_json(
+            "/v1/matrix/search",
+            &json!({"query": "x", "k": 5, "near": {"city": "Joliet", "state": "IL", "miles": 5, "zip": "60431"}}),
+        )
+        .await;
+    assert!(response.status().is_client_error(), "{}", response.status());
+}

@@ -434,6 +434,9 @@ async fn one_request_gives_the_same_answer_through_every_door() {
         json!({"query": "CDL driver", "k": 4, "certifications_any": ["CDL Class A"], "explain": true}),
         json!({"query": "forklift operator for the night shift", "k": 5,
                "role": "Forklift Operator", "use_playbook": true, "explain": true}),
+        json!({"query": "warehouse", "k": 5, "near": {"city": "Chicago", "state": "IL", "miles": 30}}),
+        json!({"query": "warehouse", "k": 5, "near": {"lat": 41.52, "lon": -88.08, "km": 60}, "explain": true}),
+        json!({"query": "\"OSHA 30\" electrican", "k": 3, "mode": "keyword", "explain": true}),
     ];
     for body in worker_searches {
         cases.push((

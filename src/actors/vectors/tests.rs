@@ -1435,6 +1435,38 @@ struct Facts {
     s: &'static str,
     tags: Vec<&'static str>,
     day: u32,
+    /// `(lat, lon)`: around Joliet, IL, or across the antimeridian.
+    place: Option<(f64, f64)>,
+}
+
+/// The great-circle distance in km by the chord between the two points'
+/// unit vectors (independent of the haversine the filter uses).
+fn chord_km(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let unit = |(lat, lon): (f64, f64)| {
+        let (lat, lon) = (lat.to_radians(), lon.to_radians());
+        [lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()]
+    };
+    let (u, v) = (unit(a), unit(b));
+    let chord = ((u[0] - v[0]).powi(2) + (u[1] - v[1]).powi(2) + (u[2] - v[2]).powi(2)).sqrt();
+    2.0 * crate::domain::geo::EARTH_RADIUS_KM * (chord / 2.0).asin()
+}
+
+/// A random place: near Joliet mostly, some near the antimeridian.
+fn place(rng: &mut Rng) -> (f64, f64) {
+    let jitter = |rng: &mut Rng| (rng.next() % 20_001) as f64 / 10_000.0 - 1.0;
+    if rng.next() % 4 == 0 {
+        (10.0 + jitter(rng), 179.5 + jitter(rng) * 0.9)
+    } else {
+        (41.5 + jitter(rng), -88.0 + jitter(rng))
+    }
+}
+
+fn wrap(lon: f64) -> f64 {
+    if lon > 180.0 {
+        lon - 360.0
+    } else {
+        lon
+    }
 }
 
 impl Facts {
@@ -1449,6 +1481,9 @@ impl Facts {
             "d".into(),
             json!(format!("2026-12-{:02}T08:00:00Z", self.day)),
         );
+        if let Some((lat, lon)) = self.place {
+            m.insert("location".into(), json!({"lat": lat, "lon": wrap(lon)}));
+        }
         serde_json::Value::Object(m)
     }
 }
@@ -1516,13 +1551,46 @@ fn leaf(rng: &mut Rng, operator: &str) -> (serde_json::Value, Check) {
                 Box::new(move |f: &Facts| f.n.is_some() == want),
             )
         }
+        "geo_radius" => {
+            let center = place(rng);
+            let miles = 5.0 + (rng.next() % 60) as f64;
+            let km = miles * crate::domain::geo::KM_PER_MILE;
+            let (lat, lon) = (center.0, wrap(center.1));
+            (
+                json!({"location": {"geo_radius": {"lat": lat, "lon": lon, "miles": miles}}}),
+                Box::new(move |f: &Facts| {
+                    f.place
+                        .is_some_and(|p| chord_km((p.0, wrap(p.1)), (lat, lon)) <= km)
+                }),
+            )
+        }
+        "geo_bbox" => {
+            let (lat, lon) = place(rng);
+            let (north, south) = (lat + 0.5, lat - 0.5);
+            // Unwrapped edges: a box near 179.5 may cross the antimeridian.
+            let (west, east) = (lon - 0.6, lon + 0.6);
+            (
+                json!({"location": {"geo_bbox": {
+                    "top_left": {"lat": north, "lon": wrap(west)},
+                    "bottom_right": {"lat": south, "lon": wrap(east)},
+                }}}),
+                Box::new(move |f: &Facts| {
+                    f.place.is_some_and(|(plat, plon)| {
+                        // The item's unwrapped lon, or the same place a turn round.
+                        let inside = |x: f64| (west..=east).contains(&x);
+                        (south..=north).contains(&plat)
+                            && (inside(plon) || inside(plon - 360.0) || inside(plon + 360.0))
+                    })
+                }),
+            )
+        }
         other => panic!("no generator for {other}"),
     }
 }
 
 #[tokio::test]
 async fn filtered_search_equals_brute_force_for_every_operator() {
-    const OPERATORS: [&str; 13] = [
+    const OPERATORS: [&str; 15] = [
         "eq",
         "eq_string",
         "ne",
@@ -1536,6 +1604,8 @@ async fn filtered_search_equals_brute_force_for_every_operator() {
         "contains_any",
         "contains_all",
         "exists",
+        "geo_radius",
+        "geo_bbox",
     ];
     let dir = tempfile::tempdir().unwrap();
     let dimension = 16;
@@ -1555,6 +1625,7 @@ async fn filtered_search_equals_brute_force_for_every_operator() {
             s: ["a", "b", "c"][(rng.next() % 3) as usize],
             tags,
             day: 1 + (rng.next() % 9) as u32,
+            place: (rng.next() % 6 != 0).then(|| place(&mut rng)),
         };
         items.push(item(&format!("i{i}"), vector.clone(), fact.metadata()));
         vectors.push(vector);
