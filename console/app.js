@@ -395,6 +395,22 @@ function searchBody(form) {
     const values = String(data.get(key) || "").split(",").map((v) => v.trim()).filter(Boolean);
     if (values.length) body[key] = values;
   }
+  // A radius turns the city into a centre: workers within that many
+  // miles of it, in any city.
+  const miles = Number(String(data.get("miles") || "").trim());
+  if (miles > 0 && body.city && body.state) {
+    body.near = { city: body.city, state: body.state, miles };
+    delete body.city;
+    delete body.state;
+  }
+  // Free for every day of a window (one day when only one end is given).
+  const freeFrom = String(data.get("free_from") || "");
+  const freeTo = String(data.get("free_to") || "");
+  if (freeFrom || freeTo) body.available_between = { from: freeFrom || freeTo, to: freeTo || freeFrom };
+  const shift = String(data.get("shift") || "");
+  if (shift) body.shift_any = [shift];
+  const validOn = String(data.get("certifications_valid_on") || "");
+  if (validOn) body.certifications_valid_on = validOn;
   body.use_playbook = data.get("use_playbook") === "on";
   return body;
 }
@@ -416,6 +432,7 @@ function why(explain) {
   if (explain.semantic_distance !== null) parts.push(`semantic ${explain.semantic_distance.toFixed(3)}`);
   if (explain.keyword_score > 0) parts.push(`keyword ${explain.keyword_score.toFixed(2)} (${explain.matched_terms.join(", ")})`);
   parts.push(`fused ${explain.fused_distance.toFixed(3)} #${explain.fused_rank}`);
+  if (explain.distance_miles !== undefined) parts.push(`${explain.distance_miles.toFixed(1)} mi away`);
   if (explain.playbook) {
     parts.push(`× ${explain.boost_factor.toFixed(2)} from ${explain.playbook.recordings.length} recording(s), best score ${explain.playbook.score}`);
   }

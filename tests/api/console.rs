@@ -382,3 +382,103 @@ async fn a_read_token_sees_no_write_or_admin_controls() {
         Value::Bool(true)
     );
 }
+
+/// The search pane's radius box: a city, its state and a number of miles
+/// find the workers of nearby cities too, each shown with its distance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_radius_search_finds_nearby_cities_and_shows_each_distance() {
+    let app = spawn_app().await;
+    seed(&app, 2000).await;
+    let browser = Browser::launch(1280, 800).await;
+    open_console(&browser, &app, "search").await;
+    browser
+        .eval(
+            "(() => { const f = document.querySelector('#search'); \
+                      f.elements.query.value = 'warehouse work'; f.elements.k.value = '200'; \
+                      f.elements.city.value = 'Joliet'; f.elements.state.value = 'IL'; \
+                      f.elements.miles.value = '25'; f.elements.use_playbook.checked = false; })()",
+        )
+        .await;
+    browser
+        .eval("document.querySelector('#search button').click()")
+        .await;
+    browser
+        .wait_for(
+            "workers with distances",
+            "document.querySelectorAll('#results tbody tr').length > 0 \
+             && [...document.querySelectorAll('#results tbody .why')].every(td => / mi away/.test(td.textContent))",
+        )
+        .await;
+    let rows = browser
+        .eval(
+            "[...document.querySelectorAll('#results tbody tr')].map(tr => \
+               [tr.querySelector('td:nth-child(2)').textContent, \
+                Number(tr.querySelector('.why').textContent.match(/([0-9.]+) mi away/)[1])])",
+        )
+        .await;
+    let rows = rows.as_array().unwrap();
+    let cities: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r[0].as_str().unwrap().rsplit(", ").next().unwrap())
+        .collect();
+    // Joliet's own workers and Aurora's (18 miles off), not Chicago's.
+    assert_eq!(cities, ["Aurora IL", "Joliet IL"].into(), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r[1].as_f64().unwrap() <= 25.0),
+        "{rows:?}"
+    );
+    browser
+        .screenshot(screenshots().as_deref(), "search-radius.png")
+        .await;
+    assert_eq!(browser.errors(), Vec::<String>::new());
+}
+
+/// The search pane's window and shift: the console asks what the API
+/// answers for the same window and shift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_for_free_days_and_a_shift_finds_what_the_api_finds() {
+    let app = spawn_app().await;
+    seed(&app, 2000).await;
+    let browser = Browser::launch(1280, 800).await;
+    open_console(&browser, &app, "search").await;
+    browser
+        .eval(
+            "(() => { const f = document.querySelector('#search'); \
+                      f.elements.query.value = 'truck driver'; f.elements.k.value = '50'; \
+                      f.elements.role.value = 'CDL Driver'; f.elements.mode.value = 'hybrid'; \
+                      f.elements.free_from.value = '2026-12-10'; f.elements.free_to.value = '2026-12-20'; \
+                      f.elements.shift.value = 'night'; f.elements.use_playbook.checked = false; })()",
+        )
+        .await;
+    browser
+        .eval("document.querySelector('#search button').click()")
+        .await;
+    browser
+        .wait_for(
+            "workers free on those days",
+            "document.querySelectorAll('#results tbody tr').length > 0",
+        )
+        .await;
+    let shown = browser
+        .eval("[...document.querySelectorAll('#results tbody tr')].map(tr => tr.dataset.worker)")
+        .await;
+    let response = app
+        .post_json(
+            "/v1/matrix/search",
+            &json!({"query": "truck driver", "k": 50, "role": "CDL Driver", "mode": "hybrid",
+                    "available_between": {"from": "2026-12-10", "to": "2026-12-20"},
+                    "shift_any": ["night"], "use_playbook": false}),
+        )
+        .await;
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let expected: Vec<Value> = body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["worker_id"].clone())
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(shown, Value::Array(expected));
+    assert_eq!(browser.errors(), Vec::<String>::new());
+}
