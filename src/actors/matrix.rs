@@ -118,6 +118,8 @@ impl HasCode for MatrixError {
                 MatrixInvalid::InvalidScore(_) => ErrorCode::InvalidScore,
                 MatrixInvalid::InvalidWorkerIds => ErrorCode::InvalidWorkerIds,
                 MatrixInvalid::UnknownWorkers(_) => ErrorCode::UnknownWorkers,
+                MatrixInvalid::UnknownCity(_) => ErrorCode::UnknownCity,
+                MatrixInvalid::InvalidWindow(_) => ErrorCode::InvalidWindow,
             },
             MatrixError::NoWorkers => ErrorCode::NoWorkers,
             MatrixError::Misdefined { .. } => ErrorCode::ReservedIndex,

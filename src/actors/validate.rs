@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde_json::Value;
 
 use crate::actors::matrix::WORKERS;
 use crate::actors::vectors::index::{actor_name, IndexMessage};
@@ -113,9 +112,13 @@ impl Actor for ValidateActor {
                     tokio::spawn(async move {
                         let facts = lookup_workers(&directory, worker_ids.clone(), timeout).await;
                         let verdict = facts.map_err(ValidateError::from).map(|facts| {
-                            Verdict::from_problems(validate_fill(&order, &worker_ids, |id| {
-                                facts.get(id).cloned()
-                            }))
+                            let today = chrono::Utc::now().date_naive();
+                            Verdict::from_problems(validate_fill(
+                                &order,
+                                &worker_ids,
+                                |id| facts.get(id).cloned(),
+                                today,
+                            ))
                         });
                         let _ = reply.send(verdict);
                     });
@@ -158,22 +161,8 @@ async fn lookup_workers(
         Err(CallError::Unavailable { .. }) if !directory.known(&actor) => HashMap::new(),
         Err(err) => return Err(err),
     };
-    let text = |metadata: &Value, field: &str| {
-        metadata
-            .get(field)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
     Ok(found
         .into_iter()
-        .map(|(id, metadata)| {
-            let facts = WorkerFacts {
-                role: text(&metadata, "role"),
-                city: text(&metadata, "city"),
-                state: text(&metadata, "state"),
-            };
-            (id, facts)
-        })
+        .map(|(id, metadata)| (id, WorkerFacts::of(&metadata)))
         .collect())
 }

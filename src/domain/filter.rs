@@ -19,7 +19,15 @@
 //!   `geo_radius` (`{"lat", "lon", "miles" | "km"}`) and `geo_bbox`
 //!   (`{"top_left": {"lat", "lon"}, "bottom_right": {"lat", "lon"}}`) on a
 //!   location `{"lat", "lon"}`, by exact haversine distance; a box whose
-//!   left edge lies east of its right one crosses the antimeridian.
+//!   left edge lies east of its right one crosses the antimeridian;
+//!   `overlaps` (`{"from", "to"}`, days, both included) on a list of
+//!   `{"from", "to"}` ranges: some range shares a day with it;
+//!   `valid_any` (`{"names": [...], "on": day}`) on a list of credentials,
+//!   each a name or `{"name", "expires"}`: one of the names is held and
+//!   not expired on that day (a plain name or no `expires` never expires).
+//! - `contains`, `contains_any` and `contains_all` also find an object of
+//!   the list by its `name` (`{"name": "CDL Class A", "expires": …}`).
+//! - A date is RFC 3339 or a full date (`2026-12-07`, midnight UTC).
 //! - `ne` and `nin` also match an item without the field (as `not eq`).
 //!
 //! Parsing is strict: unknown operators, wrong types, empty lists, too many
@@ -69,6 +77,16 @@ pub enum Op {
         top_left: crate::domain::geo::Point,
         bottom_right: crate::domain::geo::Point,
     },
+    /// Some `{from, to}` range of the list shares a day with `from..=to`.
+    Overlaps {
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    },
+    /// One of `names` (filter keys) is held, not expired on `on`.
+    ValidAny {
+        names: Vec<String>,
+        on: chrono::NaiveDate,
+    },
 }
 
 /// What an order comparison compares with.
@@ -108,6 +126,8 @@ const OPERATORS: &[&str] = &[
     "exists",
     "geo_radius",
     "geo_bbox",
+    "overlaps",
+    "valid_any",
 ];
 
 impl Filter {
@@ -301,14 +321,12 @@ fn bound(value: &Value, path: &str) -> Result<Bound, FilterError> {
             .filter(|f| f.is_finite())
             .map(Bound::Number)
             .ok_or_else(|| refuse(path, "not a finite number")),
-        Value::String(s) => DateTime::parse_from_rfc3339(s)
-            .map(|d| Bound::Date(d.with_timezone(&Utc)))
-            .map_err(|_| {
-                refuse(
-                    path,
-                    format!("compares numbers or RFC 3339 dates (e.g. 2026-12-07T00:00:00Z); '{s}' is neither — strings compare only with eq, ne, in, nin"),
-                )
-            }),
+        Value::String(s) => instant(s).map(Bound::Date).ok_or_else(|| {
+            refuse(
+                path,
+                format!("compares numbers or dates (RFC 3339, e.g. 2026-12-07T00:00:00Z, or 2026-12-07); '{s}' is neither — strings compare only with eq, ne, in, nin"),
+            )
+        }),
         _ => Err(refuse(path, "compares numbers or RFC 3339 dates")),
     }
 }
@@ -332,6 +350,8 @@ fn parse_op(operator: &str, operand: &Value, path: &str) -> Result<Op, FilterErr
         },
         "geo_radius" => geo_radius(operand, path)?,
         "geo_bbox" => geo_bbox(operand, path)?,
+        "overlaps" => overlaps(operand, path)?,
+        "valid_any" => valid_any(operand, path)?,
         other => {
             return Err(refuse(
                 path,
@@ -379,6 +399,142 @@ fn geo_radius(operand: &Value, path: &str) -> Result<Op, FilterError> {
     Ok(Op::GeoRadius { center, km })
 }
 
+/// An RFC 3339 instant, or a full date (`2026-12-07`) at midnight UTC.
+pub fn instant(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
+        return Some(instant.with_timezone(&Utc));
+    }
+    full_date(text).map(|day| day.and_time(chrono::NaiveTime::MIN).and_utc())
+}
+
+/// The day of an RFC 3339 instant (in UTC) or a full date.
+pub fn day(text: &str) -> Option<chrono::NaiveDate> {
+    full_date(text).or_else(|| {
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|instant| instant.with_timezone(&Utc).date_naive())
+    })
+}
+
+/// A full date of RFC 3339 (`2026-12-07`: four-digit year, two-digit
+/// month and day), as JSON Schema's `date` format reads it; chrono's `%m`
+/// and `%d` alone would also take `2026-1-7`.
+pub fn full_date(text: &str) -> Option<chrono::NaiveDate> {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| bytes[range].iter().all(u8::is_ascii_digit);
+    let shaped = bytes.len() == 10
+        && bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && digits(0..4)
+        && digits(5..7)
+        && digits(8..10);
+    shaped
+        .then(|| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+        .flatten()
+}
+
+/// An operand's object, with only the `known` keys.
+fn operand_object<'a>(
+    operand: &'a Value,
+    path: &str,
+    shape: &str,
+    known: &[&str],
+) -> Result<&'a Map<String, Value>, FilterError> {
+    let Value::Object(object) = operand else {
+        return Err(refuse(path, format!("takes {shape}")));
+    };
+    if let Some(other) = object.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(refuse(
+            path,
+            format!("unknown key '{other}'; known: {}", known.join(", ")),
+        ));
+    }
+    Ok(object)
+}
+
+fn operand_day(
+    object: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<chrono::NaiveDate, FilterError> {
+    let here = format!("{path}.{key}");
+    match object.get(key) {
+        Some(Value::String(text)) => day(text).ok_or_else(|| {
+            refuse(
+                &here,
+                "a date (2026-12-07 or RFC 3339) this service can compare",
+            )
+        }),
+        Some(_) => Err(refuse(&here, "a date (2026-12-07 or RFC 3339)")),
+        None => Err(refuse(&here, "is required")),
+    }
+}
+
+/// `{"from": day, "to": day}`, `from` not after `to`.
+fn overlaps(operand: &Value, path: &str) -> Result<Op, FilterError> {
+    let object = operand_object(operand, path, "{\"from\", \"to\"}", &["from", "to"])?;
+    let (from, to) = (
+        operand_day(object, "from", path)?,
+        operand_day(object, "to", path)?,
+    );
+    if from > to {
+        return Err(refuse(
+            path,
+            format!("'from' ({from}) is after 'to' ({to})"),
+        ));
+    }
+    Ok(Op::Overlaps { from, to })
+}
+
+/// `{"names": [...], "on": day}`.
+fn valid_any(operand: &Value, path: &str) -> Result<Op, FilterError> {
+    let object = operand_object(
+        operand,
+        path,
+        "{\"names\": [...], \"on\": day}",
+        &["names", "on"],
+    )?;
+    let names = scalar_list(
+        object
+            .get("names")
+            .ok_or_else(|| refuse(&format!("{path}.names"), "is required"))?,
+        &format!("{path}.names"),
+    )?;
+    Ok(Op::ValidAny {
+        names,
+        on: operand_day(object, "on", path)?,
+    })
+}
+
+/// An element of a list as `contains` reads it: a scalar, or an object's
+/// `name`.
+fn element_key(element: &Value) -> Option<String> {
+    match element {
+        Value::Object(object) => object.get("name").and_then(filter_key),
+        scalar => filter_key(scalar),
+    }
+}
+
+/// A `{from, to}` range's days, both included; `None` if it is not one.
+fn range_of(element: &Value) -> Option<(chrono::NaiveDate, chrono::NaiveDate)> {
+    let from = day(element.get("from")?.as_str()?)?;
+    let to = day(element.get("to")?.as_str()?)?;
+    Some((from, to))
+}
+
+/// Whether a credential (a name, or `{name, expires}`) is one of `names`
+/// and not expired on `on`.
+fn credential_valid(element: &Value, names: &[String], on: chrono::NaiveDate) -> bool {
+    if !element_key(element).is_some_and(|key| names.contains(&key)) {
+        return false;
+    }
+    match element.get("expires") {
+        None | Some(Value::Null) => true,
+        Some(Value::String(expires)) => day(expires).is_some_and(|last| last >= on),
+        Some(_) => false,
+    }
+}
+
 /// `{"top_left": {"lat", "lon"}, "bottom_right": {"lat", "lon"}}`.
 fn geo_bbox(operand: &Value, path: &str) -> Result<Op, FilterError> {
     use crate::domain::geo::Point;
@@ -422,7 +578,7 @@ impl Op {
         let key = || value.and_then(filter_key);
         let elements = || -> Vec<String> {
             match value {
-                Some(Value::Array(items)) => items.iter().filter_map(filter_key).collect(),
+                Some(Value::Array(items)) => items.iter().filter_map(element_key).collect(),
                 _ => Vec::new(),
             }
         };
@@ -460,6 +616,19 @@ impl Op {
                 };
                 lat && lon
             }),
+            Op::Overlaps { from, to } => match value {
+                Some(Value::Array(ranges)) => ranges
+                    .iter()
+                    .filter_map(range_of)
+                    .any(|(start, end)| start <= *to && end >= *from),
+                _ => false,
+            },
+            Op::ValidAny { names, on } => match value {
+                Some(Value::Array(held)) => held
+                    .iter()
+                    .any(|element| credential_valid(element, names, *on)),
+                _ => false,
+            },
         }
     }
 }
@@ -469,10 +638,7 @@ impl Op {
 fn compare(value: Option<&Value>, bound: &Bound) -> Option<std::cmp::Ordering> {
     match (value?, bound) {
         (Value::Number(n), Bound::Number(b)) => n.as_f64()?.partial_cmp(b),
-        (Value::String(s), Bound::Date(b)) => {
-            let date = DateTime::parse_from_rfc3339(s).ok()?.with_timezone(&Utc);
-            Some(date.cmp(b))
-        }
+        (Value::String(s), Bound::Date(b)) => Some(instant(s)?.cmp(b)),
         _ => None,
     }
 }
@@ -580,8 +746,70 @@ mod tests {
             "role": "Forklift Operator", "years": 5, "rate": 21.5, "cdl": true,
             "certs": ["OSHA 10", "CDL-A"], "available": "2026-12-03T00:00:00Z", "note": null,
             "location": {"lat": 41.5250, "lon": -88.0817},
+            "last_day": "2027-03-31",
+            "off": [{"from": "2026-12-24", "to": "2026-12-26"}, {"from": "bad", "to": "2027-01-01"}],
+            "licences": ["Forklift", {"name": "CDL Class A", "expires": "2026-12-18"},
+                         {"name": "HazMat", "expires": null}, {"name": "Old", "expires": 5}],
         });
         let table = [
+            // A full date is its midnight UTC, on either side.
+            (json!({"last_day": {"gte": "2027-03-31"}}), true),
+            (json!({"last_day": {"gt": "2027-03-31"}}), false),
+            (json!({"last_day": {"lt": "2027-03-31T00:00:01Z"}}), true),
+            (json!({"available": {"lt": "2026-12-03"}}), false),
+            // Ranges share a day when either end touches.
+            (
+                json!({"off": {"overlaps": {"from": "2026-12-20", "to": "2026-12-24"}}}),
+                true,
+            ),
+            (
+                json!({"off": {"overlaps": {"from": "2026-12-26", "to": "2026-12-30"}}}),
+                true,
+            ),
+            (
+                json!({"off": {"overlaps": {"from": "2026-12-27", "to": "2026-12-31"}}}),
+                false,
+            ),
+            (
+                json!({"off": {"overlaps": {"from": "2026-12-20", "to": "2026-12-23T23:59:59Z"}}}),
+                false,
+            ),
+            (
+                json!({"role": {"overlaps": {"from": "2026-12-20", "to": "2026-12-24"}}}),
+                false,
+            ),
+            // An object of a list is found by its name.
+            (json!({"licences": {"contains": "CDL Class A"}}), true),
+            (
+                json!({"licences": {"contains_all": ["Forklift", "HazMat"]}}),
+                true,
+            ),
+            // Valid: the plain form and a null expiry never expire; an
+            // expiry on the day still counts; a non-date one never does.
+            (
+                json!({"licences": {"valid_any": {"names": ["CDL Class A"], "on": "2026-12-18"}}}),
+                true,
+            ),
+            (
+                json!({"licences": {"valid_any": {"names": ["CDL Class A"], "on": "2026-12-19"}}}),
+                false,
+            ),
+            (
+                json!({"licences": {"valid_any": {"names": ["Forklift"], "on": "9999-12-31"}}}),
+                true,
+            ),
+            (
+                json!({"licences": {"valid_any": {"names": ["HazMat"], "on": "2030-01-01"}}}),
+                true,
+            ),
+            (
+                json!({"licences": {"valid_any": {"names": ["Old"], "on": "2000-01-01"}}}),
+                false,
+            ),
+            (
+                json!({"licences": {"valid_any": {"names": ["Nope", "CDL Class A"], "on": "2026-12-01"}}}),
+                true,
+            ),
             (json!({"role": "Forklift Operator"}), true),
             (json!({"years": 5.0}), true),
             (json!({"role": {"eq": "Welder"}}), false),
@@ -669,6 +897,31 @@ mod tests {
     #[test]
     fn bad_filters_name_the_path() {
         let table = [
+            (
+                json!({"off": {"overlaps": {"from": "2026-12-20"}}}),
+                "filter.off.overlaps.to",
+            ),
+            (
+                json!({"off": {"overlaps": {"from": "2026-12-20", "to": "2026-12-19"}}}),
+                "filter.off.overlaps",
+            ),
+            (
+                json!({"off": {"overlaps": {"from": "2026-02-30", "to": "2026-12-19"}}}),
+                "filter.off.overlaps.from",
+            ),
+            (
+                json!({"off": {"overlaps": {"from": "2026-12-20", "to": "2026-12-21", "by": 1}}}),
+                "filter.off.overlaps",
+            ),
+            (
+                json!({"l": {"valid_any": {"names": [], "on": "2026-12-20"}}}),
+                "filter.l.valid_any.names",
+            ),
+            (
+                json!({"l": {"valid_any": {"names": ["a"], "on": 3}}}),
+                "filter.l.valid_any.on",
+            ),
+            (json!({"l": {"valid_any": ["a"]}}), "filter.l.valid_any"),
             (json!({"role": {"like": "Fork%"}}), "filter.role.like"),
             (json!({"role": {"gt": "Welder"}}), "filter.role.gt"),
             (

@@ -14,8 +14,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::filter::{named_fields, Filter, FilterError, PreparedFilter, MAX_FILTER_CONDITIONS};
+use super::filter::{
+    full_date, named_fields, Filter, FilterError, PreparedFilter, MAX_FILTER_CONDITIONS,
+};
 use super::keyword::{HitExplain, SearchMode};
+use super::workers::{DateRange, Shift};
 
 pub const MAX_QUERY_CHARS: usize = 2000;
 pub const MAX_K: usize = 200;
@@ -57,6 +60,21 @@ pub struct MatrixSearch {
     /// Available on or before this date (`2026-12-07` or RFC 3339).
     #[serde(default)]
     pub available_by: Option<String>,
+    /// Free for the whole window, both days included: started by `from`,
+    /// not gone before `to` (`available_to`), and no `unavailable` range
+    /// sharing a day with it.
+    #[serde(default)]
+    pub available_between: Option<DateRange>,
+    /// Works one of these shifts.
+    #[serde(default)]
+    #[schema(min_items = 1, max_items = 50)]
+    pub shift_any: Option<Vec<Shift>>,
+    /// With `certifications_any`: the certification held is not expired
+    /// on this day (`2026-12-07`); a certification without an `expires`
+    /// never expires.
+    #[serde(default)]
+    #[schema(format = Date)]
+    pub certifications_valid_on: Option<String>,
     /// Living within a distance of a point or of a city in the table that
     /// ships with the service: `{"city": "Joliet", "state": "IL",
     /// "miles": 25}` or `{"lat": 41.52, "lon": -88.08, "km": 40}`.
@@ -127,20 +145,24 @@ pub struct Near {
 
 impl Near {
     /// Its centre and radius in km.
-    pub fn resolve(&self) -> Result<(crate::domain::geo::Point, f64), String> {
+    pub fn resolve(&self) -> Result<(crate::domain::geo::Point, f64), MatrixInvalid> {
         use crate::domain::geo::{city, radius_km, Point};
+        let invalid = |reason: String| MatrixInvalid::InvalidParameter {
+            name: "near",
+            reason,
+        };
         let centre = match (self.lat, self.lon, &self.city, &self.state) {
-            (Some(lat), Some(lon), None, None) => Point::new(lat, lon)?,
+            (Some(lat), Some(lon), None, None) => Point::new(lat, lon).map_err(invalid)?,
             (None, None, Some(name), Some(state)) => city(name, state).ok_or_else(|| {
                 let shown: String = format!("{name}, {state}").chars().take(80).collect();
-                format!(
+                MatrixInvalid::UnknownCity(format!(
                     "'{}' is not in the city table; give lat and lon instead",
                     shown.escape_debug()
-                )
+                ))
             })?,
-            _ => return Err("give lat and lon, or city and state".into()),
+            _ => return Err(invalid("give lat and lon, or city and state".into())),
         };
-        Ok((centre, radius_km(self.miles, self.km)?))
+        Ok((centre, radius_km(self.miles, self.km).map_err(invalid)?))
     }
 }
 
@@ -451,6 +473,12 @@ pub enum MatrixInvalid {
     UnknownWorkers(Vec<String>),
     #[error("{name}: {reason}")]
     InvalidParameter { name: &'static str, reason: String },
+    /// `available_between` is not a window of days.
+    #[error("available_between: {0}")]
+    InvalidWindow(String),
+    /// `near` names a city the shipped table does not hold.
+    #[error("near: {0}")]
+    UnknownCity(String),
 }
 
 pub fn check_query(query: &str) -> Result<(), MatrixInvalid> {
@@ -479,7 +507,8 @@ impl MatrixSearch {
     /// the path its caller wrote).
     pub fn prepare(&self) -> Result<PreparedSearch, SearchRefused> {
         self.check_shape()?;
-        let mut own = self.typed_conditions()?;
+        let mut typed = self.typed_conditions()?;
+        let mut own = typed.remove(0);
         for (field, value) in [
             ("role", &self.role),
             ("city", &self.city),
@@ -496,8 +525,10 @@ impl MatrixSearch {
             filter_fields = named_fields(filter, &parsed);
             parts.push(parsed);
         }
-        if !own.is_empty() {
-            parts.push(Filter::parse(&own, MAX_FILTER_CONDITIONS)?);
+        for conditions in std::iter::once(own).chain(typed) {
+            if !conditions.is_empty() {
+                parts.push(Filter::parse(&conditions, MAX_FILTER_CONDITIONS)?);
+            }
         }
         let filter = match parts.len() {
             0 => PreparedFilter::default(),
@@ -529,11 +560,14 @@ impl MatrixSearch {
 
     /// The typed parameters as conditions of the filter language, over the
     /// workers' fields (`years_experience`, `hourly_rate`, `skills`,
-    /// `certifications`, `available_from`).
-    pub fn typed_conditions(&self) -> Result<serde_json::Map<String, Value>, MatrixInvalid> {
+    /// `certifications`, `available_from`, `available_to`, `unavailable`,
+    /// `shift`, `location`): first one object of field conditions, then
+    /// the filters that stand alone (a `not`), all of which must hold.
+    pub fn typed_conditions(&self) -> Result<Vec<serde_json::Map<String, Value>>, MatrixInvalid> {
         let invalid =
             |name: &'static str, reason: String| MatrixInvalid::InvalidParameter { name, reason };
         let mut conditions = serde_json::Map::new();
+        let mut standalone = Vec::new();
         if let Some(years) = self.min_years {
             conditions.insert("years_experience".into(), serde_json::json!({"gte": years}));
         }
@@ -565,14 +599,63 @@ impl MatrixSearch {
                 conditions.insert(field.into(), serde_json::json!({ operator: values }));
             }
         }
+        if let Some(on) = &self.certifications_valid_on {
+            let day = full_date(on).ok_or_else(|| {
+                invalid(
+                    "certifications_valid_on",
+                    format!("'{}' is not a date (2026-12-07)", shown(on)),
+                )
+            })?;
+            let Some(names) = &self.certifications_any else {
+                return Err(invalid(
+                    "certifications_valid_on",
+                    "says when certifications_any must be valid: give certifications_any too"
+                        .into(),
+                ));
+            };
+            conditions.insert(
+                "certifications".into(),
+                serde_json::json!({"valid_any": {"names": names, "on": day.to_string()}}),
+            );
+        }
+        if let Some(shifts) = &self.shift_any {
+            if shifts.is_empty() || shifts.len() > MAX_TYPED_VALUES {
+                return Err(invalid(
+                    "shift_any",
+                    format!("takes 1 to {MAX_TYPED_VALUES} shifts, got {}", shifts.len()),
+                ));
+            }
+            let names: BTreeSet<&str> = shifts.iter().map(|s| s.as_str()).collect();
+            conditions.insert("shift".into(), serde_json::json!({ "in": names }));
+        }
+        if let Some(window) = &self.available_between {
+            let (from, to) = window.days().map_err(MatrixInvalid::InvalidWindow)?;
+            // Started by the first day (before the next midnight), not
+            // gone before the last (`available_to`, when there is one) and
+            // no day off inside the window.
+            let next = next_day(from).ok_or_else(|| {
+                MatrixInvalid::InvalidWindow(format!(
+                    "{from} is past the last date this service can compare"
+                ))
+            })?;
+            standalone.push(object(serde_json::json!({
+                "available_from": {"lt": format!("{next}T00:00:00Z")}
+            })));
+            standalone.push(object(serde_json::json!({
+                "not": {"available_to": {"lt": format!("{to}T00:00:00Z")}}
+            })));
+            standalone.push(object(serde_json::json!({
+                "not": {"unavailable": {"overlaps": {"from": from.to_string(), "to": to.to_string()}}}
+            })));
+        }
         if let Some(date) = &self.available_by {
             // A day (UTC) includes all of it: before the next midnight.
             let condition = if let Ok(instant) = chrono::DateTime::parse_from_rfc3339(date) {
                 serde_json::json!({"lte": instant.to_rfc3339()})
             } else if let Some(day) = full_date(date) {
-                // The last day chrono knows has no next one: checked, so
-                // `+262142-12-31` is refused rather than a panic.
-                let next = day.checked_add_days(chrono::Days::new(1)).ok_or_else(|| {
+                // 9999-12-31 has no next day RFC 3339 can write: refused
+                // here, not left to fail as a filter.
+                let next = next_day(day).ok_or_else(|| {
                     invalid(
                         "available_by",
                         format!("'{date}' is past the last date this service can compare"),
@@ -588,31 +671,35 @@ impl MatrixSearch {
             conditions.insert("available_from".into(), condition);
         }
         if let Some(near) = &self.near {
-            let (centre, km) = near.resolve().map_err(|reason| invalid("near", reason))?;
+            let (centre, km) = near.resolve()?;
             conditions.insert(
                 "location".into(),
                 serde_json::json!({"geo_radius": {"lat": centre.lat, "lon": centre.lon, "km": km}}),
             );
         }
-        Ok(conditions)
+        Ok(std::iter::once(conditions).chain(standalone).collect())
     }
 }
 
-/// A full date of RFC 3339 (`2026-12-07`: four-digit year, two-digit
-/// month and day), as JSON Schema's `date` format reads it; chrono's `%m`
-/// and `%d` alone would also take `2026-1-7`.
-fn full_date(text: &str) -> Option<chrono::NaiveDate> {
-    let bytes = text.as_bytes();
-    let digits = |range: std::ops::Range<usize>| bytes[range].iter().all(u8::is_ascii_digit);
-    let shaped = bytes.len() == 10
-        && bytes[4] == b'-'
-        && bytes[7] == b'-'
-        && digits(0..4)
-        && digits(5..7)
-        && digits(8..10);
-    shaped
-        .then(|| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
-        .flatten()
+/// The day after, while it still has the four-digit year RFC 3339 writes.
+fn next_day(day: chrono::NaiveDate) -> Option<chrono::NaiveDate> {
+    use chrono::Datelike;
+    day.checked_add_days(chrono::Days::new(1))
+        .filter(|next| next.year() <= 9999)
+}
+
+/// A JSON object's map (an empty one for anything else).
+fn object(value: Value) -> serde_json::Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// A client's text, shortened and escaped for an error message.
+fn shown(text: &str) -> String {
+    let short: String = text.chars().take(40).collect();
+    short.escape_debug().to_string()
 }
 
 impl PlaybookRecord {

@@ -3,7 +3,11 @@
 
 use std::collections::HashSet;
 
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+
+use crate::domain::filter::day;
+use crate::domain::workers::DateRange;
 
 pub const MAX_SUBJECT_CHARS: usize = 200;
 pub const MAX_EMAIL_BODY_CHARS: usize = 10_000;
@@ -57,14 +61,103 @@ pub struct FillOrder {
     #[serde(deserialize_with = "crate::domain::de::integer")]
     #[schema(maximum = 4294967295_u64)]
     pub count: usize,
+    /// The assignment's days: each worker must be free for all of them
+    /// (`unavailable` otherwise).
+    #[serde(default)]
+    pub dates: Option<DateRange>,
+    /// Certifications each worker must hold, valid through the last day
+    /// (today without `dates`): `missing_certification` or
+    /// `expired_certification` otherwise.
+    #[serde(default)]
+    #[schema(max_items = 50)]
+    pub certifications: Option<Vec<String>>,
 }
 
+/// Certifications an order may require.
+pub const MAX_ORDER_CERTIFICATIONS: usize = 50;
+
 /// What the fill validator needs to know of a worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct WorkerFacts {
     pub role: String,
     pub city: String,
     pub state: String,
+    /// As stored: names, or `{name, expires}`.
+    pub certifications: Vec<serde_json::Value>,
+    pub available_from: Option<String>,
+    pub available_to: Option<String>,
+    /// As stored: `{from, to}` ranges.
+    pub unavailable: Vec<serde_json::Value>,
+}
+
+impl WorkerFacts {
+    /// What the fill validator reads of a worker's metadata.
+    pub fn of(metadata: &serde_json::Value) -> Self {
+        let text = |field: &str| {
+            metadata
+                .get(field)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        let list = |field: &str| {
+            metadata
+                .get(field)
+                .and_then(|v| v.as_array())
+                .cloned()
+                .unwrap_or_default()
+        };
+        Self {
+            role: text("role").unwrap_or_default(),
+            city: text("city").unwrap_or_default(),
+            state: text("state").unwrap_or_default(),
+            certifications: list("certifications"),
+            available_from: text("available_from"),
+            available_to: text("available_to"),
+            unavailable: list("unavailable"),
+        }
+    }
+
+    /// Why the worker is not free on every day of `from..=to`, if not.
+    fn unavailability(&self, from: NaiveDate, to: NaiveDate) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if let Some(start) = self.available_from.as_deref().and_then(day) {
+            if start > from {
+                reasons.push(format!("can start on {start}, after the first day {from}"));
+            }
+        }
+        if let Some(last) = self.available_to.as_deref().and_then(day) {
+            if last < to {
+                reasons.push(format!(
+                    "is available until {last}, before the last day {to}"
+                ));
+            }
+        }
+        for range in &self.unavailable {
+            let days = |key: &str| range.get(key).and_then(|v| v.as_str()).and_then(day);
+            if let (Some(off_from), Some(off_to)) = (days("from"), days("to")) {
+                if off_from <= to && off_to >= from {
+                    reasons.push(format!("is unavailable from {off_from} to {off_to}"));
+                }
+            }
+        }
+        reasons
+    }
+
+    /// The expiry of a held certification: `Some(None)` when held with no
+    /// expiry, `None` when not held.
+    fn certification(&self, name: &str) -> Option<Option<NaiveDate>> {
+        self.certifications.iter().find_map(|held| {
+            let (held_name, expires) = match held {
+                serde_json::Value::String(held_name) => (held_name.as_str(), None),
+                serde_json::Value::Object(object) => (
+                    object.get("name")?.as_str()?,
+                    object.get("expires").and_then(|v| v.as_str()),
+                ),
+                _ => return None,
+            };
+            same(held_name, name).then(|| expires.and_then(day))
+        })
+    }
 }
 
 /// The reply: `200 {"valid": true}` or `422 {"valid": false, "errors": [...]}`.
@@ -140,13 +233,36 @@ pub fn validate_draft(sms: bool, body: &str) -> Vec<Problem> {
     problems
 }
 
-/// `lookup` answers what is known of a worker id (`None`: no such worker).
+/// `lookup` answers what is known of a worker id (`None`: no such worker);
+/// `today` is when certifications must be valid if the order has no dates.
 pub fn validate_fill(
     order: &FillOrder,
     worker_ids: &[String],
     lookup: impl Fn(&str) -> Option<WorkerFacts>,
+    today: NaiveDate,
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
+    let window = match order.dates.as_ref().map(DateRange::days) {
+        Some(Ok(days)) => Some(days),
+        Some(Err(reason)) => {
+            problems.push(Problem::new("invalid_dates", "order.dates", reason));
+            None
+        }
+        None => None,
+    };
+    let required = order.certifications.as_deref().unwrap_or_default();
+    if required.len() > MAX_ORDER_CERTIFICATIONS
+        || required
+            .iter()
+            .any(|c| c.trim().is_empty() || c.chars().count() > 200)
+    {
+        problems.push(Problem::new(
+            "invalid_certifications",
+            "order.certifications",
+            format!("at most {MAX_ORDER_CERTIFICATIONS} names of 1 to 200 characters"),
+        ));
+    }
+    let valid_through = window.map_or(today, |(_, to)| to);
     for (field, value) in [
         ("order.role", &order.role),
         ("order.city", &order.city),
@@ -212,6 +328,30 @@ pub fn validate_fill(
                     worker.city, worker.state, order.city, order.state
                 ),
             ));
+        }
+        if let Some((from, to)) = window {
+            for reason in worker.unavailability(from, to) {
+                problems.push(Problem::new(
+                    "unavailable",
+                    &field,
+                    format!("'{id}' {reason}"),
+                ));
+            }
+        }
+        for name in required.iter().take(MAX_ORDER_CERTIFICATIONS) {
+            match worker.certification(name) {
+                None => problems.push(Problem::new(
+                    "missing_certification",
+                    &field,
+                    format!("'{id}' does not hold {name}"),
+                )),
+                Some(Some(expires)) if expires < valid_through => problems.push(Problem::new(
+                    "expired_certification",
+                    &field,
+                    format!("'{id}''s {name} expires on {expires}, before {valid_through}"),
+                )),
+                Some(_) => {}
+            }
         }
     }
     problems
@@ -616,16 +756,19 @@ mod tests {
                 role: "Forklift Operator".into(),
                 city: "Chicago".into(),
                 state: "IL".into(),
+                ..Default::default()
             }),
             "w4" => Some(WorkerFacts {
                 role: "Welder".into(),
                 city: "Chicago".into(),
                 state: "IL".into(),
+                ..Default::default()
             }),
             "w5" => Some(WorkerFacts {
                 role: "Forklift Operator".into(),
                 city: "Dallas".into(),
                 state: "TX".into(),
+                ..Default::default()
             }),
             _ => None,
         };
@@ -634,6 +777,8 @@ mod tests {
             city: "Chicago".into(),
             state: "IL".into(),
             count: 2,
+            dates: None,
+            certifications: None,
         };
         let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
@@ -655,7 +800,7 @@ mod tests {
         ];
         for (workers, expected) in cases {
             assert_eq!(
-                kinds(&validate_fill(&order, &workers, lookup)),
+                kinds(&validate_fill(&order, &workers, lookup, TODAY)),
                 expected,
                 "{workers:?}"
             );
@@ -665,8 +810,121 @@ mod tests {
             ..order.clone()
         };
         assert_eq!(
-            kinds(&validate_fill(&zero, &[], lookup)),
+            kinds(&validate_fill(&zero, &[], lookup, TODAY)),
             vec!["invalid_count"]
         );
+    }
+
+    const TODAY: NaiveDate = match NaiveDate::from_ymd_opt(2026, 12, 1) {
+        Some(day) => day,
+        None => panic!("a valid date"),
+    };
+
+    /// Availability and credentials, at each boundary: a day shared with
+    /// a day off, the first and last days, an expiry on the last day.
+    #[test]
+    fn fill_dates_and_certifications_table() {
+        let worker = |metadata: serde_json::Value| {
+            let mut base = serde_json::json!({
+                "role": "CDL Driver", "city": "Joliet", "state": "IL",
+                "available_from": "2026-12-07T08:00:00Z",
+            });
+            base.as_object_mut()
+                .unwrap()
+                .extend(metadata.as_object().unwrap().clone());
+            WorkerFacts::of(&base)
+        };
+        let order = |from: &str, to: &str, certifications: &[&str]| FillOrder {
+            role: "CDL Driver".into(),
+            city: "Joliet".into(),
+            state: "IL".into(),
+            count: 1,
+            dates: Some(DateRange {
+                from: from.into(),
+                to: to.into(),
+            }),
+            certifications: Some(certifications.iter().map(|c| c.to_string()).collect()),
+        };
+        let cdl = |expires: &str| serde_json::json!({"certifications": [{"name": "CDL Class A", "expires": expires}]});
+        let cases: Vec<(FillOrder, serde_json::Value, Vec<&str>)> = vec![
+            // Starts on the first day: fine; the day before is not.
+            (
+                order("2026-12-07", "2026-12-09", &[]),
+                serde_json::json!({}),
+                vec![],
+            ),
+            (
+                order("2026-12-06", "2026-12-09", &[]),
+                serde_json::json!({}),
+                vec!["unavailable"],
+            ),
+            // Available to the last day inclusive; one day short is not.
+            (
+                order("2026-12-08", "2026-12-20", &[]),
+                serde_json::json!({"available_to": "2026-12-20"}),
+                vec![],
+            ),
+            (
+                order("2026-12-08", "2026-12-21", &[]),
+                serde_json::json!({"available_to": "2026-12-20"}),
+                vec!["unavailable"],
+            ),
+            // A day off touching the window on either edge, or not.
+            (
+                order("2026-12-10", "2026-12-12", &[]),
+                serde_json::json!({"unavailable": [{"from": "2026-12-12", "to": "2026-12-14"}]}),
+                vec!["unavailable"],
+            ),
+            (
+                order("2026-12-10", "2026-12-12", &[]),
+                serde_json::json!({"unavailable": [{"from": "2026-12-08", "to": "2026-12-10"}]}),
+                vec!["unavailable"],
+            ),
+            (
+                order("2026-12-10", "2026-12-12", &[]),
+                serde_json::json!({"unavailable": [{"from": "2026-12-13", "to": "2026-12-14"}]}),
+                vec![],
+            ),
+            // An expiry on the last day still covers it; the day before does not.
+            (
+                order("2026-12-08", "2026-12-10", &["CDL Class A"]),
+                cdl("2026-12-10"),
+                vec![],
+            ),
+            (
+                order("2026-12-08", "2026-12-10", &["CDL Class A"]),
+                cdl("2026-12-09"),
+                vec!["expired_certification"],
+            ),
+            // The plain form never expires; a missing one is missing.
+            (
+                order("2026-12-08", "2026-12-10", &["cdl class a"]),
+                serde_json::json!({"certifications": ["CDL Class A"]}),
+                vec![],
+            ),
+            (
+                order("2026-12-08", "2026-12-10", &["HazMat Endorsement"]),
+                cdl("2027-01-01"),
+                vec!["missing_certification"],
+            ),
+            // A window backwards is the order's problem.
+            (
+                order("2026-12-10", "2026-12-08", &[]),
+                serde_json::json!({}),
+                vec!["invalid_dates"],
+            ),
+        ];
+        for (order, metadata, expected) in cases {
+            let facts = worker(metadata.clone());
+            let problems = validate_fill(&order, &["w".into()], |_| Some(facts.clone()), TODAY);
+            assert_eq!(kinds(&problems), expected, "{metadata} {:?}", order.dates);
+        }
+        // Without dates, a certification must be valid today.
+        let mut undated = order("2026-12-08", "2026-12-10", &["CDL Class A"]);
+        undated.dates = None;
+        let facts = worker(cdl("2026-11-30"));
+        let problems = validate_fill(&undated, &["w".into()], |_| Some(facts.clone()), TODAY);
+        assert_eq!(kinds(&problems), vec!["expired_certification"]);
+        assert!(problems[0].reason.contains("2026-11-30"), "{problems:?}");
     }
 }

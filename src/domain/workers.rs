@@ -635,7 +635,82 @@ const AVAILABILITY: &[&str] = &[
     "within 2 weeks",
     "weekends only",
 ];
-const SHIFTS: &[&str] = &["day", "night", "swing", "weekend", "rotating"];
+const SHIFTS: &[Shift] = &[
+    Shift::Day,
+    Shift::Night,
+    Shift::Swing,
+    Shift::Weekend,
+    Shift::Rotating,
+];
+
+/// The shift a worker works.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Shift {
+    Day,
+    Swing,
+    Night,
+    Weekend,
+    /// Days and nights in turn.
+    Rotating,
+}
+
+impl Shift {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shift::Day => "day",
+            Shift::Swing => "swing",
+            Shift::Night => "night",
+            Shift::Weekend => "weekend",
+            Shift::Rotating => "rotating",
+        }
+    }
+}
+
+/// Days, both included: `{"from": "2026-12-24", "to": "2026-12-26"}`.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct DateRange {
+    /// The first day (`2026-12-24`).
+    #[schema(format = Date)]
+    pub from: String,
+    /// The last day, on or after `from`.
+    #[schema(format = Date)]
+    pub to: String,
+}
+
+impl DateRange {
+    /// Its days, checked: full dates, `from` not after `to`.
+    pub fn days(&self) -> Result<(chrono::NaiveDate, chrono::NaiveDate), String> {
+        let day = |text: &str, name: &str| {
+            crate::domain::filter::full_date(text).ok_or_else(|| {
+                let shown: String = text.chars().take(40).collect();
+                format!(
+                    "{name}: '{}' is not a date (e.g. 2026-12-07)",
+                    shown.escape_debug()
+                )
+            })
+        };
+        let (from, to) = (day(&self.from, "from")?, day(&self.to, "to")?);
+        if from > to {
+            return Err(format!("from ({from}) is after to ({to})"));
+        }
+        Ok((from, to))
+    }
+}
 
 /// A worker as stored in the `workers` index metadata and dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -652,13 +727,97 @@ pub struct Worker {
     pub availability: String,
     /// The first day the worker can start (RFC 3339), from `availability`.
     pub available_from: String,
-    pub shift: String,
+    /// The last day the worker can work, when there is one (`2027-03-31`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_to: Option<String>,
+    /// Days the worker cannot work (holidays, another booking).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<DateRange>,
+    pub shift: Shift,
     pub phone: String,
     pub email: String,
     /// Where the worker lives: near the city's centre (what `geo_radius`
     /// and a matrix search's `near` measure from).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<crate::domain::geo::Point>,
+}
+
+/// Day ranges in one worker's `unavailable`.
+pub const MAX_UNAVAILABLE_RANGES: usize = 100;
+
+/// Checks the fields of a worker (an item of the `workers` index) that
+/// searches and the fill validator read typed: `shift` one of [`Shift`];
+/// `available_to` a date; `unavailable` a list of [`DateRange`];
+/// `certifications` names or `{name, expires}`. Absent or null is fine.
+/// On a problem: the field and why.
+pub fn check_fields(
+    metadata: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), (String, String)> {
+    use serde_json::Value;
+    let present = |name: &str| metadata.get(name).filter(|v| !v.is_null());
+    let is_day = |value: &Value| {
+        value
+            .as_str()
+            .is_some_and(|text| crate::domain::filter::day(text).is_some())
+    };
+    if let Some(shift) = present("shift") {
+        if serde_json::from_value::<Shift>(shift.clone()).is_err() {
+            return Err((
+                "shift".into(),
+                "one of day, swing, night, weekend, rotating".into(),
+            ));
+        }
+    }
+    for name in ["available_from", "available_to"] {
+        if let Some(value) = present(name) {
+            if !is_day(value) {
+                return Err((name.into(), "a date (2026-12-07 or RFC 3339)".into()));
+            }
+        }
+    }
+    if let Some(ranges) = present("unavailable") {
+        let Some(ranges) = ranges.as_array() else {
+            return Err(("unavailable".into(), "a list of {from, to}".into()));
+        };
+        if ranges.len() > MAX_UNAVAILABLE_RANGES {
+            return Err((
+                "unavailable".into(),
+                format!("at most {MAX_UNAVAILABLE_RANGES} ranges"),
+            ));
+        }
+        for (i, range) in ranges.iter().enumerate() {
+            let parsed: Result<DateRange, _> = serde_json::from_value(range.clone());
+            parsed
+                .map_err(|_| "a {\"from\", \"to\"} of dates (2026-12-24)".to_string())
+                .and_then(|range| range.days().map(|_| ()))
+                .map_err(|reason| (format!("unavailable[{i}]"), reason))?;
+        }
+    }
+    if let Some(held) = present("certifications") {
+        let Some(held) = held.as_array() else {
+            return Err(("certifications".into(), "a list".into()));
+        };
+        for (i, certification) in held.iter().enumerate() {
+            let fine = match certification {
+                Value::String(_) => true,
+                Value::Object(object) => {
+                    object.get("name").is_some_and(Value::is_string)
+                        && object.keys().all(|k| k == "name" || k == "expires")
+                        && object
+                            .get("expires")
+                            .is_none_or(|expires| expires.is_null() || is_day(expires))
+                }
+                _ => false,
+            };
+            if !fine {
+                return Err((
+                    format!("certifications[{i}]"),
+                    "a name, or {\"name\", \"expires\": a date or null}".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The role names of the corpus (queries for the load harness come from here).
@@ -745,7 +904,7 @@ pub fn worker(seed: u64, index: u64) -> Worker {
     let line = rng.below(10_000);
     // Drawn where it always was: the same seed gives the same workers.
     let availability = *rng.pick(AVAILABILITY);
-    let shift = rng.pick(SHIFTS).to_string();
+    let shift = *rng.pick(SHIFTS);
     // Up to ~8 miles from the city's centre, drawn last so that the rest
     // of each worker stays what the same seed always gave.
     let offset = |rng: &mut Rng, degrees: f64| (rng.below(2001) as f64 / 1000.0 - 1.0) * degrees;
@@ -757,6 +916,20 @@ pub fn worker(seed: u64, index: u64) -> Worker {
             lon: (lon * 1e5).round() / 1e5,
         }
     });
+    // Drawn after the location, for the same reason: one worker in five
+    // has a last day, one in four a few days off within two months.
+    let epoch = chrono::NaiveDate::parse_from_str(CORPUS_EPOCH, "%Y-%m-%d").unwrap_or_default();
+    let after = |days: usize| (epoch + chrono::Duration::days(days as i64)).to_string();
+    let available_to = (rng.below(5) == 0).then(|| after(30 + rng.below(150)));
+    let unavailable = if rng.below(4) == 0 {
+        let start = 5 + rng.below(55);
+        vec![DateRange {
+            from: after(start),
+            to: after(start + rng.below(7)),
+        }]
+    } else {
+        Vec::new()
+    };
     Worker {
         worker_id: format!("W{:07}", index + 1),
         name: format!("{first} {last}"),
@@ -769,6 +942,8 @@ pub fn worker(seed: u64, index: u64) -> Worker {
         hourly_rate: cents as f64 / 100.0,
         availability: availability.to_string(),
         available_from: available_from(availability, index),
+        available_to,
+        unavailable,
         shift,
         phone: format!("{area}-{exchange:03}-{line:04}"),
         email: format!(
@@ -798,7 +973,7 @@ impl Worker {
             years = self.years_experience,
             skills = self.skills.join(", "),
             availability = self.availability,
-            shift = self.shift,
+            shift = self.shift.as_str(),
             rate = self.hourly_rate,
         )
     }
@@ -816,6 +991,67 @@ mod tests {
         let other: Vec<Worker> = (0..10).map(|i| worker(8, i)).collect();
         assert_ne!(a, other);
         assert_eq!(a[0].worker_id, "W0000001");
+    }
+
+    #[test]
+    fn typed_worker_fields_are_checked() {
+        let check = |value: serde_json::Value| {
+            check_fields(value.as_object().unwrap()).map_err(|(field, _)| field)
+        };
+        // Every seeded worker passes, and has the new fields now and then.
+        let workers: Vec<Worker> = (0..500).map(|i| worker(7, i)).collect();
+        for w in &workers {
+            check(serde_json::to_value(w).unwrap()).unwrap();
+        }
+        assert!(workers.iter().any(|w| w.available_to.is_some()));
+        assert!(workers.iter().any(|w| !w.unavailable.is_empty()));
+        let good = serde_json::json!({
+            "shift": "night", "available_to": "2027-03-31", "unavailable": [{"from": "2026-12-24", "to": "2026-12-24"}],
+            "certifications": ["OSHA 10", {"name": "CDL Class A", "expires": "2027-01-15"}, {"name": "BLS", "expires": null}],
+        });
+        assert_eq!(check(good), Ok(()));
+        for (bad, field) in [
+            (serde_json::json!({"shift": "graveyard"}), "shift"),
+            (serde_json::json!({"shift": 3}), "shift"),
+            (serde_json::json!({"available_to": "soon"}), "available_to"),
+            (
+                serde_json::json!({"unavailable": {"from": "2026-12-24"}}),
+                "unavailable",
+            ),
+            (
+                serde_json::json!({"unavailable": [{"from": "2026-12-24", "to": "2026-12-23"}]}),
+                "unavailable[0]",
+            ),
+            (
+                serde_json::json!({"unavailable": [{"from": "2026-12-24"}]}),
+                "unavailable[0]",
+            ),
+            (
+                serde_json::json!({"certifications": [{"name": "CDL", "expires": "soon"}]}),
+                "certifications[0]",
+            ),
+            (
+                serde_json::json!({"certifications": ["OSHA 10", {"expires": "2027-01-01"}]}),
+                "certifications[1]",
+            ),
+            (
+                serde_json::json!({"certifications": [{"name": "CDL", "by": "DMV"}]}),
+                "certifications[0]",
+            ),
+            (
+                serde_json::json!({"certifications": "CDL"}),
+                "certifications",
+            ),
+        ] {
+            assert_eq!(check(bad.clone()), Err(field.to_string()), "{bad}");
+        }
+        let many: Vec<_> = (0..=MAX_UNAVAILABLE_RANGES)
+            .map(|_| serde_json::json!({"from": "2026-12-24", "to": "2026-12-24"}))
+            .collect();
+        assert_eq!(
+            check(serde_json::json!({ "unavailable": many })),
+            Err("unavailable".to_string())
+        );
     }
 
     #[test]

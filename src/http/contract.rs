@@ -20,7 +20,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::config::Settings;
-use crate::domain::{chat, matrix, validate, vectors};
+use crate::domain::{chat, geo, keyword, matrix, validate, vectors};
 
 /// Contains a character that is not white space: Rust's `trim` (Unicode
 /// `White_Space`) leaves something. Spelled out, because `\s` differs
@@ -113,6 +113,59 @@ const FIELD_RULES: &[(&str, fn(&Settings) -> Value)] = &[
         "/MatrixSearch/properties/available_by",
         |_| json!({"anyOf": [{"type": "null"}, {"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}),
     ),
+    (
+        "/MatrixSearch/properties/certifications_valid_on",
+        |_| json!({"anyOf": [{"type": "null"}, {"type": "string", "format": "date"}]}),
+    ),
+    ("/MatrixSearch", |_| {
+        // A validity day says when certifications_any must be valid.
+        json!({
+            "if": {"required": ["certifications_valid_on"], "properties": {"certifications_valid_on": {"type": "string"}}},
+            "then": {"required": ["certifications_any"], "properties": {"certifications_any": {"type": "array"}}},
+        })
+    }),
+    (
+        "/Near/properties/city",
+        |_| json!({"minLength": 1, "allOf": [{"pattern": NO_CONTROL}, {"pattern": NOT_BLANK}]}),
+    ),
+    (
+        "/Near/properties/state",
+        |_| json!({"pattern": "^[ ]*[A-Za-z]{2}[ ]*$"}),
+    ),
+    (
+        "/Near/properties/miles",
+        |_| json!({"exclusiveMinimum": 0.0, "maximum": geo::MAX_RADIUS_KM / geo::KM_PER_MILE}),
+    ),
+    (
+        "/Near/properties/km",
+        |_| json!({"exclusiveMinimum": 0.0, "maximum": geo::MAX_RADIUS_KM}),
+    ),
+    ("/Near", |_| {
+        // A centre (a point, or a city and its state) and one radius.
+        let number = json!({"type": "number"});
+        let text = json!({"type": "string"});
+        let none = json!({"type": "null"});
+        json!({"allOf": [
+            {"oneOf": [
+                {"required": ["lat", "lon"], "properties": {"lat": number, "lon": number, "city": none, "state": none}},
+                {"required": ["city", "state"], "properties": {"city": text, "state": text, "lat": none, "lon": none}},
+            ]},
+            {"oneOf": [
+                {"required": ["miles"], "properties": {"miles": number, "km": none}},
+                {"required": ["km"], "properties": {"km": number, "miles": none}},
+            ]},
+        ]})
+    }),
+    (
+        "/CreateIndex/properties/synonyms/items",
+        |_| json!({"minItems": 2, "maxItems": keyword::MAX_SYNONYM_MEMBERS}),
+    ),
+    ("/CreateIndex/properties/synonyms/items/items", |_| {
+        json!({
+            "maxLength": keyword::MAX_SYNONYM_CHARS,
+            "allOf": [{"pattern": NO_CONTROL}, {"pattern": NOT_BLANK}],
+        })
+    }),
     ("/PlaybookRecord/properties/query", |_| {
         said(matrix::MAX_QUERY_CHARS)
     }),
@@ -421,7 +474,7 @@ pub const RUNTIME_RULES: &[(&str, &str, &[(&str, &str)])] = &[
             ("invalid_vector", "a cosine index takes no zero vector"),
             (
                 "invalid_metadata",
-                "an item's metadata is at most `vectors.max_metadata_bytes` bytes of JSON",
+                "an item's metadata is at most `vectors.max_metadata_bytes` bytes of JSON; its `location` is {lat, lon}; in `workers`, `shift`, `available_from`, `available_to`, `unavailable` and `certifications` have their types (docs/api.md)",
             ),
         ],
     ),
@@ -450,6 +503,14 @@ pub const RUNTIME_RULES: &[(&str, &str, &[(&str, &str)])] = &[
             (
                 "mode_needs_text",
                 "a keyword search's query has a letter or a digit",
+            ),
+            (
+                "unknown_city",
+                "`near`'s city and state are a city of the shipped table",
+            ),
+            (
+                "invalid_window",
+                "`available_between`'s `from` is not after its `to`",
             ),
             INVALID_FILTER,
             TOO_MANY_FILTER_FIELDS,

@@ -20,7 +20,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     responses(
         (status = 200, description = "The k nearest workers; boosted and injected ones marked", body = MatrixResults),
         (status = 404, description = "`no_workers`: seed first", body = super::error::ErrorBody),
-        (status = 422, description = "`empty_query`, `query_too_long`, `invalid_k`, `too_many_ids`, `invalid_body` (a typed parameter out of its range: `available_by` not a date, `max_rate` negative), `invalid_filter`, `too_many_filter_fields`, `mode_needs_text` (a keyword search whose query has no letter or digit)", body = super::error::ErrorBody),
+        (status = 422, description = "`empty_query`, `query_too_long`, `invalid_k`, `too_many_ids`, `invalid_body` (a typed parameter out of its range: `available_by` not a date, `max_rate` negative), `unknown_city` (`near` names a city the shipped table does not hold), `invalid_window` (`available_between`'s `from` after its `to`), `invalid_filter`, `too_many_filter_fields`, `mode_needs_text` (a keyword search whose query has no letter or digit)", body = super::error::ErrorBody),
         (status = 503, description = "`index_loading`, `index_failed`, `embedder_unavailable`", body = super::error::ErrorBody),
     ),
     security(("bearer" = ["read"]))

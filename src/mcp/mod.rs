@@ -139,6 +139,9 @@ impl LakehouseMcp {
                     skills_all: args.skills_all,
                     certifications_any: args.certifications_any,
                     available_by: args.available_by,
+                    available_between: args.available_between,
+                    shift_any: args.shift_any,
+                    certifications_valid_on: args.certifications_valid_on,
                     near: args.near,
                     mode: args.mode,
                     keyword_weight: args.keyword_weight,
@@ -283,6 +286,8 @@ fn outreach(args: tools::ValidateOutreach) -> Result<ValidateRequest, ToolError>
                     city: order.city.clone(),
                     state: order.state.clone(),
                     count: order.count,
+                    dates: order.dates.clone(),
+                    certifications: order.certifications.clone(),
                 },
                 worker_ids: args
                     .worker_ids

@@ -199,6 +199,15 @@ pub struct SearchWorkers {
     pub certifications_any: Option<Vec<String>>,
     /// Available on or before this date, e.g. "2026-12-07".
     pub available_by: Option<String>,
+    /// Free for the whole window, both days included, e.g.
+    /// {"from": "2026-12-14", "to": "2026-12-18"}: started, not gone, and
+    /// no day off inside it.
+    pub available_between: Option<crate::domain::workers::DateRange>,
+    /// Works one of these shifts, e.g. ["night", "weekend"].
+    pub shift_any: Option<Vec<crate::domain::workers::Shift>>,
+    /// With certifications_any: held and not expired on this date, e.g.
+    /// "2026-12-14".
+    pub certifications_valid_on: Option<String>,
     /// Living within a distance of a city or a point, e.g.
     /// {"city": "Joliet", "state": "IL", "miles": 25}.
     pub near: Option<crate::domain::matrix::Near>,
@@ -237,6 +246,11 @@ pub struct FillOrderArgs {
     pub city: String,
     pub state: String,
     pub count: usize,
+    /// The assignment's days, e.g. {"from": "2026-12-14", "to": "2026-12-18"}:
+    /// each worker must be free for all of them.
+    pub dates: Option<crate::domain::workers::DateRange>,
+    /// Certifications each worker must hold, valid through the last day.
+    pub certifications: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -744,11 +744,18 @@ async fn near_keeps_exactly_the_workers_within_the_radius() {
         .collect();
     assert_eq!(cities, ["Aurora", "Joliet"].into());
 
+    let response = app
+        .post_json(
+            "/v1/matrix/search",
+            &json!({"query": "x", "k": 5, "near": {"city": "Atlantis", "state": "GA", "miles": 5}}),
+        )
+        .await;
+    let error = assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "unknown_city").await;
+    assert!(error["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("city table"));
     for (near, says) in [
-        (
-            json!({"city": "Atlantis", "state": "GA", "miles": 5}),
-            "city table",
-        ),
         (json!({"city": "Joliet", "miles": 5}), "city and state"),
         (
             json!({"city": "Joliet", "state": "IL", "lat": 41.0, "lon": -88.0, "miles": 5}),
@@ -789,4 +796,249 @@ async fn near_keeps_exactly_the_workers_within_the_radius() {
         )
         .await;
     assert!(response.status().is_client_error(), "{}", response.status());
+}
+
+/// A worker free on every day of `from..=to`, as the matrix reads it.
+fn free_between(w: &Value, from: &str, to: &str) -> bool {
+    let started = w["available_from"].as_str().unwrap()[..10] <= *from;
+    let stays = w["available_to"].as_str().is_none_or(|last| last >= to);
+    let off = w["unavailable"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|range| {
+            range["from"].as_str().unwrap() <= to && range["to"].as_str().unwrap() >= from
+        });
+    started && stays && !off
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn availability_windows_shifts_and_valid_certifications_narrow_the_workers() {
+    let app = seeded_app(2000).await;
+    // Exactly the CDL drivers free on every day of the window and on
+    // nights or weekends: the same set as a brute-force read of them all.
+    let (from, to) = ("2026-12-10", "2026-12-20");
+    let narrowed = search(
+        &app,
+        json!({"query": "truck driver", "k": 200, "role": "CDL Driver",
+               "available_between": {"from": from, "to": to}, "shift_any": ["night", "weekend"]}),
+    )
+    .await;
+    let all = search(
+        &app,
+        json!({"query": "truck driver", "k": 200, "role": "CDL Driver"}),
+    )
+    .await;
+    let ids = |hits: Vec<&Value>| -> std::collections::BTreeSet<String> {
+        hits.iter()
+            .map(|h| h["worker_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let expected = ids(hits(&all)
+        .iter()
+        .filter(|h| {
+            let w = &h["worker"];
+            free_between(w, from, to)
+                && ["night", "weekend"].contains(&w["shift"].as_str().unwrap())
+        })
+        .collect());
+    // The seeded corpus has both kinds: some drivers are off or gone
+    // inside the window, and some are not.
+    let off = hits(&all)
+        .iter()
+        .filter(|h| !free_between(&h["worker"], from, to))
+        .count();
+    assert!(off > 0 && !expected.is_empty(), "{off} off, {expected:?}");
+    assert_eq!(ids(hits(&narrowed).iter().collect()), expected);
+
+    // Certifications with an expiry, beside the plain form.
+    let drivers = [
+        (
+            "X1",
+            json!([{"name": "CDL Class A", "expires": "2026-12-15"}]),
+        ),
+        (
+            "X2",
+            json!([{"name": "CDL Class A", "expires": "2026-12-18"}]),
+        ),
+        ("X3", json!(["CDL Class A"])),
+        (
+            "X4",
+            json!([{"name": "CDL Class A", "expires": "2026-12-17"}, "OSHA 10"]),
+        ),
+        ("X5", json!([{"name": "CDL Class A", "expires": null}])),
+    ];
+    let items: Vec<Value> = drivers
+        .iter()
+        .map(|(id, certifications)| {
+            json!({"id": id, "text": format!("Yard jockey {id} in Joliet, IL"),
+                   "metadata": {"worker_id": id, "role": "Yard Jockey", "city": "Joliet", "state": "IL",
+                                "available_from": "2026-12-01T08:00:00Z",
+                                "unavailable": [{"from": "2026-12-12", "to": "2026-12-14"}],
+                                "certifications": certifications}})
+        })
+        .collect();
+    let response = app
+        .post_json("/v1/vectors/index/workers/add", &json!({ "items": items }))
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{:?}",
+        response.text().await
+    );
+    let found = |body: &Value| ids(hits(body).iter().collect());
+    let held = search(
+        &app,
+        json!({"query": "yard jockey", "k": 10, "role": "Yard Jockey",
+               "certifications_any": ["CDL Class A"]}),
+    )
+    .await;
+    assert_eq!(
+        found(&held).len(),
+        5,
+        "the object form is held by name: {held}"
+    );
+    // Valid on the 18th: an expiry on that very day counts, the 17th's
+    // does not; the plain form and a null expiry never expire.
+    let valid = search(
+        &app,
+        json!({"query": "yard jockey", "k": 10, "role": "Yard Jockey",
+               "certifications_any": ["CDL Class A"], "certifications_valid_on": "2026-12-18"}),
+    )
+    .await;
+    assert_eq!(found(&valid), ["X2", "X3", "X5"].map(String::from).into());
+    // A window touching the days off on its last day finds none of them;
+    // the day after them finds all.
+    for (from, to, expected) in [
+        ("2026-12-10", "2026-12-12", 0),
+        ("2026-12-15", "2026-12-16", 5),
+    ] {
+        let body = search(
+            &app,
+            json!({"query": "yard jockey", "k": 10, "role": "Yard Jockey",
+                   "available_between": {"from": from, "to": to}}),
+        )
+        .await;
+        assert_eq!(found(&body).len(), expected, "{from}..{to}: {body}");
+    }
+
+    // The fill validator says the same, with the dates.
+    let fill = |from: &str, to: &str, workers: &[&str]| {
+        json!({"kind": "fill", "worker_ids": workers,
+               "order": {"role": "Yard Jockey", "city": "Joliet", "state": "IL", "count": workers.len(),
+                         "dates": {"from": from, "to": to}, "certifications": ["CDL Class A"]}})
+    };
+    let response = app
+        .post_json(
+            "/v1/validate",
+            &fill("2026-12-15", "2026-12-18", &["X2", "X3"]),
+        )
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{:?}",
+        response.text().await
+    );
+    let response = app
+        .post_json(
+            "/v1/validate",
+            &fill("2026-12-14", "2026-12-17", &["X1", "X5"]),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let verdict: Value = response.json().await.unwrap();
+    let errors: Vec<(String, String)> = verdict["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let kinds: Vec<&str> = errors.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["unavailable", "expired_certification", "unavailable"],
+        "{verdict}"
+    );
+    assert!(
+        errors[0].1.contains("2026-12-12") && errors[0].1.contains("2026-12-14"),
+        "{verdict}"
+    );
+    assert!(errors[1].1.contains("2026-12-15"), "{verdict}");
+
+    // A worker's typed fields are checked on write.
+    for (metadata, field) in [
+        (json!({"shift": "graveyard"}), "items[0].metadata.shift"),
+        (
+            json!({"unavailable": [{"from": "2026-12-12", "to": "2026-12-01"}]}),
+            "items[0].metadata.unavailable[0]",
+        ),
+        (
+            json!({"certifications": [{"name": "CDL Class A", "expires": "whenever"}]}),
+            "items[0].metadata.certifications[0]",
+        ),
+    ] {
+        let response = app
+            .post_json(
+                "/v1/vectors/index/workers/add",
+                &json!({"items": [{"id": "bad", "text": "a worker", "metadata": metadata}]}),
+            )
+            .await;
+        let body = assert_error(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_metadata",
+        )
+        .await;
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(field),
+            "{body}"
+        );
+    }
+
+    // Hostile windows and days.
+    for (body, code) in [
+        (
+            json!({"available_between": {"from": "2026-12-20", "to": "2026-12-10"}}),
+            "invalid_window",
+        ),
+        (
+            json!({"available_between": {"from": "2026-02-30", "to": "2026-03-01"}}),
+            "invalid_window",
+        ),
+        (
+            json!({"available_between": {"from": "9999-12-31", "to": "9999-12-31"}}),
+            "invalid_window",
+        ),
+        (
+            json!({"certifications_valid_on": "2026-12-18"}),
+            "invalid_body",
+        ),
+        (
+            json!({"certifications_any": ["CDL Class A"], "certifications_valid_on": "soon"}),
+            "invalid_body",
+        ),
+        (json!({"shift_any": []}), "invalid_body"),
+    ] {
+        let mut request = json!({"query": "driver", "k": 5});
+        request
+            .as_object_mut()
+            .unwrap()
+            .extend(body.as_object().unwrap().clone());
+        let response = app.post_json("/v1/matrix/search", &request).await;
+        assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, code).await;
+    }
+    let response = app
+        .post_json(
+            "/v1/matrix/search",
+            &json!({"query": "driver", "k": 5, "shift_any": ["graveyard"]}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }

@@ -437,6 +437,9 @@ async fn one_request_gives_the_same_answer_through_every_door() {
         json!({"query": "warehouse", "k": 5, "near": {"city": "Chicago", "state": "IL", "miles": 30}}),
         json!({"query": "warehouse", "k": 5, "near": {"lat": 41.52, "lon": -88.08, "km": 60}, "explain": true}),
         json!({"query": "\"OSHA 30\" electrican", "k": 3, "mode": "keyword", "explain": true}),
+        json!({"query": "CDL driver", "k": 5, "available_between": {"from": "2026-12-10", "to": "2026-12-20"},
+               "shift_any": ["night", "weekend"], "certifications_any": ["CDL Class A"],
+               "certifications_valid_on": "2026-12-20"}),
     ];
     for body in worker_searches {
         cases.push((
@@ -481,6 +484,16 @@ async fn one_request_gives_the_same_answer_through_every_door() {
         json!({"kind": "sms", "to": "+13125550100", "body": "Hi {name}, a shift?"}),
         "/v1/validate".into(),
         json!({"kind": "sms", "to": "+13125550100", "body": "Hi {name}, a shift?"}),
+    ));
+    let fill = json!({"kind": "fill", "worker_ids": ["W0000001", "W0000002"],
+                      "order": {"role": "Welder", "city": "Joliet", "state": "IL", "count": 2,
+                                "dates": {"from": "2026-12-01", "to": "2026-12-30"},
+                                "certifications": ["AWS Certified Welder"]}});
+    cases.push((
+        "validate_outreach",
+        fill.clone(),
+        "/v1/validate".into(),
+        fill,
     ));
     cases.push((
         "ask",

@@ -273,6 +273,15 @@ fn prepare_items(
             settings.max_metadata_bytes,
             &format!("items[{i}].metadata"),
         )?;
+        if definition.name == crate::actors::matrix::WORKERS {
+            // The matrix and the fill validator read these fields typed.
+            crate::domain::workers::check_fields(&metadata).map_err(|(name, reason)| {
+                ValidationError::InvalidMetadata {
+                    field: format!("items[{i}].metadata.{name}"),
+                    reason,
+                }
+            })?;
+        }
         let metadata: Arc<str> = Value::Object(metadata).to_string().into();
         ops.push(Op::Upsert {
             id: item.id,
