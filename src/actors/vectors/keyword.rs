@@ -186,6 +186,9 @@ const FUZZY_WEIGHT: f32 = 0.25;
 const LOOSE_WEIGHT: f32 = 0.5;
 /// Fuzzy forms one query term may bring.
 const MAX_FUZZY_FORMS: usize = 8;
+/// A query word held by more texts than this (or than one in a thousand)
+/// gets no typo forms: it is a word, not a typo.
+const FUZZY_RARE_HOLDERS: usize = 3;
 
 impl ResolvedGroup {
     /// The best way's score in `doc`; `None` when a required phrase is
@@ -337,7 +340,8 @@ pub struct KeywordIndex {
 
 #[derive(Default)]
 struct FuzzySet {
-    set: Option<fst::Set<Vec<u8>>>,
+    /// Shared, so a search walks it without holding the lock.
+    set: Option<std::sync::Arc<fst::Set<Vec<u8>>>>,
     /// `added_terms` when it was built.
     built_at: usize,
 }
@@ -684,7 +688,14 @@ impl KeywordIndex {
             // Its idf caps its fuzzy forms' (a rare typo of a common word
             // must not outscore the word).
             let cap = exact[0].map_or(f32::INFINITY, |(_, idf)| idf);
-            for form in self.fuzzy_forms(term) {
+            // A word many texts hold is spelled right: its typo forms are
+            // not looked for (they would cost every such query the grouped
+            // scoring path, measured at 100k workers in docs/benchmarks.md).
+            let rare = exact[0].is_none_or(|(id, _)| {
+                let most = FUZZY_RARE_HOLDERS.max(self.slots.len / 1000);
+                self.terms[id as usize].live as usize <= most
+            });
+            for form in rare.then(|| self.fuzzy_forms(term)).unwrap_or_default() {
                 if let Some((id, idf)) = self.known(&form) {
                     ways.push(Way {
                         ids: vec![(id, idf.min(cap))],
@@ -733,7 +744,7 @@ impl KeywordIndex {
             _ => 2,
         };
         let mut forms: Vec<String> = Vec::new();
-        {
+        let set = {
             let mut fuzzy = self.fuzzy.lock();
             let stale = self.added_terms > fuzzy.built_at
                 && (fuzzy.set.is_none()
@@ -742,11 +753,14 @@ impl KeywordIndex {
             if stale || fuzzy.set.is_none() {
                 let mut words: Vec<&str> = self.vocabulary.keys().map(|k| &**k).collect();
                 words.sort_unstable();
-                fuzzy.set = fst::Set::from_iter(words).ok();
+                fuzzy.set = fst::Set::from_iter(words).ok().map(std::sync::Arc::new);
                 fuzzy.built_at = self.added_terms;
             }
+            fuzzy.set.clone()
+        };
+        {
             if let (Some(set), Ok(automaton)) =
-                (&fuzzy.set, fst::automaton::Levenshtein::new(term, distance))
+                (&set, fst::automaton::Levenshtein::new(term, distance))
             {
                 let mut stream = set.search(automaton).into_stream();
                 while let Some(key) = stream.next() {
