@@ -153,7 +153,7 @@ error_codes! {
     InvalidScore = (UNPROCESSABLE_ENTITY, "invalid_score", "a score outside [0, 1]"),
     InvalidWorkerIds = (UNPROCESSABLE_ENTITY, "invalid_worker_ids", "an empty or duplicated worker list"),
     UnknownWorkers = (UNPROCESSABLE_ENTITY, "unknown_workers", "worker ids that do not exist (listed)"),
-    InvalidWindow = (UNPROCESSABLE_ENTITY, "invalid_window", "a window of days whose `from` is after its `to`"),
+    InvalidWindow = (UNPROCESSABLE_ENTITY, "invalid_window", "a window of days this service cannot compare: `from` after `to`, or a day past 9999-12-30"),
     UnknownCity = (UNPROCESSABLE_ENTITY, "unknown_city", "a `near` city and state that are not in the shipped city table (give lat and lon)"),
     InvalidLimit = (UNPROCESSABLE_ENTITY, "invalid_limit", "a SQL row limit out of range"),
     TooManyColumns = (UNPROCESSABLE_ENTITY, "too_many_columns", "an ingest header over ingest.max_columns"),

@@ -638,8 +638,10 @@ impl MatrixSearch {
                     "{from} is past the last date this service can compare"
                 ))
             })?;
+            // A worker with no `available_from` is free from any day, as
+            // one with no `available_to` is free to any day.
             standalone.push(object(serde_json::json!({
-                "available_from": {"lt": format!("{next}T00:00:00Z")}
+                "not": {"available_from": {"gte": format!("{next}T00:00:00Z")}}
             })));
             standalone.push(object(serde_json::json!({
                 "not": {"available_to": {"lt": format!("{to}T00:00:00Z")}}

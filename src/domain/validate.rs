@@ -143,20 +143,35 @@ impl WorkerFacts {
         reasons
     }
 
-    /// The expiry of a held certification: `Some(None)` when held with no
-    /// expiry, `None` when not held.
+    /// The best expiry of a held certification, its name compared exactly
+    /// as the filter language's `valid_any` does: `Some(None)` when one
+    /// entry never expires (a plain name, or no or a null `expires`),
+    /// else the latest; `None` when not held. An `expires` that is not a
+    /// date counts as expired long ago, as `valid_any` never takes it.
     fn certification(&self, name: &str) -> Option<Option<NaiveDate>> {
-        self.certifications.iter().find_map(|held| {
-            let (held_name, expires) = match held {
-                serde_json::Value::String(held_name) => (held_name.as_str(), None),
-                serde_json::Value::Object(object) => (
-                    object.get("name")?.as_str()?,
-                    object.get("expires").and_then(|v| v.as_str()),
-                ),
-                _ => return None,
+        let mut best: Option<Option<NaiveDate>> = None;
+        for held in &self.certifications {
+            let expires = match held {
+                serde_json::Value::String(held_name) if held_name == name => None,
+                serde_json::Value::Object(object)
+                    if object.get("name").and_then(|v| v.as_str()) == Some(name) =>
+                {
+                    match object.get("expires") {
+                        None | Some(serde_json::Value::Null) => None,
+                        Some(expires) => {
+                            Some(expires.as_str().and_then(day).unwrap_or(NaiveDate::MIN))
+                        }
+                    }
+                }
+                _ => continue,
             };
-            same(held_name, name).then(|| expires.and_then(day))
-        })
+            best = Some(match (best, expires) {
+                (None, expires) => expires,
+                (Some(None), _) | (_, None) => None,
+                (Some(Some(a)), Some(b)) => Some(a.max(b)),
+            });
+        }
+        best
     }
 }
 
@@ -251,11 +266,11 @@ pub fn validate_fill(
         None => None,
     };
     let required = order.certifications.as_deref().unwrap_or_default();
-    if required.len() > MAX_ORDER_CERTIFICATIONS
-        || required
+    let certifications_fine = required.len() <= MAX_ORDER_CERTIFICATIONS
+        && required
             .iter()
-            .any(|c| c.trim().is_empty() || c.chars().count() > 200)
-    {
+            .all(|c| !c.trim().is_empty() && c.chars().count() <= 200);
+    if !certifications_fine {
         problems.push(Problem::new(
             "invalid_certifications",
             "order.certifications",
@@ -338,17 +353,20 @@ pub fn validate_fill(
                 ));
             }
         }
-        for name in required.iter().take(MAX_ORDER_CERTIFICATIONS) {
+        // An order whose certifications are refused is not checked
+        // against them: one problem, not one per worker and name.
+        for name in required.iter().filter(|_| certifications_fine) {
+            let shown: String = name.chars().take(80).collect();
             match worker.certification(name) {
                 None => problems.push(Problem::new(
                     "missing_certification",
                     &field,
-                    format!("'{id}' does not hold {name}"),
+                    format!("'{id}' does not hold {shown}"),
                 )),
                 Some(Some(expires)) if expires < valid_through => problems.push(Problem::new(
                     "expired_certification",
                     &field,
-                    format!("'{id}''s {name} expires on {expires}, before {valid_through}"),
+                    format!("'{id}''s {shown} expires on {expires}, before {valid_through}"),
                 )),
                 Some(_) => {}
             }
@@ -896,10 +914,33 @@ mod tests {
                 cdl("2026-12-09"),
                 vec!["expired_certification"],
             ),
-            // The plain form never expires; a missing one is missing.
+            // The plain form never expires; a missing one is missing, and
+            // names compare exactly, as the matrix's filter does.
+            (
+                order("2026-12-08", "2026-12-10", &["CDL Class A"]),
+                serde_json::json!({"certifications": ["CDL Class A"]}),
+                vec![],
+            ),
             (
                 order("2026-12-08", "2026-12-10", &["cdl class a"]),
                 serde_json::json!({"certifications": ["CDL Class A"]}),
+                vec!["missing_certification"],
+            ),
+            // A renewal beside the old entry: the best one counts.
+            (
+                order("2026-12-08", "2026-12-10", &["CDL Class A"]),
+                serde_json::json!({"certifications": [{"name": "CDL Class A", "expires": "2026-01-01"}, {"name": "CDL Class A", "expires": "2028-01-01"}]}),
+                vec![],
+            ),
+            (
+                order("2026-12-08", "2026-12-10", &["CDL Class A"]),
+                serde_json::json!({"certifications": [{"name": "CDL Class A", "expires": "2020-01-01"}, "CDL Class A"]}),
+                vec![],
+            ),
+            // No start day known: free from any day, as the matrix reads it.
+            (
+                order("2026-12-01", "2026-12-03", &[]),
+                serde_json::json!({"available_from": null}),
                 vec![],
             ),
             (
@@ -919,6 +960,17 @@ mod tests {
             let problems = validate_fill(&order, &["w".into()], |_| Some(facts.clone()), TODAY);
             assert_eq!(kinds(&problems), expected, "{metadata} {:?}", order.dates);
         }
+        // Refused certifications are one problem, not one per worker.
+        let mut refused = order("2026-12-08", "2026-12-10", &["", "CDL Class A"]);
+        refused.count = 2;
+        let facts = worker(serde_json::json!({}));
+        let problems = validate_fill(
+            &refused,
+            &["a".into(), "b".into()],
+            |_| Some(facts.clone()),
+            TODAY,
+        );
+        assert_eq!(kinds(&problems), vec!["invalid_certifications"]);
         // Without dates, a certification must be valid today.
         let mut undated = order("2026-12-08", "2026-12-10", &["CDL Class A"]);
         undated.dates = None;

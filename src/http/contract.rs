@@ -510,7 +510,7 @@ pub const RUNTIME_RULES: &[(&str, &str, &[(&str, &str)])] = &[
             ),
             (
                 "invalid_window",
-                "`available_between`'s `from` is not after its `to`",
+                "`available_between`'s `from` is not after its `to`, and before 9999-12-31",
             ),
             INVALID_FILTER,
             TOO_MANY_FILTER_FIELDS,
