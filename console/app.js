@@ -397,11 +397,14 @@ function searchBody(form) {
   }
   // A radius turns the city into a centre: workers within that many
   // miles of it, in any city.
+  // Without a city and its state the service says what is missing.
   const miles = Number(String(data.get("miles") || "").trim());
-  if (miles > 0 && body.city && body.state) {
-    body.near = { city: body.city, state: body.state, miles };
-    delete body.city;
-    delete body.state;
+  if (miles > 0) {
+    body.near = { miles };
+    for (const key of ["city", "state"]) {
+      if (body[key]) body.near[key] = body[key];
+      delete body[key];
+    }
   }
   // Free for every day of a window (one day when only one end is given).
   const freeFrom = String(data.get("free_from") || "");

@@ -431,6 +431,23 @@ async fn a_radius_search_finds_nearby_cities_and_shows_each_distance() {
         .screenshot(screenshots().as_deref(), "search-radius.png")
         .await;
     assert_eq!(browser.errors(), Vec::<String>::new());
+    // A radius without the state is not dropped: the service's refusal shows.
+    browser
+        .eval(
+            "(() => { const f = document.querySelector('#search'); f.elements.state.value = ''; \
+                        document.querySelector('#search button').click(); })()",
+        )
+        .await;
+    browser
+        .wait_for(
+            "the refusal of a radius without its state",
+            "!document.querySelector('#error').hidden \
+             && /city and state/.test(document.querySelector('#error').textContent)",
+        )
+        .await;
+    // The browser logs the refused request itself, and nothing else.
+    let errors = browser.errors();
+    assert!(errors.len() == 1 && errors[0].contains("422"), "{errors:?}");
 }
 
 /// The search pane's window and shift: the console asks what the API
