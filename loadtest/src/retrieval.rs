@@ -268,24 +268,12 @@ async fn distinct(
         "SELECT term, count(*) AS holders FROM (SELECT unnest({column}) AS term FROM workers) \
          GROUP BY term ORDER BY holders DESC, term"
     );
-    let response = http
-        .post(format!("{base}/v1/sql"))
-        .json(&json!({ "sql": sql }))
-        .send()
+    let mut terms = counts(http, base, &sql)
         .await
-        .with_context(|| format!("cannot reach {base}"))?;
-    let status = response.status();
-    let body: Value = response.json().await?;
-    if !status.is_success() {
-        bail!("listing {column} failed ({status}): {body}");
-    }
-    Ok(body["rows"]
-        .as_array()
-        .context("no rows")?
-        .iter()
-        .filter_map(|r| Some((r[0].as_str()?.to_string(), r[1].as_u64()?)))
-        .take(limit)
-        .collect())
+        .with_context(|| format!("listing {column}"))?;
+    terms.retain(|(term, _)| !term.is_empty());
+    terms.truncate(limit);
+    Ok(terms)
 }
 
 async fn search(
@@ -473,12 +461,15 @@ fn typo(term: &str) -> Option<String> {
     Some(words.join(" "))
 }
 
+/// The rows of an SQL query whose last column is a count: the other
+/// columns' strings joined by a tab, and the count.
 async fn counts(http: &reqwest::Client, base: &str, sql: &str) -> Result<Vec<(String, u64)>> {
     let response = http
         .post(format!("{base}/v1/sql"))
         .json(&json!({ "sql": sql }))
         .send()
-        .await?;
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
     let status = response.status();
     let body: Value = response.json().await?;
     if !status.is_success() {
@@ -488,12 +479,10 @@ async fn counts(http: &reqwest::Client, base: &str, sql: &str) -> Result<Vec<(St
         .as_array()
         .context("no rows")?
         .iter()
-        .filter_map(|r| {
-            let key: Vec<&str> = r.as_array()?[..r.as_array()?.len() - 1]
-                .iter()
-                .filter_map(Value::as_str)
-                .collect();
-            Some((key.join("\t"), r.as_array()?.last()?.as_u64()?))
+        .filter_map(|row| {
+            let (count, key) = row.as_array()?.split_last()?;
+            let key: Vec<&str> = key.iter().filter_map(Value::as_str).collect();
+            Some((key.join("\t"), count.as_u64()?))
         })
         .collect())
 }

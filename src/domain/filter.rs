@@ -516,23 +516,60 @@ fn element_key(element: &Value) -> Option<String> {
 }
 
 /// A `{from, to}` range's days, both included; `None` if it is not one.
-fn range_of(element: &Value) -> Option<(chrono::NaiveDate, chrono::NaiveDate)> {
+pub fn range_of(element: &Value) -> Option<(chrono::NaiveDate, chrono::NaiveDate)> {
     let from = day(element.get("from")?.as_str()?)?;
     let to = day(element.get("to")?.as_str()?)?;
     Some((from, to))
 }
 
-/// Whether a credential (a name, or `{name, expires}`) is one of `names`
-/// and not expired on `on`.
+/// Until when a credential is valid. Ordered worst to best, so the best
+/// of several entries is their `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Expiry {
+    /// An `expires` that is not a date: valid on no day.
+    Unreadable,
+    /// Valid through this day.
+    On(chrono::NaiveDate),
+    /// A plain name, or no or a null `expires`.
+    Never,
+}
+
+impl Expiry {
+    /// Whether it is still valid on `day`.
+    pub fn covers(self, day: chrono::NaiveDate) -> bool {
+        match self {
+            Expiry::Unreadable => false,
+            Expiry::On(last) => last >= day,
+            Expiry::Never => true,
+        }
+    }
+}
+
+/// A credential of a list, a name or `{"name", "expires"}`: its name and
+/// expiry (`None` for anything else). The one reading of the shape that
+/// `valid_any`, the fill validator and the write check of `workers` share.
+pub fn credential(element: &Value) -> Option<(&str, Expiry)> {
+    match element {
+        Value::String(name) => Some((name, Expiry::Never)),
+        Value::Object(object) => {
+            let name = object.get("name")?.as_str()?;
+            let expiry = match object.get("expires") {
+                None | Some(Value::Null) => Expiry::Never,
+                Some(Value::String(text)) => day(text).map_or(Expiry::Unreadable, Expiry::On),
+                Some(_) => Expiry::Unreadable,
+            };
+            Some((name, expiry))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a credential is one of `names` (filter keys) and not expired
+/// on `on`.
 fn credential_valid(element: &Value, names: &[String], on: chrono::NaiveDate) -> bool {
-    if !element_key(element).is_some_and(|key| names.contains(&key)) {
-        return false;
-    }
-    match element.get("expires") {
-        None | Some(Value::Null) => true,
-        Some(Value::String(expires)) => day(expires).is_some_and(|last| last >= on),
-        Some(_) => false,
-    }
+    credential(element).is_some_and(|(name, expiry)| {
+        expiry.covers(on) && names.iter().any(|key| key.strip_prefix("s:") == Some(name))
+    })
 }
 
 /// `{"top_left": {"lat", "lon"}, "bottom_right": {"lat", "lon"}}`.

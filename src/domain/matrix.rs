@@ -154,10 +154,9 @@ impl Near {
         let centre = match (self.lat, self.lon, &self.city, &self.state) {
             (Some(lat), Some(lon), None, None) => Point::new(lat, lon).map_err(invalid)?,
             (None, None, Some(name), Some(state)) => city(name, state).ok_or_else(|| {
-                let shown: String = format!("{name}, {state}").chars().take(80).collect();
                 MatrixInvalid::UnknownCity(format!(
                     "'{}' is not in the city table; give lat and lon instead",
-                    shown.escape_debug()
+                    super::shown(&format!("{name}, {state}"), 80)
                 ))
             })?,
             _ => return Err(invalid("give lat and lon, or city and state".into())),
@@ -603,7 +602,7 @@ impl MatrixSearch {
             let day = full_date(on).ok_or_else(|| {
                 invalid(
                     "certifications_valid_on",
-                    format!("'{}' is not a date (2026-12-07)", shown(on)),
+                    format!("'{}' is not a date (2026-12-07)", super::shown(on, 40)),
                 )
             })?;
             let Some(names) = &self.certifications_any else {
@@ -696,12 +695,6 @@ fn object(value: Value) -> serde_json::Map<String, Value> {
         Value::Object(map) => map,
         _ => serde_json::Map::new(),
     }
-}
-
-/// A client's text, shortened and escaped for an error message.
-fn shown(text: &str) -> String {
-    let short: String = text.chars().take(40).collect();
-    short.escape_debug().to_string()
 }
 
 impl PlaybookRecord {

@@ -14,3 +14,10 @@ pub mod matrix;
 pub mod validate;
 pub mod vectors;
 pub mod workers;
+
+/// A client's text as an error message shows it: at most `max`
+/// characters, control characters escaped.
+pub fn shown(text: &str, max: usize) -> String {
+    let short: String = text.chars().take(max).collect();
+    short.escape_debug().to_string()
+}

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::filter::day;
+use crate::domain::filter::{credential, day, range_of, Expiry};
 use crate::domain::workers::DateRange;
 
 pub const MAX_SUBJECT_CHARS: usize = 200;
@@ -132,46 +132,24 @@ impl WorkerFacts {
                 ));
             }
         }
-        for range in &self.unavailable {
-            let days = |key: &str| range.get(key).and_then(|v| v.as_str()).and_then(day);
-            if let (Some(off_from), Some(off_to)) = (days("from"), days("to")) {
-                if off_from <= to && off_to >= from {
-                    reasons.push(format!("is unavailable from {off_from} to {off_to}"));
-                }
+        for (off_from, off_to) in self.unavailable.iter().filter_map(range_of) {
+            if off_from <= to && off_to >= from {
+                reasons.push(format!("is unavailable from {off_from} to {off_to}"));
             }
         }
         reasons
     }
 
-    /// The best expiry of a held certification, its name compared exactly
-    /// as the filter language's `valid_any` does: `Some(None)` when one
-    /// entry never expires (a plain name, or no or a null `expires`),
-    /// else the latest; `None` when not held. An `expires` that is not a
-    /// date counts as expired long ago, as `valid_any` never takes it.
-    fn certification(&self, name: &str) -> Option<Option<NaiveDate>> {
-        let mut best: Option<Option<NaiveDate>> = None;
-        for held in &self.certifications {
-            let expires = match held {
-                serde_json::Value::String(held_name) if held_name == name => None,
-                serde_json::Value::Object(object)
-                    if object.get("name").and_then(|v| v.as_str()) == Some(name) =>
-                {
-                    match object.get("expires") {
-                        None | Some(serde_json::Value::Null) => None,
-                        Some(expires) => {
-                            Some(expires.as_str().and_then(day).unwrap_or(NaiveDate::MIN))
-                        }
-                    }
-                }
-                _ => continue,
-            };
-            best = Some(match (best, expires) {
-                (None, expires) => expires,
-                (Some(None), _) | (_, None) => None,
-                (Some(Some(a)), Some(b)) => Some(a.max(b)),
-            });
-        }
-        best
+    /// The best expiry among the entries of a held certification, its
+    /// name compared exactly as the filter language's `valid_any` does;
+    /// `None` when not held.
+    fn certification(&self, name: &str) -> Option<Expiry> {
+        self.certifications
+            .iter()
+            .filter_map(credential)
+            .filter(|(held, _)| *held == name)
+            .map(|(_, expiry)| expiry)
+            .max()
     }
 }
 
@@ -356,18 +334,24 @@ pub fn validate_fill(
         // An order whose certifications are refused is not checked
         // against them: one problem, not one per worker and name.
         for name in required.iter().filter(|_| certifications_fine) {
-            let shown: String = name.chars().take(80).collect();
+            let shown = crate::domain::shown(name, 80);
             match worker.certification(name) {
                 None => problems.push(Problem::new(
                     "missing_certification",
                     &field,
                     format!("'{id}' does not hold {shown}"),
                 )),
-                Some(Some(expires)) if expires < valid_through => problems.push(Problem::new(
-                    "expired_certification",
-                    &field,
-                    format!("'{id}''s {shown} expires on {expires}, before {valid_through}"),
-                )),
+                Some(expiry) if !expiry.covers(valid_through) => {
+                    let when = match expiry {
+                        Expiry::On(last) => format!("expires on {last}"),
+                        _ => "has no readable expiry".to_string(),
+                    };
+                    problems.push(Problem::new(
+                        "expired_certification",
+                        &field,
+                        format!("'{id}''s {shown} {when}, before {valid_through}"),
+                    ))
+                }
                 Some(_) => {}
             }
         }

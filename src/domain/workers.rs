@@ -697,10 +697,9 @@ impl DateRange {
     pub fn days(&self) -> Result<(chrono::NaiveDate, chrono::NaiveDate), String> {
         let day = |text: &str, name: &str| {
             crate::domain::filter::full_date(text).ok_or_else(|| {
-                let shown: String = text.chars().take(40).collect();
                 format!(
                     "{name}: '{}' is not a date (e.g. 2026-12-07)",
-                    shown.escape_debug()
+                    crate::domain::shown(text, 40)
                 )
             })
         };
@@ -761,7 +760,7 @@ pub fn check_fields(
             .is_some_and(|text| crate::domain::filter::day(text).is_some())
     };
     if let Some(shift) = present("shift") {
-        if serde_json::from_value::<Shift>(shift.clone()).is_err() {
+        if Shift::deserialize(shift).is_err() {
             return Err((
                 "shift".into(),
                 "one of day, swing, night, weekend, rotating".into(),
@@ -786,7 +785,7 @@ pub fn check_fields(
             ));
         }
         for (i, range) in ranges.iter().enumerate() {
-            let parsed: Result<DateRange, _> = serde_json::from_value(range.clone());
+            let parsed = DateRange::deserialize(range);
             parsed
                 .map_err(|_| "a {\"from\", \"to\"} of dates (2026-12-24)".to_string())
                 .and_then(|range| range.days().map(|_| ()))
@@ -798,17 +797,13 @@ pub fn check_fields(
             return Err(("certifications".into(), "a list".into()));
         };
         for (i, certification) in held.iter().enumerate() {
-            let fine = match certification {
-                Value::String(_) => true,
-                Value::Object(object) => {
-                    object.get("name").is_some_and(Value::is_string)
-                        && object.keys().all(|k| k == "name" || k == "expires")
-                        && object
-                            .get("expires")
-                            .is_none_or(|expires| expires.is_null() || is_day(expires))
-                }
-                _ => false,
-            };
+            use crate::domain::filter::{credential, Expiry};
+            let readable =
+                credential(certification).is_some_and(|(_, expiry)| expiry != Expiry::Unreadable);
+            let known_keys = certification
+                .as_object()
+                .is_none_or(|object| object.keys().all(|k| k == "name" || k == "expires"));
+            let fine = readable && known_keys;
             if !fine {
                 return Err((
                     format!("certifications[{i}]"),

@@ -26,6 +26,24 @@ async fn open_console(browser: &Browser, app: &TestApp, page: &str) {
         .await;
 }
 
+/// Fills the search form's fields (by name, the playbook off) and
+/// submits it.
+async fn submit_search(browser: &Browser, fields: &[(&str, &str)]) {
+    let set: String = fields
+        .iter()
+        .map(|(name, value)| format!("f.elements[{name:?}].value = {value:?}; "))
+        .collect();
+    browser
+        .eval(&format!(
+            "(() => {{ const f = document.querySelector('#search'); {set}\
+             f.elements.use_playbook.checked = false; }})()"
+        ))
+        .await;
+    browser
+        .eval("document.querySelector('#search button').click()")
+        .await;
+}
+
 /// JavaScript: whether the element is shown (not hidden, nor inside
 /// something hidden).
 const SHOWN: &str = "((e) => !!e && !e.closest('[hidden]') && e.getClientRects().length > 0)";
@@ -391,17 +409,17 @@ async fn a_radius_search_finds_nearby_cities_and_shows_each_distance() {
     seed(&app, 2000).await;
     let browser = Browser::launch(1280, 800).await;
     open_console(&browser, &app, "search").await;
-    browser
-        .eval(
-            "(() => { const f = document.querySelector('#search'); \
-                      f.elements.query.value = 'warehouse work'; f.elements.k.value = '200'; \
-                      f.elements.city.value = 'Joliet'; f.elements.state.value = 'IL'; \
-                      f.elements.miles.value = '25'; f.elements.use_playbook.checked = false; })()",
-        )
-        .await;
-    browser
-        .eval("document.querySelector('#search button').click()")
-        .await;
+    submit_search(
+        &browser,
+        &[
+            ("query", "warehouse work"),
+            ("k", "200"),
+            ("city", "Joliet"),
+            ("state", "IL"),
+            ("miles", "25"),
+        ],
+    )
+    .await;
     browser
         .wait_for(
             "workers with distances",
@@ -432,12 +450,7 @@ async fn a_radius_search_finds_nearby_cities_and_shows_each_distance() {
         .await;
     assert_eq!(browser.errors(), Vec::<String>::new());
     // A radius without the state is not dropped: the service's refusal shows.
-    browser
-        .eval(
-            "(() => { const f = document.querySelector('#search'); f.elements.state.value = ''; \
-                        document.querySelector('#search button').click(); })()",
-        )
-        .await;
+    submit_search(&browser, &[("state", "")]).await;
     browser
         .wait_for(
             "the refusal of a radius without its state",
@@ -458,18 +471,19 @@ async fn a_search_for_free_days_and_a_shift_finds_what_the_api_finds() {
     seed(&app, 2000).await;
     let browser = Browser::launch(1280, 800).await;
     open_console(&browser, &app, "search").await;
-    browser
-        .eval(
-            "(() => { const f = document.querySelector('#search'); \
-                      f.elements.query.value = 'truck driver'; f.elements.k.value = '50'; \
-                      f.elements.role.value = 'CDL Driver'; f.elements.mode.value = 'hybrid'; \
-                      f.elements.free_from.value = '2026-12-10'; f.elements.free_to.value = '2026-12-20'; \
-                      f.elements.shift.value = 'night'; f.elements.use_playbook.checked = false; })()",
-        )
-        .await;
-    browser
-        .eval("document.querySelector('#search button').click()")
-        .await;
+    submit_search(
+        &browser,
+        &[
+            ("query", "truck driver"),
+            ("k", "50"),
+            ("role", "CDL Driver"),
+            ("mode", "hybrid"),
+            ("free_from", "2026-12-10"),
+            ("free_to", "2026-12-20"),
+            ("shift", "night"),
+        ],
+    )
+    .await;
     browser
         .wait_for(
             "workers free on those days",

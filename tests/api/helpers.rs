@@ -193,6 +193,18 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// Adds `items` to the index, which must accept them all.
+    pub async fn add_items(&self, index: &str, items: &(impl serde::Serialize + ?Sized)) {
+        let response = self
+            .post_json(
+                &format!("/v1/vectors/index/{index}/add"),
+                &serde_json::json!({ "items": items }),
+            )
+            .await;
+        let status = response.status();
+        assert_eq!(status, StatusCode::OK, "{:?}", response.text().await);
+    }
+
     pub async fn post_raw(
         &self,
         path: &str,

@@ -485,10 +485,7 @@ async fn each_route_takes_the_body_its_limit_allows() {
     let items: Vec<Value> = (0..200)
         .map(|i| json!({"id": format!("i{i}"), "vector": [1.0, i as f32, 0.5], "metadata": {"pad": "y".repeat(1500)}}))
         .collect();
-    let added = app
-        .post_json("/v1/vectors/index/big/add", &json!({ "items": items }))
-        .await;
-    assert_eq!(added.status(), StatusCode::OK);
+    app.add_items("big", &items).await;
     // A chunked body (no Content-Length) is cut off as it streams.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         std::iter::once(b"{\"vector\":[1,0,0],\"k\":1,\"exclude_ids\":[\"".to_vec())
@@ -894,10 +891,7 @@ async fn filters_on_fields_no_item_or_few_items_hold_are_answered_without_error(
         let items: Vec<Value> = (batch * 1000..(batch + 1) * 1000)
             .map(|i| json!({"id": format!("c{i}"), "vector": [1.0, (i % 17) as f32, 0.25], "metadata": metadata_of(i)}))
             .collect();
-        let added = app
-            .post_json("/v1/vectors/index/crew/add", &json!({ "items": items }))
-            .await;
-        assert_eq!(added.status(), StatusCode::OK);
+        app.add_items("crew", &items).await;
     }
     let search = |filter: Value| {
         let body = json!({"vector": [1.0, 0.0, 0.0], "k": 10, "filter": filter});

@@ -878,15 +878,7 @@ async fn availability_windows_shifts_and_valid_certifications_narrow_the_workers
                                 "certifications": certifications}})
         })
         .collect();
-    let response = app
-        .post_json("/v1/vectors/index/workers/add", &json!({ "items": items }))
-        .await;
-    assert_eq!(
-        response.status(),
-        StatusCode::OK,
-        "{:?}",
-        response.text().await
-    );
+    app.add_items("workers", &items).await;
     let found = |body: &Value| ids(hits(body).iter().collect());
     let held = search(
         &app,

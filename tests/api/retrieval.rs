@@ -36,15 +36,7 @@ async fn certifications(app: &TestApp) {
             "metadata": {"group": "far"},
         }));
     }
-    let response = app
-        .post_json("/v1/vectors/index/certs/add", &json!({ "items": items }))
-        .await;
-    assert_eq!(
-        response.status(),
-        StatusCode::OK,
-        "{:?}",
-        response.text().await
-    );
+    app.add_items("certs", &items).await;
 }
 
 async fn search(app: &TestApp, body: Value) -> Vec<Value> {
@@ -176,10 +168,7 @@ async fn a_text_query_is_embedded_for_hybrid_and_items_may_carry_both_vector_and
         {"id": "a", "text": "Night shift forklift operator in Joliet"},
         {"id": "b", "text": "Day shift welder in Gary with TIG experience"},
     ]);
-    let response = app
-        .post_json("/v1/vectors/index/docs/add", &json!({ "items": items }))
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
+    app.add_items("docs", &items).await;
     let hits = app
         .post_json(
             "/v1/vectors/index/docs/search",
@@ -322,10 +311,7 @@ async fn word_forms_index(app: &TestApp) {
         {"id": "lpn", "text": "Licensed practical nurse, Joliet IL"},
         {"id": "op", "text": "Machine operator, second shift, Gary IN"},
     ]);
-    let response = app
-        .post_json("/v1/vectors/index/forms/add", &json!({ "items": items }))
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
+    app.add_items("forms", &items).await;
 }
 
 async fn keyword_ids(app: &TestApp, text: &str) -> Vec<String> {
@@ -461,10 +447,7 @@ async fn reindex_moves_an_old_index_to_the_current_analysis_through_a_panic() {
         let items: Vec<Value> = (start..start + 100)
             .map(|i| json!({"id": format!("w{i}"), "text": text(i), "metadata": {"i": i}}))
             .collect();
-        let response = app
-            .post_json("/v1/vectors/index/old/add", &json!({ "items": items }))
-            .await;
-        assert_eq!(response.status(), StatusCode::OK);
+        app.add_items("old", &items).await;
     }
     let mut given = vec![0.0f32; dimension];
     given[0] = 1.0;
@@ -632,10 +615,7 @@ async fn coordinator_index(app: &TestApp, synonyms: Value) {
         {"id": "cook", "text": "Nursing home cook, certified food handler"},
         {"id": "pct", "text": "Patient care technician, dialysis unit"},
     ]);
-    let response = app
-        .post_json("/v1/vectors/index/coord/add", &json!({ "items": items }))
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
+    app.add_items("coord", &items).await;
 }
 
 async fn coordinator_search(app: &TestApp, text: &str) -> Vec<Value> {

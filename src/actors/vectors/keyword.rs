@@ -758,16 +758,13 @@ impl KeywordIndex {
             }
             fuzzy.set.clone()
         };
+        if let (Some(set), Ok(automaton)) = (set, fst::automaton::Levenshtein::new(term, distance))
         {
-            if let (Some(set), Ok(automaton)) =
-                (&set, fst::automaton::Levenshtein::new(term, distance))
-            {
-                let mut stream = set.search(automaton).into_stream();
-                while let Some(key) = stream.next() {
-                    if let Ok(form) = std::str::from_utf8(key) {
-                        if form != term {
-                            forms.push(form.to_string());
-                        }
+            let mut stream = set.search(automaton).into_stream();
+            while let Some(key) = stream.next() {
+                if let Ok(form) = std::str::from_utf8(key) {
+                    if form != term {
+                        forms.push(form.to_string());
                     }
                 }
             }
