@@ -227,6 +227,9 @@ pub struct VectorSettings {
     pub max_batch: usize,
     /// Serialised metadata per item.
     pub max_metadata_bytes: usize,
+    /// Items one bulk update or delete may change unless it asks with
+    /// `allow_large`; also its longest id list.
+    pub max_bulk_items: usize,
     /// Write a faiss snapshot after this many written rows.
     pub snapshot_every: usize,
     /// ...and after a tenth of the index's size, but not before this many.
@@ -575,6 +578,7 @@ impl Settings {
         bounded("vectors.hnsw_ef_search", v.hnsw_ef_search, Some(1), Some(4096), "")?;
         bounded("vectors.max_batch", v.max_batch, Some(1), Some(100_000), "")?;
         bounded("vectors.max_metadata_bytes", v.max_metadata_bytes, Some(2), Some(10 << 20), "")?;
+        bounded("vectors.max_bulk_items", v.max_bulk_items, Some(1), Some(1_000_000), "")?;
         bounded("vectors.snapshot_every", v.snapshot_every, Some(1), None, "")?;
         bounded("vectors.cleanup_superseded", v.cleanup_superseded, Some(1), None, "")?;
         bounded("vectors.max_fragments", v.max_fragments, Some(2), None, "")?;

@@ -349,8 +349,9 @@ impl Context {
             mode: Some(mode),
             keyword_weight: request.keyword_weight,
             explain: request.explain,
+            facets: None,
             include_ids,
-            prepared: Some(prepared.filter),
+            prepared: Some(prepared.filter.clone()),
         };
         let hits = self
             .index_search(WORKERS, search)
@@ -365,6 +366,7 @@ impl Context {
             })
             .collect();
         let mut results = apply_playbook(hits, &playbook, request.k);
+        results.excluded_statuses = prepared.excluded_statuses.clone();
         if degraded.is_some() {
             results.degraded = degraded;
             for explain in results.hits.iter_mut().filter_map(|h| h.explain.as_mut()) {

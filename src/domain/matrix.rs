@@ -18,13 +18,13 @@ use super::filter::{
     full_date, named_fields, Filter, FilterError, PreparedFilter, MAX_FILTER_CONDITIONS,
 };
 use super::keyword::{HitExplain, SearchMode};
-use super::workers::{DateRange, Shift};
+use super::workers::{DateRange, Shift, WorkerStatus};
 
 pub const MAX_QUERY_CHARS: usize = 2000;
 pub const MAX_K: usize = 200;
 pub const MAX_RECORDED_WORKERS: usize = 100;
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatrixSearch {
     /// What the coordinator is looking for, in words.
@@ -75,6 +75,13 @@ pub struct MatrixSearch {
     #[serde(default)]
     #[schema(format = Date)]
     pub certifications_valid_on: Option<String>,
+    /// Only workers of these statuses (a worker without one is `active`).
+    /// Default: every status but `on_assignment` and `do_not_use` — unless
+    /// `filter` names `status` itself. The answer's `excluded_statuses`
+    /// says what was left out.
+    #[serde(default)]
+    #[schema(min_items = 1, max_items = 4)]
+    pub status_any: Option<Vec<crate::domain::workers::WorkerStatus>>,
     /// Living within a distance of a point or of a city in the table that
     /// ships with the service: `{"city": "Joliet", "state": "IL",
     /// "miles": 25}` or `{"lat": 41.52, "lon": -88.08, "km": 40}`.
@@ -108,6 +115,75 @@ pub struct PreparedSearch {
     /// The request's filter's fields: its top-level ones and the
     /// equalities in its `and`s (each gets a lookup in the index).
     pub filter_fields: BTreeSet<String>,
+    /// The worker statuses the search leaves out.
+    pub excluded_statuses: Vec<crate::domain::workers::WorkerStatus>,
+}
+
+/// `POST /v1/matrix/workers/count` body: how many workers match, and
+/// optionally how they spread over some fields.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerCount {
+    pub role: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    /// As in a search: by default every status but `on_assignment` and
+    /// `do_not_use`.
+    #[serde(default)]
+    #[schema(min_items = 1, max_items = 4)]
+    pub status_any: Option<Vec<WorkerStatus>>,
+    /// As in a search.
+    #[serde(default)]
+    pub near: Option<Near>,
+    /// More conditions in the filter language.
+    #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "super::de::optional_object")]
+    pub filter: Option<serde_json::Map<String, Value>>,
+    /// Fields whose values are counted over the matching workers (e.g.
+    /// `["role", "city", "shift"]`): at most 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facets: Option<Vec<String>>,
+}
+
+impl WorkerCount {
+    /// The search whose filter selects the same workers.
+    pub fn as_search(&self) -> MatrixSearch {
+        MatrixSearch {
+            query: "count".into(),
+            k: 1,
+            role: self.role.clone(),
+            city: self.city.clone(),
+            state: self.state.clone(),
+            status_any: self.status_any.clone(),
+            near: self.near.clone(),
+            filter: self.filter.clone(),
+            ..MatrixSearch::default()
+        }
+    }
+}
+
+/// `POST /v1/matrix/workers/count` reply.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkerCountAnswer {
+    pub count: usize,
+    /// The `workers` index's Lance version counted.
+    pub lance_version: u64,
+    /// The statuses left out (see `status_any`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded_statuses: Vec<WorkerStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facets: Option<BTreeMap<String, Vec<super::items::FacetCount>>>,
+}
+
+/// `PATCH /v1/matrix/workers/{id}` body: a worker's fields that change day
+/// to day (its `status`, availability, shift, certifications, contact);
+/// `null` removes a field. The profile text and vector stay.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerPatch {
+    #[schema(value_type = Object)]
+    #[serde(deserialize_with = "super::de::object")]
+    pub metadata: serde_json::Map<String, Value>,
 }
 
 /// Why [`MatrixSearch::prepare`] refused a search.
@@ -441,6 +517,10 @@ pub struct MatrixResults {
     /// Present only when the answer is degraded: see [`Degraded`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub degraded: Option<Degraded>,
+    /// The worker statuses this search left out (by default
+    /// `on_assignment` and `do_not_use`; see `status_any`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded_statuses: Vec<crate::domain::workers::WorkerStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -529,6 +609,10 @@ impl MatrixSearch {
                 parts.push(Filter::parse(&conditions, MAX_FILTER_CONDITIONS)?);
             }
         }
+        let (statuses, excluded_statuses) = self.statuses()?;
+        if let Some(statuses) = statuses {
+            parts.push(Filter::parse(&statuses, MAX_FILTER_CONDITIONS)?);
+        }
         let filter = match parts.len() {
             0 => PreparedFilter::default(),
             1 => PreparedFilter::of(parts.remove(0)),
@@ -537,7 +621,59 @@ impl MatrixSearch {
         Ok(PreparedSearch {
             filter,
             filter_fields,
+            excluded_statuses,
         })
+    }
+
+    /// The condition on `status` and the statuses it leaves out: those not
+    /// in `status_any`, or by default `on_assignment` and `do_not_use` —
+    /// none when the client's own filter names `status`. A worker without
+    /// a status is `active`.
+    #[allow(clippy::type_complexity)]
+    fn statuses(
+        &self,
+    ) -> Result<(Option<serde_json::Map<String, Value>>, Vec<WorkerStatus>), MatrixInvalid> {
+        let asked: BTreeSet<WorkerStatus> = match &self.status_any {
+            Some(statuses) => {
+                if statuses.is_empty() || statuses.len() > WorkerStatus::ALL.len() {
+                    return Err(MatrixInvalid::InvalidParameter {
+                        name: "status_any",
+                        reason: format!("takes 1 to 4 statuses, got {}", statuses.len()),
+                    });
+                }
+                statuses.iter().copied().collect()
+            }
+            None if self
+                .filter
+                .as_ref()
+                .is_some_and(|f| f.contains_key("status")) =>
+            {
+                return Ok((None, Vec::new()))
+            }
+            None => WorkerStatus::ALL
+                .into_iter()
+                .filter(|s| !WorkerStatus::HIDDEN_BY_DEFAULT.contains(s))
+                .collect(),
+        };
+        let excluded: Vec<WorkerStatus> = WorkerStatus::ALL
+            .into_iter()
+            .filter(|s| !asked.contains(s))
+            .collect();
+        if excluded.is_empty() {
+            return Ok((None, excluded));
+        }
+        let names = |set: &mut dyn Iterator<Item = &WorkerStatus>| -> Vec<&'static str> {
+            set.map(|s| s.as_str()).collect()
+        };
+        // `nin` keeps workers without a status (active); `in` does not.
+        let condition = if asked.contains(&WorkerStatus::Active) {
+            serde_json::json!({ "nin": names(&mut excluded.iter()) })
+        } else {
+            serde_json::json!({ "in": names(&mut asked.iter()) })
+        };
+        let mut map = serde_json::Map::new();
+        map.insert("status".into(), condition);
+        Ok((Some(map), excluded))
     }
 
     /// What can be checked without the typed parameters.
@@ -768,6 +904,7 @@ pub fn apply_playbook(mut hits: Vec<MatrixHit>, playbook: &Playbook, k: usize) -
         boosted,
         injected,
         degraded: None,
+        excluded_statuses: Vec::new(),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod de;
 pub mod embedding;
 pub mod filter;
 pub mod geo;
+pub mod items;
 pub mod keyword;
 pub mod matrix;
 pub mod validate;

@@ -432,6 +432,10 @@ pub struct SearchRequest {
     /// Give each hit an `explain` with the parts of its distance.
     #[serde(default)]
     pub explain: bool,
+    /// Fields whose values are counted over every item the filter selects
+    /// (not only the k hits): at most 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facets: Option<Vec<String>>,
     /// Ids to score and return even when they rank below `k` (the matrix
     /// search's playbook candidates); never from a client.
     #[serde(skip)]
@@ -466,6 +470,7 @@ impl SearchRequest {
             mode: None,
             keyword_weight: None,
             explain: false,
+            facets: None,
             include_ids: Vec::new(),
             prepared: None,
         }
@@ -633,6 +638,11 @@ pub struct PinnedHits {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SearchResults {
     pub hits: Vec<Hit>,
+    /// With `facets` asked: per field, its values and how many of the
+    /// items the filter selects hold each, most frequent first (at most
+    /// 100 values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facets: Option<std::collections::BTreeMap<String, Vec<super::items::FacetCount>>>,
 }
 
 /// `GET …/{name}/items/{id}`.

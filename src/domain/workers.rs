@@ -678,6 +678,57 @@ impl Shift {
     }
 }
 
+/// Where a worker stands with the agency. A worker without a `status` is
+/// `active`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerStatus {
+    /// Free to be placed.
+    Active,
+    /// Working an assignment now.
+    OnAssignment,
+    /// Placed for good (hired by a client).
+    Placed,
+    /// Not to be offered work.
+    DoNotUse,
+}
+
+impl WorkerStatus {
+    pub const ALL: [WorkerStatus; 4] = [
+        WorkerStatus::Active,
+        WorkerStatus::OnAssignment,
+        WorkerStatus::Placed,
+        WorkerStatus::DoNotUse,
+    ];
+
+    /// What a search leaves out unless it asks (`status_any`) or its own
+    /// filter names `status`.
+    pub const HIDDEN_BY_DEFAULT: [WorkerStatus; 2] =
+        [WorkerStatus::OnAssignment, WorkerStatus::DoNotUse];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerStatus::Active => "active",
+            WorkerStatus::OnAssignment => "on_assignment",
+            WorkerStatus::Placed => "placed",
+            WorkerStatus::DoNotUse => "do_not_use",
+        }
+    }
+}
+
 /// Days, both included: `{"from": "2026-12-24", "to": "2026-12-26"}`.
 #[derive(
     Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, schemars::JsonSchema,
@@ -746,6 +797,7 @@ pub const MAX_UNAVAILABLE_RANGES: usize = 100;
 
 /// Checks the fields of a worker (an item of the `workers` index) that
 /// searches and the fill validator read typed: `shift` one of [`Shift`];
+/// `status` one of [`WorkerStatus`];
 /// `available_to` a date; `unavailable` a list of [`DateRange`];
 /// `certifications` names or `{name, expires}`. Absent or null is fine.
 /// On a problem: the field and why.
@@ -759,6 +811,14 @@ pub fn check_fields(
             .as_str()
             .is_some_and(|text| crate::domain::filter::day(text).is_some())
     };
+    if let Some(status) = present("status") {
+        if WorkerStatus::deserialize(status).is_err() {
+            return Err((
+                "status".into(),
+                "one of active, on_assignment, placed, do_not_use".into(),
+            ));
+        }
+    }
     if let Some(shift) = present("shift") {
         if Shift::deserialize(shift).is_err() {
             return Err((

@@ -108,6 +108,51 @@ impl AccessRules {
             .map(|((method, path), access)| (method.as_str(), path.as_str(), *access))
     }
 
+    /// The route `method` on `path` takes when `template`, the first
+    /// pattern the path matches, does not serve the method: the same
+    /// template with some of its parameters spelled as the path's own
+    /// segments (`…/items/update` beside `…/items/{id}`), if the document
+    /// has it for `method` — as actix's router, which tries the next
+    /// resource when a method guard fails.
+    pub fn literal_route(&self, method: &Method, template: &str, path: &str) -> Option<String> {
+        self.literal(template, path, |candidate| {
+            self.access(method, candidate).is_some()
+        })
+    }
+
+    /// [`AccessRules::literal_route`] for any method the document has
+    /// (what a `405` and its `Allow` name when no method matches).
+    pub fn literal_template(&self, template: &str, path: &str) -> Option<String> {
+        self.literal(template, path, |candidate| {
+            !self.methods_of(candidate).is_empty()
+        })
+    }
+
+    fn literal(&self, template: &str, path: &str, served: impl Fn(&str) -> bool) -> Option<String> {
+        let template = normalise(template);
+        let pattern: Vec<&str> = template.split('/').collect();
+        let given: Vec<&str> = path.split('/').collect();
+        if pattern.len() != given.len() {
+            return None;
+        }
+        let params: Vec<usize> = (0..pattern.len())
+            .filter(|&i| pattern[i].starts_with('{'))
+            .collect();
+        if params.is_empty() || params.len() > 4 {
+            return None;
+        }
+        (1u32..(1 << params.len())).find_map(|mask| {
+            let mut segments = pattern.clone();
+            for (bit, &i) in params.iter().enumerate() {
+                if mask & (1 << bit) != 0 {
+                    segments[i] = given[i];
+                }
+            }
+            let candidate = segments.join("/");
+            served(&candidate).then_some(candidate)
+        })
+    }
+
     /// The methods a template is served with (for `405` and `Allow`).
     pub fn methods_of(&self, template: &str) -> Vec<&str> {
         let template = normalise(template);
@@ -264,5 +309,27 @@ mod tests {
         assert_eq!(rules.access(&Method::GET, "/health"), Some(Access::Open));
         assert_eq!(rules.methods_of("/v1/x/{id}"), ["DELETE", "GET"]);
         assert_eq!(AccessRules::unsecured(&doc), ["POST /forgotten"]);
+        // A literal route beside a parameter one takes its own method.
+        let doc = json!({"paths": {
+            "/v1/x/{id}": {"get": {"security": [{"bearer": ["read"]}]}},
+            "/v1/x/count": {"post": {"security": [{"bearer": ["read"]}]}},
+        }});
+        let rules = AccessRules::from_document(&doc);
+        assert_eq!(
+            rules.literal_route(&Method::POST, "/v1/x/{id}", "/v1/x/count"),
+            Some("/v1/x/count".to_string())
+        );
+        assert_eq!(
+            rules.literal_route(&Method::POST, "/v1/x/{id}", "/v1/x/other"),
+            None
+        );
+        assert_eq!(
+            rules.literal_template("/v1/x/{id}", "/v1/x/count"),
+            Some("/v1/x/count".to_string())
+        );
+        assert_eq!(
+            rules.literal_route(&Method::POST, "/v1/x/{id}", "/v1/x/count/more"),
+            None
+        );
     }
 }

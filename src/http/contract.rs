@@ -98,6 +98,39 @@ const FIELD_RULES: &[(&str, fn(&Settings) -> Value)] = &[
         |s| json!({"maxItems": s.limits.max_id_list}),
     ),
     ("/SearchRequest", |_| search_modes()),
+    ("/SearchRequest/properties/facets", |_| facet_rules()),
+    ("/ItemPatch/properties/text", |_| {
+        said(vectors::MAX_TEXT_CHARS)
+    }),
+    ("/ItemPatch/properties/vector/items", |_| finite_f32()),
+    ("/ItemPatch", |s| {
+        // Something to change; a text without a vector is embedded, so
+        // the embedder's bound holds.
+        json!({"allOf": [
+            {"anyOf": [
+                {"required": ["metadata"], "properties": {"metadata": {"type": "object", "minProperties": 1}}},
+                {"required": ["text"], "properties": {"text": {"type": "string"}}},
+                {"required": ["vector"], "properties": {"vector": {"type": "array"}}},
+            ]},
+            {"anyOf": [
+                {"required": ["vector"], "properties": {"vector": {"type": "array"}}},
+                {"properties": {"text": {"type": ["string", "null"], "maxLength": s.embed.max_text_chars}}},
+            ]},
+        ]})
+    }),
+    ("/BulkUpdate/properties/ids", selected_ids),
+    (
+        "/BulkUpdate/properties/set",
+        |_| json!({"minProperties": 1}),
+    ),
+    ("/BulkUpdate", |_| selection_rules()),
+    ("/BulkDelete/properties/ids", selected_ids),
+    ("/BulkDelete", |_| selection_rules()),
+    (
+        "/WorkerPatch/properties/metadata",
+        |_| json!({"minProperties": 1}),
+    ),
+    ("/WorkerCount/properties/facets", |_| facet_rules()),
     ("/MatrixSearch/properties/query", |_| {
         said(matrix::MAX_QUERY_CHARS)
     }),
@@ -271,6 +304,37 @@ fn finite_f32() -> Value {
     json!({"minimum": -f32::MAX as f64, "maximum": f32::MAX as f64})
 }
 
+/// A bulk operation's id list: unique ids, at most
+/// `vectors.max_bulk_items`.
+fn selected_ids(settings: &Settings) -> Value {
+    json!({
+        "minItems": 1,
+        "maxItems": settings.vectors.max_bulk_items,
+        "uniqueItems": true,
+        "items": {"type": "string", "minLength": 1, "maxLength": vectors::MAX_ID_CHARS, "pattern": NO_CONTROL},
+    })
+}
+
+/// A bulk operation selects by exactly one of `ids` and a `filter` that
+/// names something.
+fn selection_rules() -> Value {
+    let given = |field: &str| json!({"required": [field], "properties": {field: {"not": {"type": "null"}}}});
+    let absent = |field: &str| json!({"properties": {field: {"type": "null"}}});
+    json!({"oneOf": [
+        {"allOf": [given("ids"), absent("filter")]},
+        {"allOf": [given("filter"), absent("ids"), {"properties": {"filter": {"minProperties": 1}}}]},
+    ]})
+}
+
+/// Facet fields: at most 8 field names, none twice.
+fn facet_rules() -> Value {
+    json!({
+        "maxItems": crate::domain::items::MAX_FACET_FIELDS,
+        "uniqueItems": true,
+        "items": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": NO_CONTROL},
+    })
+}
+
 fn typed_values() -> Value {
     json!({"minItems": 1, "maxItems": matrix::MAX_TYPED_VALUES})
 }
@@ -325,6 +389,22 @@ const PATH_RULES: &[(&str, &str, fn() -> Value)] = &[
         || json!({"pattern": INDEX_NAME}),
     ),
     ("/v1/vectors/index/{name}/items/{id}", "id", id_rules),
+    (
+        "/v1/vectors/index/{name}/items/update",
+        "name",
+        || json!({"pattern": INDEX_NAME}),
+    ),
+    (
+        "/v1/vectors/index/{name}/items/delete",
+        "name",
+        || json!({"pattern": INDEX_NAME}),
+    ),
+    (
+        "/v1/vectors/index/{name}/count",
+        "name",
+        || json!({"pattern": INDEX_NAME}),
+    ),
+    ("/v1/matrix/workers/{id}", "id", id_rules),
     (
         "/v1/admin/indexes/{name}/restart",
         "name",
@@ -497,6 +577,54 @@ pub const RUNTIME_RULES: &[(&str, &str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "patch",
+        "/v1/vectors/index/{name}/items/{id}",
+        &[
+            ("dimension_mismatch", "a new vector has the index's dimension"),
+            ("invalid_vector", "a cosine index takes no zero vector, nor a text that embeds to one"),
+            (
+                "invalid_metadata",
+                "the merged metadata is within `vectors.max_metadata_bytes`, with a `location` of {lat, lon}, and in `workers` typed worker fields of their types (docs/api.md)",
+            ),
+            ("write_conflict", "the item stops changing under other writes within three tries"),
+        ],
+    ),
+    (
+        "post",
+        "/v1/vectors/index/{name}/items/update",
+        &[
+            (
+                "invalid_metadata",
+                "each item's merged metadata is within `vectors.max_metadata_bytes`, with a `location` of {lat, lon}, and in `workers` typed worker fields of their types (docs/api.md)",
+            ),
+            (
+                "bulk_too_large",
+                "a filter selects at most `vectors.max_bulk_items` items, unless `allow_large` is true",
+            ),
+            ("write_conflict", "the items stop changing under other writes within three tries"),
+            INVALID_FILTER,
+            TOO_MANY_FILTER_FIELDS,
+        ],
+    ),
+    (
+        "post",
+        "/v1/vectors/index/{name}/items/delete",
+        &[
+            (
+                "bulk_too_large",
+                "a filter selects at most `vectors.max_bulk_items` items, unless `allow_large` is true",
+            ),
+            ("write_conflict", "the items stop changing under other writes within three tries"),
+            INVALID_FILTER,
+            TOO_MANY_FILTER_FIELDS,
+        ],
+    ),
+    (
+        "post",
+        "/v1/vectors/index/{name}/count",
+        &[INVALID_FILTER, TOO_MANY_FILTER_FIELDS],
+    ),
+    (
         "post",
         "/v1/matrix/search",
         &[
@@ -511,6 +639,29 @@ pub const RUNTIME_RULES: &[(&str, &str, &[(&str, &str)])] = &[
             (
                 "invalid_window",
                 "`available_between`'s `from` is not after its `to`, and before 9999-12-31",
+            ),
+            INVALID_FILTER,
+            TOO_MANY_FILTER_FIELDS,
+        ],
+    ),
+    (
+        "patch",
+        "/v1/matrix/workers/{id}",
+        &[
+            (
+                "invalid_metadata",
+                "the merged fields are within `vectors.max_metadata_bytes`, and `status`, `shift`, `available_from`, `available_to`, `unavailable`, `certifications` and `location` have their types (docs/api.md)",
+            ),
+            ("write_conflict", "the worker stops changing under other writes within three tries"),
+        ],
+    ),
+    (
+        "post",
+        "/v1/matrix/workers/count",
+        &[
+            (
+                "unknown_city",
+                "`near`'s city and state are a city of the shipped table",
             ),
             INVALID_FILTER,
             TOO_MANY_FILTER_FIELDS,

@@ -194,7 +194,8 @@ impl Drop for Share {
     }
 }
 
-/// The body limit of a route: item batches take `limits.max_body_bytes`,
+/// The body limit of a route: item batches (adds, bulk updates and
+/// deletes, a patch's text) take `limits.max_body_bytes`,
 /// embedding, validation and SQL `limits.max_text_body_bytes`, uploads their own
 /// (`storage.max_object_bytes`, `ingest.max_bytes`), every other route
 /// `limits.max_request_bytes`; no JSON route more than
@@ -203,7 +204,11 @@ pub fn body_limit(settings: &Settings, method: &Method, route: &str) -> u64 {
     let limits = &settings.limits;
     let json = |limit: usize| limit.min(limits.max_body_bytes) as u64;
     match (method.as_str(), route) {
-        ("POST", "/v1/vectors/index/{name}/add") => json(limits.max_body_bytes),
+        // Item batches, and what may name as many ids or a whole text.
+        ("POST", "/v1/vectors/index/{name}/add")
+        | ("POST", "/v1/vectors/index/{name}/items/update")
+        | ("POST", "/v1/vectors/index/{name}/items/delete")
+        | ("PATCH", "/v1/vectors/index/{name}/items/{id}") => json(limits.max_body_bytes),
         // SQL too: a text over query.max_sql_bytes is told so (400), not
         // just refused as a body.
         ("POST", "/v1/embed") | ("POST", "/v1/validate") | ("POST", "/v1/sql") => {
@@ -312,9 +317,21 @@ async fn decide(
         return Err((anonymous, ApiError::HostNotAllowed(shown)));
     }
     let method = req.method().clone();
-    let Some(route) = route_of(req) else {
+    let Some(mut route) = route_of(req) else {
         return Err((anonymous, ApiError::route_not_found(&method, req.path())));
     };
+    // `…/items/update` beside `…/items/{id}`: the literal route serves
+    // its own methods (and names them in a 405).
+    let rules = &context.contract.rules;
+    if rules.access(&method, &route).is_none() {
+        let path = req.match_info().as_str();
+        if let Some(literal) = rules
+            .literal_route(&method, &route, path)
+            .or_else(|| rules.literal_template(&route, path))
+        {
+            route = literal;
+        }
+    }
     if front.open && !front.allow_open_proxied {
         if let Some(found) = PROXY_HEADERS
             .iter()

@@ -1,15 +1,23 @@
-//! `POST /v1/matrix/search` and `POST /v1/matrix/playbooks/record`.
+//! `POST /v1/matrix/search`, `POST /v1/matrix/playbooks/record`,
+//! `PATCH /v1/matrix/workers/{id}` and `POST /v1/matrix/workers/count`.
 
 use crate::domain::de::Object;
-use actix_web::{post, web};
+use actix_web::{patch, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{ApiContext, ApiError};
-use crate::domain::matrix::{MatrixResults, MatrixSearch, PlaybookRecord, Recorded};
+use crate::domain::items::ChangeOutcome;
+use crate::domain::matrix::{
+    MatrixResults, MatrixSearch, PlaybookRecord, Recorded, WorkerCount, WorkerCountAnswer,
+    WorkerPatch,
+};
 use crate::service;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(search_workers).service(record_placement);
+    cfg.service(search_workers)
+        .service(record_placement)
+        .service(update_worker)
+        .service(count_workers);
 }
 
 /// Semantic worker search, with role/city/state filters and the playbook
@@ -57,5 +65,60 @@ async fn record_placement(
 ) -> Result<web::Json<Recorded>, ApiError> {
     Ok(web::Json(
         service::matrix::record_placement(&context, request.into_inner().0).await?,
+    ))
+}
+
+/// Change a worker's day-to-day fields — `status` (active, on_assignment,
+/// placed, do_not_use), availability, shift, certifications, contact —
+/// with the write role; `null` removes a field. The profile text and its
+/// vector stay (nothing is embedded). Durable in Lance once answered.
+#[utoipa::path(
+    tag = "matrix",
+    params(("id" = String, Path, description = "The worker")),
+    request_body = WorkerPatch,
+    responses(
+        (status = 200, description = "Matched 1, changed 0 or 1, and the Lance version", body = ChangeOutcome),
+        (status = 400, description = "`invalid_id`", body = super::error::ErrorBody),
+        (status = 404, description = "`no_workers`: seed first; `item_not_found`", body = super::error::ErrorBody),
+        (status = 409, description = "`write_conflict`", body = super::error::ErrorBody),
+        (status = 422, description = "`empty_change`, `invalid_metadata` (a typed worker field out of shape, named)", body = super::error::ErrorBody),
+        (status = 503, description = "`index_loading`, `index_failed`, `index_unavailable`", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = ["write"]))
+)]
+#[patch("/matrix/workers/{id}")]
+#[tracing::instrument(skip_all)]
+async fn update_worker(
+    context: web::Data<ApiContext>,
+    id: web::Path<String>,
+    request: web::Json<Object<WorkerPatch>>,
+) -> Result<web::Json<ChangeOutcome>, ApiError> {
+    let outcome =
+        service::matrix::update_worker(&context, id.into_inner(), request.into_inner().0).await?;
+    Ok(web::Json(outcome))
+}
+
+/// How many workers match a role, a place, statuses and a filter, and with
+/// `facets` how they spread over some fields (over every match, not a top
+/// k).
+#[utoipa::path(
+    tag = "matrix",
+    request_body = WorkerCount,
+    responses(
+        (status = 200, description = "The count, the statuses left out, the facets", body = WorkerCountAnswer),
+        (status = 404, description = "`no_workers`: seed first", body = super::error::ErrorBody),
+        (status = 422, description = "`invalid_body`, `unknown_city`, `invalid_filter`, `too_many_filter_fields`, `invalid_facets`", body = super::error::ErrorBody),
+        (status = 503, description = "`index_loading`, `index_failed`, `index_unavailable`", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = ["read"]))
+)]
+#[post("/matrix/workers/count")]
+#[tracing::instrument(skip_all)]
+async fn count_workers(
+    context: web::Data<ApiContext>,
+    request: web::Json<Object<WorkerCount>>,
+) -> Result<web::Json<WorkerCountAnswer>, ApiError> {
+    Ok(web::Json(
+        service::matrix::count_workers(&context, request.into_inner().0).await?,
     ))
 }

@@ -1,14 +1,18 @@
 //! `/v1/vectors/index…`: create, list, inspect and drop indexes; add,
-//! search, get and delete items, each one call to [`service::vectors`].
+//! search, get, patch and delete items, update and delete them in bulk,
+//! count them — each one call to [`service::vectors`].
 
 use crate::domain::de::Object;
-use actix_web::{delete, get, post, web, HttpResponse};
+use actix_web::{delete, get, patch, post, web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::error::ErrorBody;
 use super::{caller_role, ApiContext, ApiError};
+use crate::domain::items::{
+    BulkDelete, BulkUpdate, ChangeOutcome, CountAnswer, CountRequest, ItemPatch,
+};
 use crate::domain::vectors::{
     AddItems, CreateIndex, IndexDefinition, IndexInfo, IndexList, Item, SearchRequest,
     SearchResults, UpsertOutcome,
@@ -23,7 +27,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(add_items)
         .service(search_index)
         .service(get_item)
-        .service(delete_item);
+        .service(patch_item)
+        .service(delete_item)
+        .service(update_items)
+        .service(delete_items)
+        .service(count_items);
 }
 
 #[derive(Serialize, ToSchema)]
@@ -156,7 +164,7 @@ async fn add_items(
     responses(
         (status = 200, description = "Hits, nearest first", body = SearchResults),
         (status = 400, description = "`dimension_mismatch`, `invalid_vector`", body = ErrorBody),
-        (status = 422, description = "`invalid_k`, `vector_or_text`, `mode_needs_text`, `invalid_keyword_weight`, `invalid_ef_search`, `invalid_filter`, `too_many_filter_fields`, `too_many_ids`, `unsupported_mode` (hybrid on an index that is not cosine)", body = ErrorBody),
+        (status = 422, description = "`invalid_k`, `vector_or_text`, `mode_needs_text`, `invalid_keyword_weight`, `invalid_ef_search`, `invalid_filter`, `too_many_filter_fields`, `too_many_ids`, `unsupported_mode` (hybrid on an index that is not cosine), `invalid_facets`", body = ErrorBody),
         (status = 404, description = "`index_not_found`", body = ErrorBody),
         (status = 503, description = "`index_loading`, `index_failed` (names the reason), `index_unavailable`", body = ErrorBody),
     ),
@@ -169,8 +177,9 @@ async fn search_index(
     name: web::Path<String>,
     request: web::Json<Object<SearchRequest>>,
 ) -> Result<web::Json<SearchResults>, ApiError> {
-    let hits = service::vectors::search_index(&context, &name, request.into_inner().0).await?;
-    Ok(web::Json(SearchResults { hits }))
+    let results =
+        service::vectors::search_with_facets(&context, &name, request.into_inner().0).await?;
+    Ok(web::Json(results))
 }
 
 /// One item: its vector and metadata.
@@ -225,4 +234,127 @@ async fn delete_item(
     let (name, id) = path.into_inner();
     service::vectors::delete_item(&context, caller_role(&http), &name, id.clone()).await?;
     Ok(web::Json(Deleted { deleted: id }))
+}
+
+/// Change one item: set or (with `null`) remove metadata fields, replace
+/// its text (embedded again unless a vector comes with it) or its vector.
+/// What is not named stays: a change of metadata only is not embedded
+/// again. Acknowledged once committed to Lance.
+#[utoipa::path(
+    tag = "vectors",
+    params(
+        ("name" = String, Path, description = "The index"),
+        ("id" = String, Path, description = "The item"),
+    ),
+    request_body = ItemPatch,
+    responses(
+        (status = 200, description = "Matched 1, changed 0 or 1, and the Lance version", body = ChangeOutcome),
+        (status = 400, description = "`invalid_id`, `dimension_mismatch`, `invalid_vector` (a text that is empty or too long too)", body = ErrorBody),
+        (status = 404, description = "`index_not_found`, `item_not_found`", body = ErrorBody),
+        (status = 409, description = "`reserved_index`: `workers` and `playbook_memory` need the admin role; `write_conflict`", body = ErrorBody),
+        (status = 422, description = "`empty_change`, `invalid_metadata`, and the embedder's codes for a text", body = ErrorBody),
+        (status = 503, description = "`index_loading`, `index_failed`, `index_unavailable`", body = ErrorBody),
+    ),
+    security(("bearer" = ["write"]))
+)]
+#[patch("/vectors/index/{name}/items/{id}")]
+#[tracing::instrument(skip_all, fields(index = %path.0))]
+async fn patch_item(
+    context: web::Data<ApiContext>,
+    path: web::Path<(String, String)>,
+    http: actix_web::HttpRequest,
+    request: web::Json<Object<ItemPatch>>,
+) -> Result<web::Json<ChangeOutcome>, ApiError> {
+    let (name, id) = path.into_inner();
+    let patch = request.into_inner().0;
+    let outcome =
+        service::vectors::patch_item(&context, caller_role(&http), &name, id, patch).await?;
+    Ok(web::Json(outcome))
+}
+
+/// Set fields on every item some ids or a filter select (`null` removes a
+/// field). More than `vectors.max_bulk_items` items need `allow_large`.
+/// Acknowledged once committed to Lance.
+#[utoipa::path(
+    tag = "vectors",
+    params(("name" = String, Path, description = "The index")),
+    request_body = BulkUpdate,
+    responses(
+        (status = 200, description = "Items matched and changed, and the Lance version", body = ChangeOutcome),
+        (status = 400, description = "`invalid_id`, `duplicate_id`", body = ErrorBody),
+        (status = 404, description = "`index_not_found`", body = ErrorBody),
+        (status = 409, description = "`reserved_index`, `write_conflict` (names how many were written)", body = ErrorBody),
+        (status = 422, description = "`no_selection`, `bulk_too_large`, `empty_change`, `invalid_metadata`, `invalid_filter`, `too_many_filter_fields`", body = ErrorBody),
+        (status = 503, description = "`index_loading`, `index_failed`, `index_unavailable`", body = ErrorBody),
+    ),
+    security(("bearer" = ["write"]))
+)]
+#[post("/vectors/index/{name}/items/update")]
+#[tracing::instrument(skip_all, fields(index = %name))]
+async fn update_items(
+    context: web::Data<ApiContext>,
+    name: web::Path<String>,
+    http: actix_web::HttpRequest,
+    request: web::Json<Object<BulkUpdate>>,
+) -> Result<web::Json<ChangeOutcome>, ApiError> {
+    let request = request.into_inner().0;
+    let outcome =
+        service::vectors::update_items(&context, caller_role(&http), &name, request).await?;
+    Ok(web::Json(outcome))
+}
+
+/// Delete every item some ids or a filter select. More than
+/// `vectors.max_bulk_items` items need `allow_large`. Acknowledged once
+/// committed to Lance.
+#[utoipa::path(
+    tag = "vectors",
+    params(("name" = String, Path, description = "The index")),
+    request_body = BulkDelete,
+    responses(
+        (status = 200, description = "Items matched and deleted, and the Lance version", body = ChangeOutcome),
+        (status = 400, description = "`invalid_id`, `duplicate_id`", body = ErrorBody),
+        (status = 404, description = "`index_not_found`", body = ErrorBody),
+        (status = 409, description = "`reserved_index`, `write_conflict` (names how many were deleted)", body = ErrorBody),
+        (status = 422, description = "`no_selection`, `bulk_too_large`, `invalid_filter`, `too_many_filter_fields`", body = ErrorBody),
+        (status = 503, description = "`index_loading`, `index_failed`, `index_unavailable`", body = ErrorBody),
+    ),
+    security(("bearer" = ["write"]))
+)]
+#[post("/vectors/index/{name}/items/delete")]
+#[tracing::instrument(skip_all, fields(index = %name))]
+async fn delete_items(
+    context: web::Data<ApiContext>,
+    name: web::Path<String>,
+    http: actix_web::HttpRequest,
+    request: web::Json<Object<BulkDelete>>,
+) -> Result<web::Json<ChangeOutcome>, ApiError> {
+    let request = request.into_inner().0;
+    let outcome =
+        service::vectors::delete_items(&context, caller_role(&http), &name, request).await?;
+    Ok(web::Json(outcome))
+}
+
+/// How many items a filter selects (every item without one), at the
+/// index's current Lance version.
+#[utoipa::path(
+    tag = "vectors",
+    params(("name" = String, Path, description = "The index")),
+    request_body = CountRequest,
+    responses(
+        (status = 200, description = "The count and the Lance version counted", body = CountAnswer),
+        (status = 404, description = "`index_not_found`", body = ErrorBody),
+        (status = 422, description = "`invalid_filter`, `too_many_filter_fields`", body = ErrorBody),
+        (status = 503, description = "`index_loading`, `index_failed`, `index_unavailable`", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"]))
+)]
+#[post("/vectors/index/{name}/count")]
+#[tracing::instrument(skip_all, fields(index = %name))]
+async fn count_items(
+    context: web::Data<ApiContext>,
+    name: web::Path<String>,
+    request: web::Json<Object<CountRequest>>,
+) -> Result<web::Json<CountAnswer>, ApiError> {
+    let answer = service::vectors::count_items(&context, &name, request.into_inner().0).await?;
+    Ok(web::Json(answer))
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::domain::chat::ChatRequest;
 use crate::domain::datasets::SqlRequest;
-use crate::domain::matrix::{MatrixSearch, PlaybookRecord};
+use crate::domain::matrix::{MatrixSearch, PlaybookRecord, WorkerCount, WorkerPatch};
 use crate::domain::validate::ValidateRequest;
 use crate::domain::vectors::SearchRequest;
 use crate::service::ops::EmbedRequest;
@@ -57,6 +57,11 @@ pub enum Op {
         request: SearchRequest,
     },
     SearchWorkers(MatrixSearch),
+    CountWorkers(WorkerCount),
+    UpdateWorker {
+        id: String,
+        patch: WorkerPatch,
+    },
     Embed(EmbedRequest),
     Validate(ValidateRequest),
     Record(PlaybookRecord),
@@ -125,11 +130,16 @@ async fn local(context: &Context, op: Op) -> Result<Value, ApiError> {
             Ok(json!({ "indexes": to_value(&indexes)? }))
         }
         Op::SearchVectors { index, request } => {
-            let hits = service::vectors::search_index(context, &index, request).await?;
-            Ok(json!({ "hits": to_value(&hits)? }))
+            to_value(&service::vectors::search_with_facets(context, &index, request).await?)
         }
         Op::SearchWorkers(request) => {
             to_value(&service::matrix::search_workers(context, request).await?)
+        }
+        Op::CountWorkers(request) => {
+            to_value(&service::matrix::count_workers(context, request).await?)
+        }
+        Op::UpdateWorker { id, patch } => {
+            to_value(&service::matrix::update_worker(context, id, patch).await?)
         }
         Op::Embed(request) => to_value(&service::ops::embed(context, request).await?),
         Op::Validate(request) => to_value(&service::ops::validate(context, request).await?),
@@ -169,6 +179,16 @@ async fn remote(
             body(&request)?,
         ),
         Op::SearchWorkers(request) => (Method::POST, "/v1/matrix/search".into(), body(&request)?),
+        Op::CountWorkers(request) => (
+            Method::POST,
+            "/v1/matrix/workers/count".into(),
+            body(&request)?,
+        ),
+        Op::UpdateWorker { id, patch } => (
+            Method::PATCH,
+            format!("/v1/matrix/workers/{}", encode(&id)),
+            body(&patch)?,
+        ),
         Op::Embed(request) => (Method::POST, "/v1/embed".into(), body(&request)?),
         Op::Validate(request) => (Method::POST, "/v1/validate".into(), body(&request)?),
         Op::Record(request) => (

@@ -29,7 +29,7 @@ use crate::config::McpSettings;
 use crate::domain::auth::Role;
 use crate::domain::chat::{ChatRequest, ContextRequest, Message};
 use crate::domain::datasets::SqlRequest;
-use crate::domain::matrix::{MatrixSearch, PlaybookRecord};
+use crate::domain::matrix::{MatrixSearch, PlaybookRecord, WorkerCount, WorkerPatch};
 use crate::domain::validate::{FillOrder, ValidateRequest};
 use crate::domain::vectors::SearchRequest;
 use crate::service::ops::EmbedRequest;
@@ -118,6 +118,7 @@ impl LakehouseMcp {
                         mode: args.mode,
                         keyword_weight: args.keyword_weight,
                         explain: args.explain,
+                        facets: args.facets,
                         ..SearchRequest::for_text(args.text, args.k.min(self.settings.max_rows))
                     },
                 }
@@ -142,12 +143,46 @@ impl LakehouseMcp {
                     available_between: args.available_between,
                     shift_any: args.shift_any,
                     certifications_valid_on: args.certifications_valid_on,
+                    status_any: args.status_any,
                     near: args.near,
                     mode: args.mode,
                     keyword_weight: args.keyword_weight,
                     explain: args.explain,
                     prepared: None,
                 })
+            }
+            "count_workers" => {
+                let args: tools::CountWorkers =
+                    serde_json::from_value(arguments).map_err(invalid)?;
+                Op::CountWorkers(WorkerCount {
+                    role: args.role,
+                    city: args.city,
+                    state: args.state,
+                    status_any: args.status_any,
+                    near: args.near,
+                    filter: args.filter,
+                    facets: args.facets,
+                })
+            }
+            "update_worker" => {
+                let args: tools::UpdateWorker =
+                    serde_json::from_value(arguments).map_err(invalid)?;
+                // Checked here, so the stdio door (a URL path) and the
+                // local one refuse the same ids alike.
+                crate::domain::vectors::validate_id(&args.worker_id, "worker_id")
+                    .map_err(|e| ToolError::new("invalid_id", e.to_string()))?;
+                if matches!(args.worker_id.as_str(), "." | "..") {
+                    return Err(ToolError::new(
+                        "invalid_id",
+                        "worker_id: '.' and '..' cannot be named in a URL path",
+                    ));
+                }
+                Op::UpdateWorker {
+                    id: args.worker_id,
+                    patch: WorkerPatch {
+                        metadata: args.metadata,
+                    },
+                }
             }
             "embed_text" => {
                 let args: tools::EmbedText = serde_json::from_value(arguments).map_err(invalid)?;

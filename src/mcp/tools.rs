@@ -74,6 +74,22 @@ pub fn all() -> Vec<ToolSpec> {
             schema: schema_of::<SearchWorkers>,
         },
         ToolSpec {
+            name: "count_workers",
+            description: "Count the workers matching a role, place, statuses and filter, and with `facets` how they spread over fields such as role, city or shift (over every match, not a top k).",
+            role: Role::Read,
+            read_only: true,
+            destructive: false,
+            schema: schema_of::<CountWorkers>,
+        },
+        ToolSpec {
+            name: "update_worker",
+            description: "Change a worker's day-to-day fields: status (active, on_assignment, placed, do_not_use), availability, shift, certifications, contact. Searches leave on_assignment and do_not_use workers out by default. Durable once answered. A write.",
+            role: Role::Write,
+            read_only: false,
+            destructive: false,
+            schema: schema_of::<UpdateWorker>,
+        },
+        ToolSpec {
             name: "embed_text",
             description: "Turn texts into unit vectors with the service's embedder (for clients that store vectors elsewhere).",
             role: Role::Read,
@@ -166,6 +182,9 @@ pub struct SearchVectors {
     /// Give each hit an `explain`: the parts of its distance.
     #[serde(default)]
     pub explain: bool,
+    /// Fields whose values to count over every item the filter selects
+    /// (not only the k hits), e.g. ["role", "city"]: at most 8.
+    pub facets: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -208,6 +227,10 @@ pub struct SearchWorkers {
     /// With certifications_any: held and not expired on this date, e.g.
     /// "2026-12-14".
     pub certifications_valid_on: Option<String>,
+    /// Only workers of these statuses, e.g. ["active", "placed"]. Default:
+    /// all but on_assignment and do_not_use (unless `filter` names
+    /// status); the answer's excluded_statuses says what was left out.
+    pub status_any: Option<Vec<crate::domain::workers::WorkerStatus>>,
     /// Living within a distance of a city or a point, e.g.
     /// {"city": "Joliet", "state": "IL", "miles": 25}.
     pub near: Option<crate::domain::matrix::Near>,
@@ -268,6 +291,39 @@ pub struct ValidateOutreach {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct UpdateWorker {
+    /// The worker, as search_workers gives it.
+    pub worker_id: String,
+    /// Fields to set, e.g. {"status": "on_assignment"} or
+    /// {"available_from": "2026-12-14", "shift": "night"}; null removes a
+    /// field. `status` is one of active, on_assignment, placed,
+    /// do_not_use. The profile text stays.
+    pub metadata: Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CountWorkers {
+    /// Exact role, e.g. "Forklift Operator".
+    pub role: Option<String>,
+    pub city: Option<String>,
+    /// Two-letter state, e.g. "IL".
+    pub state: Option<String>,
+    /// Only workers of these statuses. Default: all but on_assignment and
+    /// do_not_use (unless `filter` names status).
+    pub status_any: Option<Vec<crate::domain::workers::WorkerStatus>>,
+    /// Living within a distance of a city or a point, e.g.
+    /// {"city": "Joliet", "state": "IL", "miles": 25}.
+    pub near: Option<crate::domain::matrix::Near>,
+    /// More conditions in the filter language.
+    pub filter: Option<Map<String, Value>>,
+    /// Fields whose values to count over the matching workers, e.g.
+    /// ["role", "city", "shift"]: at most 8.
+    pub facets: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RecordPlacement {
     /// The need the workers filled, in words.
     pub query: String,
@@ -308,7 +364,7 @@ mod tests {
     use super::*;
     use crate::domain::chat::{ChatRequest, ContextRequest};
     use crate::domain::datasets::SqlRequest;
-    use crate::domain::matrix::{MatrixSearch, PlaybookRecord};
+    use crate::domain::matrix::{MatrixSearch, PlaybookRecord, WorkerCount, WorkerPatch};
     use crate::domain::vectors::SearchRequest;
     use crate::service::ops::EmbedRequest;
 
@@ -357,6 +413,19 @@ mod tests {
                 // An agent searches by words, which the service embeds; a
                 // raw vector is for programs (POST …/search).
                 omitted: &["vector", "include_ids"],
+            },
+            Case {
+                tool: "count_workers",
+                fields: request_fields::<WorkerCount>(),
+                renamed: &[],
+                omitted: &[],
+            },
+            Case {
+                // The worker's id is the route's path parameter.
+                tool: "update_worker",
+                fields: request_fields::<WorkerPatch>(),
+                renamed: &[],
+                omitted: &[],
             },
             Case {
                 tool: "record_placement",

@@ -1,12 +1,20 @@
 //! The vector-index use cases: create, list, inspect and drop indexes; add,
-//! search, get and delete items. Index changes go to `vector_catalog`,
+//! search, get, patch and delete items, update and delete them in bulk,
+//! count them. Index changes go to `vector_catalog`,
 //! item operations to the index's own actor `index:<name>`; a search of a
 //! loaded index runs on its published reader, without a message.
 
 use crate::actors::vectors::catalog::{self, VectorCatalogMessage};
-use crate::actors::vectors::index::{self, actor_name, IndexMessage};
+use crate::actors::vectors::index::{
+    self, actor_name, ChangeKind, ChangeRequest, IndexMessage, Tally, Target,
+};
 use crate::actors::vectors::IndexError;
 use crate::domain::auth::Role;
+use crate::domain::filter::PreparedFilter;
+use crate::domain::items::{
+    check_facets, BulkDelete, BulkUpdate, ChangeError, ChangeOutcome, CountAnswer, CountRequest,
+    ItemPatch, Selection, SelectionError,
+};
 use crate::domain::vectors::{
     CreateIndex, Hit, IndexDefinition, IndexInfo, IndexSummary, Item, ItemInput, ReindexAnswer,
     SearchRequest, UpsertOutcome, ValidationError,
@@ -22,6 +30,20 @@ use super::{ApiError, Context};
 /// supervisor gave up on a `503 index_failed` with the last reason — all
 /// at once, never after a request timeout.
 pub async fn call_index<T, F>(context: &Context, name: &str, build: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(ractor::RpcReplyPort<T>) -> IndexMessage,
+{
+    call_index_with(context, name, context.timeout(), build).await
+}
+
+/// [`call_index`] with a timeout of its own.
+pub async fn call_index_with<T, F>(
+    context: &Context,
+    name: &str,
+    timeout: std::time::Duration,
+    build: F,
+) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(ractor::RpcReplyPort<T>) -> IndexMessage,
@@ -46,7 +68,7 @@ where
         Some(ChildStatus::Failed) => return Err(failed()),
         Some(ChildStatus::Running | ChildStatus::Stopped) => {}
     }
-    match context.call(&actor, build).await {
+    match context.call_with(&actor, build, timeout).await {
         Err(CallError::Unavailable { .. }) => match context.vectors_board.status(&actor) {
             None => Err(not_found()),
             Some(ChildStatus::Failed) => Err(failed()),
@@ -144,19 +166,195 @@ pub async fn add_items(
 pub async fn search_index(
     context: &Context,
     name: &str,
-    mut request: SearchRequest,
+    request: SearchRequest,
 ) -> Result<Vec<Hit>, ApiError> {
+    Ok(search_with_facets(context, name, request).await?.hits)
+}
+
+/// [`search_index`], and with `facets` asked the counts of their values
+/// over every item the filter selects.
+pub async fn search_with_facets(
+    context: &Context,
+    name: &str,
+    mut request: SearchRequest,
+) -> Result<crate::domain::vectors::SearchResults, ApiError> {
     request.prepared = prepare_filter(context, request.filter.as_ref())?;
     check_ids(context, "exclude_ids", request.exclude_ids.as_deref())?;
     check_search_text(context, request.text.as_deref())?;
+    let facets = request.facets.take().unwrap_or_default();
+    check_facets(&facets).map_err(IndexError::from)?;
+    let filter = request.prepared.clone();
+    let hits = match index::reader(&context.directory, name) {
+        Some(reader) => reader.search(request).await?,
+        None => {
+            call_index(context, name, |reply| IndexMessage::Search {
+                request,
+                reply,
+            })
+            .await??
+        }
+    };
+    let facets = if facets.is_empty() {
+        None
+    } else {
+        Some(
+            tally(context, name, filter, facets)
+                .await?
+                .facets
+                .into_iter()
+                .collect(),
+        )
+    };
+    Ok(crate::domain::vectors::SearchResults { hits, facets })
+}
+
+/// How many items a filter selects (every item without one).
+pub async fn count_items(
+    context: &Context,
+    name: &str,
+    request: CountRequest,
+) -> Result<CountAnswer, ApiError> {
+    let filter = prepare_filter(context, request.filter.as_ref())?;
+    let tally = tally(context, name, filter, Vec::new()).await?;
+    Ok(CountAnswer {
+        count: tally.count,
+        lance_version: tally.version,
+    })
+}
+
+/// Counts and facets on the published reader, else through the actor.
+pub(crate) async fn tally(
+    context: &Context,
+    name: &str,
+    filter: Option<PreparedFilter>,
+    facets: Vec<String>,
+) -> Result<Tally, ApiError> {
     match index::reader(&context.directory, name) {
-        Some(reader) => Ok(reader.search(request).await?),
-        None => Ok(call_index(context, name, |reply| IndexMessage::Search {
-            request,
+        Some(reader) => Ok(reader.tally(filter, facets).await?),
+        None => Ok(call_index(context, name, |reply| IndexMessage::Tally {
+            filter,
+            facets,
             reply,
         })
         .await??),
     }
+}
+
+/// Changes one item's fields, text or vector; the rest stays (a change of
+/// metadata only is not embedded again). Durable once answered.
+pub async fn patch_item(
+    context: &Context,
+    role: Option<Role>,
+    name: &str,
+    id: String,
+    patch: ItemPatch,
+) -> Result<ChangeOutcome, ApiError> {
+    check_reserved(role, name)?;
+    crate::domain::vectors::validate_id(&id, "id").map_err(IndexError::from)?;
+    let metadata = patch.metadata.unwrap_or_default();
+    if metadata.is_empty() && patch.text.is_none() && patch.vector.is_none() {
+        return Err(IndexError::from(ChangeError::EmptyChange(
+            "give at least one of 'metadata' (not empty), 'text' and 'vector'",
+        ))
+        .into());
+    }
+    check_change_text(patch.text.as_deref())?;
+    let request = ChangeRequest {
+        target: Target::One(id),
+        change: ChangeKind::Patch {
+            metadata,
+            text: patch.text,
+            vector: patch.vector,
+        },
+        allow_large: false,
+        max_items: 1,
+    };
+    change(context, name, request).await
+}
+
+/// Sets fields on the items some ids or a filter select.
+pub async fn update_items(
+    context: &Context,
+    role: Option<Role>,
+    name: &str,
+    request: BulkUpdate,
+) -> Result<ChangeOutcome, ApiError> {
+    check_reserved(role, name)?;
+    let (selection, set) = request.split();
+    if set.is_empty() {
+        return Err(IndexError::from(ChangeError::EmptyChange(
+            "'set' names no field: nothing to update",
+        ))
+        .into());
+    }
+    let request = ChangeRequest {
+        target: target(context, "update", &selection)?,
+        change: ChangeKind::Patch {
+            metadata: set,
+            text: None,
+            vector: None,
+        },
+        allow_large: selection.allow_large,
+        max_items: context.settings.vectors.max_bulk_items,
+    };
+    change(context, name, request).await
+}
+
+/// Deletes the items some ids or a filter select.
+pub async fn delete_items(
+    context: &Context,
+    role: Option<Role>,
+    name: &str,
+    request: BulkDelete,
+) -> Result<ChangeOutcome, ApiError> {
+    check_reserved(role, name)?;
+    let selection = request.selection();
+    let request = ChangeRequest {
+        target: target(context, "delete", &selection)?,
+        change: ChangeKind::Delete,
+        allow_large: selection.allow_large,
+        max_items: context.settings.vectors.max_bulk_items,
+    };
+    change(context, name, request).await
+}
+
+/// A selection's ids or filter, checked (see [`Selection::checked_ids`]).
+fn target(
+    context: &Context,
+    what: &'static str,
+    selection: &Selection,
+) -> Result<Target, ApiError> {
+    let max = context.settings.vectors.max_bulk_items;
+    let ids = selection.checked_ids(what, max).map_err(|err| match err {
+        SelectionError::Change(err) => IndexError::from(err),
+        SelectionError::Invalid(err) => IndexError::from(err),
+    })?;
+    match ids {
+        Some(ids) => Ok(Target::Ids(ids.to_vec())),
+        None => {
+            let filter = prepare_filter(context, selection.filter.as_ref())?
+                .filter(|f| !f.is_empty())
+                .ok_or_else(|| IndexError::from(ChangeError::NoSelection(what)))?;
+            Ok(Target::Filter(filter))
+        }
+    }
+}
+
+/// Runs a checked change on index `name` (the caller has checked the role).
+pub(crate) async fn change(
+    context: &Context,
+    name: &str,
+    request: ChangeRequest,
+) -> Result<ChangeOutcome, ApiError> {
+    // A large change commits group after group: it may take longer than
+    // one request's bound.
+    let groups = if request.allow_large { 20 } else { 2 };
+    Ok(
+        call_index_with(context, name, context.timeout() * groups, |reply| {
+            IndexMessage::Change { request, reply }
+        })
+        .await??,
+    )
 }
 
 /// One item: its vector and metadata.
@@ -180,6 +378,27 @@ pub async fn delete_item(
 /// mode, so the bound is one number the document can state.
 pub fn search_text_limit(settings: &crate::config::Settings) -> usize {
     crate::domain::vectors::MAX_SEARCH_TEXT_CHARS.min(settings.embed.max_text_chars)
+}
+
+/// A patch's new text says something and is within the items' text bound
+/// (the embedder holds its own when it embeds it).
+fn check_change_text(text: Option<&str>) -> Result<(), ApiError> {
+    let max = crate::domain::vectors::MAX_TEXT_CHARS;
+    let invalid = |reason: String| {
+        Err(IndexError::Invalid(ValidationError::InvalidVector {
+            field: "text".into(),
+            reason,
+        })
+        .into())
+    };
+    match text {
+        Some(text) if text.trim().is_empty() => invalid("must not be empty".into()),
+        Some(text) if text.chars().count() > max => invalid(format!(
+            "must be at most {max} characters, got {}",
+            text.chars().count()
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_search_text(context: &Context, text: Option<&str>) -> Result<(), ApiError> {

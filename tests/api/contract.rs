@@ -56,7 +56,32 @@ fn starts(worker: &str) -> Vec<Start> {
             INDEX,
             Some(json!({
                 "vector": [0.1, 0.2, 0.3, 0.4], "k": 3, "ef_search": 32, "exclude_ids": ["c9"],
+                "facets": ["k"],
             })),
+        ),
+        start(
+            "patch",
+            "/v1/vectors/index/{name}/items/{id}",
+            &[("name", "contract"), ("id", "c1")],
+            Some(json!({"metadata": {"k": "v"}, "vector": [0.4, 0.3, 0.2, 0.1]})),
+        ),
+        start(
+            "post",
+            "/v1/vectors/index/{name}/items/update",
+            INDEX,
+            Some(json!({"ids": ["c1"], "set": {"k": "w"}})),
+        ),
+        start(
+            "post",
+            "/v1/vectors/index/{name}/items/delete",
+            INDEX,
+            Some(json!({"ids": ["gone"]})),
+        ),
+        start(
+            "post",
+            "/v1/vectors/index/{name}/count",
+            INDEX,
+            Some(json!({"filter": {"k": "w"}})),
         ),
         start(
             "post",
@@ -83,6 +108,18 @@ fn starts(worker: &str) -> Vec<Start> {
                 "skills_all": ["forklift"], "certifications_any": ["OSHA 10"],
                 "available_by": "2026-12-07", "keyword_weight": 0.5, "exclude_ids": ["x"],
             })),
+        ),
+        start(
+            "patch",
+            "/v1/matrix/workers/{id}",
+            &[("id", "W0000001")],
+            Some(json!({"metadata": {"status": "active"}})),
+        ),
+        start(
+            "post",
+            "/v1/matrix/workers/count",
+            &[],
+            Some(json!({"role": "Forklift Operator", "facets": ["city"]})),
         ),
         start(
             "post",
@@ -525,7 +562,12 @@ fn urlencoding(text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_bound_is_accepted_inside_and_refused_outside() {
-    let app = spawn_app_with(&[("vectors.max_batch", "50"), ("limits.max_id_list", "50")]).await;
+    let app = spawn_app_with(&[
+        ("vectors.max_batch", "50"),
+        ("limits.max_id_list", "50"),
+        ("vectors.max_bulk_items", "50"),
+    ])
+    .await;
     seed_workers(&app, 30, None).await;
     let found: Value = app
         .post_json(

@@ -15,6 +15,7 @@ mod errors;
 mod front_door;
 mod hostile;
 mod layers;
+mod lifecycle;
 mod matrix;
 mod mcp;
 mod ollama;

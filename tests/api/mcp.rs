@@ -13,13 +13,14 @@ use crate::helpers::{spawn_app_with, spawn_app_with_tokens, TestApp};
 
 type Client = RunningService<RoleClient, ()>;
 
-const READ_TOOLS: [&str; 10] = [
+const READ_TOOLS: [&str; 11] = [
     "list_datasets",
     "describe_dataset",
     "query_sql",
     "list_indexes",
     "search_vectors",
     "search_workers",
+    "count_workers",
     "embed_text",
     "validate_outreach",
     "ask",
@@ -315,11 +316,40 @@ async fn record_placement_needs_the_write_role() {
         text.starts_with("forbidden: ") && text.contains("'write'"),
         "{text}"
     );
+
+    let status = json!({"worker_id": "W0000002", "metadata": {"status": "on_assignment"}});
+    let text = fails(&reader, "update_worker", status.clone()).await;
+    assert!(text.starts_with("forbidden: "), "{text}");
     reader.cancel().await.unwrap();
 
     let writer = over_http(&app, Some(&tokens.write)).await;
     let recorded = ok(&writer, "record_placement", record).await;
     assert_eq!(recorded["workers"], 1);
+    // A write token changes a worker's status through the tool (it may not
+    // write `workers` through the vector API), and searches hear of it.
+    let changed = ok(&writer, "update_worker", status).await;
+    assert_eq!(
+        (changed["matched"].clone(), changed["changed"].clone()),
+        (json!(1), json!(1)),
+        "{changed}"
+    );
+    let text = fails(
+        &writer,
+        "update_worker",
+        json!({"worker_id": "W0000002", "metadata": {"status": "retired"}}),
+    )
+    .await;
+    assert!(
+        text.starts_with("invalid_metadata: ") && text.contains("status"),
+        "{text}"
+    );
+    let counted = ok(
+        &writer,
+        "count_workers",
+        json!({"status_any": ["on_assignment"]}),
+    )
+    .await;
+    assert_eq!(counted["count"], 1, "{counted}");
     writer.cancel().await.unwrap();
 
     // No token: the front door refuses /mcp itself.
@@ -378,7 +408,7 @@ fn answer_of(tool: &str, value: &Value) -> Value {
     };
     match tool {
         "search_workers" => ids(&value["hits"], "worker_id"),
-        "search_vectors" => ids(&value["hits"], "id"),
+        "search_vectors" => json!({"hits": ids(&value["hits"], "id"), "facets": value["facets"]}),
         "ask" => json!({
             "answer": value["message"]["content"],
             "citations": ids(&value["citations"], "id"),
@@ -456,6 +486,7 @@ async fn one_request_gives_the_same_answer_through_every_door() {
         json!({"text": "warehouse picker", "k": 4, "filter": {"state": "IL"},
                "exclude_ids": ["W0000002"], "explain": true}),
         json!({"text": "warehouse picker", "k": 4, "ef_search": 16}),
+        json!({"text": "welder", "k": 3, "filter": {"state": "IL"}, "facets": ["role", "shift"]}),
     ];
     for body in vector_searches {
         let mut arguments = body.clone();
@@ -464,6 +495,18 @@ async fn one_request_gives_the_same_answer_through_every_door() {
             "search_vectors",
             arguments,
             "/v1/vectors/index/workers/search".into(),
+            body,
+        ));
+    }
+    for body in [
+        json!({"role": "Welder", "facets": ["city", "shift", "certifications"]}),
+        json!({"state": "IL", "status_any": ["active", "placed"], "filter": {"years_experience": {"gte": 3}}}),
+        json!({"near": {"city": "Chicago", "state": "IL", "miles": 30}, "facets": ["role"]}),
+    ] {
+        cases.push((
+            "count_workers",
+            body.clone(),
+            "/v1/matrix/workers/count".into(),
             body,
         ));
     }

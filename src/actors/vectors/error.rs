@@ -41,6 +41,16 @@ pub enum IndexError {
     /// A pinned search asked for a version that retention removed.
     #[error("index '{index}' no longer keeps version {version} (removed after vectors.version_retention_secs)")]
     VersionGone { index: String, version: u64 },
+    /// A bulk change failed after some of its groups were durable: the
+    /// code is the failure's, the message says how many were changed.
+    #[error("{source} ({changed} items were changed, durable, before the failure)")]
+    PartlyChanged {
+        changed: usize,
+        source: Box<IndexError>,
+    },
+    /// A bulk change refused, or one that kept meeting other writes.
+    #[error(transparent)]
+    Change(#[from] crate::domain::items::ChangeError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -61,6 +71,8 @@ impl HasCode for IndexError {
             IndexError::Loading(_) => ErrorCode::IndexLoading,
             IndexError::Failed { .. } => ErrorCode::IndexFailed,
             IndexError::VersionGone { .. } => ErrorCode::VersionGone,
+            IndexError::Change(err) => err.code(),
+            IndexError::PartlyChanged { source, .. } => source.code(),
             IndexError::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -446,6 +446,53 @@ pub async fn scan_meta(dataset: &Dataset) -> Result<Vec<MetaRow>, StoreError> {
     Ok(out)
 }
 
+/// A stored row's vector and text.
+pub struct StoredRow {
+    pub vector: Vec<f32>,
+    pub text: Option<Arc<str>>,
+}
+
+/// The vectors and texts of the rows `seqs` of `dataset` (one version),
+/// by seq; a seq the version does not hold (removed as superseded) is
+/// absent. Reads only the matching rows' vectors and texts.
+pub async fn rows_at(
+    dataset: &Dataset,
+    seqs: &[u64],
+    dimension: usize,
+) -> Result<std::collections::HashMap<u64, StoredRow>, StoreError> {
+    let mut out = std::collections::HashMap::with_capacity(seqs.len());
+    // An IN list per scan of at most this many seqs.
+    for chunk in seqs.chunks(1024) {
+        let mut scanner = scan(dataset);
+        scanner.project(&["seq", "vector", "text"])?;
+        let list = chunk
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        scanner.filter(&format!("deleted = false AND seq IN ({list})"))?;
+        let mut stream = scanner.try_into_stream().await?;
+        while let Some(batch) = stream.try_next().await? {
+            let (seqs, vectors) = vectors_of(&batch, dimension)?;
+            let all_seqs = column::<UInt64Array>(&batch, "seq")?;
+            let texts = column::<StringArray>(&batch, "text")?;
+            let mut vectors = vectors.chunks(dimension.max(1));
+            let mut wanted = seqs.iter().peekable();
+            for i in 0..batch.num_rows() {
+                // `vectors_of` skipped rows without a vector.
+                if wanted.peek() != Some(&&all_seqs.value(i)) {
+                    continue;
+                }
+                let seq = *wanted.next().expect("peeked");
+                let vector = vectors.next().ok_or(StoreError::Column("vector"))?.to_vec();
+                let text = (!texts.is_null(i)).then(|| Arc::from(texts.value(i)));
+                out.insert(seq, StoredRow { vector, text });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A compaction whose new fragments are written, waiting for its commit.
 pub struct PreparedCompaction {
     results: Vec<RewriteResult>,

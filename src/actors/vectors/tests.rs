@@ -11,6 +11,7 @@ use ractor::{Actor, ActorRef};
 use serde_json::json;
 
 use super::index::{actor_name, IndexActor, IndexArguments, IndexMessage};
+use super::IndexError;
 use super::VectorsContext;
 use crate::config::Settings;
 use crate::domain::vectors::{
@@ -2128,7 +2129,7 @@ async fn a_reindex_write_back_loses_to_a_client_write_since_it_read() {
         expected_seq: seq,
         vector: axis(4, 3),
         metadata: Arc::from(r#"{"v":9}"#),
-        text: Arc::from("re-embedded"),
+        text: Some(Arc::from("re-embedded")),
     };
     let (port, written) = ractor::concurrency::oneshot();
     actor
@@ -2165,4 +2166,175 @@ async fn a_reindex_write_back_loses_to_a_client_write_since_it_read() {
     let b = get("b").await;
     assert_eq!((b.vector, b.metadata), (axis(4, 3), json!({"v": 9})));
     assert_eq!(count(&actor).await, 2);
+}
+
+/// Conditional changes apply only to items still as they were read: a
+/// stale delete or write back is skipped and named, the others written;
+/// the outcome cites the version that holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_changes_skip_what_changed_since_it_was_read() {
+    use super::index::{Batch, Change, Reembedded};
+    let dir = tempfile::tempdir().unwrap();
+    let actor = spawn_index(dir.path(), definition("cond", 4, params())).await;
+    // Seqs start at 1: a 1, b 2, c 3; then a again is 4.
+    upsert(
+        &actor,
+        vec![
+            item("a", axis(4, 0), json!({"v": 1})),
+            item("b", axis(4, 1), json!({"v": 1})),
+            item("c", axis(4, 2), json!({"v": 1})),
+        ],
+    )
+    .await;
+    upsert(&actor, vec![item("a", axis(4, 3), json!({"v": 2}))]).await;
+    let (port, written) = ractor::concurrency::oneshot();
+    let changes = vec![
+        Change::Delete {
+            id: "a".into(),
+            expected_seq: 1,
+        },
+        Change::Delete {
+            id: "b".into(),
+            expected_seq: 2,
+        },
+        Change::Upsert(Reembedded {
+            id: "c".into(),
+            expected_seq: 3,
+            vector: axis(4, 2),
+            metadata: Arc::from(r#"{"v":3}"#),
+            text: None,
+        }),
+    ];
+    actor
+        .send_message(IndexMessage::Enqueue(Batch::conditional(
+            changes,
+            port.into(),
+        )))
+        .unwrap();
+    let outcome = written.await.unwrap().unwrap();
+    assert_eq!(outcome.written, 2);
+    assert_eq!(outcome.skipped, ["a"], "a was written again since");
+    let info = actor
+        .call(|reply| IndexMessage::Info { reply }, Some(TIMEOUT))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.version, info.lance_version);
+    assert_eq!(count(&actor).await, 2, "a stays, b is gone, c is kept");
+}
+
+/// A change through the mailbox: an update by filter merges into each
+/// item and keeps its vector; a delete by ids counts only those that
+/// exist; a tally counts and facets what a filter selects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_by_filter_merges_keeps_vectors_and_a_tally_agrees() {
+    use super::index::{ChangeKind, ChangeRequest, Target};
+    use crate::domain::filter::{prepare, PreparedFilter};
+    let dir = tempfile::tempdir().unwrap();
+    let actor = spawn_index(dir.path(), definition("bulk", 4, params())).await;
+    let items: Vec<ItemInput> = (0..9)
+        .map(|i| {
+            item(
+                &format!("i{i}"),
+                axis(4, i % 4),
+                json!({"g": i % 3, "keep": i}),
+            )
+        })
+        .collect();
+    upsert(&actor, items).await;
+    let filter = |value: serde_json::Value| -> PreparedFilter {
+        prepare(value.as_object().cloned()).unwrap()
+    };
+    let change = |request: ChangeRequest| {
+        let actor = actor.clone();
+        async move {
+            actor
+                .call(
+                    |reply| IndexMessage::Change { request, reply },
+                    Some(TIMEOUT),
+                )
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let updated = change(ChangeRequest {
+        target: Target::Filter(filter(json!({"g": 1}))),
+        change: ChangeKind::Patch {
+            metadata: json!({"g": null, "moved": true})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            text: None,
+            vector: None,
+        },
+        allow_large: false,
+        max_items: 100,
+    })
+    .await
+    .unwrap();
+    assert_eq!((updated.matched, updated.changed), (3, 3));
+    let got = actor
+        .call(
+            |reply| IndexMessage::Get {
+                id: "i4".into(),
+                reply,
+            },
+            Some(TIMEOUT),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.metadata, json!({"keep": 4, "moved": true}));
+    assert_eq!(got.vector, axis(4, 0), "the stored vector, bit for bit");
+
+    let too_many = change(ChangeRequest {
+        target: Target::Filter(filter(json!({"keep": {"gte": 0}}))),
+        change: ChangeKind::Delete,
+        allow_large: false,
+        max_items: 5,
+    })
+    .await;
+    assert!(
+        matches!(
+            too_many,
+            Err(IndexError::Change(
+                crate::domain::items::ChangeError::TooLarge { max: 5, got: 9 }
+            ))
+        ),
+        "{too_many:?}"
+    );
+    let deleted = change(ChangeRequest {
+        target: Target::Ids(vec!["i0".into(), "nobody".into()]),
+        change: ChangeKind::Delete,
+        allow_large: false,
+        max_items: 5,
+    })
+    .await
+    .unwrap();
+    assert_eq!((deleted.matched, deleted.changed), (1, 1));
+
+    let tally = actor
+        .call(
+            |reply| IndexMessage::Tally {
+                filter: Some(filter(json!({"keep": {"gte": 1}}))),
+                facets: vec!["g".into(), "moved".into()],
+                reply,
+            },
+            Some(TIMEOUT),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(tally.count, 8);
+    let shown = |field: &str| -> Vec<(String, usize)> {
+        tally.facets[field]
+            .iter()
+            .map(|f| (f.value.clone(), f.count))
+            .collect()
+    };
+    assert_eq!(shown("g"), [("2".to_string(), 3), ("0".to_string(), 2)]);
+    assert_eq!(shown("moved"), [("true".to_string(), 3)]);
 }

@@ -7,12 +7,16 @@
 //!
 //! By stage: [`write`] installs a load and publishes commits, [`read`]
 //! ranks a query (graph walk, exact scans, keyword fusion), [`lookups`]
-//! keeps the per-field filter lookups, [`cache`] the recent results.
+//! keeps the per-field filter lookups, [`select`] the unranked sets a
+//! bulk change or a count acts on, [`cache`] the recent results.
 
 mod cache;
 mod lookups;
 mod read;
+mod select;
 mod write;
+
+pub use select::{FacetCount, MAX_FACET_VALUES};
 
 use cache::{CachedResult, Ranking, ResultCache};
 use lookups::{Bitmap, Presence};

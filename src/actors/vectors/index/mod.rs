@@ -13,6 +13,8 @@
 //!   the graph, publishes them, and only then replies. The commit task is
 //!   watched: if it panics or fails, its callers get an error at once and
 //!   the actor fails, so the supervisor reloads the index from Lance.
+//! - [`modify`]: a patch, a bulk update or delete: selected, merged and
+//!   queued as conditional writes, so a write in between is never lost.
 //! - [`upkeep`]: after a commit, on the same path — snapshots, deletes of
 //!   superseded rows, commits of compactions prepared beside it; in the
 //!   background, fenced by the incarnation — snapshot files, compaction's
@@ -26,6 +28,7 @@
 //!   blocking tasks against the same core.
 
 mod load;
+mod modify;
 mod reindex;
 mod search;
 mod upkeep;
@@ -53,9 +56,11 @@ use crate::domain::vectors::{
 use crate::supervision::{Directory, Fault, FaultKind, StatusBoard};
 use crate::telemetry::Metrics;
 
-#[cfg(test)]
-pub(crate) use write::Reembedded;
+pub use modify::{ChangeKind, ChangeRequest, Target};
+pub use search::Tally;
 pub use write::{Batch, CommitError};
+#[cfg(test)]
+pub(crate) use write::{Change, Reembedded};
 
 /// Tree name of the actor of index `name`.
 pub fn actor_name(name: &str) -> String {
@@ -126,6 +131,18 @@ pub enum IndexMessage {
     Lookup {
         ids: Vec<String>,
         reply: RpcReplyPort<HashMap<String, Value>>,
+    },
+    /// Change items in place: a patch of one, an update or delete of those
+    /// some ids or a filter select (see [`modify`]).
+    Change {
+        request: ChangeRequest,
+        reply: RpcReplyPort<Result<crate::domain::items::ChangeOutcome, IndexError>>,
+    },
+    /// How many live items a filter selects, and facets over them.
+    Tally {
+        filter: Option<crate::domain::filter::PreparedFilter>,
+        facets: Vec<String>,
+        reply: RpcReplyPort<Result<Tally, IndexError>>,
     },
     /// Internal: a write whose vectors are ready, to queue for commit.
     Enqueue(Batch),
@@ -249,6 +266,15 @@ impl IndexReader {
     /// The metadata of those of `ids` that exist.
     pub fn lookup(&self, ids: Vec<String>) -> HashMap<String, Value> {
         search::lookup(&self.pipeline, ids)
+    }
+
+    /// How many live items `filter` selects, and `facets` over them.
+    pub async fn tally(
+        &self,
+        filter: Option<crate::domain::filter::PreparedFilter>,
+        facets: Vec<String>,
+    ) -> Result<Tally, IndexError> {
+        search::tally(&self.pipeline, filter, facets).await
     }
 }
 
@@ -400,6 +426,18 @@ async fn handle_message(
                 let _ = reply.send(Err(err.into()));
             }
         },
+        IndexMessage::Change { request, reply } => {
+            modify::start(state.arguments.clone(), pipeline, myself, request, reply)
+        }
+        IndexMessage::Tally {
+            filter,
+            facets,
+            reply,
+        } => {
+            tokio::spawn(async move {
+                let _ = reply.send(search::tally(&pipeline, filter, facets).await);
+            });
+        }
         IndexMessage::Enqueue(batch) => state.enqueue(&myself, batch),
         IndexMessage::Committed(outcome) => {
             state.committing = false;

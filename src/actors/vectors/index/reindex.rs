@@ -121,7 +121,7 @@ async fn pass(
                         expected_seq: entry.seq,
                         vector: Vec::new(),
                         metadata: entry.metadata,
-                        text,
+                        text: Some(text),
                     })
                 })
                 .collect::<Vec<_>>()
@@ -143,7 +143,10 @@ async fn pass(
             return Err("the incarnation ended".into());
         }
         let mut items: Vec<Reembedded> = found.by_ref().take(chunk).collect();
-        let texts = items.iter().map(|item| item.text.to_string()).collect();
+        let texts = items
+            .iter()
+            .map(|item| item.text.as_deref().unwrap_or_default().to_string())
+            .collect();
         let vectors = embed_texts(arguments, texts)
             .await
             .map_err(|e| format!("embedding: {e}"))?;

@@ -149,6 +149,40 @@ pub(super) fn lookup(pipeline: &Pipeline, ids: Vec<String>) -> HashMap<String, V
         .collect()
 }
 
+/// How many live items a filter selects, and the counts of some fields'
+/// values among them (facets), at the live version.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    pub count: usize,
+    pub version: u64,
+    pub facets: HashMap<String, Vec<crate::actors::vectors::core::FacetCount>>,
+}
+
+/// [`Tally`] of the live items, on the blocking pool (a facet parses the
+/// metadata of every selected item).
+pub(super) async fn tally(
+    pipeline: &Pipeline,
+    filter: Option<crate::domain::filter::PreparedFilter>,
+    facets: Vec<String>,
+) -> Result<Tally, IndexError> {
+    let core = pipeline.core.clone();
+    tokio::task::spawn_blocking(move || {
+        let (version, count) = core.count(filter.as_ref())?;
+        let facets = if facets.is_empty() {
+            HashMap::new()
+        } else {
+            core.facets(filter.as_ref(), &facets)?
+        };
+        Ok(Tally {
+            count,
+            version,
+            facets,
+        })
+    })
+    .await
+    .map_err(|e| IndexError::Internal(e.to_string()))?
+}
+
 /// Where the index's Lance dataset lives.
 pub(super) fn dataset_path(arguments: &IndexArguments) -> std::path::PathBuf {
     arguments

@@ -87,20 +87,46 @@ enum Op {
         id: String,
     },
     /// An upsert that applies only if the item's live row is still
-    /// `expected_seq` (a reindex writing back what it read: a client's
-    /// write since then wins).
-    Reembed {
+    /// `expected_seq` (a reindex writing back what it read, a patch
+    /// merged into what it read: a write since then wins, and the caller
+    /// hears which ids were skipped).
+    IfUnchanged {
         id: String,
         expected_seq: u64,
         vector: Vec<f32>,
         metadata: Arc<str>,
-        text: Arc<str>,
+        text: Option<Arc<str>>,
+    },
+    /// A delete that applies only if the item's live row is still
+    /// `expected_seq` (a delete by filter: an item rewritten since it was
+    /// selected is selected again, or not).
+    DeleteIfUnchanged {
+        id: String,
+        expected_seq: u64,
     },
 }
 
 enum Reply {
     Upsert(RpcReplyPort<Result<UpsertOutcome, IndexError>>),
     Delete(RpcReplyPort<Result<(), IndexError>>),
+    Conditional(RpcReplyPort<Result<Conditional, IndexError>>),
+}
+
+/// What a batch of conditional changes did.
+#[derive(Debug, Clone, Default)]
+pub struct Conditional {
+    /// Changes written.
+    pub written: usize,
+    /// Ids whose live row was no longer the one expected: nothing written.
+    pub skipped: Vec<String>,
+    /// The Lance version holding the written rows.
+    pub version: u64,
+}
+
+/// One conditional change (see [`Batch::conditional`]).
+pub(crate) enum Change {
+    Upsert(Reembedded),
+    Delete { id: String, expected_seq: u64 },
 }
 
 impl Reply {
@@ -112,18 +138,33 @@ impl Reply {
             Reply::Delete(port) => {
                 let _ = port.send(Err(err));
             }
+            Reply::Conditional(port) => {
+                let _ = port.send(Err(err));
+            }
         }
     }
 }
 
-/// An item a reindex writes back with a new vector, if its live row is
-/// still `expected_seq`.
+/// An item written back (by a reindex with a new vector, by a patch with
+/// merged fields), if its live row is still `expected_seq`.
 pub(crate) struct Reembedded {
     pub id: String,
     pub expected_seq: u64,
     pub vector: Vec<f32>,
     pub metadata: Arc<str>,
-    pub text: Arc<str>,
+    pub text: Option<Arc<str>>,
+}
+
+impl From<Reembedded> for Op {
+    fn from(item: Reembedded) -> Self {
+        Op::IfUnchanged {
+            id: item.id,
+            expected_seq: item.expected_seq,
+            vector: item.vector,
+            metadata: item.metadata,
+            text: item.text,
+        }
+    }
 }
 
 impl Batch {
@@ -133,17 +174,28 @@ impl Batch {
         reply: RpcReplyPort<Result<UpsertOutcome, IndexError>>,
     ) -> Self {
         Self {
-            ops: items
+            ops: items.into_iter().map(Op::from).collect(),
+            reply: Reply::Upsert(reply),
+        }
+    }
+
+    /// Changes that apply only to items still as they were read: the reply
+    /// counts those written and names those skipped.
+    pub(crate) fn conditional(
+        changes: Vec<Change>,
+        reply: RpcReplyPort<Result<Conditional, IndexError>>,
+    ) -> Self {
+        Self {
+            ops: changes
                 .into_iter()
-                .map(|item| Op::Reembed {
-                    id: item.id,
-                    expected_seq: item.expected_seq,
-                    vector: item.vector,
-                    metadata: item.metadata,
-                    text: item.text,
+                .map(|change| match change {
+                    Change::Upsert(item) => Op::from(item),
+                    Change::Delete { id, expected_seq } => {
+                        Op::DeleteIfUnchanged { id, expected_seq }
+                    }
                 })
                 .collect(),
-            reply: Reply::Upsert(reply),
+            reply: Reply::Conditional(reply),
         }
     }
 
@@ -314,7 +366,7 @@ pub(super) async fn commit(
     }
     let mut writer = pipeline.writer.lock().await;
 
-    let (rows, outcomes) = plan_rows(pipeline, &mut writer, &group);
+    let (rows, planned) = plan_rows(pipeline, &mut writer, &group);
 
     // The graph insert runs while Lance writes: the new labels stay
     // invisible until `publish`, and if the append fails the index is
@@ -369,13 +421,21 @@ pub(super) async fn commit(
 
     // Durable: now make it visible, then acknowledge.
     publish(pipeline, &mut writer, &rows);
-    for (batch, outcome) in group.into_iter().zip(outcomes) {
-        match (batch.reply, outcome) {
-            (Reply::Upsert(port), outcome) => {
+    let version = writer.store.version();
+    for (batch, (outcome, skipped)) in group.into_iter().zip(planned) {
+        match batch.reply {
+            Reply::Upsert(port) => {
                 let _ = port.send(outcome);
             }
-            (Reply::Delete(port), outcome) => {
+            Reply::Delete(port) => {
                 let _ = port.send(outcome.map(|_| ()));
+            }
+            Reply::Conditional(port) => {
+                let _ = port.send(outcome.map(|outcome| Conditional {
+                    written: outcome.updated,
+                    skipped,
+                    version,
+                }));
             }
         }
     }
@@ -405,21 +465,35 @@ pub(super) async fn commit(
 
 /// Decides every op against the live state plus earlier ops of the group,
 /// and gives each written row the next seq. Returns the rows and each
-/// batch's outcome.
+/// batch's outcome with the ids its conditional ops skipped (a
+/// conditional op written counts as `updated`).
+#[allow(clippy::type_complexity)]
 fn plan_rows(
     pipeline: &Pipeline,
     writer: &mut Writer,
     group: &[Batch],
-) -> (Vec<LogRow>, Vec<Result<UpsertOutcome, IndexError>>) {
+) -> (
+    Vec<LogRow>,
+    Vec<(Result<UpsertOutcome, IndexError>, Vec<String>)>,
+) {
     let mut rows: Vec<LogRow> = Vec::new();
     let mut outcomes = Vec::with_capacity(group.len());
     let mut live_in_group: HashMap<String, bool> = HashMap::new();
     for batch in group {
         let mut outcome = UpsertOutcome::default();
         let mut failure = None;
+        let mut skipped = Vec::new();
         for op in &batch.ops {
             let id = match op {
-                Op::Upsert { id, .. } | Op::Delete { id } | Op::Reembed { id, .. } => id,
+                Op::Upsert { id, .. }
+                | Op::Delete { id }
+                | Op::IfUnchanged { id, .. }
+                | Op::DeleteIfUnchanged { id, .. } => id,
+            };
+            // Whether a conditional op's item is still as it was read.
+            let unchanged = |expected_seq: u64| {
+                !live_in_group.contains_key(id)
+                    && pipeline.core.get(id).is_some_and(|e| e.seq == expected_seq)
             };
             let exists = live_in_group
                 .get(id)
@@ -446,19 +520,15 @@ fn plan_rows(
                         text: text.clone(),
                     });
                 }
-                Op::Reembed {
+                Op::IfUnchanged {
                     id,
                     expected_seq,
                     vector,
                     metadata,
                     text,
                 } => {
-                    let unchanged = !live_in_group.contains_key(id)
-                        && pipeline
-                            .core
-                            .get(id)
-                            .is_some_and(|e| e.seq == *expected_seq);
-                    if !unchanged {
+                    if !unchanged(*expected_seq) {
+                        skipped.push(id.clone());
                         continue;
                     }
                     outcome.updated += 1;
@@ -468,7 +538,22 @@ fn plan_rows(
                         seq: writer.next_seq,
                         vector: Some(vector.clone()),
                         metadata: Some(metadata.clone()),
-                        text: Some(text.clone()),
+                        text: text.clone(),
+                    });
+                }
+                Op::DeleteIfUnchanged { id, expected_seq } => {
+                    if !unchanged(*expected_seq) {
+                        skipped.push(id.clone());
+                        continue;
+                    }
+                    outcome.updated += 1;
+                    live_in_group.insert(id.clone(), false);
+                    rows.push(LogRow {
+                        id: id.clone(),
+                        seq: writer.next_seq,
+                        vector: None,
+                        metadata: None,
+                        text: None,
                     });
                 }
                 Op::Delete { id } => {
@@ -491,7 +576,7 @@ fn plan_rows(
             }
             writer.next_seq += 1;
         }
-        outcomes.push(failure.map_or(Ok(outcome), Err));
+        outcomes.push((failure.map_or(Ok(outcome), Err), skipped));
     }
     (rows, outcomes)
 }

@@ -1,0 +1,132 @@
+//! Sets of live items by filter, not ranked: what a bulk change acts on,
+//! what a count counts and what facets are counted over.
+
+use super::lookups::Picked;
+use super::*;
+use crate::domain::filter::PreparedFilter;
+pub use crate::domain::items::FacetCount;
+
+pub use crate::domain::items::MAX_FACET_VALUES;
+
+/// A set of live items by filter: the search query that selects them.
+fn selecting(filter: &PreparedFilter) -> Query {
+    Query {
+        filter: filter.equalities.clone(),
+        predicate: filter.predicate.clone(),
+        ..Query::nearest(Vec::new(), 1)
+    }
+}
+
+impl Core {
+    /// The live items `filter` selects, as `(id, entry)` in label order,
+    /// and the Lance version they are.
+    pub fn select(
+        &self,
+        filter: &PreparedFilter,
+    ) -> Result<(u64, Vec<(String, Entry)>), HnswError> {
+        let query = selecting(filter);
+        self.prepare_lookups(&query.filter)?;
+        let inner = self.inner.read();
+        let labels = inner.filtered(&query, &HashSet::new());
+        let items = labels
+            .into_iter()
+            .filter_map(|label| {
+                let id = inner.by_label.get(&label)?;
+                Some((id.clone(), inner.rows.get(id)?.clone()))
+            })
+            .collect();
+        Ok((inner.version, items))
+    }
+
+    /// Of `ids`, the live ones, with their entries, and the Lance version.
+    pub fn select_ids(&self, ids: &[String]) -> (u64, Vec<(String, Entry)>) {
+        let inner = self.inner.read();
+        let items = ids
+            .iter()
+            .filter_map(|id| Some((id.clone(), inner.rows.get(id)?.clone())))
+            .collect();
+        (inner.version, items)
+    }
+
+    /// How many live items `filter` selects (all of them without one), and
+    /// the Lance version counted.
+    pub fn count(&self, filter: Option<&PreparedFilter>) -> Result<(u64, usize), HnswError> {
+        let Some(filter) = filter.filter(|f| !f.is_empty()) else {
+            let inner = self.inner.read();
+            return Ok((inner.version, inner.rows.len()));
+        };
+        let query = selecting(filter);
+        self.prepare_lookups(&query.filter)?;
+        let inner = self.inner.read();
+        Ok((inner.version, inner.filtered(&query, &HashSet::new()).len()))
+    }
+
+    /// For each of `fields`, the values the items `filter` selects hold and
+    /// how many hold each — over the whole selected set, not a top k. A
+    /// list counts each of its entries (a certification by its `name`);
+    /// objects and nulls are not counted. At most [`MAX_FACET_VALUES`]
+    /// values per field, most frequent first, then by value.
+    pub fn facets(
+        &self,
+        filter: Option<&PreparedFilter>,
+        fields: &[String],
+    ) -> Result<HashMap<String, Vec<FacetCount>>, HnswError> {
+        let query = filter.map_or_else(|| Query::nearest(Vec::new(), 1), selecting);
+        self.prepare_lookups(&query.filter)?;
+        let inner = self.inner.read();
+        let labels = inner.filtered(&query, &HashSet::new());
+        let names: Vec<&str> = fields.iter().map(String::as_str).collect();
+        let mut counts: Vec<HashMap<String, usize>> = vec![HashMap::new(); names.len()];
+        for label in labels {
+            let Some(entry) = inner.by_label.get(&label).and_then(|id| inner.rows.get(id)) else {
+                continue;
+            };
+            for (value, counted) in Picked::parse(&entry.metadata, &names)
+                .into_iter()
+                .zip(counts.iter_mut())
+            {
+                let mut seen = HashSet::new();
+                for shown in value.iter().flat_map(facet_values) {
+                    // A list holding a value twice counts its item once.
+                    if seen.insert(shown.clone()) {
+                        *counted.entry(shown).or_default() += 1;
+                    }
+                }
+            }
+        }
+        Ok(fields
+            .iter()
+            .zip(counts)
+            .map(|(field, counted)| {
+                let mut values: Vec<FacetCount> = counted
+                    .into_iter()
+                    .map(|(value, count)| FacetCount { value, count })
+                    .collect();
+                values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+                values.truncate(MAX_FACET_VALUES);
+                (field.clone(), values)
+            })
+            .collect())
+    }
+}
+
+/// The values one field's value counts as: a scalar itself, a list each
+/// scalar entry (and each entry's `name`).
+fn facet_values(value: &Value) -> Vec<String> {
+    fn scalar(value: &Value) -> Option<String> {
+        match value {
+            Value::String(text) => Some(text.clone()),
+            Value::Number(_) | Value::Bool(_) => Some(value.to_string()),
+            Value::Object(object) => object
+                .get("name")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            _ => None,
+        }
+    }
+    match value {
+        Value::Array(entries) => entries.iter().filter_map(scalar).collect(),
+        Value::Object(_) => Vec::new(),
+        other => scalar(other).into_iter().collect(),
+    }
+}

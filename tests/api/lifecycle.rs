@@ -1,0 +1,548 @@
+//! Data that changes day to day, through HTTP: one item patched, items
+//! updated and deleted by ids or by filter, counted and faceted; a
+//! worker's status set and searches leaving it out.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, spawn_app, spawn_app_on, spawn_app_with, TestApp};
+
+async fn create(app: &TestApp, name: &str, dimension: usize) {
+    let response = app
+        .post_json(
+            "/v1/vectors/index",
+            &json!({"name": name, "dimension": dimension}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+async fn patch(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
+    app.send(Method::PATCH, path, None, Some(&body)).await
+}
+
+async fn get_item(app: &TestApp, index: &str, id: &str) -> Value {
+    let response = app
+        .get(&format!("/v1/vectors/index/{index}/items/{id}"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+async fn ok(response: reqwest::Response) -> Value {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn keyword_ids(app: &TestApp, index: &str, text: &str) -> Vec<String> {
+    let body = ok(app
+        .post_json(
+            &format!("/v1/vectors/index/{index}/search"),
+            &json!({"text": text, "k": 10, "mode": "keyword"}),
+        )
+        .await)
+    .await;
+    body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Items of a 4-d index: `n` of them, group `g{i % 3}`, each with a text.
+fn crew(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let mut vector = vec![0.1_f32; 4];
+            vector[i % 4] = 1.0 + i as f32 / 100.0;
+            json!({"id": format!("m{i}"), "vector": vector, "text": format!("crew member {i} forklift"),
+                   "metadata": {"group": format!("g{}", i % 3), "n": i, "tags": ["a", format!("t{}", i % 2)]}})
+        })
+        .collect()
+}
+
+/// A patch sets and removes fields and keeps the vector bit for bit and
+/// the text (a keyword search still finds it); a new text is embedded
+/// and searchable; both survive a restart. The answer cites the version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_changes_what_it_names_and_keeps_the_rest_through_a_restart() {
+    let app = spawn_app().await;
+    create(&app, "crew", 4).await;
+    app.add_items("crew", &crew(6)).await;
+    let before = get_item(&app, "crew", "m1").await;
+
+    let answer = ok(patch(
+        &app,
+        "/v1/vectors/index/crew/items/m1",
+        json!({"metadata": {"group": "g9", "n": null, "shift": "night"}}),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        (answer["matched"].clone(), answer["changed"].clone()),
+        (json!(1), json!(1))
+    );
+    assert!(answer["lance_version"].as_u64().unwrap() > 0, "{answer}");
+    let after = get_item(&app, "crew", "m1").await;
+    assert_eq!(after["vector"], before["vector"], "not embedded again");
+    assert_eq!(
+        after["metadata"],
+        json!({"group": "g9", "shift": "night", "tags": ["a", "t1"]})
+    );
+    assert!(keyword_ids(&app, "crew", "member 1")
+        .await
+        .contains(&"m1".to_string()));
+
+    // The same patch again changes nothing, and says so.
+    let again = ok(patch(
+        &app,
+        "/v1/vectors/index/crew/items/m1",
+        json!({"metadata": {"group": "g9"}}),
+    )
+    .await)
+    .await;
+    assert_eq!(again["changed"], 0, "{again}");
+
+    // A new text (this index's vectors were given, so with a vector).
+    ok(patch(
+        &app,
+        "/v1/vectors/index/crew/items/m2",
+        json!({"text": "welder night crew", "vector": [0.0, 0.0, 0.0, 1.0]}),
+    )
+    .await)
+    .await;
+    assert!(keyword_ids(&app, "crew", "welder").await == ["m2"]);
+
+    let (data, guard) = app.shutdown().await;
+    let app = spawn_app_on(data, &[]).await;
+    let _guard = guard;
+    let restarted = get_item(&app, "crew", "m1").await;
+    assert_eq!(restarted["metadata"], after["metadata"]);
+    assert_eq!(restarted["vector"], before["vector"]);
+    assert_eq!(
+        get_item(&app, "crew", "m2").await["vector"],
+        json!([0.0, 0.0, 0.0, 1.0])
+    );
+    assert!(keyword_ids(&app, "crew", "welder").await == ["m2"]);
+    assert!(keyword_ids(&app, "crew", "member 1")
+        .await
+        .contains(&"m1".to_string()));
+}
+
+/// Refusals of a patch: each with its code, nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_refuses_nothing_to_do_unknown_items_and_bad_fields() {
+    let app = spawn_app().await;
+    create(&app, "crew", 4).await;
+    app.add_items("crew", &crew(2)).await;
+    let path = "/v1/vectors/index/crew/items/m0";
+    for body in [
+        json!({}),
+        json!({"metadata": {}}),
+        json!({"metadata": null}),
+    ] {
+        assert_error(
+            patch(&app, path, body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_change",
+        )
+        .await;
+    }
+    assert_error(
+        patch(
+            &app,
+            "/v1/vectors/index/crew/items/nobody",
+            json!({"metadata": {"a": 1}}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "item_not_found",
+    )
+    .await;
+    assert_error(
+        patch(
+            &app,
+            "/v1/vectors/index/none/items/m0",
+            json!({"metadata": {"a": 1}}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "index_not_found",
+    )
+    .await;
+    assert_error(
+        patch(&app, path, json!({"vector": [1.0, 2.0]})).await,
+        StatusCode::BAD_REQUEST,
+        "dimension_mismatch",
+    )
+    .await;
+    assert_error(
+        patch(
+            &app,
+            path,
+            json!({"metadata": {"location": {"lat": 200, "lon": 0}}}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_metadata",
+    )
+    .await;
+    assert_error(
+        patch(&app, path, json!({"metadata": {"big": "x".repeat(20_000)}})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_metadata",
+    )
+    .await;
+    assert_error(
+        patch(&app, path, json!({"text": "  "})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_vector",
+    )
+    .await;
+    assert_error(
+        patch(&app, path, json!({"metadata": {"a": 1}, "surprise": true})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    )
+    .await;
+    assert_eq!(
+        get_item(&app, "crew", "m0").await["metadata"]["group"],
+        "g0"
+    );
+}
+
+/// Updates and deletes by ids and by filter, counts and facets: each
+/// answer counts what matched and what changed, and a count afterwards
+/// agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_updates_deletes_counts_and_facets_agree() {
+    let app = spawn_app().await;
+    create(&app, "crew", 4).await;
+    app.add_items("crew", &crew(30)).await;
+    let count = |filter: Value| {
+        let app = &app;
+        async move {
+            let body = ok(app
+                .post_json("/v1/vectors/index/crew/count", &json!({"filter": filter}))
+                .await)
+            .await;
+            body["count"].as_u64().unwrap()
+        }
+    };
+    assert_eq!(
+        ok(app
+            .post_json("/v1/vectors/index/crew/count", &json!({}))
+            .await)
+        .await["count"],
+        30
+    );
+    assert_eq!(count(json!({"group": "g1"})).await, 10);
+
+    let updated = ok(app
+        .post_json(
+            "/v1/vectors/index/crew/items/update",
+            &json!({"filter": {"group": "g1", "n": {"gte": 10}}, "set": {"status": "placed", "tags": null}}),
+        )
+        .await)
+    .await;
+    assert_eq!(
+        (updated["matched"].clone(), updated["changed"].clone()),
+        (json!(7), json!(7)),
+        "{updated}"
+    );
+    assert_eq!(count(json!({"status": "placed"})).await, 7);
+    assert_eq!(count(json!({"tags": {"exists": true}})).await, 23);
+    // Again: matched, nothing to change.
+    let again = ok(app
+        .post_json(
+            "/v1/vectors/index/crew/items/update",
+            &json!({"filter": {"status": "placed"}, "set": {"status": "placed"}}),
+        )
+        .await)
+    .await;
+    assert_eq!(
+        (again["matched"].clone(), again["changed"].clone()),
+        (json!(7), json!(0))
+    );
+
+    let by_ids = ok(app
+        .post_json(
+            "/v1/vectors/index/crew/items/update",
+            &json!({"ids": ["m0", "m3", "ghost"], "set": {"status": "active"}}),
+        )
+        .await)
+    .await;
+    assert_eq!(
+        (by_ids["matched"].clone(), by_ids["changed"].clone()),
+        (json!(2), json!(2))
+    );
+
+    // Facets count over the whole filtered set, not the k hits.
+    let searched = ok(app
+        .post_json(
+            "/v1/vectors/index/crew/search",
+            &json!({"vector": [1, 0, 0, 0], "k": 2, "filter": {"group": {"in": ["g0", "g1"]}},
+                    "facets": ["group", "status", "tags"]}),
+        )
+        .await)
+    .await;
+    assert_eq!(searched["hits"].as_array().unwrap().len(), 2);
+    let facets = &searched["facets"];
+    assert_eq!(
+        facets["group"],
+        json!([{"value": "g0", "count": 10}, {"value": "g1", "count": 10}])
+    );
+    assert_eq!(
+        facets["status"],
+        json!([{"value": "placed", "count": 7}, {"value": "active", "count": 2}])
+    );
+    // A list counts each entry; the 7 placed lost theirs.
+    assert_eq!(facets["tags"][0], json!({"value": "a", "count": 13}));
+
+    let deleted = ok(app
+        .post_json(
+            "/v1/vectors/index/crew/items/delete",
+            &json!({"filter": {"status": "placed"}}),
+        )
+        .await)
+    .await;
+    assert_eq!(
+        (deleted["matched"].clone(), deleted["changed"].clone()),
+        (json!(7), json!(7))
+    );
+    let deleted = ok(app
+        .post_json(
+            "/v1/vectors/index/crew/items/delete",
+            &json!({"ids": ["m0", "m0x"]}),
+        )
+        .await)
+    .await;
+    assert_eq!(deleted["changed"], 1);
+    assert_eq!(count(json!({"group": {"exists": true}})).await, 22);
+    let (data, guard) = app.shutdown().await;
+    let app = spawn_app_on(data, &[]).await;
+    let _guard = guard;
+    let after = ok(app
+        .post_json("/v1/vectors/index/crew/count", &json!({}))
+        .await)
+    .await;
+    assert_eq!(after["count"], 22, "durable: {after}");
+}
+
+/// What a bulk operation refuses: no selection, both selections, an
+/// empty filter, an empty change, more than the bound without asking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_operations_refuse_what_has_no_bound() {
+    let app = spawn_app_with(&[("vectors.max_bulk_items", "5")]).await;
+    create(&app, "crew", 4).await;
+    app.add_items("crew", &crew(12)).await;
+    let update = "/v1/vectors/index/crew/items/update";
+    let delete = "/v1/vectors/index/crew/items/delete";
+    for (path, body) in [
+        (delete, json!({})),
+        (delete, json!({"filter": {}})),
+        (delete, json!({"ids": []})),
+        (delete, json!({"ids": ["m1"], "filter": {"group": "g1"}})),
+        (update, json!({"set": {"a": 1}})),
+    ] {
+        assert_error(
+            app.post_json(path, &body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_selection",
+        )
+        .await;
+    }
+    assert_error(
+        app.post_json(update, &json!({"ids": ["m1"], "set": {}}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "empty_change",
+    )
+    .await;
+    let body = assert_error(
+        app.post_json(delete, &json!({"filter": {"n": {"gte": 0}}}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "bulk_too_large",
+    )
+    .await;
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("12"),
+        "{body}"
+    );
+    let ids: Vec<String> = (0..6).map(|i| format!("m{i}")).collect();
+    assert_error(
+        app.post_json(delete, &json!({"ids": ids})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "bulk_too_large",
+    )
+    .await;
+    assert_error(
+        app.post_json(delete, &json!({"ids": ["m1", "m1"]})).await,
+        StatusCode::BAD_REQUEST,
+        "duplicate_id",
+    )
+    .await;
+    assert_error(
+        app.post_json(
+            update,
+            &json!({"filter": {"n": {"between": 1}}, "set": {"a": 1}}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_filter",
+    )
+    .await;
+    assert_error(
+        app.post_json(
+            "/v1/vectors/index/crew/search",
+            &json!({"vector": [1, 0, 0, 0], "k": 1, "facets": ["a", "a"]}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_facets",
+    )
+    .await;
+    assert_eq!(
+        ok(app
+            .post_json("/v1/vectors/index/crew/count", &json!({}))
+            .await)
+        .await["count"],
+        12,
+        "nothing refused was written"
+    );
+    // Asked for explicitly, a large change runs.
+    let large = ok(app
+        .post_json(
+            update,
+            &json!({"filter": {"n": {"gte": 0}}, "set": {"seen": true}, "allow_large": true}),
+        )
+        .await)
+    .await;
+    assert_eq!(
+        (large["matched"].clone(), large["changed"].clone()),
+        (json!(12), json!(12))
+    );
+}
+
+/// A worker's status: typed on write, and searches and counts leave
+/// `on_assignment` and `do_not_use` out unless asked, and say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workers_status_changes_what_searches_offer() {
+    let app = spawn_app().await;
+    crate::helpers::seed_workers(&app, 200, None).await;
+    let search = json!({"query": "forklift operator", "k": 5, "role": "Forklift Operator", "mode": "semantic"});
+    let found = ok(app.post_json("/v1/matrix/search", &search).await).await;
+    assert_eq!(
+        found["excluded_statuses"],
+        json!(["on_assignment", "do_not_use"])
+    );
+    let first = found["hits"][0]["worker_id"].as_str().unwrap().to_string();
+    let counted = ok(app
+        .post_json(
+            "/v1/matrix/workers/count",
+            &json!({"role": "Forklift Operator"}),
+        )
+        .await)
+    .await;
+    let before = counted["count"].as_u64().unwrap();
+
+    assert_error(
+        patch(
+            &app,
+            &format!("/v1/matrix/workers/{first}"),
+            json!({"metadata": {"status": "away"}}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_metadata",
+    )
+    .await;
+    let changed = ok(patch(
+        &app,
+        &format!("/v1/matrix/workers/{first}"),
+        json!({"metadata": {"status": "do_not_use"}}),
+    )
+    .await)
+    .await;
+    assert_eq!(changed["changed"], 1);
+    let found = ok(app.post_json("/v1/matrix/search", &search).await).await;
+    let ids: Vec<&str> = found["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["worker_id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.contains(&first.as_str()), "{ids:?}");
+    let counted = ok(app
+        .post_json(
+            "/v1/matrix/workers/count",
+            &json!({"role": "Forklift Operator", "facets": ["status"]}),
+        )
+        .await)
+    .await;
+    assert_eq!(counted["count"].as_u64().unwrap(), before - 1);
+    // Asked for, it is found; a filter naming status replaces the default.
+    for asked in [
+        json!({"status_any": ["do_not_use"]}),
+        json!({"filter": {"status": "do_not_use"}}),
+    ] {
+        let mut body = search.clone();
+        body.as_object_mut()
+            .unwrap()
+            .extend(asked.as_object().unwrap().clone());
+        let found = ok(app.post_json("/v1/matrix/search", &body).await).await;
+        assert_eq!(found["hits"][0]["worker_id"], first.as_str(), "{body}");
+    }
+    // Through the vector API the write role is not enough for `workers`;
+    // here no tokens are configured, and a patch of the profile text works.
+    let dnu = ok(app
+        .post_json(
+            "/v1/matrix/workers/count",
+            &json!({"status_any": ["do_not_use"], "facets": ["role"]}),
+        )
+        .await)
+    .await;
+    assert_eq!(dnu["count"], 1);
+    assert_eq!(
+        dnu["facets"]["role"],
+        json!([{"value": "Forklift Operator", "count": 1}])
+    );
+    assert_error(
+        patch(
+            &app,
+            "/v1/matrix/workers/W9999999",
+            json!({"metadata": {"status": "active"}}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "item_not_found",
+    )
+    .await;
+}
+
+/// Without a `workers` index, a worker change and a count say to seed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_changes_before_a_seed_say_so() {
+    let app = spawn_app().await;
+    assert_error(
+        patch(
+            &app,
+            "/v1/matrix/workers/W0000001",
+            json!({"metadata": {"status": "placed"}}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "no_workers",
+    )
+    .await;
+    assert_error(
+        app.post_json("/v1/matrix/workers/count", &json!({})).await,
+        StatusCode::NOT_FOUND,
+        "no_workers",
+    )
+    .await;
+}
