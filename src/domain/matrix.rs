@@ -186,6 +186,21 @@ pub struct WorkerPatch {
     pub metadata: serde_json::Map<String, Value>,
 }
 
+/// Whether a filter names `field` anywhere: at its top level or inside an
+/// `and`, `or` or `not`.
+fn names_field(filter: &serde_json::Map<String, Value>, field: &str) -> bool {
+    filter.iter().any(|(key, value)| match key.as_str() {
+        "and" | "or" => value.as_array().is_some_and(|parts| {
+            parts
+                .iter()
+                .filter_map(Value::as_object)
+                .any(|p| names_field(p, field))
+        }),
+        "not" => value.as_object().is_some_and(|p| names_field(p, field)),
+        name => name == field,
+    })
+}
+
 /// Why [`MatrixSearch::prepare`] refused a search.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SearchRefused {
@@ -646,7 +661,7 @@ impl MatrixSearch {
             None if self
                 .filter
                 .as_ref()
-                .is_some_and(|f| f.contains_key("status")) =>
+                .is_some_and(|f| names_field(f, "status")) =>
             {
                 return Ok((None, Vec::new()))
             }
@@ -911,6 +926,67 @@ pub fn apply_playbook(mut hits: Vec<MatrixHit>, playbook: &Playbook, k: usize) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a search's statuses leave out, and whom they keep: a worker
+    /// without a status is active.
+    #[test]
+    fn statuses_leave_out_what_they_say_and_a_filter_naming_status_replaces_them() {
+        let search = |extra: serde_json::Value| -> MatrixSearch {
+            let mut body = serde_json::json!({"query": "welder", "k": 5});
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(body).unwrap()
+        };
+        let keeps =
+            |prepared: &PreparedSearch, worker: serde_json::Value| match &prepared.filter.predicate
+            {
+                Some(predicate) => predicate.matches(&worker),
+                None => prepared.filter.equalities.iter().all(|(field, key)| {
+                    worker
+                        .get(field)
+                        .and_then(crate::domain::vectors::filter_key)
+                        .as_ref()
+                        == Some(key)
+                }),
+            };
+        let default = search(serde_json::json!({})).prepare().unwrap();
+        assert_eq!(default.excluded_statuses, WorkerStatus::HIDDEN_BY_DEFAULT);
+        assert!(keeps(&default, serde_json::json!({})));
+        assert!(keeps(&default, serde_json::json!({"status": "placed"})));
+        assert!(!keeps(
+            &default,
+            serde_json::json!({"status": "do_not_use"})
+        ));
+        let placed = search(serde_json::json!({"status_any": ["placed"]}))
+            .prepare()
+            .unwrap();
+        assert_eq!(placed.excluded_statuses.len(), 3);
+        assert!(
+            !keeps(&placed, serde_json::json!({})),
+            "no status is active"
+        );
+        assert!(keeps(&placed, serde_json::json!({"status": "placed"})));
+        for filter in [
+            serde_json::json!({"status": "do_not_use"}),
+            serde_json::json!({"and": [{"role": "Welder"}, {"status": "do_not_use"}]}),
+            serde_json::json!({"not": {"status": "active"}}),
+        ] {
+            let named = search(serde_json::json!({ "filter": filter }))
+                .prepare()
+                .unwrap();
+            assert!(named.excluded_statuses.is_empty(), "{filter}");
+        }
+        let every = search(
+            serde_json::json!({"status_any": ["active", "on_assignment", "placed", "do_not_use"]}),
+        )
+        .prepare()
+        .unwrap();
+        assert!(every.excluded_statuses.is_empty() && every.filter.is_empty());
+        assert!(search(serde_json::json!({"status_any": []}))
+            .prepare()
+            .is_err());
+    }
 
     fn hit(id: &str, distance: f32) -> MatrixHit {
         MatrixHit {

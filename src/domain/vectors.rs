@@ -167,8 +167,9 @@ pub struct ReindexProgress {
     pub to_reembed: usize,
     /// Of those, re-embedded so far.
     pub reembedded: usize,
-    /// Of those, written by a client meanwhile (already embedded anew),
-    /// so left alone.
+    /// Write backs skipped because a client wrote the item meanwhile: one
+    /// embedded anew is left alone; one whose fields alone changed (its
+    /// old vector kept) is re-embedded by the pass's next round.
     pub skipped: usize,
     /// Why the pass stopped, when `state` is `failed` (the next load of
     /// the index resumes it).

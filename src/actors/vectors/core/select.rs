@@ -8,6 +8,11 @@ pub use crate::domain::items::FacetCount;
 
 pub use crate::domain::items::MAX_FACET_VALUES;
 
+/// Distinct values tracked per faceted field: past this many, a value not
+/// seen yet is not counted (a field of unique ids cannot grow the counts
+/// with the index).
+const MAX_TRACKED_VALUES: usize = 10_000;
+
 /// A set of live items by filter: the search query that selects them.
 fn selecting(filter: &PreparedFilter) -> Query {
     Query {
@@ -66,15 +71,17 @@ impl Core {
     /// list counts each of its entries (a certification by its `name`);
     /// objects and nulls are not counted. At most [`MAX_FACET_VALUES`]
     /// values per field, most frequent first, then by value.
+    /// The count comes with it, from the same read of the items.
     pub fn facets(
         &self,
         filter: Option<&PreparedFilter>,
         fields: &[String],
-    ) -> Result<HashMap<String, Vec<FacetCount>>, HnswError> {
+    ) -> Result<(u64, usize, HashMap<String, Vec<FacetCount>>), HnswError> {
         let query = filter.map_or_else(|| Query::nearest(Vec::new(), 1), selecting);
         self.prepare_lookups(&query.filter)?;
         let inner = self.inner.read();
         let labels = inner.filtered(&query, &HashSet::new());
+        let (version, count) = (inner.version, labels.len());
         let names: Vec<&str> = fields.iter().map(String::as_str).collect();
         let mut counts: Vec<HashMap<String, usize>> = vec![HashMap::new(); names.len()];
         for label in labels {
@@ -88,13 +95,21 @@ impl Core {
                 let mut seen = HashSet::new();
                 for shown in value.iter().flat_map(facet_values) {
                     // A list holding a value twice counts its item once.
-                    if seen.insert(shown.clone()) {
-                        *counted.entry(shown).or_default() += 1;
+                    if !seen.insert(shown.clone()) {
+                        continue;
+                    }
+                    let tracked = counted.len();
+                    match counted.get_mut(&shown) {
+                        Some(n) => *n += 1,
+                        None if tracked < MAX_TRACKED_VALUES => {
+                            counted.insert(shown, 1);
+                        }
+                        None => {}
                     }
                 }
             }
         }
-        Ok(fields
+        let facets = fields
             .iter()
             .zip(counts)
             .map(|(field, counted)| {
@@ -106,7 +121,8 @@ impl Core {
                 values.truncate(MAX_FACET_VALUES);
                 (field.clone(), values)
             })
-            .collect())
+            .collect();
+        Ok((version, count, facets))
     }
 }
 

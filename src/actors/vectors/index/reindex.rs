@@ -90,14 +90,33 @@ pub(super) async fn run(
     }
 }
 
-/// One pass: find the items the old model embedded, re-embed them in
-/// chunks, write each chunk back conditionally.
+/// Rounds until no write back was skipped: an item a client wrote while a
+/// round ran is looked at again — a patch of its metadata keeps the old
+/// model's vector, which the next round re-embeds (at most three rounds;
+/// a load resumes whatever is left).
 async fn pass(
     arguments: &Arc<IndexArguments>,
     pipeline: &Arc<Pipeline>,
     myself: &ActorRef<IndexMessage>,
     record: Reindex,
 ) -> Result<(), String> {
+    for _ in 0..3 {
+        if round(arguments, pipeline, myself, record).await? == 0 {
+            return Ok(());
+        }
+    }
+    Err("items kept changing while they were re-embedded; the next load goes on".into())
+}
+
+/// One round: find the items the old model embedded, re-embed them in
+/// chunks, write each chunk back conditionally. Returns how many write
+/// backs were skipped (the item changed since it was read).
+async fn round(
+    arguments: &Arc<IndexArguments>,
+    pipeline: &Arc<Pipeline>,
+    myself: &ActorRef<IndexMessage>,
+    record: Reindex,
+) -> Result<usize, String> {
     let dataset = pipeline.writer.lock().await.store.snapshot();
     let rows = store::scan_meta(&dataset)
         .await
@@ -131,8 +150,9 @@ async fn pass(
         .await
         .map_err(|e| format!("finding the items: {e}"))?;
     if let Some(progress) = pipeline.reindex.lock().as_mut() {
-        progress.to_reembed = found.len();
+        progress.to_reembed = progress.reembedded + found.len();
     }
+    let mut skipped = 0;
     let chunk = arguments
         .embed_chunk
         .min(arguments.settings.max_batch)
@@ -164,12 +184,13 @@ async fn pass(
             .await
             .map_err(|_| "the incarnation ended before the commit".to_string())?
             .map_err(|e: IndexError| format!("writing back: {e}"))?;
+        skipped += asked - outcome.updated;
         if let Some(progress) = pipeline.reindex.lock().as_mut() {
             progress.reembedded += outcome.updated;
             progress.skipped += asked - outcome.updated;
         }
     }
-    Ok(())
+    Ok(skipped)
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {

@@ -167,9 +167,9 @@ pub(super) async fn tally(
 ) -> Result<Tally, IndexError> {
     let core = pipeline.core.clone();
     tokio::task::spawn_blocking(move || {
-        let (version, count) = core.count(filter.as_ref())?;
-        let facets = if facets.is_empty() {
-            HashMap::new()
+        let (version, count, facets) = if facets.is_empty() {
+            let (version, count) = core.count(filter.as_ref())?;
+            (version, count, HashMap::new())
         } else {
             core.facets(filter.as_ref(), &facets)?
         };
