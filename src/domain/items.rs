@@ -125,6 +125,90 @@ pub struct ChangeOutcome {
     pub lance_version: u64,
 }
 
+/// Items per scroll page, at most.
+pub const MAX_SCROLL_LIMIT: usize = 1000;
+
+/// `POST …/items/scroll` body: one page of the items a filter selects, in
+/// id order, all pages of one Lance version.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScrollRequest {
+    /// Only the items this filter selects; send the same filter with every
+    /// page.
+    #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "super::de::optional_object")]
+    pub filter: Option<Map<String, Value>>,
+    /// Items per page, 1 to 1000 (default 100).
+    #[serde(default, deserialize_with = "super::de::optional_integer")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// The previous page's `next_cursor` (none: the first page, at the
+    /// index's current version).
+    #[schema(max_length = 2100)]
+    pub cursor: Option<String>,
+    /// Give each item its vector.
+    #[serde(default)]
+    pub with_vectors: bool,
+}
+
+/// One item of a scroll page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ScrolledItem {
+    pub id: String,
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+/// `POST …/items/scroll` reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ScrollPage {
+    pub items: Vec<ScrolledItem>,
+    /// Give it back for the next page; absent after the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    /// The version every page of this scroll reads.
+    pub lance_version: u64,
+}
+
+/// Where a scroll stands: the version it reads and the last id it gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub version: u64,
+    pub after: String,
+}
+
+impl Cursor {
+    /// `<version>.<the last id, hex>`: opaque to clients, safe in any URL
+    /// or log.
+    pub fn encode(&self) -> String {
+        let hex: String = self.after.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("{}.{hex}", self.version)
+    }
+
+    pub fn decode(text: &str) -> Result<Self, ChangeError> {
+        let invalid = || {
+            ChangeError::InvalidCursor(format!(
+                "'{}' is not a cursor this service gave",
+                super::shown(text, 40)
+            ))
+        };
+        let (version, hex) = text.split_once('.').ok_or_else(invalid)?;
+        let version = version.parse::<u64>().map_err(|_| invalid())?;
+        if hex.len() % 2 != 0 || hex.len() > 2 * super::vectors::MAX_ID_CHARS * 4 {
+            return Err(invalid());
+        }
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("zz"), 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| invalid())?;
+        let after = String::from_utf8(bytes).map_err(|_| invalid())?;
+        Ok(Self { version, after })
+    }
+}
+
 /// Values shown per faceted field, most frequent first.
 pub const MAX_FACET_VALUES: usize = 100;
 
@@ -180,6 +264,10 @@ pub enum ChangeError {
     Conflict { changed: usize, left: usize },
     #[error("{0}")]
     InvalidFacets(String),
+    #[error("{0}")]
+    InvalidCursor(String),
+    #[error("limit must be between 1 and {MAX_SCROLL_LIMIT}, got {0}")]
+    InvalidLimit(usize),
 }
 
 impl HasCode for ChangeError {
@@ -190,6 +278,8 @@ impl HasCode for ChangeError {
             ChangeError::EmptyChange(_) => ErrorCode::EmptyChange,
             ChangeError::Conflict { .. } => ErrorCode::WriteConflict,
             ChangeError::InvalidFacets(_) => ErrorCode::InvalidFacets,
+            ChangeError::InvalidCursor(_) => ErrorCode::InvalidCursor,
+            ChangeError::InvalidLimit(_) => ErrorCode::InvalidLimit,
         }
     }
 }
@@ -260,6 +350,33 @@ mod tests {
 
     fn map(value: Value) -> Map<String, Value> {
         value.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn a_cursor_reads_back_what_it_wrote_and_nothing_else() {
+        for after in ["m1", "a b/ç\u{1F600}", ""] {
+            let cursor = Cursor {
+                version: 42,
+                after: after.to_string(),
+            };
+            assert_eq!(Cursor::decode(&cursor.encode()), Ok(cursor));
+        }
+        for bad in [
+            "",
+            "42",
+            "x.6d31",
+            "42.6d3",
+            "42.zz",
+            "42.ff",
+            "-1.6d31",
+            "42.6d31.",
+            &format!("1.{}", "61".repeat(2000)),
+        ] {
+            assert!(
+                matches!(Cursor::decode(bad), Err(ChangeError::InvalidCursor(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -406,6 +406,16 @@ const PATH_RULES: &[(&str, &str, fn() -> Value)] = &[
     ),
     ("/v1/matrix/workers/{id}", "id", id_rules),
     (
+        "/v1/vectors/index/{name}/items/scroll",
+        "name",
+        || json!({"pattern": INDEX_NAME}),
+    ),
+    (
+        "/v1/vectors/index/{name}/export",
+        "name",
+        || json!({"pattern": INDEX_NAME}),
+    ),
+    (
         "/v1/admin/indexes/{name}/restart",
         "name",
         || json!({"pattern": INDEX_NAME}),
@@ -623,6 +633,21 @@ pub const RUNTIME_RULES: &[(&str, &str, &[(&str, &str)])] = &[
         "post",
         "/v1/vectors/index/{name}/count",
         &[INVALID_FILTER, TOO_MANY_FILTER_FIELDS],
+    ),
+    (
+        "get",
+        "/v1/vectors/index/{name}/export",
+        &[("version_gone", "`version` is a version the index has and still keeps")],
+    ),
+    (
+        "post",
+        "/v1/vectors/index/{name}/items/scroll",
+        &[
+            ("invalid_cursor", "the cursor is a `next_cursor` this service gave"),
+            ("version_gone", "the cursor's version is still kept"),
+            INVALID_FILTER,
+            TOO_MANY_FILTER_FIELDS,
+        ],
     ),
     (
         "post",

@@ -10,8 +10,10 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::error::ErrorBody;
 use super::{caller_role, ApiContext, ApiError};
+use crate::actors::vectors::store::ExportFormat;
 use crate::domain::items::{
-    BulkDelete, BulkUpdate, ChangeOutcome, CountAnswer, CountRequest, ItemPatch,
+    BulkDelete, BulkUpdate, ChangeOutcome, CountAnswer, CountRequest, ItemPatch, ScrollPage,
+    ScrollRequest,
 };
 use crate::domain::vectors::{
     AddItems, CreateIndex, IndexDefinition, IndexInfo, IndexList, Item, SearchRequest,
@@ -31,7 +33,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(delete_item)
         .service(update_items)
         .service(delete_items)
-        .service(count_items);
+        .service(count_items)
+        .service(scroll_items)
+        .service(export_items);
 }
 
 #[derive(Serialize, ToSchema)]
@@ -357,4 +361,98 @@ async fn count_items(
 ) -> Result<web::Json<CountAnswer>, ApiError> {
     let answer = service::vectors::count_items(&context, &name, request.into_inner().0).await?;
     Ok(web::Json(answer))
+}
+
+/// One page of the items a filter selects, in id order. Give the answer's
+/// `next_cursor` back (with the same filter) for the next page: every page
+/// reads the Lance version the first one read, whatever is written
+/// meanwhile, until retention removes it (`410 version_gone`).
+#[utoipa::path(
+    tag = "vectors",
+    params(("name" = String, Path, description = "The index")),
+    request_body = ScrollRequest,
+    responses(
+        (status = 200, description = "The page, the cursor of the next, the version", body = ScrollPage),
+        (status = 404, description = "`index_not_found`", body = ErrorBody),
+        (status = 410, description = "`version_gone`: the scroll's version was removed by retention", body = ErrorBody),
+        (status = 422, description = "`invalid_limit`, `invalid_cursor`, `invalid_filter`, `too_many_filter_fields`", body = ErrorBody),
+        (status = 503, description = "`index_loading`, `index_failed`, `index_unavailable`", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"]))
+)]
+#[post("/vectors/index/{name}/items/scroll")]
+#[tracing::instrument(skip_all, fields(index = %name))]
+async fn scroll_items(
+    context: web::Data<ApiContext>,
+    name: web::Path<String>,
+    request: web::Json<Object<ScrollRequest>>,
+) -> Result<web::Json<ScrollPage>, ApiError> {
+    let page = service::vectors::scroll_items(&context, &name, request.into_inner().0).await?;
+    Ok(web::Json(page))
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// `jsonl` (default): one `{"id", "vector", "metadata", "text"}` per
+    /// line; `arrow`: an Arrow IPC stream.
+    #[param(inline)]
+    format: Option<ExportFormat>,
+    /// The Lance version to export (default: the current one).
+    #[param(minimum = 1)]
+    version: Option<i64>,
+}
+
+/// Every live item of one Lance version, streamed (memory stays at one
+/// batch): JSON lines or an Arrow IPC stream. The version is in
+/// `x-lance-version`.
+#[utoipa::path(
+    tag = "vectors",
+    params(("name" = String, Path, description = "The index"), ExportQuery),
+    responses(
+        (status = 200, description = "The items", content(
+            (String = "application/x-ndjson"),
+            (Vec<u8> = "application/vnd.apache.arrow.stream"),
+        )),
+        (status = 404, description = "`index_not_found`", body = ErrorBody),
+        (status = 410, description = "`version_gone`", body = ErrorBody),
+        (status = 503, description = "`index_loading`, `index_failed`, `index_unavailable`", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"]))
+)]
+#[get("/vectors/index/{name}/export")]
+#[tracing::instrument(skip_all, fields(index = %name))]
+async fn export_items(
+    context: web::Data<ApiContext>,
+    name: web::Path<String>,
+    query: web::Query<ExportQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let format = query.format.unwrap_or(ExportFormat::Jsonl);
+    let version = match query.version {
+        None => None,
+        Some(v) if v >= 1 => Some(v as u64),
+        Some(v) => {
+            return Err(ApiError::InvalidQuery(format!(
+                "version must be at least 1, got {v}"
+            )))
+        }
+    };
+    let (stream, version) =
+        service::vectors::export_items(&context, &name, format, version).await?;
+    let content_type = match format {
+        ExportFormat::Jsonl => "application/x-ndjson",
+        ExportFormat::Arrow => "application/vnd.apache.arrow.stream",
+    };
+    use futures::StreamExt;
+    let stream = stream.map(|chunk| {
+        chunk.map_err(|err| {
+            tracing::warn!(%err, "export broke off");
+            actix_web::error::ErrorInternalServerError("export broke off")
+        })
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CONTENT_TYPE, content_type))
+        .insert_header(("x-lance-version", version))
+        .streaming(stream))
 }

@@ -13,7 +13,7 @@ use crate::domain::auth::Role;
 use crate::domain::filter::PreparedFilter;
 use crate::domain::items::{
     check_facets, BulkDelete, BulkUpdate, ChangeError, ChangeOutcome, CountAnswer, CountRequest,
-    ItemPatch, Selection, SelectionError,
+    Cursor, ItemPatch, ScrollPage, ScrollRequest, Selection, SelectionError, MAX_SCROLL_LIMIT,
 };
 use crate::domain::vectors::{
     CreateIndex, Hit, IndexDefinition, IndexInfo, IndexSummary, Item, ItemInput, ReindexAnswer,
@@ -238,6 +238,65 @@ pub(crate) async fn tally(
         })
         .await??),
     }
+}
+
+/// One page of the items a filter selects, in id order; every page of
+/// one scroll reads the version its first page read.
+pub async fn scroll_items(
+    context: &Context,
+    name: &str,
+    request: ScrollRequest,
+) -> Result<ScrollPage, ApiError> {
+    let limit = request.limit.unwrap_or(100);
+    if !(1..=MAX_SCROLL_LIMIT).contains(&limit) {
+        return Err(IndexError::from(ChangeError::InvalidLimit(limit)).into());
+    }
+    let cursor = request
+        .cursor
+        .as_deref()
+        .map(Cursor::decode)
+        .transpose()
+        .map_err(IndexError::from)?;
+    let query = index::ScrollQuery {
+        filter: prepare_filter(context, request.filter.as_ref())?,
+        cursor,
+        limit,
+        with_vectors: request.with_vectors,
+    };
+    match index::reader(&context.directory, name) {
+        Some(reader) => Ok(reader.scroll(query).await?),
+        None => {
+            Ok(call_index(context, name, |reply| IndexMessage::Scroll { query, reply }).await??)
+        }
+    }
+}
+
+/// Every live item of one version of the index (the current one unless
+/// `version` is given), streamed in `format`, and the version.
+pub async fn export_items(
+    context: &Context,
+    name: &str,
+    format: crate::actors::vectors::store::ExportFormat,
+    version: Option<u64>,
+) -> Result<
+    (
+        futures::stream::BoxStream<
+            'static,
+            Result<bytes::Bytes, crate::actors::vectors::store::StoreError>,
+        >,
+        u64,
+    ),
+    ApiError,
+> {
+    let (dataset, version) = call_index(context, name, |reply| IndexMessage::ExportSource {
+        version,
+        reply,
+    })
+    .await??;
+    let stream = crate::actors::vectors::store::export(dataset, format)
+        .await
+        .map_err(IndexError::from)?;
+    Ok((stream, version))
 }
 
 /// Changes one item's fields, text or vector; the rest stays (a change of

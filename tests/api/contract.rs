@@ -79,6 +79,12 @@ fn starts(worker: &str) -> Vec<Start> {
         ),
         start(
             "post",
+            "/v1/vectors/index/{name}/items/scroll",
+            INDEX,
+            Some(json!({"limit": 10, "filter": {"k": "w"}, "with_vectors": true})),
+        ),
+        start(
+            "post",
             "/v1/vectors/index/{name}/count",
             INDEX,
             Some(json!({"filter": {"k": "w"}})),

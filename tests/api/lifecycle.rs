@@ -546,3 +546,178 @@ async fn worker_changes_before_a_seed_say_so() {
     )
     .await;
 }
+
+/// A scroll walks every selected item once, in id order, and every page
+/// reads the version the first one read, whatever is written meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scroll_pages_one_version_in_id_order() {
+    let app = spawn_app().await;
+    create(&app, "crew", 4).await;
+    app.add_items("crew", &crew(10)).await;
+    let scroll = |body: Value| {
+        let app = &app;
+        async move {
+            app.post_json("/v1/vectors/index/crew/items/scroll", &body)
+                .await
+        }
+    };
+    let first =
+        ok(scroll(json!({"limit": 3, "filter": {"group": {"in": ["g0", "g1"]}}})).await).await;
+    let version = first["lance_version"].clone();
+    let mut seen: Vec<String> = Vec::new();
+    let mut page = first;
+    // A write after the first page: the scroll does not see it.
+    ok(app
+        .post_json(
+            "/v1/vectors/index/crew/items/delete",
+            &json!({"ids": ["m9"]}),
+        )
+        .await)
+    .await;
+    app.add_items(
+        "crew",
+        &[json!({"id": "m00", "vector": [1, 0, 0, 0], "metadata": {"group": "g0"}})],
+    )
+    .await;
+    loop {
+        assert_eq!(page["lance_version"], version, "{page}");
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["id"].as_str().unwrap().to_string());
+            assert!(item.get("vector").is_none());
+        }
+        let Some(cursor) = page["next_cursor"].as_str() else {
+            break;
+        };
+        page = ok(scroll(
+            json!({"limit": 3, "cursor": cursor, "filter": {"group": {"in": ["g0", "g1"]}}}),
+        )
+        .await)
+        .await;
+    }
+    // g0: m0 m3 m6 m9, g1: m1 m4 m7; m9 was deleted after the first page.
+    assert_eq!(seen, ["m0", "m1", "m3", "m4", "m6", "m7", "m9"]);
+    // A new scroll reads the new version.
+    let now = ok(scroll(json!({"limit": 100, "with_vectors": true})).await).await;
+    let ids: Vec<&str> = now["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["m0", "m00", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8"]
+    );
+    assert!(now["next_cursor"].is_null());
+    assert_eq!(now["items"][1]["vector"], json!([1.0, 0.0, 0.0, 0.0]));
+    for (body, code) in [
+        (json!({"limit": 0}), "invalid_limit"),
+        (json!({"limit": 1001}), "invalid_limit"),
+        (json!({"cursor": "nonsense"}), "invalid_cursor"),
+        (json!({"cursor": "12.zz"}), "invalid_cursor"),
+        (json!({"filter": {"n": {"between": 1}}}), "invalid_filter"),
+    ] {
+        assert_error(scroll(body).await, StatusCode::UNPROCESSABLE_ENTITY, code).await;
+    }
+    assert_error(
+        scroll(json!({"cursor": "999999.6d31"})).await,
+        StatusCode::GONE,
+        "version_gone",
+    )
+    .await;
+}
+
+/// An export streams every live item of one version, as JSON lines or
+/// an Arrow IPC stream, with what a get gives; an older version still
+/// held exports as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_streams_one_version_as_json_lines_or_arrow() {
+    use lance::deps::datafusion::arrow::array::{Array, StringArray};
+    use lance::deps::datafusion::arrow::ipc::reader::StreamReader;
+    let app = spawn_app().await;
+    create(&app, "crew", 4).await;
+    app.add_items("crew", &crew(7)).await;
+    let response = app.get("/v1/vectors/index/crew/export").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let version: u64 = response.headers()["x-lance-version"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let text = response.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 7);
+    let m3 = lines.iter().find(|l| l["id"] == "m3").unwrap();
+    let got = get_item(&app, "crew", "m3").await;
+    assert_eq!(
+        (m3["vector"].clone(), m3["metadata"].clone()),
+        (got["vector"].clone(), got["metadata"].clone())
+    );
+    assert_eq!(m3["text"], "crew member 3 forklift");
+
+    ok(app
+        .post_json(
+            "/v1/vectors/index/crew/items/delete",
+            &json!({"filter": {"group": "g0"}}),
+        )
+        .await)
+    .await;
+    let response = app.get("/v1/vectors/index/crew/export?format=arrow").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/vnd.apache.arrow.stream"
+    );
+    let bytes = response.bytes().await.unwrap();
+    let mut ids = Vec::new();
+    for batch in StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None).unwrap() {
+        let batch = batch.unwrap();
+        let column = batch
+            .column_by_name("id")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .clone();
+        ids.extend((0..column.len()).map(|i| column.value(i).to_string()));
+    }
+    ids.sort();
+    assert_eq!(ids, ["m1", "m2", "m4", "m5"], "g0 (m0, m3, m6) is gone");
+
+    // The version before the delete, by number.
+    let old = app
+        .get(&format!("/v1/vectors/index/crew/export?version={version}"))
+        .await;
+    assert_eq!(old.status(), StatusCode::OK);
+    assert_eq!(old.text().await.unwrap().lines().count(), 7);
+    for (query, status, code) in [
+        ("version=0", StatusCode::BAD_REQUEST, "invalid_query"),
+        ("version=-3", StatusCode::BAD_REQUEST, "invalid_query"),
+        (
+            "version=18446744073709551615",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        ("version=99999", StatusCode::GONE, "version_gone"),
+        ("format=csv", StatusCode::BAD_REQUEST, "invalid_query"),
+        ("surprise=1", StatusCode::BAD_REQUEST, "invalid_query"),
+    ] {
+        assert_error(
+            app.get(&format!("/v1/vectors/index/crew/export?{query}"))
+                .await,
+            status,
+            code,
+        )
+        .await;
+    }
+    assert_error(
+        app.get("/v1/vectors/index/nobody/export").await,
+        StatusCode::NOT_FOUND,
+        "index_not_found",
+    )
+    .await;
+}

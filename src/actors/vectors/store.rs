@@ -493,6 +493,200 @@ pub async fn rows_at(
     Ok(out)
 }
 
+/// One version of the dataset at `path`, as it was committed; gone once
+/// retention removed it.
+pub async fn open_at(path: &Path, version: u64) -> Result<Dataset, PinnedMiss> {
+    let store = |e: lance::Error| PinnedMiss::Store(StoreError::Lance(e));
+    let latest = Dataset::open(&path.to_string_lossy())
+        .await
+        .map_err(store)?;
+    // No such version yet (or ever: versions start at 1).
+    if version == 0 || version > latest.version().version {
+        return Err(PinnedMiss::VersionGone);
+    }
+    match latest.checkout_version(version).await {
+        Ok(dataset) => Ok(dataset),
+        Err(lance::Error::VersionNotFound { .. }) | Err(lance::Error::NotFound { .. }) => {
+            Err(PinnedMiss::VersionGone)
+        }
+        Err(err) => Err(store(err)),
+    }
+}
+
+/// A live item of one version: its id, the seq of its row, its metadata.
+pub struct LiveRow {
+    pub id: String,
+    pub seq: u64,
+    pub metadata: Option<Arc<str>>,
+}
+
+/// The live items of `dataset` (its one version) in id order: per id the
+/// newest row, unless that is a delete marker.
+pub async fn live_rows(dataset: &Dataset) -> Result<Vec<LiveRow>, StoreError> {
+    let mut newest: std::collections::HashMap<String, MetaRow> = std::collections::HashMap::new();
+    for row in scan_meta(dataset).await? {
+        if newest.get(&row.id).is_none_or(|known| known.seq < row.seq) {
+            newest.insert(row.id.clone(), row);
+        }
+    }
+    let mut live: Vec<LiveRow> = newest
+        .into_values()
+        .filter(|row| !row.deleted)
+        .map(|row| LiveRow {
+            id: row.id,
+            seq: row.seq,
+            metadata: row.metadata,
+        })
+        .collect();
+    live.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    Ok(live)
+}
+
+/// How an export is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// One JSON object per line: `{"id", "vector", "metadata", "text"}`.
+    Jsonl,
+    /// An Arrow IPC stream of batches with the columns `id`, `vector`,
+    /// `metadata` (JSON text) and `text`.
+    Arrow,
+}
+
+/// Every live item of `dataset` (one version), streamed in `format`, one
+/// Lance batch at a time: memory stays at a batch, whatever the size.
+pub async fn export(
+    dataset: Dataset,
+    format: ExportFormat,
+) -> Result<BoxStream<'static, Result<bytes::Bytes, StoreError>>, StoreError> {
+    use lance::deps::datafusion::arrow::compute::filter_record_batch;
+    use lance::deps::datafusion::arrow::ipc::writer::StreamWriter;
+    let live: std::collections::HashSet<u64> = live_rows(&dataset)
+        .await?
+        .into_iter()
+        .map(|r| r.seq)
+        .collect();
+    let mut scanner = scan(&dataset);
+    scanner.project(&["id", "seq", "vector", "metadata", "text"])?;
+    scanner.filter("deleted = false")?;
+    let batches = scanner.try_into_stream().await?.map_err(StoreError::from);
+    let exported = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("vector", dataset_vector_type(&dataset)?, true),
+        Field::new("metadata", DataType::Utf8, true),
+        Field::new("text", DataType::Utf8, true),
+    ]));
+    let writer = match format {
+        ExportFormat::Arrow => {
+            Some(StreamWriter::try_new(Vec::new(), &exported).map_err(StoreError::Arrow)?)
+        }
+        ExportFormat::Jsonl => None,
+    };
+    let state = (batches.boxed(), writer, live, exported, false);
+    Ok(futures::stream::try_unfold(
+        state,
+        |(mut batches, mut writer, live, schema, done)| async move {
+            if done {
+                return Ok(None);
+            }
+            let Some(batch) = batches.try_next().await? else {
+                // The end: an Arrow stream's end-of-stream marker.
+                let tail = match writer.as_mut() {
+                    Some(w) => {
+                        w.finish().map_err(StoreError::Arrow)?;
+                        std::mem::take(w.get_mut())
+                    }
+                    None => Vec::new(),
+                };
+                return Ok(Some((
+                    bytes::Bytes::from(tail),
+                    (batches, writer, live, schema, true),
+                )));
+            };
+            let seqs = column::<UInt64Array>(&batch, "seq")?;
+            let keep = BooleanArray::from_iter(
+                (0..batch.num_rows()).map(|i| Some(live.contains(&seqs.value(i)))),
+            );
+            let batch = filter_record_batch(&batch, &keep).map_err(StoreError::Arrow)?;
+            let out = match writer.as_mut() {
+                Some(w) => {
+                    let columns = ["id", "vector", "metadata", "text"]
+                        .iter()
+                        .map(|name| {
+                            batch
+                                .column_by_name(name)
+                                .cloned()
+                                .ok_or(StoreError::Column("export"))
+                        })
+                        .collect::<Result<Vec<ArrayRef>, _>>()?;
+                    let projected =
+                        RecordBatch::try_new(schema.clone(), columns).map_err(StoreError::Arrow)?;
+                    w.write(&projected).map_err(StoreError::Arrow)?;
+                    std::mem::take(w.get_mut())
+                }
+                None => json_lines(&batch)?,
+            };
+            Ok(Some((
+                bytes::Bytes::from(out),
+                (batches, writer, live, schema, false),
+            )))
+        },
+    )
+    .boxed())
+}
+
+/// The vector column's type in `dataset`.
+fn dataset_vector_type(dataset: &Dataset) -> Result<DataType, StoreError> {
+    let schema: Schema = dataset.schema().into();
+    schema
+        .field_with_name("vector")
+        .map(|f| f.data_type().clone())
+        .map_err(StoreError::Arrow)
+}
+
+/// A batch's rows as JSON lines.
+fn json_lines(batch: &RecordBatch) -> Result<Vec<u8>, StoreError> {
+    let ids = column::<StringArray>(batch, "id")?;
+    let metadata = column::<StringArray>(batch, "metadata")?;
+    let texts = column::<StringArray>(batch, "text")?;
+    let vectors = column::<FixedSizeListArray>(batch, "vector")?;
+    let values = vectors
+        .values()
+        .as_any()
+        .downcast_ref::<Float32Array>()
+        .ok_or(StoreError::Column("vector"))?;
+    let dimension = vectors.value_length() as usize;
+    let mut out = Vec::new();
+    for i in 0..batch.num_rows() {
+        let start = vectors.value_offset(i) as usize;
+        let vector = values
+            .values()
+            .get(start..start + dimension)
+            .unwrap_or_default();
+        let metadata: serde_json::Value = (!metadata.is_null(i))
+            .then(|| serde_json::from_str(metadata.value(i)).ok())
+            .flatten()
+            .unwrap_or(serde_json::Value::Null);
+        // Serialised as `f32`s (shortest form), as a get answers them.
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            id: &'a str,
+            vector: &'a [f32],
+            metadata: serde_json::Value,
+            text: Option<&'a str>,
+        }
+        let line = Line {
+            id: ids.value(i),
+            vector,
+            metadata,
+            text: (!texts.is_null(i)).then(|| texts.value(i)),
+        };
+        serde_json::to_writer(&mut out, &line).map_err(|_| StoreError::Column("json"))?;
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
 /// A compaction whose new fragments are written, waiting for its commit.
 pub struct PreparedCompaction {
     results: Vec<RewriteResult>,

@@ -53,6 +53,37 @@ impl Core {
         (inner.version, items)
     }
 
+    /// Up to `limit` live items `filter` selects whose id comes after
+    /// `after`, in id order, whether more follow, and the Lance version
+    /// they are (one read of the items).
+    pub fn page(
+        &self,
+        filter: Option<&PreparedFilter>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(u64, Vec<(String, Entry)>, bool), HnswError> {
+        let query = filter.map_or_else(|| Query::nearest(Vec::new(), 1), selecting);
+        self.prepare_lookups(&query.filter)?;
+        let inner = self.inner.read();
+        let mut ids: Vec<&String> = inner
+            .filtered(&query, &HashSet::new())
+            .into_iter()
+            .filter_map(|label| inner.by_label.get(&label))
+            .filter(|id| after.is_none_or(|after| id.as_str() > after))
+            .collect();
+        let more = ids.len() > limit;
+        if more {
+            ids.select_nth_unstable(limit);
+            ids.truncate(limit);
+        }
+        ids.sort_unstable();
+        let items = ids
+            .into_iter()
+            .filter_map(|id| Some((id.clone(), inner.rows.get(id)?.clone())))
+            .collect();
+        Ok((inner.version, items, more))
+    }
+
     /// How many live items `filter` selects (all of them without one), and
     /// the Lance version counted.
     pub fn count(&self, filter: Option<&PreparedFilter>) -> Result<(u64, usize), HnswError> {

@@ -57,7 +57,7 @@ use crate::supervision::{Directory, Fault, FaultKind, StatusBoard};
 use crate::telemetry::Metrics;
 
 pub use modify::{ChangeKind, ChangeRequest, Target};
-pub use search::Tally;
+pub use search::{ScrollQuery, Tally};
 pub use write::{Batch, CommitError};
 #[cfg(test)]
 pub(crate) use write::{Change, Reembedded};
@@ -143,6 +143,17 @@ pub enum IndexMessage {
         filter: Option<crate::domain::filter::PreparedFilter>,
         facets: Vec<String>,
         reply: RpcReplyPort<Result<Tally, IndexError>>,
+    },
+    /// One page of the items a filter selects, in id order, of one version.
+    Scroll {
+        query: ScrollQuery,
+        reply: RpcReplyPort<Result<crate::domain::items::ScrollPage, IndexError>>,
+    },
+    /// One version of the index's dataset, to export (the current one
+    /// unless a version is given).
+    ExportSource {
+        version: Option<u64>,
+        reply: RpcReplyPort<Result<(lance::Dataset, u64), IndexError>>,
     },
     /// Internal: a write whose vectors are ready, to queue for commit.
     Enqueue(Batch),
@@ -266,6 +277,14 @@ impl IndexReader {
     /// The metadata of those of `ids` that exist.
     pub fn lookup(&self, ids: Vec<String>) -> HashMap<String, Value> {
         search::lookup(&self.pipeline, ids)
+    }
+
+    /// One page of a scroll.
+    pub async fn scroll(
+        &self,
+        query: ScrollQuery,
+    ) -> Result<crate::domain::items::ScrollPage, IndexError> {
+        search::scroll(&self.arguments, &self.pipeline, query).await
     }
 
     /// How many live items `filter` selects, and `facets` over them.
@@ -436,6 +455,18 @@ async fn handle_message(
         } => {
             tokio::spawn(async move {
                 let _ = reply.send(search::tally(&pipeline, filter, facets).await);
+            });
+        }
+        IndexMessage::Scroll { query, reply } => {
+            let arguments = state.arguments.clone();
+            tokio::spawn(async move {
+                let _ = reply.send(search::scroll(&arguments, &pipeline, query).await);
+            });
+        }
+        IndexMessage::ExportSource { version, reply } => {
+            let arguments = state.arguments.clone();
+            tokio::spawn(async move {
+                let _ = reply.send(search::export_source(&arguments, &pipeline, version).await);
             });
         }
         IndexMessage::Enqueue(batch) => state.enqueue(&myself, batch),

@@ -183,6 +183,165 @@ pub(super) async fn tally(
     .map_err(|e| IndexError::Internal(e.to_string()))?
 }
 
+/// One page of a scroll, checked: the version it reads (`None`: the
+/// current one), where it stands, its size.
+#[derive(Debug, Clone)]
+pub struct ScrollQuery {
+    pub filter: Option<crate::domain::filter::PreparedFilter>,
+    pub cursor: Option<crate::domain::items::Cursor>,
+    pub limit: usize,
+    pub with_vectors: bool,
+}
+
+/// A page of the items a filter selects, in id order, of one version:
+/// from the live items while they are that version (no read of Lance),
+/// else from Lance as of it (`version_gone` once retention removed it).
+pub(super) async fn scroll(
+    arguments: &IndexArguments,
+    pipeline: &Arc<Pipeline>,
+    query: ScrollQuery,
+) -> Result<crate::domain::items::ScrollPage, IndexError> {
+    use crate::domain::items::{Cursor, ScrollPage, ScrolledItem};
+    let wanted = query.cursor.as_ref().map(|c| c.version);
+    let after = query.cursor.as_ref().map(|c| c.after.clone());
+    let core = pipeline.core.clone();
+    let (filter, limit, with_vectors) = (query.filter.clone(), query.limit, query.with_vectors);
+    let live = tokio::task::spawn_blocking(move || -> Result<_, IndexError> {
+        let (version, items, more) = core.page(filter.as_ref(), after.as_deref(), limit)?;
+        if wanted.is_some_and(|w| w != version) {
+            return Ok(None);
+        }
+        let items = items
+            .into_iter()
+            .map(|(id, entry)| {
+                let vector = if with_vectors {
+                    Some(core.vector(entry.seq)?)
+                } else {
+                    None
+                };
+                Ok(ScrolledItem {
+                    id,
+                    metadata: serde_json::from_str(&entry.metadata).unwrap_or(Value::Null),
+                    vector,
+                })
+            })
+            .collect::<Result<Vec<_>, IndexError>>()?;
+        Ok(Some((version, items, more)))
+    })
+    .await
+    .map_err(|e| IndexError::Internal(e.to_string()))??;
+    let (version, items, more) = match live {
+        Some(page) => page,
+        None => {
+            let version = wanted.expect("a version was asked for");
+            page_at(arguments, &query, version).await?
+        }
+    };
+    let next_cursor = more.then(|| items.last()).flatten().map(|last| {
+        Cursor {
+            version,
+            after: last.id.clone(),
+        }
+        .encode()
+    });
+    Ok(ScrollPage {
+        items,
+        next_cursor,
+        lance_version: version,
+    })
+}
+
+/// A scroll page read from Lance as of `version`.
+async fn page_at(
+    arguments: &IndexArguments,
+    query: &ScrollQuery,
+    version: u64,
+) -> Result<(u64, Vec<crate::domain::items::ScrolledItem>, bool), IndexError> {
+    use crate::domain::items::ScrolledItem;
+    let name = &arguments.definition.name;
+    let dataset = store::open_at(&dataset_path(arguments), version)
+        .await
+        .map_err(|miss| match miss {
+            PinnedMiss::VersionGone => IndexError::VersionGone {
+                index: name.clone(),
+                version,
+            },
+            PinnedMiss::Store(err) => err.into(),
+        })?;
+    let after = query.cursor.as_ref().map(|c| c.after.as_str());
+    let mut page = Vec::with_capacity(query.limit + 1);
+    for row in store::live_rows(&dataset).await? {
+        if after.is_some_and(|after| row.id.as_str() <= after) {
+            continue;
+        }
+        let metadata: Value = row
+            .metadata
+            .as_deref()
+            .and_then(|m| serde_json::from_str(m).ok())
+            .unwrap_or(Value::Null);
+        if let Some(filter) = &query.filter {
+            let passes = filter.equalities.iter().all(|(field, key)| {
+                metadata
+                    .get(field)
+                    .and_then(crate::domain::vectors::filter_key)
+                    .as_ref()
+                    == Some(key)
+            }) && filter
+                .predicate
+                .as_ref()
+                .is_none_or(|p| p.matches(&metadata));
+            if !passes {
+                continue;
+            }
+        }
+        page.push((
+            row.seq,
+            ScrolledItem {
+                id: row.id,
+                metadata,
+                vector: None,
+            },
+        ));
+        if page.len() > query.limit {
+            break;
+        }
+    }
+    let more = page.len() > query.limit;
+    page.truncate(query.limit);
+    if query.with_vectors && !page.is_empty() {
+        let seqs: Vec<u64> = page.iter().map(|(seq, _)| *seq).collect();
+        let rows = store::rows_at(&dataset, &seqs, arguments.definition.dimension).await?;
+        for (seq, item) in page.iter_mut() {
+            item.vector = rows.get(seq).map(|r| r.vector.clone());
+        }
+    }
+    Ok((
+        version,
+        page.into_iter().map(|(_, item)| item).collect(),
+        more,
+    ))
+}
+
+/// The dataset of one version of the index, to export: the current one
+/// unless `version` is given.
+pub(super) async fn export_source(
+    arguments: &IndexArguments,
+    pipeline: &Pipeline,
+    version: Option<u64>,
+) -> Result<(lance::Dataset, u64), IndexError> {
+    let version = version.unwrap_or_else(|| pipeline.core.version());
+    let dataset = store::open_at(&dataset_path(arguments), version)
+        .await
+        .map_err(|miss| match miss {
+            PinnedMiss::VersionGone => IndexError::VersionGone {
+                index: arguments.definition.name.clone(),
+                version,
+            },
+            PinnedMiss::Store(err) => err.into(),
+        })?;
+    Ok((dataset, version))
+}
+
 /// Where the index's Lance dataset lives.
 pub(super) fn dataset_path(arguments: &IndexArguments) -> std::path::PathBuf {
     arguments
