@@ -114,6 +114,7 @@ error_codes! {
     ObjectNotFound = (NOT_FOUND, "object_not_found", "no such object"),
     DatasetNotFound = (NOT_FOUND, "dataset_not_found", "no such dataset"),
     NoWorkers = (NOT_FOUND, "no_workers", "the workers index does not exist yet: seed first"),
+    RecordingNotFound = (NOT_FOUND, "recording_not_found", "no playbook recording with that id (withdrawn already, or never recorded)"),
     RunNotFound = (NOT_FOUND, "run_not_found", "no replay run with that id"),
     ModelNotFound = (NOT_FOUND, "model_not_found", "the chat model is not pulled on Ollama (names it and the URL)"),
     MethodNotAllowed = (METHOD_NOT_ALLOWED, "method_not_allowed", "the route exists with other methods (listed in `Allow`)"),

@@ -284,6 +284,28 @@ pub struct MatrixSettings {
     pub playbook_hnsw: crate::domain::vectors::HnswParams,
     /// The search mode of a matrix search that names none.
     pub default_mode: crate::domain::keyword::SearchMode,
+    /// A recording this many days old counts half as much (0: never
+    /// decays).
+    pub playbook_half_life_days: f64,
+    /// A `declined` recording counts against its workers by its score
+    /// times this; a `no_show` one by its score times the next.
+    pub playbook_declined_weight: f64,
+    pub playbook_no_show_weight: f64,
+    /// A demotion multiplies a distance by at most 1 + this (a boost
+    /// divides it by at most 2).
+    pub playbook_max_demotion: f64,
+}
+
+impl MatrixSettings {
+    /// How the playbook weighs recordings.
+    pub fn playbook_weights(&self) -> crate::domain::matrix::PlaybookWeights {
+        crate::domain::matrix::PlaybookWeights {
+            half_life_days: self.playbook_half_life_days,
+            declined: self.playbook_declined_weight,
+            no_show: self.playbook_no_show_weight,
+            max_demotion: self.playbook_max_demotion,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -675,6 +697,34 @@ impl Settings {
             (0.0..=2.0).contains(&self.matrix.playbook_max_distance),
             "matrix.playbook_max_distance",
             "must be between 0 and 2 (cosine distance)",
+        )?;
+        bounded(
+            "matrix.playbook_half_life_days",
+            self.matrix.playbook_half_life_days,
+            Some(0.0),
+            Some(36_500.0),
+            "",
+        )?;
+        bounded(
+            "matrix.playbook_declined_weight",
+            self.matrix.playbook_declined_weight,
+            Some(0.0),
+            Some(1.0),
+            "",
+        )?;
+        bounded(
+            "matrix.playbook_no_show_weight",
+            self.matrix.playbook_no_show_weight,
+            Some(0.0),
+            Some(1.0),
+            "",
+        )?;
+        bounded(
+            "matrix.playbook_max_demotion",
+            self.matrix.playbook_max_demotion,
+            Some(0.0),
+            Some(4.0),
+            "",
         )?;
         if let Err(err) = self.matrix.playbook_hnsw.validate() {
             check(false, "matrix.playbook_hnsw", &err.to_string())?;

@@ -63,6 +63,11 @@ pub enum MatrixMessage {
         request: PlaybookRecord,
         reply: RpcReplyPort<Result<Recorded, MatrixError>>,
     },
+    /// Takes one recording back out of its playbook entry.
+    Withdraw {
+        recording_id: String,
+        reply: RpcReplyPort<Result<crate::domain::matrix::Withdrawn, MatrixError>>,
+    },
     Fault(Fault),
 }
 
@@ -86,6 +91,8 @@ pub enum MatrixError {
         needed: usize,
         found: String,
     },
+    #[error("no recording '{0}' in the playbook")]
+    RecordingNotFound(String),
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error(transparent)]
@@ -122,6 +129,7 @@ impl HasCode for MatrixError {
                 MatrixInvalid::InvalidWindow(_) => ErrorCode::InvalidWindow,
             },
             MatrixError::NoWorkers => ErrorCode::NoWorkers,
+            MatrixError::RecordingNotFound(_) => ErrorCode::RecordingNotFound,
             MatrixError::Misdefined { .. } => ErrorCode::ReservedIndex,
             MatrixError::Index(err) => err.code(),
             MatrixError::Embed(err) => err.code(),
@@ -211,6 +219,15 @@ impl Actor for MatrixActor {
                 let context = context.clone();
                 tokio::spawn(async move {
                     let _ = reply.send(context.record(request).await);
+                });
+            }
+            MatrixMessage::Withdraw {
+                recording_id,
+                reply,
+            } => {
+                let context = context.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(context.withdraw(recording_id).await);
                 });
             }
             MatrixMessage::Fault(fault) => fault.apply(NAME).await?,
@@ -328,14 +345,16 @@ impl Context {
         let exclude = request.exclude_ids.clone().unwrap_or_default();
 
         let playbook = match (&playbook_role, &vector) {
-            (Some(role), Some(vector)) => Playbook::new(self.recordings(vector, role).await?),
+            (Some(role), Some(vector)) => Playbook::weighed(
+                self.recordings(vector, role).await?,
+                self.settings.playbook_weights(),
+            ),
             _ => Playbook::default(),
         };
         // Recorded workers are scored by the index even below the top k
         // (and only if they pass the filter), so a boost can bring them in.
         let include_ids: Vec<String> = playbook
-            .scores
-            .keys()
+            .boosted()
             .filter(|id| !exclude.contains(id))
             .cloned()
             .collect();
@@ -389,6 +408,7 @@ impl Context {
 
     /// Recordings of `role` whose query is within the configured distance.
     async fn recordings(&self, vector: &[f32], role: &str) -> Result<Vec<Recording>, MatrixError> {
+        let (weights, now) = (self.settings.playbook_weights(), chrono::Utc::now());
         let mut filter = Map::new();
         filter.insert("role".into(), Value::String(role.to_string()));
         let search = SearchRequest {
@@ -404,7 +424,7 @@ impl Context {
         Ok(hits
             .into_iter()
             .filter(|hit| hit.distance <= self.settings.playbook_max_distance)
-            .flat_map(recordings_of)
+            .flat_map(|hit| recordings_of(hit, &weights, now))
             .collect())
     }
 
@@ -443,7 +463,13 @@ impl Context {
             .playbook_entry(&entry_id)
             .await?
             .unwrap_or_else(|| PlaybookEntry::new(&request.query, &request.role, now));
-        entry.add(&recording_id, &request.worker_ids, request.score, now);
+        entry.add(
+            &recording_id,
+            &request.worker_ids,
+            request.score,
+            request.outcome.unwrap_or_default(),
+            now,
+        );
         entry.fit(self.max_entry_bytes, &request.worker_ids);
         let metadata = serde_json::to_value(&entry)
             .map_err(|e| MatrixError::Index(IndexError::Internal(e.to_string())))?;
@@ -488,6 +514,118 @@ impl Context {
             actor: actor_name(PLAYBOOK),
         }
         .into())
+    }
+
+    /// Takes recording `recording_id` out of its entry, in the entry's
+    /// turn like a recording: the entry is read again, the recording
+    /// removed from every worker it named (a worker it was the only
+    /// recording of goes), and the entry written back through a change of
+    /// its fields (its vector stays). An entry left with no worker is
+    /// deleted, as is an item of one recording from before entries.
+    async fn withdraw(
+        &self,
+        recording_id: String,
+    ) -> Result<crate::domain::matrix::Withdrawn, MatrixError> {
+        use crate::actors::vectors::index::{ChangeKind, ChangeRequest, Target};
+        let not_found = || MatrixError::RecordingNotFound(crate::domain::shown(&recording_id, 64));
+        crate::domain::vectors::validate_id(&recording_id, "recording_id")
+            .map_err(IndexError::from)?;
+        let entry_id = self.entry_of(&recording_id).await?.ok_or_else(not_found)?;
+        let _turn = tokio::time::timeout(self.timeout, self.turns.take(&entry_id))
+            .await
+            .map_err(|_| CallError::Timeout {
+                actor: actor_name(PLAYBOOK),
+                timeout_ms: self.timeout.as_millis() as u64,
+            })?;
+        let entry = self.playbook_entry(&entry_id).await?;
+        let (change, left) = match entry {
+            // An item of one recording, from before entries.
+            None if entry_id == recording_id => (ChangeKind::Delete, 0),
+            None => return Err(not_found()),
+            Some(mut entry) => {
+                if !entry.withdraw(&recording_id) {
+                    return Err(not_found());
+                }
+                if entry.workers.is_empty() {
+                    (ChangeKind::Delete, 0)
+                } else {
+                    let fields = match serde_json::to_value(&entry) {
+                        Ok(Value::Object(fields)) => fields,
+                        _ => {
+                            return Err(IndexError::Internal(
+                                "an entry that is not an object".into(),
+                            )
+                            .into())
+                        }
+                    };
+                    (
+                        ChangeKind::Patch {
+                            metadata: fields,
+                            text: None,
+                            vector: None,
+                        },
+                        entry.recordings,
+                    )
+                }
+            }
+        };
+        let request = ChangeRequest {
+            target: Target::One(entry_id.clone()),
+            change,
+            allow_large: false,
+            max_items: 1,
+        };
+        self.index_call(PLAYBOOK, |reply| IndexMessage::Change {
+            request: request.clone(),
+            reply,
+        })
+        .await?
+        .ok_or_else(not_found)??;
+        Ok(crate::domain::matrix::Withdrawn {
+            recording_id,
+            entry_id,
+            recordings: left,
+        })
+    }
+
+    /// The playbook item holding recording `recording_id`: a page of
+    /// entries at a time (the playbook holds one per query and role).
+    async fn entry_of(&self, recording_id: &str) -> Result<Option<String>, MatrixError> {
+        use crate::actors::vectors::index::ScrollQuery;
+        use crate::domain::items::Cursor;
+        let mut cursor: Option<Cursor> = None;
+        loop {
+            let query = ScrollQuery {
+                filter: None,
+                cursor: cursor.clone(),
+                limit: crate::domain::items::MAX_SCROLL_LIMIT,
+                with_vectors: false,
+            };
+            let Some(page) = self
+                .index_call(PLAYBOOK, |reply| IndexMessage::Scroll {
+                    query: query.clone(),
+                    reply,
+                })
+                .await?
+            else {
+                return Ok(None);
+            };
+            let page = page?;
+            for item in &page.items {
+                if item.id == recording_id {
+                    return Ok(Some(item.id.clone()));
+                }
+                let held = serde_json::from_value::<PlaybookEntry>(item.metadata.clone())
+                    .is_ok_and(|entry| entry.holds(recording_id));
+                if held {
+                    return Ok(Some(item.id.clone()));
+                }
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(Cursor::decode(&next).map_err(IndexError::from)?),
+                None => return Ok(None),
+            }
+        }
     }
 
     /// The playbook entry `id`, if the playbook and the entry exist (an
@@ -559,6 +697,7 @@ pub(crate) fn to_matrix_hit(hit: Hit, injected: bool) -> MatrixHit {
         worker_id: hit.id,
         distance: hit.distance,
         boosted: false,
+        demoted: false,
         injected,
         worker: hit.metadata,
         explain: hit.explain.map(|ranking| MatrixExplain {
@@ -574,10 +713,14 @@ pub(crate) fn to_matrix_hit(hit: Hit, injected: bool) -> MatrixHit {
 /// The recordings a playbook hit holds: an entry's (one per query and
 /// role), or the one recording of an item written before entries existed
 /// (none if its metadata is neither).
-pub(crate) fn recordings_of(hit: Hit) -> Vec<Recording> {
+pub(crate) fn recordings_of(
+    hit: Hit,
+    weights: &crate::domain::matrix::PlaybookWeights,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<Recording> {
     if hit.metadata.get("workers").is_some_and(Value::is_object) {
         return serde_json::from_value::<PlaybookEntry>(hit.metadata)
-            .map(|entry| entry.recordings(hit.distance))
+            .map(|entry| entry.recordings(hit.distance, weights, now))
             .unwrap_or_default();
     }
     legacy_recording(hit).into_iter().collect()
@@ -597,6 +740,8 @@ fn legacy_recording(hit: Hit) -> Option<Recording> {
         recording_id: hit.id,
         worker_ids,
         query_distance: hit.distance,
+        outcome: crate::domain::matrix::Outcome::Good,
+        recorded_at: None,
     })
 }
 

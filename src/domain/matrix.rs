@@ -265,9 +265,116 @@ pub struct PlaybookRecord {
     pub query: String,
     pub role: String,
     pub worker_ids: Vec<String>,
-    /// How well the placement went: 1.0 halves a boosted worker's distance.
+    /// How well the placement went: 1.0 halves a boosted worker's distance
+    /// (with a negative outcome: how strongly it counts against them).
     #[schema(minimum = 0.0, maximum = 1.0)]
     pub score: f64,
+    /// What came of it: `good` (the default) and `placed` boost the
+    /// workers in later searches of a near query; `declined` and `no_show`
+    /// demote them, by `matrix.playbook_declined_weight` and
+    /// `matrix.playbook_no_show_weight`.
+    #[serde(default)]
+    pub outcome: Option<Outcome>,
+}
+
+/// What came of a recorded placement.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A good match (what a recording without an outcome is).
+    #[default]
+    Good,
+    /// The worker was placed.
+    Placed,
+    /// The worker declined the offer.
+    Declined,
+    /// The worker did not show up.
+    NoShow,
+}
+
+impl Outcome {
+    pub fn is_negative(self) -> bool {
+        matches!(self, Outcome::Declined | Outcome::NoShow)
+    }
+}
+
+/// How recordings weigh in a search: their age and their outcome.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlaybookWeights {
+    /// A recording this many days old counts half (0: no decay).
+    pub half_life_days: f64,
+    /// A `declined` recording of score s counts −s × this.
+    pub declined: f64,
+    /// A `no_show` recording of score s counts −s × this.
+    pub no_show: f64,
+    /// The most a demotion multiplies a distance by is 1 + this.
+    pub max_demotion: f64,
+}
+
+impl Default for PlaybookWeights {
+    fn default() -> Self {
+        Self {
+            half_life_days: 90.0,
+            declined: 0.5,
+            no_show: 1.0,
+            max_demotion: 0.5,
+        }
+    }
+}
+
+impl PlaybookWeights {
+    /// What a recording made at `at` counts for at `now`: in [−1, 1],
+    /// positive boosts, negative demotes; its age counted in whole days.
+    pub fn weight(
+        &self,
+        outcome: Outcome,
+        score: f64,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> f64 {
+        let score = score.clamp(0.0, 1.0);
+        let signed = match outcome {
+            Outcome::Good | Outcome::Placed => score,
+            Outcome::Declined => -score * self.declined,
+            Outcome::NoShow => -score * self.no_show,
+        };
+        // Whole days: a recording counts fully on its day, and a search
+        // gives the same weights all day (its cached results stay true).
+        let age_days = (now - at).num_days().max(0) as f64;
+        let decay = if self.half_life_days > 0.0 {
+            0.5_f64.powf(age_days / self.half_life_days)
+        } else {
+            1.0
+        };
+        (signed * decay).clamp(-1.0, 1.0)
+    }
+
+    /// The lowest and highest factor a playbook applies to a distance.
+    pub fn bounds(&self) -> [f32; 2] {
+        [boost_factor(1.0), factor(-1.0, self.max_demotion)]
+    }
+}
+
+/// The multiplier a worker's net playbook score (in [−1, 1]) gives its
+/// distance: a boost down to ×0.5 at +1, a demotion up to
+/// ×(1 + `max_demotion`) at −1.
+pub fn factor(net: f64, max_demotion: f64) -> f32 {
+    if net >= 0.0 {
+        boost_factor(net)
+    } else {
+        (1.0 + max_demotion.max(0.0) * (-net).min(1.0)) as f32
+    }
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -276,6 +383,10 @@ pub struct MatrixHit {
     /// `explain.fused_distance × explain.boost_factor`.
     pub distance: f32,
     pub boosted: bool,
+    /// Ranked lower by the playbook: recordings of a declined offer or a
+    /// no-show outweigh its good ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub demoted: bool,
     /// Brought in by the playbook from below the top `k`.
     pub injected: bool,
     #[schema(value_type = Object)]
@@ -327,18 +438,26 @@ impl Degraded {
 /// The boost of one worker and the recordings behind it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PlaybookExplain {
-    /// The strongest score among the recordings (the one that counts).
+    /// The net score: the strongest boost plus the strongest demotion
+    /// among the recordings, in [−1, 1].
     pub score: f64,
     /// Every matching recording naming this worker, strongest first.
     pub recordings: Vec<RecordingRef>,
+    /// The lowest and highest factor the playbook applies (`boost_factor`
+    /// is clamped to them).
+    pub factor_bounds: [f32; 2],
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RecordingRef {
     pub recording_id: String,
+    /// What it counts for now, in [−1, 1] (negative: a demotion).
     pub score: f64,
     /// Distance between this search's query and the recorded one.
     pub query_distance: f32,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_at: Option<DateTime<Utc>>,
 }
 
 /// A recording that matched a search: same role, query near enough.
@@ -346,8 +465,13 @@ pub struct RecordingRef {
 pub struct Recording {
     pub recording_id: String,
     pub worker_ids: Vec<String>,
+    /// What it counts for now, in [−1, 1]: positive boosts, negative
+    /// demotes (its score weighed by its outcome and age).
     pub score: f64,
     pub query_distance: f32,
+    pub outcome: Outcome,
+    /// When it was recorded (unknown for items before entries).
+    pub recorded_at: Option<DateTime<Utc>>,
 }
 
 /// Every recording of one query for one role, folded into one playbook
@@ -374,14 +498,76 @@ pub struct RecordedWorker {
     pub recordings: u64,
     pub last_recorded_at: DateTime<Utc>,
     /// The strongest of them (the one whose score counts; the newest of
-    /// equal ones).
+    /// equal ones). Kept for the binaries before outcomes; `history` is
+    /// what counts.
     pub best: ScoredRecording,
+    /// Besides `best`, the newest recordings naming this worker (at most
+    /// [`MAX_WORKER_HISTORY`]), each with its outcome and time: with
+    /// `best`, what a search weighs and a withdrawal removes from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<WorkerRecording>,
+}
+
+/// Recordings remembered per worker and entry; older ones go (they count
+/// least, having decayed most).
+pub const MAX_WORKER_HISTORY: usize = 4;
+
+/// One recording as a worker's entry remembers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRecording {
+    #[serde(rename = "id")]
+    pub recording_id: String,
+    #[serde(rename = "s")]
+    pub score: f64,
+    #[serde(rename = "o", default, skip_serializing_if = "is_good")]
+    pub outcome: Outcome,
+    #[serde(rename = "t", with = "chrono::serde::ts_seconds")]
+    pub at: DateTime<Utc>,
+}
+
+fn is_good(outcome: &Outcome) -> bool {
+    *outcome == Outcome::Good
+}
+
+impl RecordedWorker {
+    /// The recordings that count: the newest ones, and the strongest good
+    /// one however old (for an entry written before outcomes, that alone).
+    fn counted(&self) -> Vec<WorkerRecording> {
+        let mut counted = self.history.clone();
+        let best_is_good = !self
+            .history
+            .iter()
+            .any(|r| r.recording_id == self.best.recording_id && r.outcome.is_negative());
+        if best_is_good
+            && !counted
+                .iter()
+                .any(|r| r.recording_id == self.best.recording_id)
+        {
+            counted.push(WorkerRecording {
+                recording_id: self.best.recording_id.clone(),
+                score: self.best.score,
+                outcome: Outcome::Good,
+                at: self.best.at.unwrap_or(self.last_recorded_at),
+            });
+        }
+        counted
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoredRecording {
     pub recording_id: String,
     pub score: f64,
+    /// When, to the second (absent in entries before outcomes: the
+    /// worker's last recording's time stands in). Seconds keep an entry of
+    /// the most workers a recording may name within its byte limit.
+    #[serde(
+        rename = "t",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "chrono::serde::ts_seconds_option"
+    )]
+    pub at: Option<DateTime<Utc>>,
 }
 
 /// Workers one entry remembers; past it the least recently recorded one
@@ -418,12 +604,20 @@ impl PlaybookEntry {
     }
 
     /// Folds one recording in.
-    pub fn add(&mut self, recording_id: &str, workers: &[String], score: f64, now: DateTime<Utc>) {
+    pub fn add(
+        &mut self,
+        recording_id: &str,
+        workers: &[String],
+        score: f64,
+        outcome: Outcome,
+        now: DateTime<Utc>,
+    ) {
         self.recordings += 1;
         self.recorded_at = now;
         let recording = ScoredRecording {
             recording_id: recording_id.to_string(),
             score,
+            at: Some(now),
         };
         for worker in workers {
             let entry = self
@@ -433,14 +627,107 @@ impl PlaybookEntry {
                     recordings: 0,
                     last_recorded_at: now,
                     best: recording.clone(),
+                    history: Vec::new(),
                 });
+            let first = entry.recordings == 0;
             entry.recordings += 1;
+            let previous_at = entry.best.at.unwrap_or(entry.last_recorded_at);
             entry.last_recorded_at = now;
-            if score >= entry.best.score {
+            let this = WorkerRecording {
+                recording_id: recording_id.to_string(),
+                score,
+                outcome,
+                at: now,
+            };
+            if first && outcome.is_negative() {
+                // No good recording yet: a best that boosts nothing (what
+                // a binary before outcomes reads).
+                entry.best = ScoredRecording {
+                    score: 0.0,
+                    ..recording.clone()
+                };
+                entry.history.push(this);
+            } else if first {
                 entry.best = recording.clone();
+            } else if !outcome.is_negative() && score >= entry.best.score {
+                // The new best; the one it replaces joins the history.
+                let replaced = std::mem::replace(&mut entry.best, recording.clone());
+                let was_counted = !entry
+                    .history
+                    .iter()
+                    .any(|r| r.recording_id == replaced.recording_id);
+                if was_counted && replaced.score > 0.0 {
+                    entry.history.push(WorkerRecording {
+                        recording_id: replaced.recording_id,
+                        score: replaced.score,
+                        outcome: Outcome::Good,
+                        at: previous_at,
+                    });
+                }
+            } else {
+                entry.history.push(this);
+            }
+            entry.history.sort_by_key(|r| r.at);
+            while entry.history.len() > MAX_WORKER_HISTORY {
+                entry.history.remove(0);
             }
         }
         while self.workers.len() > MAX_ENTRY_WORKERS && self.evict_one(workers) {}
+    }
+
+    /// Whether recording `recording_id` is one of the entry's.
+    pub fn holds(&self, recording_id: &str) -> bool {
+        self.workers.values().any(|worker| {
+            worker.best.recording_id == recording_id
+                || worker
+                    .history
+                    .iter()
+                    .any(|r| r.recording_id == recording_id)
+        })
+    }
+
+    /// Takes recording `recording_id` out of the entry: from every
+    /// worker's history (a worker it was the only one of goes), and from
+    /// the count. Whether it was there.
+    pub fn withdraw(&mut self, recording_id: &str) -> bool {
+        let mut found = false;
+        self.workers.retain(|_, worker| {
+            let mut history = worker.counted();
+            let before = history.len();
+            history.retain(|r| r.recording_id != recording_id);
+            if history.len() == before {
+                return true;
+            }
+            found = true;
+            worker.recordings = worker.recordings.saturating_sub(1);
+            if history.is_empty() {
+                return false;
+            }
+            history.sort_by_key(|r| r.at);
+            worker.last_recorded_at = history
+                .iter()
+                .map(|r| r.at)
+                .max()
+                .unwrap_or(worker.last_recorded_at);
+            let best = history
+                .iter()
+                .filter(|r| !r.outcome.is_negative())
+                .max_by(|a, b| a.score.total_cmp(&b.score).then(a.at.cmp(&b.at)))
+                .or_else(|| history.last());
+            if let Some(best) = best {
+                worker.best = ScoredRecording {
+                    recording_id: best.recording_id.clone(),
+                    score: best.score,
+                    at: Some(best.at),
+                };
+            }
+            worker.history = history;
+            true
+        });
+        if found {
+            self.recordings = self.recordings.saturating_sub(1);
+        }
+        found
     }
 
     /// Evicts the least recently recorded workers (the weakest first among
@@ -470,16 +757,27 @@ impl PlaybookEntry {
         }
     }
 
-    /// The entry's recordings as they apply to a search whose query is
-    /// `query_distance` away: per worker its strongest.
-    pub fn recordings(&self, query_distance: f32) -> Vec<Recording> {
+    /// The entry's recordings as they apply, at `now`, to a search whose
+    /// query is `query_distance` away: each weighed by its outcome and age
+    /// (see [`PlaybookWeights::weight`]); a search counts per worker the
+    /// strongest boost and the strongest demotion.
+    pub fn recordings(
+        &self,
+        query_distance: f32,
+        weights: &PlaybookWeights,
+        now: DateTime<Utc>,
+    ) -> Vec<Recording> {
         self.workers
             .iter()
-            .map(|(worker, recorded)| Recording {
-                recording_id: recorded.best.recording_id.clone(),
-                worker_ids: vec![worker.clone()],
-                score: recorded.best.score,
-                query_distance,
+            .flat_map(|(worker, recorded)| {
+                recorded.counted().into_iter().map(move |r| Recording {
+                    score: weights.weight(r.outcome, r.score, r.at, now),
+                    recording_id: r.recording_id,
+                    worker_ids: vec![worker.clone()],
+                    query_distance,
+                    outcome: r.outcome,
+                    recorded_at: Some(r.at),
+                })
             })
             .collect()
     }
@@ -488,18 +786,37 @@ impl PlaybookEntry {
 /// The recordings that apply to one search, and each worker's best score.
 #[derive(Debug, Clone, Default)]
 pub struct Playbook {
+    /// Per worker its net score in [−1, 1] (negative: demoted).
     pub scores: HashMap<String, f64>,
     recordings: Vec<Recording>,
+    weights: PlaybookWeights,
 }
 
 impl Playbook {
     pub fn new(recordings: Vec<Recording>) -> Self {
-        let scores = best_scores(
+        Self::weighed(recordings, PlaybookWeights::default())
+    }
+
+    /// The playbook of these recordings, their bounds from `weights`.
+    pub fn weighed(recordings: Vec<Recording>, weights: PlaybookWeights) -> Self {
+        let scores = net_scores(
             recordings
                 .iter()
                 .map(|r| (r.worker_ids.as_slice(), r.score)),
         );
-        Self { scores, recordings }
+        Self {
+            scores,
+            recordings,
+            weights,
+        }
+    }
+
+    /// The workers it boosts (those a search scores even below its top k).
+    pub fn boosted(&self) -> impl Iterator<Item = &String> {
+        self.scores
+            .iter()
+            .filter(|(_, s)| **s > 0.0)
+            .map(|(id, _)| id)
     }
 
     /// The recordings naming `worker`, strongest first (then nearest).
@@ -512,6 +829,8 @@ impl Playbook {
                 recording_id: r.recording_id.clone(),
                 score: r.score,
                 query_distance: r.query_distance,
+                outcome: r.outcome,
+                recorded_at: r.recorded_at,
             })
             .collect();
         found.sort_by(|a, b| {
@@ -536,6 +855,16 @@ pub struct MatrixResults {
     /// `on_assignment` and `do_not_use`; see `status_any`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded_statuses: Vec<crate::domain::workers::WorkerStatus>,
+}
+
+/// `DELETE /v1/matrix/playbooks/recordings/{id}` reply.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Withdrawn {
+    pub recording_id: String,
+    /// The entry it was folded into.
+    pub entry_id: String,
+    /// Recordings the entry holds now (0: the entry is gone).
+    pub recordings: u64,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -873,20 +1202,37 @@ pub fn boost_factor(score: f64) -> f32 {
     (1.0 - 0.5 * score.clamp(0.0, 1.0)) as f32
 }
 
-/// The strongest score per worker over the matching recordings.
+/// The strongest score per worker over the matching recordings (all of
+/// them boosts).
 pub fn best_scores<'a>(
     recordings: impl IntoIterator<Item = (&'a [String], f64)>,
 ) -> HashMap<String, f64> {
-    let mut best: HashMap<String, f64> = HashMap::new();
+    net_scores(recordings)
+}
+
+/// Per worker, the strongest boost plus the strongest demotion over the
+/// matching recordings, in [−1, 1]: a no-show after a good placement
+/// cancels it out, and ten good recordings count as much as the best of
+/// them.
+pub fn net_scores<'a>(
+    recordings: impl IntoIterator<Item = (&'a [String], f64)>,
+) -> HashMap<String, f64> {
+    let mut strongest: HashMap<String, (f64, f64)> = HashMap::new();
     for (workers, score) in recordings {
         for worker in workers {
-            let entry = best.entry(worker.clone()).or_insert(score);
-            if score > *entry {
-                *entry = score;
+            let (boost, demotion) = strongest.entry(worker.clone()).or_insert((0.0, 0.0));
+            if score > *boost {
+                *boost = score;
+            }
+            if score < *demotion {
+                *demotion = score;
             }
         }
     }
-    best
+    strongest
+        .into_iter()
+        .map(|(worker, (boost, demotion))| (worker, (boost + demotion).clamp(-1.0, 1.0)))
+        .collect()
 }
 
 /// Applies the boosts to the hits (the top `k` and the injected workers
@@ -894,15 +1240,18 @@ pub fn best_scores<'a>(
 pub fn apply_playbook(mut hits: Vec<MatrixHit>, playbook: &Playbook, k: usize) -> MatrixResults {
     for hit in hits.iter_mut() {
         let score = playbook.scores.get(&hit.worker_id).copied();
+        let max_demotion = playbook.weights.max_demotion;
         if let Some(score) = score {
-            hit.distance *= boost_factor(score);
-            hit.boosted = true;
+            hit.distance *= factor(score, max_demotion);
+            hit.boosted = score > 0.0;
+            hit.demoted = score < 0.0;
         }
         if let Some(explain) = hit.explain.as_mut() {
-            explain.boost_factor = score.map_or(1.0, boost_factor);
+            explain.boost_factor = score.map_or(1.0, |s| factor(s, max_demotion));
             explain.playbook = score.map(|score| PlaybookExplain {
                 score,
                 recordings: playbook.recordings_of(&hit.worker_id),
+                factor_bounds: playbook.weights.bounds(),
             });
         }
     }
@@ -926,6 +1275,87 @@ pub fn apply_playbook(mut hits: Vec<MatrixHit>, playbook: &Playbook, k: usize) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recordings_weigh_by_outcome_and_age_within_their_bounds() {
+        let weights = PlaybookWeights::default();
+        let now = Utc::now();
+        let days = |n: i64| now - chrono::Duration::days(n);
+        assert_eq!(weights.weight(Outcome::Good, 1.0, now, now), 1.0);
+        assert_eq!(weights.weight(Outcome::Placed, 0.8, now, now), 0.8);
+        assert!(
+            (weights.weight(Outcome::Good, 1.0, days(90), now) - 0.5).abs() < 1e-9,
+            "one half-life"
+        );
+        assert!((weights.weight(Outcome::Good, 1.0, days(180), now) - 0.25).abs() < 1e-9);
+        assert_eq!(weights.weight(Outcome::NoShow, 1.0, now, now), -1.0);
+        assert_eq!(weights.weight(Outcome::Declined, 1.0, now, now), -0.5);
+        // A recording from the future (a skewed clock) counts as new.
+        assert_eq!(weights.weight(Outcome::Good, 1.0, days(-3), now), 1.0);
+        let no_decay = PlaybookWeights {
+            half_life_days: 0.0,
+            ..weights
+        };
+        assert_eq!(no_decay.weight(Outcome::Good, 1.0, days(3650), now), 1.0);
+        assert_eq!(weights.bounds(), [0.5, 1.5]);
+        assert_eq!(factor(1.0, 0.5), 0.5);
+        assert_eq!(factor(0.0, 0.5), 1.0);
+        assert_eq!(factor(-1.0, 0.5), 1.5);
+        assert_eq!(factor(-7.0, 0.5), 1.5, "clamped");
+        // The strongest boost plus the strongest demotion.
+        let a = vec!["a".to_string()];
+        let scores = net_scores([
+            (a.as_slice(), 0.9),
+            (a.as_slice(), 0.4),
+            (a.as_slice(), -1.0),
+            (a.as_slice(), -0.2),
+        ]);
+        assert!((scores["a"] - (-0.1)).abs() < 1e-9, "{scores:?}");
+    }
+
+    #[test]
+    fn an_entry_keeps_each_workers_newest_recordings_and_withdraws_one() {
+        let now = Utc::now();
+        let mut entry = PlaybookEntry::new("forklift", "Forklift Operator", now);
+        let both = vec!["w1".to_string(), "w2".to_string()];
+        entry.add("r1", &both, 1.0, Outcome::Good, now);
+        entry.add("r2", &both[..1], 1.0, Outcome::NoShow, now);
+        assert!(entry.holds("r2"));
+        let weights = PlaybookWeights::default();
+        let playbook = Playbook::weighed(entry.recordings(0.1, &weights, now), weights);
+        assert_eq!(
+            playbook.scores["w1"], 0.0,
+            "a no-show cancels a good placement"
+        );
+        assert_eq!(playbook.scores["w2"], 1.0);
+        assert_eq!(playbook.boosted().collect::<Vec<_>>(), ["w2"]);
+        assert!(entry.withdraw("r2"));
+        assert!(!entry.withdraw("r2"), "once");
+        assert_eq!(entry.recordings, 1);
+        let playbook = Playbook::new(entry.recordings(0.1, &weights, now));
+        assert_eq!(playbook.scores["w1"], 1.0);
+        assert!(entry.withdraw("r1"));
+        assert!(
+            entry.workers.is_empty(),
+            "a worker with no recording left goes"
+        );
+        for n in 0..10 {
+            entry.add(&format!("n{n}"), &both[..1], 0.5, Outcome::Good, now);
+        }
+        assert_eq!(entry.workers["w1"].history.len(), MAX_WORKER_HISTORY);
+        assert_eq!(entry.workers["w1"].recordings, 10);
+        // An entry written before outcomes counts its best, as good.
+        let old: PlaybookEntry = serde_json::from_value(serde_json::json!({
+            "query": "q", "role": "r", "recordings": 1, "first_recorded_at": now, "recorded_at": now,
+            "workers": {"w9": {"recordings": 1, "last_recorded_at": now, "best": {"recording_id": "old", "score": 0.8}}}
+        }))
+        .unwrap();
+        assert!(old.holds("old"));
+        assert_eq!(
+            Playbook::new(old.recordings(0.1, &weights, now)).scores["w9"],
+            0.8
+        );
+    }
 
     /// What a search's statuses leave out, and whom they keep: a worker
     /// without a status is active.
@@ -993,6 +1423,7 @@ mod tests {
             worker_id: id.into(),
             distance,
             boosted: false,
+            demoted: false,
             injected: false,
             worker: Value::Null,
             explain: None,
@@ -1009,6 +1440,8 @@ mod tests {
                     worker_ids: vec![id.to_string()],
                     score: *score,
                     query_distance: 0.1,
+                    outcome: Outcome::Good,
+                    recorded_at: None,
                 })
                 .collect(),
         )
@@ -1061,12 +1494,16 @@ mod tests {
                 worker_ids: vec!["w".into()],
                 score: 0.2,
                 query_distance: 0.05,
+                outcome: Outcome::Good,
+                recorded_at: None,
             },
             Recording {
                 recording_id: "strong".into(),
                 worker_ids: vec!["w".into(), "x".into()],
                 score: 0.6,
                 query_distance: 0.2,
+                outcome: Outcome::Good,
+                recorded_at: None,
             },
         ];
         let results = apply_playbook(vec![explained], &Playbook::new(recordings), 5);
@@ -1116,24 +1553,36 @@ mod tests {
         let at = |s: i64| DateTime::<Utc>::from_timestamp(1_800_000_000 + s, 0).unwrap();
         let mut entry = PlaybookEntry::new("forklift", "Forklift Operator", at(0));
         let w = |id: &str| vec![id.to_string()];
-        entry.add("r1", &w("a"), 0.9, at(1));
+        entry.add("r1", &w("a"), 0.9, Outcome::Good, at(1));
         for i in 2..=7 {
-            entry.add(&format!("r{i}"), &w("a"), 0.3, at(i));
+            entry.add(&format!("r{i}"), &w("a"), 0.3, Outcome::Good, at(i));
         }
-        entry.add("r8", &["a".to_string(), "b".to_string()], 0.5, at(8));
+        entry.add(
+            "r8",
+            &["a".to_string(), "b".to_string()],
+            0.5,
+            Outcome::Good,
+            at(8),
+        );
         assert_eq!(entry.recordings, 8);
         let a = &entry.workers["a"];
         assert_eq!(a.recordings, 8);
         assert_eq!(a.best.recording_id, "r1", "the strongest is kept");
         assert_eq!(a.last_recorded_at, at(8));
-        // As recordings: the strongest, each for its worker.
-        let found = entry.recordings(0.1);
-        let of_a: Vec<&str> = found
+        // As recordings: the newest, and the strongest however old, each
+        // for its worker (no decay here).
+        let weights = PlaybookWeights {
+            half_life_days: 0.0,
+            ..PlaybookWeights::default()
+        };
+        let found = entry.recordings(0.1, &weights, at(8));
+        let mut of_a: Vec<&str> = found
             .iter()
             .filter(|r| r.worker_ids == ["a"])
             .map(|r| r.recording_id.as_str())
             .collect();
-        assert_eq!(of_a, ["r1"]);
+        of_a.sort_unstable();
+        assert_eq!(of_a, ["r1", "r5", "r6", "r7", "r8"]);
         assert_eq!(Playbook::new(found).scores["a"], 0.9);
 
         for i in 0..MAX_ENTRY_WORKERS {
@@ -1141,6 +1590,7 @@ mod tests {
                 &format!("x{i}"),
                 &w(&format!("w{i:03}")),
                 0.7,
+                Outcome::Good,
                 at(100 + i as i64),
             );
         }
@@ -1154,7 +1604,7 @@ mod tests {
         let many: Vec<String> = (0..MAX_RECORDED_WORKERS)
             .map(|i| format!("n{i:03}"))
             .collect();
-        entry.add("big", &many, 0.1, at(1000));
+        entry.add("big", &many, 0.1, Outcome::Good, at(1000));
         assert!(many.iter().all(|id| entry.workers.contains_key(id)));
         assert_eq!(entry.workers.len(), MAX_ENTRY_WORKERS);
 
@@ -1244,6 +1694,7 @@ mod tests {
             role: "Forklift Operator".into(),
             worker_ids: vec!["W1".into()],
             score: 1.0,
+            outcome: None,
         };
         assert!(ok.check().is_ok());
         for bad in [

@@ -405,6 +405,7 @@ const PATH_RULES: &[(&str, &str, fn() -> Value)] = &[
         || json!({"pattern": INDEX_NAME}),
     ),
     ("/v1/matrix/workers/{id}", "id", id_rules),
+    ("/v1/matrix/playbooks/recordings/{id}", "id", id_rules),
     (
         "/v1/vectors/index/{name}/items/scroll",
         "name",

@@ -2,14 +2,14 @@
 //! `PATCH /v1/matrix/workers/{id}` and `POST /v1/matrix/workers/count`.
 
 use crate::domain::de::Object;
-use actix_web::{patch, post, web};
+use actix_web::{delete, patch, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{ApiContext, ApiError};
 use crate::domain::items::ChangeOutcome;
 use crate::domain::matrix::{
-    MatrixResults, MatrixSearch, PlaybookRecord, Recorded, WorkerCount, WorkerCountAnswer,
-    WorkerPatch,
+    MatrixResults, MatrixSearch, PlaybookRecord, Recorded, Withdrawn, WorkerCount,
+    WorkerCountAnswer, WorkerPatch,
 };
 use crate::service;
 
@@ -17,7 +17,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(search_workers)
         .service(record_placement)
         .service(update_worker)
-        .service(count_workers);
+        .service(count_workers)
+        .service(withdraw_recording);
 }
 
 /// Semantic worker search, with role/city/state filters and the playbook
@@ -120,5 +121,31 @@ async fn count_workers(
 ) -> Result<web::Json<WorkerCountAnswer>, ApiError> {
     Ok(web::Json(
         service::matrix::count_workers(&context, request.into_inner().0).await?,
+    ))
+}
+
+/// Withdraw one recording (a mistake, or a placement that fell through):
+/// it is taken out of its entry, and the boost or demotion it gave is gone
+/// from the next search. Durable once answered.
+#[utoipa::path(
+    tag = "matrix",
+    params(("id" = String, Path, description = "The recording, as `record` answered it")),
+    responses(
+        (status = 200, description = "Withdrawn: the entry and what it holds now", body = Withdrawn),
+        (status = 400, description = "`invalid_id`", body = super::error::ErrorBody),
+        (status = 404, description = "`recording_not_found`", body = super::error::ErrorBody),
+        (status = 409, description = "`write_conflict`", body = super::error::ErrorBody),
+        (status = 503, description = "`index_loading`, `index_failed`, `index_unavailable`", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = ["write"]))
+)]
+#[delete("/matrix/playbooks/recordings/{id}")]
+#[tracing::instrument(skip_all)]
+async fn withdraw_recording(
+    context: web::Data<ApiContext>,
+    id: web::Path<String>,
+) -> Result<web::Json<Withdrawn>, ApiError> {
+    Ok(web::Json(
+        service::matrix::withdraw_recording(&context, id.into_inner()).await?,
     ))
 }

@@ -204,6 +204,7 @@ impl LakehouseMcp {
                     role: args.role,
                     worker_ids: args.worker_ids,
                     score: args.score,
+                    outcome: args.outcome,
                 })
             }
             "ask" => {

@@ -333,6 +333,9 @@ pub struct RecordPlacement {
     /// How well it went, 0 to 1 (1 halves their distance in later searches).
     #[schemars(range(min = 0.0, max = 1.0))]
     pub score: f64,
+    /// What came of it: good (default), placed, declined or no_show — the
+    /// last two rank the workers lower in later searches.
+    pub outcome: Option<crate::domain::matrix::Outcome>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -24,6 +24,21 @@ fn no_workers(err: ApiError) -> ApiError {
     }
 }
 
+/// Takes one recording back out of the playbook (a mistaken one, or one
+/// whose placement fell through): its boost or demotion is gone from the
+/// next search.
+pub async fn withdraw_recording(
+    context: &Context,
+    recording_id: String,
+) -> Result<crate::domain::matrix::Withdrawn, ApiError> {
+    Ok(context
+        .call(NAME, |reply| MatrixMessage::Withdraw {
+            recording_id,
+            reply,
+        })
+        .await??)
+}
+
 /// Sets (or with `null` removes) a worker's fields; its profile text and
 /// vector stay. The write role suffices: only metadata changes, checked as
 /// a worker's (`status`, `shift`, availability, certifications typed).

@@ -132,7 +132,7 @@ fn starts(worker: &str) -> Vec<Start> {
             "/v1/matrix/playbooks/record",
             &[],
             Some(json!({
-                "query": "forklift operator", "role": "Forklift Operator", "worker_ids": [worker], "score": 0.5,
+                "query": "forklift operator", "role": "Forklift Operator", "worker_ids": [worker], "score": 0.5, "outcome": "placed",
             })),
         ),
         start(

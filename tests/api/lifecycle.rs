@@ -721,3 +721,109 @@ async fn an_export_streams_one_version_as_json_lines_or_arrow() {
     )
     .await;
 }
+
+/// A no-show demotes the worker in later searches of a near query, within
+/// the configured bound, and says so; withdrawing it takes that back; a
+/// placement boosts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_show_demotes_and_a_withdrawal_takes_it_back() {
+    // No decay: the figures are exact (the unit tests weigh the decay).
+    let app = spawn_app_with(&[("matrix.playbook_half_life_days", "0")]).await;
+    crate::helpers::seed_workers(&app, 200, None).await;
+    let query = "forklift operator for the night shift";
+    let search = json!({"query": query, "k": 50, "role": "Forklift Operator", "mode": "semantic",
+                        "use_playbook": true, "explain": true});
+    let hit_of = |body: &Value, id: &str| -> Value {
+        body["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["worker_id"] == id)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let before = ok(app.post_json("/v1/matrix/search", &search).await).await;
+    let worker = before["hits"][0]["worker_id"].as_str().unwrap().to_string();
+    let plain = hit_of(&before, &worker)["distance"].as_f64().unwrap();
+
+    let recorded = ok(app
+        .post_json(
+            "/v1/matrix/playbooks/record",
+            &json!({"query": query, "role": "Forklift Operator", "worker_ids": [worker], "score": 1.0, "outcome": "no_show"}),
+        )
+        .await)
+    .await;
+    let recording = recorded["recording_id"].as_str().unwrap().to_string();
+    let after = ok(app.post_json("/v1/matrix/search", &search).await).await;
+    let hit = hit_of(&after, &worker);
+    assert_eq!(hit["demoted"], true, "{hit}");
+    assert_eq!(hit["boosted"], false);
+    let explain = &hit["explain"];
+    assert_eq!(explain["boost_factor"], 1.5);
+    assert_eq!(explain["playbook"]["factor_bounds"], json!([0.5, 1.5]));
+    assert_eq!(explain["playbook"]["score"], -1.0);
+    assert_eq!(explain["playbook"]["recordings"][0]["outcome"], "no_show");
+    let demoted = hit["distance"].as_f64().unwrap();
+    assert!((demoted - plain * 1.5).abs() < 1e-4, "{plain} -> {demoted}");
+    assert_ne!(
+        after["hits"][0]["worker_id"],
+        worker.as_str(),
+        "no longer first"
+    );
+
+    let withdrawn = ok(app
+        .send(
+            Method::DELETE,
+            &format!("/v1/matrix/playbooks/recordings/{recording}"),
+            None,
+            None,
+        )
+        .await)
+    .await;
+    assert_eq!(withdrawn["recordings"], 0, "{withdrawn}");
+    let back = ok(app.post_json("/v1/matrix/search", &search).await).await;
+    let hit = hit_of(&back, &worker);
+    assert!(
+        hit.get("demoted").is_none() && hit["boosted"] == false,
+        "{hit}"
+    );
+    assert!((hit["distance"].as_f64().unwrap() - plain).abs() < 1e-6);
+    assert_error(
+        app.send(
+            Method::DELETE,
+            &format!("/v1/matrix/playbooks/recordings/{recording}"),
+            None,
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "recording_not_found",
+    )
+    .await;
+
+    // A placement boosts; a declined offer beside it takes half of it back.
+    for outcome in ["placed", "declined"] {
+        ok(app
+            .post_json(
+                "/v1/matrix/playbooks/record",
+                &json!({"query": query, "role": "Forklift Operator", "worker_ids": [worker], "score": 1.0, "outcome": outcome}),
+            )
+            .await)
+        .await;
+    }
+    let now = ok(app.post_json("/v1/matrix/search", &search).await).await;
+    let hit = hit_of(&now, &worker);
+    assert_eq!(hit["boosted"], true, "{hit}");
+    assert_eq!(hit["explain"]["playbook"]["score"], 0.5);
+    assert!((hit["distance"].as_f64().unwrap() - plain * 0.75).abs() < 1e-4);
+    assert_error(
+        app.post_json(
+            "/v1/matrix/playbooks/record",
+            &json!({"query": query, "role": "Forklift Operator", "worker_ids": [worker], "score": 1.0, "outcome": "ghosted"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    )
+    .await;
+}

@@ -93,8 +93,7 @@ impl ChatContext {
                             read.insert(PLAYBOOK.to_string(), version);
                         }
                         let missing: Vec<String> = playbook
-                            .scores
-                            .keys()
+                            .boosted()
                             .filter(|id| !hits.iter().any(|h| &h.worker_id == *id))
                             .cloned()
                             .collect();
@@ -220,12 +219,26 @@ impl ChatContext {
             }
             Err(err) => return Err(err),
         };
-        let recordings = found
+        // Weighed as of the newest recording read, not the clock: a rerun
+        // of the same version weighs them alike, however much later.
+        let near: Vec<_> = found
             .hits
             .into_iter()
             .filter(|hit| hit.distance <= self.matrix.playbook_max_distance)
-            .flat_map(recordings_of)
             .collect();
-        Ok((Playbook::new(recordings), Some(found.version)))
+        let as_of = near
+            .iter()
+            .filter_map(|hit| hit.metadata.get("recorded_at"))
+            .filter_map(|at| {
+                serde_json::from_value::<chrono::DateTime<chrono::Utc>>(at.clone()).ok()
+            })
+            .max()
+            .unwrap_or_else(chrono::Utc::now);
+        let weights = self.matrix.playbook_weights();
+        let recordings = near
+            .into_iter()
+            .flat_map(|hit| recordings_of(hit, &weights, as_of))
+            .collect();
+        Ok((Playbook::weighed(recordings, weights), Some(found.version)))
     }
 }
