@@ -44,6 +44,9 @@ pub enum AlarmKind {
     IndexLagging,
     /// The data directory's disk is nearly full.
     DiskNearlyFull,
+    /// The newest snapshot is older than `snapshots.max_age_secs` (or
+    /// there is none).
+    SnapshotStale,
 }
 
 impl AlarmKind {
@@ -55,6 +58,7 @@ impl AlarmKind {
             AlarmKind::MemoryHigh => "memory_high",
             AlarmKind::IndexLagging => "index_lagging",
             AlarmKind::DiskNearlyFull => "disk_nearly_full",
+            AlarmKind::SnapshotStale => "snapshot_stale",
         }
     }
 
@@ -68,7 +72,9 @@ impl AlarmKind {
             AlarmKind::EmbedderUnreachable | AlarmKind::IndexFailed | AlarmKind::MemoryHigh => {
                 Severity::Major
             }
-            AlarmKind::IndexCrashLooping | AlarmKind::IndexLagging => Severity::Warning,
+            AlarmKind::IndexCrashLooping | AlarmKind::IndexLagging | AlarmKind::SnapshotStale => {
+                Severity::Warning
+            }
         }
     }
 }
@@ -174,6 +180,9 @@ pub struct Readings {
     pub rss_bytes: Option<u64>,
     /// `(available, total)` bytes of the data directory's file system.
     pub disk: Option<(u64, u64)>,
+    /// Why the snapshots are stale, when they are (checked only with
+    /// `snapshots.max_age_secs` set).
+    pub snapshot_stale: Option<String>,
 }
 
 /// The alarms that hold for `readings`.
@@ -216,6 +225,9 @@ pub fn evaluate(readings: &Readings, settings: &AlarmSettings) -> Vec<Alarm> {
                 ));
             }
         }
+    }
+    if let Some(reason) = &readings.snapshot_stale {
+        holding.push(Alarm::new(AlarmKind::SnapshotStale, None, reason.clone()));
     }
     if let Some(reason) = &readings.embedder_down {
         holding.push(Alarm::new(
@@ -285,6 +297,18 @@ mod tests {
     }
 
     #[test]
+    fn a_stale_snapshot_sets_a_warning() {
+        let readings = Readings {
+            snapshot_stale: Some("the newest snapshot is 90000 s old".into()),
+            ..Readings::default()
+        };
+        let alarms = evaluate(&readings, &settings());
+        assert_eq!(ids(&alarms), ["snapshot_stale"]);
+        assert_eq!(alarms[0].severity, Severity::Warning);
+        assert!(evaluate(&Readings::default(), &settings()).is_empty());
+    }
+
+    #[test]
     fn each_condition_sets_its_alarm_and_only_then() {
         let calm = Readings {
             indexes: vec![IndexReading {
@@ -296,6 +320,7 @@ mod tests {
             embedder_down: None,
             rss_bytes: Some(1 << 29),
             disk: Some((10 << 30, 100 << 30)),
+            snapshot_stale: None,
         };
         assert!(evaluate(&calm, &settings()).is_empty());
 
@@ -318,6 +343,7 @@ mod tests {
             embedder_down: Some("ollama at http://127.0.0.1:9 is unreachable".into()),
             rss_bytes: Some((1 << 30) + 1),
             disk: Some((2 << 30, 100 << 30)),
+            snapshot_stale: None,
         };
         let alarms = evaluate(&stormy, &settings());
         assert_eq!(

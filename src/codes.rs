@@ -124,6 +124,7 @@ error_codes! {
     SchemaDrift = (CONFLICT, "schema_drift", "the CSV's columns differ from the dataset's (lists added, missing, retyped)"),
     ReservedDataset = (CONFLICT, "reserved_dataset", "an ingest into a dataset the service writes itself (`replay_runs`)"),
     WriteConflict = (CONFLICT, "write_conflict", "a patch, bulk update or delete whose items kept changing under other writes (three tries): the count written is named, retry the rest"),
+    SnapshotInProgress = (CONFLICT, "snapshot_in_progress", "a snapshot is being taken: one at a time"),
     IngestInProgress = (CONFLICT, "ingest_in_progress", "another ingest into the same dataset is running"),
     VersionGone = (GONE, "version_gone", "a cited Lance version that retention has removed"),
     PayloadTooLarge = (PAYLOAD_TOO_LARGE, "payload_too_large", "a body over its route's limit (nothing stored)"),

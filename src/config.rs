@@ -51,7 +51,37 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub faults: FaultSettings,
     pub alarms: AlarmSettings,
+    pub snapshots: SnapshotSettings,
     pub log: LogSettings,
+}
+
+/// Snapshots of the data dir (`POST /v1/admin/snapshots`, `lakehouse
+/// restore`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotSettings {
+    /// Where snapshots go; empty: `<data.dir>.snapshots` beside the data
+    /// dir (never inside it).
+    pub dir: Option<PathBuf>,
+    /// Snapshots kept; older ones (and the files only they held) go.
+    pub keep: usize,
+    /// The `snapshot_stale` alarm when the newest snapshot is older than
+    /// this (0: no alarm).
+    pub max_age_secs: u64,
+}
+
+impl Settings {
+    /// Where snapshots of this data dir go.
+    pub fn snapshot_dir(&self) -> PathBuf {
+        match &self.snapshots.dir {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.clone(),
+            _ => {
+                let mut name = self.data.dir.as_os_str().to_os_string();
+                name.push(".snapshots");
+                PathBuf::from(name)
+            }
+        }
+    }
 }
 
 /// Who may call what (see [`crate::domain::auth`]).
@@ -601,6 +631,7 @@ impl Settings {
         bounded("vectors.max_batch", v.max_batch, Some(1), Some(100_000), "")?;
         bounded("vectors.max_metadata_bytes", v.max_metadata_bytes, Some(2), Some(10 << 20), "")?;
         bounded("vectors.max_bulk_items", v.max_bulk_items, Some(1), Some(1_000_000), "")?;
+        bounded("snapshots.keep", self.snapshots.keep, Some(1), Some(1000), "")?;
         bounded("vectors.snapshot_every", v.snapshot_every, Some(1), None, "")?;
         bounded("vectors.cleanup_superseded", v.cleanup_superseded, Some(1), None, "")?;
         bounded("vectors.max_fragments", v.max_fragments, Some(2), None, "")?;

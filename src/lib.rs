@@ -29,6 +29,7 @@
 
 pub mod actors;
 pub mod alarms;
+pub mod backup;
 pub mod codes;
 pub mod config;
 pub mod doctor;

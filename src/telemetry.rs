@@ -67,6 +67,9 @@ pub struct Metrics {
     pub actor_mailbox_depth: IntGaugeVec,
     pub supervision_events: IntCounterVec,
     pub embed_cache_hits: IntCounter,
+    /// `lakehouse_snapshot_last_success_timestamp_seconds`: when the newest
+    /// snapshot this process took was taken (0: none yet).
+    pub snapshot_last_success: IntGauge,
     pub embed_cache_misses: IntCounter,
     pub vector_index_items: IntGaugeVec,
     pub vector_search_duration: HistogramVec,
@@ -197,6 +200,10 @@ impl Metrics {
         )?;
         let embed_cache_hits =
             IntCounter::new("lakehouse_embed_cache_hits_total", "Embedding cache hits.")?;
+        let snapshot_last_success = IntGauge::new(
+            "lakehouse_snapshot_last_success_timestamp_seconds",
+            "Unix time of the newest snapshot this process took (0: none yet).",
+        )?;
         let embed_cache_misses = IntCounter::new(
             "lakehouse_embed_cache_misses_total",
             "Embedding cache misses.",
@@ -313,6 +320,7 @@ impl Metrics {
         registry.register(Box::new(lance_cache_bytes.clone()))?;
         registry.register(Box::new(lance_cache_limit_bytes.clone()))?;
         registry.register(Box::new(embed_cache_hits.clone()))?;
+        registry.register(Box::new(snapshot_last_success.clone()))?;
         registry.register(Box::new(embed_cache_misses.clone()))?;
         registry.register(Box::new(vector_index_items.clone()))?;
         registry.register(Box::new(vector_search_duration.clone()))?;
@@ -334,6 +342,7 @@ impl Metrics {
             lance_cache_limit_bytes,
             lance_sessions: parking_lot::Mutex::new(Vec::new()),
             embed_cache_hits,
+            snapshot_last_success,
             embed_cache_misses,
             vector_index_items,
             vector_search_duration,

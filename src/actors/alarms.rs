@@ -104,6 +104,34 @@ impl Actor for AlarmsActor {
     }
 }
 
+/// Why the newest snapshot is too old (or missing), when
+/// `snapshots.max_age_secs` asks.
+fn snapshot_stale(settings: &crate::config::Settings) -> Option<String> {
+    let max_age = settings.snapshots.max_age_secs;
+    if max_age == 0 {
+        return None;
+    }
+    let target = settings.snapshot_dir();
+    match crate::backup::list(&target) {
+        Err(err) => Some(format!("the snapshots in {} cannot be read: {err}", target.display())),
+        Ok(snapshots) => match snapshots.first() {
+            None => Some(format!(
+                "no snapshot in {} yet (POST /v1/admin/snapshots); snapshots.max_age_secs is {max_age}",
+                target.display()
+            )),
+            Some(newest) => {
+                let age = (Utc::now() - newest.created_at).num_seconds().max(0) as u64;
+                (age > max_age).then(|| {
+                    format!(
+                        "the newest snapshot, {}, is {age} s old (over snapshots.max_age_secs, {max_age})",
+                        newest.id
+                    )
+                })
+            }
+        },
+    }
+}
+
 impl AlarmsState {
     async fn check(&mut self) {
         let readings = Readings {
@@ -111,6 +139,7 @@ impl AlarmsState {
             embedder_down: self.embedder().await,
             rss_bytes: resident_bytes(),
             disk: disk_space(&self.arguments.settings.data.dir),
+            snapshot_stale: snapshot_stale(&self.arguments.settings),
         };
         let holding = evaluate(&readings, &self.arguments.settings.alarms);
         let changes = self.arguments.board.apply(holding);

@@ -8,11 +8,13 @@
 //!   `failed` after a crash loop is brought back once its cause is fixed.
 //! - `POST /v1/admin/indexes/{name}/reindex`: move an index built with an
 //!   older analysis to the current one, re-embedding in the background.
+//! - `POST /v1/admin/snapshots`, `GET /v1/admin/snapshots`: snapshots of
+//!   the data dir (see [`crate::backup`]).
 
 use crate::domain::de::Object;
 use std::time::Duration;
 
-use actix_web::{post, web, HttpResponse};
+use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -29,7 +31,53 @@ const MAX_DELAY_MS: u64 = 60_000;
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(inject_fault)
         .service(restart_index)
-        .service(reindex_index);
+        .service(reindex_index)
+        .service(take_snapshot)
+        .service(list_snapshots);
+}
+
+/// Snapshot every dataset and index as of now into `snapshots.dir`: each
+/// Lance dataset's newest version (tagged, so retention keeps it), the
+/// catalogs, definitions and stored objects, each file by its SHA-256 —
+/// only the files the target does not hold yet are copied. Restore with
+/// `lakehouse restore --from DIR --snapshot ID --data-dir DIR`.
+#[utoipa::path(
+    tag = "admin",
+    responses(
+        (status = 201, description = "The snapshot's manifest", body = crate::backup::SnapshotManifest),
+        (status = 409, description = "`snapshot_in_progress`", body = super::error::ErrorBody),
+        (status = 500, description = "`storage_error`: the data dir or the target failed (named)", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+#[post("/admin/snapshots")]
+async fn take_snapshot(context: web::Data<ApiContext>) -> Result<HttpResponse, ApiError> {
+    let manifest = crate::service::ops::take_snapshot(&context).await?;
+    Ok(HttpResponse::Created().json(manifest))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotList {
+    /// Newest first.
+    pub snapshots: Vec<crate::backup::SnapshotSummary>,
+}
+
+/// The snapshots `snapshots.dir` holds, newest first.
+#[utoipa::path(
+    tag = "admin",
+    responses(
+        (status = 200, description = "The snapshots", body = SnapshotList),
+        (status = 500, description = "`storage_error`", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+#[get("/admin/snapshots")]
+async fn list_snapshots(
+    context: web::Data<ApiContext>,
+) -> Result<web::Json<SnapshotList>, ApiError> {
+    Ok(web::Json(SnapshotList {
+        snapshots: crate::service::ops::list_snapshots(&context).await?,
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

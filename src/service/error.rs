@@ -78,6 +78,10 @@ pub enum ApiError {
     CrossSite(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("a snapshot is being taken; wait for it, then ask again")]
+    SnapshotInProgress,
+    #[error("snapshot: {0}")]
+    Backup(#[from] crate::backup::BackupError),
     #[error(transparent)]
     Call(#[from] CallError),
     #[error(transparent)]
@@ -140,6 +144,8 @@ impl ApiError {
             ApiError::OpenBehindProxy(_) => ErrorCode::OpenBehindProxy,
             ApiError::CrossSite(_) => ErrorCode::CrossSite,
             ApiError::Internal(_) => ErrorCode::Internal,
+            ApiError::SnapshotInProgress => ErrorCode::SnapshotInProgress,
+            ApiError::Backup(_) => ErrorCode::StorageError,
             ApiError::Call(err) => err.code(),
             ApiError::Index(err) => err.code(),
             ApiError::Embed(err) => err.code(),

@@ -47,3 +47,38 @@ pub async fn validate(context: &Context, request: ValidateRequest) -> Result<Ver
 pub fn supervision_tree(context: &Context) -> NodeView {
     context.board.view("root", ChildStatus::Running)
 }
+
+/// Takes a snapshot of the data dir into `snapshots.dir` (one at a time:
+/// `409 snapshot_in_progress`), then applies `snapshots.keep`.
+pub async fn take_snapshot(context: &Context) -> Result<crate::backup::SnapshotManifest, ApiError> {
+    static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = ONE.try_lock().map_err(|_| ApiError::SnapshotInProgress)?;
+    let settings = &context.settings;
+    let manifest = crate::backup::take(
+        &settings.data.dir,
+        &settings.snapshot_dir(),
+        settings.snapshots.keep,
+    )
+    .await?;
+    context
+        .metrics
+        .snapshot_last_success
+        .set(manifest.created_at.timestamp());
+    tracing::info!(id = %manifest.id, files = manifest.files.len(), bytes = manifest.bytes,
+                   copied_bytes = manifest.copied_bytes, elapsed_ms = manifest.elapsed_ms, "snapshot taken");
+    Ok(manifest)
+}
+
+/// The snapshots in `snapshots.dir`, newest first.
+pub async fn list_snapshots(
+    context: &Context,
+) -> Result<Vec<crate::backup::SnapshotSummary>, ApiError> {
+    let target = context.settings.snapshot_dir();
+    let found = tokio::task::spawn_blocking(move || crate::backup::list(&target))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(found
+        .iter()
+        .map(crate::backup::SnapshotSummary::from)
+        .collect())
+}

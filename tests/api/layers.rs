@@ -17,7 +17,7 @@ const FLOORS: &[&[&str]] = &[
     &["actors"],
     &["alarms"],
     &["supervision"],
-    &["telemetry", "durability"],
+    &["telemetry", "durability", "backup"],
     &["config", "redact"],
     &["domain"],
     &["codes"],

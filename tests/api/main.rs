@@ -1,6 +1,7 @@
 //! The one integration-test binary: everything through HTTP against the
 //! real application (one binary keeps link time down; Lance is large).
 
+mod backup;
 mod browser;
 mod helpers;
 
