@@ -320,10 +320,11 @@ fn seed(args: SeedArgs, settings: &Settings) -> ExitCode {
     match runtime.block_on(lakehouse::seed::run(options)) {
         Ok(report) => {
             println!(
-                "seeded {} workers in {:.1} s ({:.0} items/s)",
+                "seeded {} workers in {:.1} s ({:.0} items/s); possible duplicates named: {}",
                 report.workers,
                 report.seconds,
-                report.workers as f64 / report.seconds.max(1e-9)
+                report.workers as f64 / report.seconds.max(1e-9),
+                report.possible_duplicates
             );
             ExitCode::SUCCESS
         }

@@ -32,6 +32,9 @@ pub struct SeedOptions {
 pub struct SeedReport {
     pub workers: usize,
     pub seconds: f64,
+    /// Items the service named as possible duplicates (0 for the
+    /// generated corpus, whose workers are all distinct).
+    pub possible_duplicates: usize,
 }
 
 pub async fn run(options: SeedOptions) -> Result<SeedReport> {
@@ -54,13 +57,15 @@ pub async fn run(options: SeedOptions) -> Result<SeedReport> {
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
+    let hinted = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..options.concurrency {
-        let (client, base, next, done, options) = (
+        let (client, base, next, done, hinted, options) = (
             client.clone(),
             base.clone(),
             next.clone(),
             done.clone(),
+            hinted.clone(),
             options.clone(),
         );
         tasks.push(tokio::spawn(async move {
@@ -77,7 +82,8 @@ pub async fn run(options: SeedOptions) -> Result<SeedReport> {
                         json!({"id": w.worker_id.clone(), "text": profile, "metadata": w})
                     })
                     .collect();
-                add_batch(&client, &base, &items).await?;
+                let duplicates = add_batch(&client, &base, &items).await?;
+                hinted.fetch_add(duplicates, Ordering::SeqCst);
                 let total = done.fetch_add(end - start, Ordering::SeqCst) + end - start;
                 let rate = total as f64 / started.elapsed().as_secs_f64();
                 eprint!(
@@ -97,6 +103,7 @@ pub async fn run(options: SeedOptions) -> Result<SeedReport> {
     Ok(SeedReport {
         workers: options.workers,
         seconds,
+        possible_duplicates: hinted.load(Ordering::SeqCst),
     })
 }
 
@@ -180,14 +187,16 @@ async fn ingest_dataset(client: &reqwest::Client, base: &str, options: &SeedOpti
 }
 
 /// One batch, retried while the service answers 503 (an actor restarting).
-async fn add_batch(client: &reqwest::Client, base: &str, items: &[Value]) -> Result<()> {
+/// Adds one batch; answers how many possible duplicates the service named.
+async fn add_batch(client: &reqwest::Client, base: &str, items: &[Value]) -> Result<usize> {
     let url = format!("{base}/v1/vectors/index/{WORKERS}/add");
     let body = json!({ "items": items });
     for attempt in 0..100 {
         let response = client.post(&url).json(&body).send().await?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            let answer: Value = response.json().await.unwrap_or(Value::Null);
+            return Ok(answer["possible_duplicates"].as_array().map_or(0, Vec::len));
         }
         if status.as_u16() != 503 && status.as_u16() != 504 {
             bail!(

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod chat;
 pub mod datasets;
 pub mod de;
+pub mod dedupe;
 pub mod embedding;
 pub mod filter;
 pub mod geo;

@@ -391,6 +391,17 @@ pub struct UpsertOutcome {
     pub updated: usize,
 }
 
+/// `POST …/{name}/add` reply: the counts, and in `workers` the items that
+/// look like a worker already there or earlier in the batch (a hint:
+/// nothing is merged).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct AddOutcome {
+    pub inserted: usize,
+    pub updated: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub possible_duplicates: Vec<super::dedupe::DuplicateHint>,
+}
+
 /// The supervision-tree name of index `name`'s actor: `index:<name>`.
 pub fn index_actor(name: &str) -> String {
     format!("index:{name}")

@@ -1000,12 +1000,21 @@ pub fn worker(seed: u64, index: u64) -> Worker {
         available_to,
         unavailable,
         shift,
-        phone: format!("{area}-{exchange:03}-{line:04}"),
+        // One phone and one e-mail per worker: distinct workers never
+        // look alike (the draws above stay, so the rest of the corpus is
+        // as before).
+        phone: {
+            let _ = (exchange, line);
+            format!(
+                "{area}-{:03}-{:04}",
+                200 + (index / 10_000) % 800,
+                index % 10_000
+            )
+        },
         email: format!(
-            "{}.{}{}@example.com",
+            "{}.{}.{index}@example.com",
             first.to_lowercase(),
             last.to_lowercase(),
-            index % 1000
         ),
         location,
     }

@@ -17,7 +17,7 @@ use crate::domain::items::{
 };
 use crate::domain::vectors::{
     AddItems, CreateIndex, IndexDefinition, IndexInfo, IndexList, Item, SearchRequest,
-    SearchResults, UpsertOutcome,
+    SearchResults,
 };
 use crate::service;
 
@@ -135,7 +135,7 @@ async fn drop_index(
     params(("name" = String, Path, description = "The index")),
     request_body = AddItems,
     responses(
-        (status = 200, description = "Inserted and updated counts", body = UpsertOutcome),
+        (status = 200, description = "Inserted and updated counts; in `workers`, `possible_duplicates`", body = crate::domain::vectors::AddOutcome),
         (status = 400, description = "`dimension_mismatch`, `invalid_vector`, `invalid_id`, `duplicate_id`", body = ErrorBody),
         (status = 422, description = "`empty_batch`, `batch_too_large`, `vector_or_text`, `invalid_metadata`, and the embedder's codes for texts", body = ErrorBody),
         (status = 404, description = "`index_not_found`", body = ErrorBody),
@@ -151,7 +151,7 @@ async fn add_items(
     name: web::Path<String>,
     http: actix_web::HttpRequest,
     request: web::Json<Object<AddItems>>,
-) -> Result<web::Json<UpsertOutcome>, ApiError> {
+) -> Result<web::Json<crate::domain::vectors::AddOutcome>, ApiError> {
     let items = request.into_inner().0.items;
     let outcome = service::vectors::add_items(&context, caller_role(&http), &name, items).await?;
     Ok(web::Json(outcome))

@@ -149,15 +149,39 @@ pub async fn reindex(context: &Context, name: &str) -> Result<ReindexAnswer, Api
     })
 }
 
-/// Upserts items by id; acknowledged once committed to Lance.
+/// Upserts items by id; acknowledged once committed to Lance. In
+/// `workers`, the answer names the items that look like a worker already
+/// there, or one earlier in the batch (checked before the write).
 pub async fn add_items(
     context: &Context,
     role: Option<Role>,
     name: &str,
     items: Vec<ItemInput>,
-) -> Result<UpsertOutcome, ApiError> {
+) -> Result<crate::domain::vectors::AddOutcome, ApiError> {
     check_reserved(role, name)?;
-    Ok(call_index(context, name, |reply| IndexMessage::Upsert { items, reply }).await??)
+    let hints = match index::reader(&context.directory, name) {
+        Some(reader) if name == crate::actors::matrix::WORKERS => {
+            let batch = items
+                .iter()
+                .filter_map(|item| match &item.metadata {
+                    Some(serde_json::Value::Object(map)) => Some((
+                        item.id.clone(),
+                        serde_json::Value::Object(map.clone()).to_string(),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            reader.duplicates(batch).await
+        }
+        _ => Vec::new(),
+    };
+    let outcome: UpsertOutcome =
+        call_index(context, name, |reply| IndexMessage::Upsert { items, reply }).await??;
+    Ok(crate::domain::vectors::AddOutcome {
+        inserted: outcome.inserted,
+        updated: outcome.updated,
+        possible_duplicates: hints,
+    })
 }
 
 /// The k best items for a query. A loaded index is searched on its

@@ -827,3 +827,114 @@ async fn a_no_show_demotes_and_a_withdrawal_takes_it_back() {
     )
     .await;
 }
+
+/// An add to `workers` names the items that look like a worker already
+/// there, or one earlier in the same add — by e-mail, phone or a
+/// near-identical name in the same city — and merges nothing; the
+/// generated corpus, whose workers are all distinct, gets no hint, seeded
+/// or seeded again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn possible_duplicates_are_named_and_distinct_workers_are_not() {
+    let app = spawn_app().await;
+    let seed = || lakehouse::seed::SeedOptions {
+        target: app.address.clone(),
+        workers: 1500,
+        seed: 7,
+        batch: 250,
+        concurrency: 2,
+        token: None,
+    };
+    let report = lakehouse::seed::run(seed()).await.unwrap();
+    assert_eq!(report.possible_duplicates, 0);
+    let again = lakehouse::seed::run(seed()).await.unwrap();
+    assert_eq!(
+        again.possible_duplicates, 0,
+        "an update is not its own duplicate"
+    );
+
+    let w1 = get_item(&app, "workers", "W0000001").await["metadata"].clone();
+    let (name, city, state) = (
+        w1["name"].as_str().unwrap(),
+        w1["city"].clone(),
+        w1["state"].clone(),
+    );
+    let email = w1["email"].as_str().unwrap().to_uppercase();
+    let phone: String = w1["phone"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let respelt = format!(
+        "{}, {}",
+        name.split(' ').nth(1).unwrap(),
+        name.split(' ').next().unwrap()
+    );
+    let item = |id: &str, metadata: Value| json!({"id": id, "text": "forklift operator", "metadata": metadata});
+    let items = [
+        item(
+            "N1",
+            json!({"name": "Zed Quill", "email": format!(" {email} "), "city": "Nowhere"}),
+        ),
+        item(
+            "N2",
+            json!({"name": "Zed Quill", "phone": format!("+1 {phone}"), "city": "Elsewhere"}),
+        ),
+        item("N3", json!({"name": respelt, "city": city, "state": state})),
+        item(
+            "N4",
+            json!({"name": "Yara Unique", "email": "yara@unique.example", "city": "Gary", "state": "IN"}),
+        ),
+        item(
+            "N5",
+            json!({"name": "Yara Unique", "email": "YARA@unique.example"}),
+        ),
+        item(
+            "N6",
+            json!({"name": name, "city": city, "state": state, "email": "someone.else@other.example"}),
+        ),
+    ];
+    let answer = ok(app
+        .post_json("/v1/vectors/index/workers/add", &json!({"items": items}))
+        .await)
+    .await;
+    assert_eq!(answer["inserted"], 6, "nothing merged: {answer}");
+    let mut hints: Vec<(String, String, String)> = answer["possible_duplicates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["id"].as_str().unwrap().to_string(),
+                h["looks_like"].as_str().unwrap().to_string(),
+                h["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    hints.sort();
+    let w = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        hints,
+        [
+            w("N1", "W0000001", "email"),
+            w("N2", "W0000001", "phone"),
+            w("N3", "W0000001", "name"),
+            w("N5", "N4", "email"),
+            // N6 has its own e-mail, unlike W0000001's: not them. N3 has
+            // none to tell it from N6.
+            w("N6", "N3", "name"),
+        ],
+        "{answer}"
+    );
+    // Other indexes are not checked.
+    create(&app, "crew", 4).await;
+    let plain = ok(app
+        .post_json(
+            "/v1/vectors/index/crew/add",
+            &json!({"items": [{"id": "a", "vector": [1, 0, 0, 0], "metadata": {"email": "x@y.z"}},
+                              {"id": "b", "vector": [0, 1, 0, 0], "metadata": {"email": "x@y.z"}}]}),
+        )
+        .await)
+    .await;
+    assert!(plain.get("possible_duplicates").is_none(), "{plain}");
+}

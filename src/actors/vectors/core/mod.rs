@@ -11,6 +11,7 @@
 //! bulk change or a count acts on, [`cache`] the recent results.
 
 mod cache;
+mod dedupe;
 mod lookups;
 mod read;
 mod select;
@@ -89,6 +90,10 @@ pub struct CoreInner {
     keywords: KeywordIndex,
     /// Labels in the graph that are no longer live (HNSW cannot remove).
     tombstones: u64,
+    /// Live items by normalised e-mail, phone and name block, for
+    /// duplicate hints: built with the first add that asks, then kept up
+    /// to date.
+    dedupe: Option<dedupe::DedupeIndex>,
     max_seq: u64,
 }
 
@@ -202,6 +207,7 @@ impl Core {
                 arena: None,
                 keywords: KeywordIndex::new(analysis),
                 tombstones: 0,
+                dedupe: None,
                 max_seq: 0,
             }),
         }

@@ -35,6 +35,7 @@ impl Core {
         inner.fields.clear();
         inner.presence = None;
         inner.arena = None;
+        inner.dedupe = None;
         inner.max_seq = max_seq;
         inner.version = version;
     }
@@ -87,6 +88,9 @@ impl Core {
             };
             if let Some(old) = inner.rows.remove(id) {
                 inner.retire(old.seq, &old.metadata);
+                if let Some(dedupe) = inner.dedupe.as_mut() {
+                    dedupe.remove(old.seq);
+                }
                 superseded.push(old.seq);
             }
             if let Applied::Upsert {
@@ -113,6 +117,9 @@ impl Core {
                     metadata: metadata.clone(),
                 };
                 inner.index_fields(*seq, &entry.metadata);
+                if let Some(dedupe) = inner.dedupe.as_mut() {
+                    dedupe.add(*seq, &entry.metadata);
+                }
                 inner.rows.insert(id.to_string(), entry);
             }
         }

@@ -287,6 +287,19 @@ impl IndexReader {
         search::scroll(&self.arguments, &self.pipeline, query).await
     }
 
+    /// Items of `batch` (id, serialised metadata) that look like another
+    /// live item or an earlier one of the batch (see
+    /// [`crate::domain::dedupe`]), on the blocking pool.
+    pub async fn duplicates(
+        &self,
+        batch: Vec<(String, String)>,
+    ) -> Vec<crate::domain::dedupe::DuplicateHint> {
+        let core = self.pipeline.core.clone();
+        tokio::task::spawn_blocking(move || core.duplicates(&batch))
+            .await
+            .unwrap_or_default()
+    }
+
     /// How many live items `filter` selects, and `facets` over them.
     pub async fn tally(
         &self,
