@@ -463,12 +463,13 @@ impl Context {
             .playbook_entry(&entry_id)
             .await?
             .unwrap_or_else(|| PlaybookEntry::new(&request.query, &request.role, now));
-        entry.add(
+        entry.add_by(
             &recording_id,
             &request.worker_ids,
             request.score,
             request.outcome.unwrap_or_default(),
             now,
+            request.recorded_by.as_deref(),
         );
         entry.fit(self.max_entry_bytes, &request.worker_ids);
         let metadata = serde_json::to_value(&entry)
@@ -742,6 +743,7 @@ fn legacy_recording(hit: Hit) -> Option<Recording> {
         query_distance: hit.distance,
         outcome: crate::domain::matrix::Outcome::Good,
         recorded_at: None,
+        recorded_by: None,
     })
 }
 

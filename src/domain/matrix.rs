@@ -275,6 +275,10 @@ pub struct PlaybookRecord {
     /// `matrix.playbook_no_show_weight`.
     #[serde(default)]
     pub outcome: Option<Outcome>,
+    /// Who recorded it: the token's name (`anonymous` without tokens), set
+    /// by the door, never by the client.
+    #[serde(skip)]
+    pub recorded_by: Option<String>,
 }
 
 /// What came of a recorded placement.
@@ -458,6 +462,9 @@ pub struct RecordingRef {
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recorded_at: Option<DateTime<Utc>>,
+    /// The token that recorded it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_by: Option<String>,
 }
 
 /// A recording that matched a search: same role, query near enough.
@@ -472,6 +479,8 @@ pub struct Recording {
     pub outcome: Outcome,
     /// When it was recorded (unknown for items before entries).
     pub recorded_at: Option<DateTime<Utc>>,
+    /// Who recorded it (unknown before recordings kept it).
+    pub recorded_by: Option<String>,
 }
 
 /// Every recording of one query for one role, folded into one playbook
@@ -490,6 +499,10 @@ pub struct PlaybookEntry {
     pub first_recorded_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
     pub workers: BTreeMap<String, RecordedWorker>,
+    /// Who recorded each recording the entry still holds (the token's
+    /// name), by recording id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub recorded_by: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -600,6 +613,7 @@ impl PlaybookEntry {
             first_recorded_at: now,
             recorded_at: now,
             workers: BTreeMap::new(),
+            recorded_by: BTreeMap::new(),
         }
     }
 
@@ -612,6 +626,23 @@ impl PlaybookEntry {
         outcome: Outcome,
         now: DateTime<Utc>,
     ) {
+        self.add_by(recording_id, workers, score, outcome, now, None);
+    }
+
+    /// [`PlaybookEntry::add`], remembering who recorded it.
+    pub fn add_by(
+        &mut self,
+        recording_id: &str,
+        workers: &[String],
+        score: f64,
+        outcome: Outcome,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) {
+        if let Some(by) = by {
+            self.recorded_by
+                .insert(recording_id.to_string(), by.to_string());
+        }
         self.recordings += 1;
         self.recorded_at = now;
         let recording = ScoredRecording {
@@ -673,6 +704,20 @@ impl PlaybookEntry {
             }
         }
         while self.workers.len() > MAX_ENTRY_WORKERS && self.evict_one(workers) {}
+        self.prune_recorders();
+    }
+
+    /// Forgets who recorded what no worker's recordings name any more.
+    fn prune_recorders(&mut self) {
+        if self.recorded_by.is_empty() {
+            return;
+        }
+        let held: std::collections::HashSet<String> = self
+            .workers
+            .values()
+            .flat_map(|w| w.counted().into_iter().map(|r| r.recording_id))
+            .collect();
+        self.recorded_by.retain(|id, _| held.contains(id));
     }
 
     /// Whether recording `recording_id` is one of the entry's.
@@ -726,6 +771,8 @@ impl PlaybookEntry {
         });
         if found {
             self.recordings = self.recordings.saturating_sub(1);
+            self.recorded_by.remove(recording_id);
+            self.prune_recorders();
         }
         found
     }
@@ -772,6 +819,7 @@ impl PlaybookEntry {
             .flat_map(|(worker, recorded)| {
                 recorded.counted().into_iter().map(move |r| Recording {
                     score: weights.weight(r.outcome, r.score, r.at, now),
+                    recorded_by: self.recorded_by.get(&r.recording_id).cloned(),
                     recording_id: r.recording_id,
                     worker_ids: vec![worker.clone()],
                     query_distance,
@@ -831,6 +879,7 @@ impl Playbook {
                 query_distance: r.query_distance,
                 outcome: r.outcome,
                 recorded_at: r.recorded_at,
+                recorded_by: r.recorded_by.clone(),
             })
             .collect();
         found.sort_by(|a, b| {
@@ -1442,6 +1491,7 @@ mod tests {
                     query_distance: 0.1,
                     outcome: Outcome::Good,
                     recorded_at: None,
+                    recorded_by: None,
                 })
                 .collect(),
         )
@@ -1496,6 +1546,7 @@ mod tests {
                 query_distance: 0.05,
                 outcome: Outcome::Good,
                 recorded_at: None,
+                recorded_by: None,
             },
             Recording {
                 recording_id: "strong".into(),
@@ -1504,6 +1555,7 @@ mod tests {
                 query_distance: 0.2,
                 outcome: Outcome::Good,
                 recorded_at: None,
+                recorded_by: None,
             },
         ];
         let results = apply_playbook(vec![explained], &Playbook::new(recordings), 5);
@@ -1695,6 +1747,7 @@ mod tests {
             worker_ids: vec!["W1".into()],
             score: 1.0,
             outcome: None,
+            recorded_by: None,
         };
         assert!(ok.check().is_ok());
         for bad in [

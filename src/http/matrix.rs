@@ -62,10 +62,13 @@ async fn search_workers(
 #[tracing::instrument(skip_all, fields(role = %request.role, workers = request.worker_ids.len()))]
 async fn record_placement(
     context: web::Data<ApiContext>,
+    http: actix_web::HttpRequest,
     request: web::Json<Object<PlaybookRecord>>,
 ) -> Result<web::Json<Recorded>, ApiError> {
+    let mut request = request.into_inner().0;
+    request.recorded_by = Some(super::caller_name(&http));
     Ok(web::Json(
-        service::matrix::record_placement(&context, request.into_inner().0).await?,
+        service::matrix::record_placement(&context, request).await?,
     ))
 }
 

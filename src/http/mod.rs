@@ -162,11 +162,13 @@ fn mcp_service(
             // and mcp.allowed_hosts): one check, not two that could disagree.
             .allowed_hosts(Vec::<String>::new())
             .on_request_fn(|request, extensions| {
-                let role = request
+                let (role, name) = request
                     .extensions()
                     .get::<auth::Caller>()
-                    .and_then(|caller| caller.role);
-                extensions.insert(crate::mcp::McpCaller { role });
+                    .map_or((None, "anonymous".to_string()), |caller| {
+                        (caller.role, caller.name.clone())
+                    });
+                extensions.insert(crate::mcp::McpCaller { role, name });
             })
             .build(),
     )

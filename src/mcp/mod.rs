@@ -37,10 +37,12 @@ use backend::{Backend, Op, ToolError};
 use tools::ToolSpec;
 
 /// The caller of an `/mcp` request, as the front door saw it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct McpCaller {
     /// `None`: no tokens are configured (a loopback service, open).
     pub role: Option<Role>,
+    /// The token's name (`anonymous` without one).
+    pub name: String,
 }
 
 /// One MCP session's handler. Cheap to clone: the backend is shared.
@@ -78,7 +80,14 @@ impl LakehouseMcp {
             .collect()
     }
 
-    async fn run(&self, name: &str, arguments: Value) -> Result<Value, ToolError> {
+    /// `caller`: the token's name through `/mcp` (`None` over stdio, where
+    /// the service called names its own token).
+    async fn run(
+        &self,
+        name: &str,
+        arguments: Value,
+        caller: Option<String>,
+    ) -> Result<Value, ToolError> {
         let invalid =
             |e: serde_json::Error| ToolError::new("invalid_arguments", format!("{name}: {e}"));
         let op = match name {
@@ -205,6 +214,8 @@ impl LakehouseMcp {
                     worker_ids: args.worker_ids,
                     score: args.score,
                     outcome: args.outcome,
+                    // The stdio door's service sets its own (its token's).
+                    recorded_by: caller.clone(),
                 })
             }
             "ask" => {
@@ -401,6 +412,13 @@ fn caller_role(context: &RequestContext<RoleServer>) -> Option<Option<Role>> {
         .map(|c| c.role)
 }
 
+/// The caller's token name, as the `/mcp` route's front door recorded it.
+fn caller_name(context: &RequestContext<RoleServer>) -> Option<String> {
+    rmcp_actix_web::transport::on_request_extensions(&context.extensions)
+        .and_then(|e| e.get::<McpCaller>())
+        .map(|c| c.name.clone())
+}
+
 impl ServerHandler for LakehouseMcp {
     fn get_info(&self) -> InitializeResult {
         InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
@@ -464,7 +482,8 @@ impl ServerHandler for LakehouseMcp {
         }
         let arguments = Value::Object(request.arguments.unwrap_or_else(Map::new));
         let started = std::time::Instant::now();
-        let outcome = self.run(&name, arguments).await;
+        let caller = caller_name(&context);
+        let outcome = self.run(&name, arguments, caller).await;
         tracing::info!(
             tool = %name,
             ok = outcome.is_ok(),

@@ -763,6 +763,10 @@ async fn a_no_show_demotes_and_a_withdrawal_takes_it_back() {
     assert_eq!(explain["playbook"]["factor_bounds"], json!([0.5, 1.5]));
     assert_eq!(explain["playbook"]["score"], -1.0);
     assert_eq!(explain["playbook"]["recordings"][0]["outcome"], "no_show");
+    assert_eq!(
+        explain["playbook"]["recordings"][0]["recorded_by"], "anonymous",
+        "no tokens here"
+    );
     let demoted = hit["distance"].as_f64().unwrap();
     assert!((demoted - plain * 1.5).abs() < 1e-4, "{plain} -> {demoted}");
     assert_ne!(

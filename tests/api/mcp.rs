@@ -325,6 +325,26 @@ async fn record_placement_needs_the_write_role() {
     let writer = over_http(&app, Some(&tokens.write)).await;
     let recorded = ok(&writer, "record_placement", record).await;
     assert_eq!(recorded["workers"], 1);
+    // The entry remembers which token recorded it.
+    let entry: Value = app
+        .send(
+            reqwest::Method::GET,
+            &format!(
+                "/v1/vectors/index/playbook_memory/items/{}",
+                recorded["entry_id"].as_str().unwrap()
+            ),
+            Some(&tokens.admin),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let recording = recorded["recording_id"].as_str().unwrap();
+    assert_eq!(
+        entry["metadata"]["recorded_by"][recording], "writer",
+        "{entry}"
+    );
     // A write token changes a worker's status through the tool (it may not
     // write `workers` through the vector API), and searches hear of it.
     let changed = ok(&writer, "update_worker", status).await;
