@@ -942,3 +942,257 @@ async fn possible_duplicates_are_named_and_distinct_workers_are_not() {
     .await;
     assert!(plain.get("possible_duplicates").is_none(), "{plain}");
 }
+
+/// A worker's field changed by PATCH: nothing is embedded (the embedder's
+/// counters do not move), a filter on the new value finds it at once, and
+/// it survives a panic of the index and a restart of the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_embeds_nothing_is_filterable_at_once_and_survives_a_panic_and_a_restart() {
+    use crate::helpers::metric_value;
+    let app = spawn_app_with(&[("faults.enabled", "true")]).await;
+    crate::helpers::seed_workers(&app, 200, None).await;
+    let embeds = |exposition: String| {
+        [
+            "lakehouse_embed_cache_hits_total",
+            "lakehouse_embed_cache_misses_total",
+        ]
+        .iter()
+        .map(|series| metric_value(&exposition, series).unwrap_or(0.0))
+        .sum::<f64>()
+    };
+    let before = get_item(&app, "workers", "W0000005").await;
+    let counted = embeds(app.metrics().await);
+    ok(patch(
+        &app,
+        "/v1/matrix/workers/W0000005",
+        json!({"metadata": {"status": "on_assignment", "shift": "night"}}),
+    )
+    .await)
+    .await;
+    assert_eq!(embeds(app.metrics().await), counted, "nothing embedded");
+    let found = ok(app
+        .post_json(
+            "/v1/vectors/index/workers/search",
+            &json!({"vector": before["vector"], "k": 5, "filter": {"status": "on_assignment"}}),
+        )
+        .await)
+    .await;
+    let ids: Vec<&str> = found["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["W0000005"]);
+
+    let injected = app.inject_fault("index:workers", "panic").await;
+    assert_eq!(injected.status(), StatusCode::ACCEPTED);
+    crate::helpers::eventually(
+        "the index answers again",
+        std::time::Duration::from_secs(30),
+        || async {
+            app.get("/v1/vectors/index/workers/items/W0000005")
+                .await
+                .status()
+                == StatusCode::OK
+                && app
+                    .node("index:workers")
+                    .await
+                    .is_some_and(|n| n["restarts"] == 1)
+        },
+    )
+    .await;
+    let after_panic = get_item(&app, "workers", "W0000005").await;
+    assert_eq!(after_panic["metadata"]["status"], "on_assignment");
+    assert_eq!(after_panic["vector"], before["vector"]);
+
+    let (data, guard) = app.shutdown().await;
+    let app = spawn_app_on(data, &[]).await;
+    let _guard = guard;
+    let restarted = get_item(&app, "workers", "W0000005").await;
+    assert_eq!(restarted["metadata"]["shift"], "night");
+    assert_eq!(restarted["vector"], before["vector"]);
+}
+
+/// Updates and deletes by filter touch exactly the items the filter
+/// language selects, checked against a brute-force evaluation of each
+/// filter over every item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_changes_by_filter_match_a_brute_force_evaluation() {
+    use lakehouse::domain::filter::Filter;
+    let app = spawn_app().await;
+    create(&app, "crew", 4).await;
+    let items = crew(60);
+    app.add_items("crew", &items).await;
+    let filters = [
+        json!({"group": "g1"}),
+        json!({"n": {"gte": 20}}),
+        json!({"and": [{"group": {"in": ["g0", "g2"]}}, {"n": {"lt": 40}}]}),
+        json!({"tags": {"contains": "t1"}}),
+        json!({"or": [{"n": {"lt": 5}}, {"not": {"group": "g0"}}]}),
+    ];
+    for (i, filter) in filters.iter().enumerate() {
+        let parsed = Filter::parse(filter.as_object().unwrap(), 16).unwrap();
+        let now = all_items(&app, "crew").await;
+        let expected: std::collections::BTreeSet<String> = now
+            .iter()
+            .filter(|item| parsed.matches(&item["metadata"]))
+            .map(|item| item["id"].as_str().unwrap().to_string())
+            .collect();
+        let answer = ok(app
+            .post_json(
+                "/v1/vectors/index/crew/items/update",
+                &json!({"filter": filter, "set": {"touched": i}}),
+            )
+            .await)
+        .await;
+        assert_eq!(answer["matched"], expected.len(), "{filter}");
+        let touched: std::collections::BTreeSet<String> = all_items(&app, "crew")
+            .await
+            .iter()
+            .filter(|item| item["metadata"]["touched"] == i)
+            .map(|item| item["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(touched, expected, "{filter}");
+    }
+    let last = filters.last().unwrap();
+    let parsed = Filter::parse(last.as_object().unwrap(), 16).unwrap();
+    let keep: std::collections::BTreeSet<String> = all_items(&app, "crew")
+        .await
+        .iter()
+        .filter(|item| !parsed.matches(&item["metadata"]))
+        .map(|item| item["id"].as_str().unwrap().to_string())
+        .collect();
+    ok(app
+        .post_json(
+            "/v1/vectors/index/crew/items/delete",
+            &json!({"filter": last}),
+        )
+        .await)
+    .await;
+    let left: std::collections::BTreeSet<String> = all_items(&app, "crew")
+        .await
+        .iter()
+        .map(|item| item["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, keep);
+}
+
+/// Every item of a (small) index, through one scroll page.
+async fn all_items(app: &TestApp, index: &str) -> Vec<Value> {
+    let page = ok(app
+        .post_json(
+            &format!("/v1/vectors/index/{index}/items/scroll"),
+            &json!({"limit": 1000}),
+        )
+        .await)
+    .await;
+    assert!(page["next_cursor"].is_null());
+    page["items"].as_array().unwrap().clone()
+}
+
+/// Facet counts over the whole `workers` index equal SQL's GROUP BY over
+/// the seeded `workers` dataset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facet_counts_equal_sql_group_by() {
+    let app = spawn_app().await;
+    crate::helpers::seed_workers(&app, 300, None).await;
+    let probe = get_item(&app, "workers", "W0000001").await;
+    let searched = ok(app
+        .post_json(
+            "/v1/vectors/index/workers/search",
+            &json!({"vector": probe["vector"], "k": 1, "facets": ["role", "city", "shift"]}),
+        )
+        .await)
+    .await;
+    for field in ["role", "city", "shift"] {
+        let sql = ok(app
+            .post_json(
+                "/v1/sql",
+                &json!({"sql": format!("SELECT {field} AS value, count(*) AS n FROM workers GROUP BY {field}")}),
+            )
+            .await)
+        .await;
+        let from_sql: std::collections::BTreeMap<String, u64> = sql["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                (
+                    row[0].as_str().unwrap().to_string(),
+                    row[1].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let from_facets: std::collections::BTreeMap<String, u64> = searched["facets"][field]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["value"].as_str().unwrap().to_string(),
+                    f["count"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(from_facets, from_sql, "{field}");
+    }
+}
+
+/// An export read back through an ingest (JSON lines) is the same items.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_round_trips_through_ingest() {
+    let app = spawn_app().await;
+    create(&app, "crew", 4).await;
+    app.add_items("crew", &crew(25)).await;
+    let exported = app
+        .get("/v1/vectors/index/crew/export")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let ingested = app
+        .post_raw(
+            "/v1/ingest/crew_copy",
+            "application/x-ndjson",
+            exported.clone(),
+        )
+        .await;
+    assert_eq!(
+        ingested.status(),
+        StatusCode::OK,
+        "{:?}",
+        ingested.text().await
+    );
+    let sql = ok(app
+        .post_json(
+            "/v1/sql",
+            &json!({"sql": "SELECT id, text FROM crew_copy ORDER BY id"}),
+        )
+        .await)
+    .await;
+    let rows: Vec<(String, String)> = sql["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap().to_string(),
+                r[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut expected: Vec<(String, String)> = exported
+        .lines()
+        .map(|line| {
+            let item: Value = serde_json::from_str(line).unwrap();
+            (
+                item["id"].as_str().unwrap().to_string(),
+                item["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(rows.len(), 25);
+    assert_eq!(rows, expected);
+}
