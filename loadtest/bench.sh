@@ -2,7 +2,8 @@
 # Reproduces the figures in docs/benchmarks.md on this machine: release
 # builds, a server on loopback with a fresh data dir per part, bounded runs.
 #   loadtest/bench.sh [vectors|staffing|soak|durability|crasher|abuse|contract|all]
-# (all = vectors and staffing; soak takes 35 minutes)
+# (all = vectors and staffing; soak takes 35 minutes; lifecycle: facets,
+# patches, a bulk update, snapshots and a restore of a 100k data dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/lakehouse-target}"
@@ -152,6 +153,26 @@ if [ "$part" = abuse ]; then
   } | tee "$OUT/abuse-bypass.txt"
   LAKEHOUSE_TOKEN="$ADMIN" "$BIN/loadtest" abuse --target "$TARGET" --duration "${ABUSE_SECONDS:-30}" \
     --normal-clients 8 --hostile-clients 8 --json "$OUT/abuse.json" | tee "$OUT/abuse.txt"
+  stop_server
+fi
+if [ "$part" = lifecycle ]; then
+  SNAPSHOTS="$OUT/snapshots-lifecycle"
+  rm -rf "$SNAPSHOTS" "$OUT/data-restored"
+  EXTRA_ENV="LAKEHOUSE__VECTORS__RESULT_CACHE_ENTRIES=0 LAKEHOUSE__SNAPSHOTS__DIR=$SNAPSHOTS" \
+    start_server "$OUT/data-lifecycle"
+  "$BIN/lakehouse" seed --workers "$WORKERS" --target "$TARGET" | tee "$OUT/lifecycle-seed.txt"
+  python3 loadtest/lifecycle.py live --target "$TARGET" --out "$OUT/lifecycle.json"
+  stop_server
+  du -sb "$OUT/data-lifecycle" "$SNAPSHOTS" | tee "$OUT/lifecycle-sizes.txt"
+  id="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["restore_id"])' "$OUT/lifecycle.json")"
+  /usr/bin/time -f "restore: %e s, %M KB max RSS" "$BIN/lakehouse" restore --from "$SNAPSHOTS" \
+    --snapshot "$id" --data-dir "$OUT/data-restored" 2>&1 | tee "$OUT/lifecycle-restore.txt"
+  started=$(date +%s.%N)
+  EXTRA_ENV="LAKEHOUSE__VECTORS__RESULT_CACHE_ENTRIES=0 LAKEHOUSE__SNAPSHOTS__DIR=$SNAPSHOTS" \
+    start_server "$OUT/data-restored" keep
+  echo "restored service ready in $(python3 -c "import time; print(round(time.time() - $started, 1))") s" \
+    | tee -a "$OUT/lifecycle-restore.txt"
+  python3 loadtest/lifecycle.py compare --target "$TARGET" --out "$OUT/lifecycle.json"
   stop_server
 fi
 if [ "$part" = contract ]; then

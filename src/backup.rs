@@ -126,6 +126,8 @@ pub enum BackupError {
     NotEmpty(PathBuf),
     #[error("a snapshot names a path outside the data dir: {0}")]
     BadPath(String),
+    #[error("the snapshot target {0} is inside the data dir: set snapshots.dir outside it")]
+    TargetInside(PathBuf),
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
@@ -169,7 +171,12 @@ pub async fn take(
                 source: std::io::Error::other(e.to_string()),
             })??
     };
-    let mut files: Vec<PathBuf> = plain;
+    if inside_of(target, data_dir) {
+        return Err(BackupError::TargetInside(target.to_path_buf()));
+    }
+    // Plain files may be replaced meanwhile (they are skipped if gone);
+    // the files a Lance version names never change.
+    let mut files: Vec<(PathBuf, bool)> = plain.into_iter().map(|f| (f, false)).collect();
     let mut datasets = Vec::new();
     for dir in &lance_dirs {
         let (version, named) = version_files(dir).await?;
@@ -190,7 +197,7 @@ pub async fn take(
             path: relative(data_dir, dir),
             version,
         });
-        files.extend(named);
+        files.extend(named.into_iter().map(|f| (f, true)));
     }
     let (data_dir, target_dir) = (data_dir.to_path_buf(), target.to_path_buf());
     let walked_dir = data_dir.clone();
@@ -200,11 +207,12 @@ pub async fn take(
         std::fs::create_dir_all(&objects).map_err(io("creating", &objects))?;
         let mut entries = Vec::with_capacity(files.len());
         let (mut bytes, mut copied_bytes, mut copied_files) = (0, 0, 0);
-        for file in files {
-            let (sha256, size) = hash_file(&file)?;
-            let object = objects.join(&sha256);
-            if !object.exists() {
-                copy_atomically(&file, &object)?;
+        for (file, required) in files {
+            // One read: what is hashed is what is stored.
+            let Some((sha256, size, copied)) = store_object(&file, &objects, required)? else {
+                continue; // replaced or removed since the walk (not a Lance file)
+            };
+            if copied {
                 copied_bytes += size;
                 copied_files += 1;
             }
@@ -368,6 +376,9 @@ pub fn restore(
         return Err(BackupError::NotFound(id.to_string()));
     }
     let manifest = read_manifest(&path)?;
+    if inside_of(target, data_dir) {
+        return Err(BackupError::TargetInside(target.to_path_buf()));
+    }
     let objects = target.join("objects");
     for file in &manifest.files {
         inside(&file.path)?;
@@ -390,27 +401,43 @@ pub fn restore(
     let occupied = std::fs::read_dir(data_dir)
         .map(|mut entries| entries.next().is_some())
         .unwrap_or(false);
-    if occupied {
-        if !force {
-            return Err(BackupError::NotEmpty(data_dir.to_path_buf()));
-        }
-        for entry in std::fs::read_dir(data_dir).map_err(io("listing", data_dir))? {
-            let path = entry.map_err(io("listing", data_dir))?.path();
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            removed.map_err(io("removing", &path))?;
-        }
+    if occupied && !force {
+        return Err(BackupError::NotEmpty(data_dir.to_path_buf()));
     }
-    std::fs::create_dir_all(data_dir).map_err(io("creating", data_dir))?;
-    for file in &manifest.files {
-        let to = data_dir.join(&file.path);
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+    // Written beside the data dir, then swapped in: a failure midway
+    // leaves the data dir as it was.
+    let name = data_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "data".into());
+    let parent = data_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let staging = parent.join(format!(".{name}.restoring-{tag}"));
+    let written = (|| -> Result<(), BackupError> {
+        for file in &manifest.files {
+            let to = staging.join(&file.path);
+            if let Some(folder) = to.parent() {
+                std::fs::create_dir_all(folder).map_err(io("creating", folder))?;
+            }
+            copy_atomically(&objects.join(&file.sha256), &to)?;
         }
-        copy_atomically(&objects.join(&file.sha256), &to)?;
+        std::fs::create_dir_all(&staging).map_err(io("creating", &staging))
+    })();
+    if let Err(err) = written {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(err);
+    }
+    let replaced = parent.join(format!(".{name}.replaced-{tag}"));
+    if data_dir.exists() {
+        std::fs::rename(data_dir, &replaced).map_err(io("moving aside", data_dir))?;
+    }
+    std::fs::rename(&staging, data_dir).map_err(io("moving into place", &staging))?;
+    if replaced.exists() {
+        std::fs::remove_dir_all(&replaced).map_err(io("removing", &replaced))?;
     }
     Ok(Restored {
         id: manifest.id.clone(),
@@ -462,8 +489,9 @@ fn walk(data_dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), BackupError> {
                 }
             } else if kind.is_file()
                 && !name.contains('#')
+                && !name.contains(".tmp")
                 && !name.ends_with(".lock")
-                && !name.ends_with(".tmp")
+                && !name.ends_with(".partial")
             {
                 plain.push(path);
             }
@@ -540,6 +568,7 @@ fn relative(base: &Path, path: &Path) -> String {
 }
 
 /// A file's SHA-256 (hex) and size, read in 1 MiB pieces.
+#[allow(dead_code)]
 fn hash_file(path: &Path) -> Result<(String, u64), BackupError> {
     let mut file = std::fs::File::open(path).map_err(io("opening", path))?;
     let mut hash = sha2::Sha256::new();
@@ -554,6 +583,62 @@ fn hash_file(path: &Path) -> Result<(String, u64), BackupError> {
         size += n as u64;
     }
     Ok((hex::encode(hash.finalize()), size))
+}
+
+/// Stores `file` in `objects` under its SHA-256, hashing what it copies:
+/// written to a name of its own, synced, then renamed into place unless
+/// an object of that content is there already. `(sha256, size, copied)`;
+/// `None` when a file that is not `required` is gone.
+fn store_object(
+    file: &Path,
+    objects: &Path,
+    required: bool,
+) -> Result<Option<(String, u64, bool)>, BackupError> {
+    let mut source = match std::fs::File::open(file) {
+        Ok(source) => source,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
+        Err(err) => return Err(io("opening", file)(err)),
+    };
+    let incoming = objects.join(format!(".incoming-{}", uuid::Uuid::new_v4().simple()));
+    let mut out = std::fs::File::create(&incoming).map_err(io("creating", &incoming))?;
+    let mut hash = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    let copied = (|| -> Result<(), BackupError> {
+        loop {
+            let n = source.read(&mut buffer).map_err(io("reading", file))?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buffer[..n]);
+            out.write_all(&buffer[..n])
+                .map_err(io("writing", &incoming))?;
+            size += n as u64;
+        }
+        out.sync_all().map_err(io("syncing", &incoming))
+    })();
+    if let Err(err) = copied {
+        let _ = std::fs::remove_file(&incoming);
+        return Err(err);
+    }
+    let sha256 = hex::encode(hash.finalize());
+    let object = objects.join(&sha256);
+    if object.exists() {
+        std::fs::remove_file(&incoming).map_err(io("removing", &incoming))?;
+        return Ok(Some((sha256, size, false)));
+    }
+    std::fs::rename(&incoming, &object).map_err(io("renaming", &incoming))?;
+    Ok(Some((sha256, size, true)))
+}
+
+/// Whether `target` is `data_dir` or inside it (compared as absolute,
+/// resolved paths where they exist).
+fn inside_of(target: &Path, data_dir: &Path) -> bool {
+    let resolve = |path: &Path| {
+        std::fs::canonicalize(path)
+            .unwrap_or_else(|_| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+    };
+    resolve(target).starts_with(resolve(data_dir))
 }
 
 /// Copies `from` to `to` through a temporary name beside it, synced, so
@@ -573,4 +658,25 @@ fn write_atomically(to: &Path, bytes: &[u8]) -> Result<(), BackupError> {
     file.write_all(bytes).map_err(io("writing", &partial))?;
     file.sync_all().map_err(io("syncing", &partial))?;
     std::fs::rename(&partial, to).map_err(io("renaming", &partial))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_inside_the_data_dir_is_refused_and_paths_stay_inside() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        std::fs::create_dir_all(data.join("vectors")).unwrap();
+        assert!(inside_of(&data.join(".snapshots"), &data));
+        assert!(inside_of(&data.join("vectors/../x"), &data));
+        assert!(!inside_of(&root.path().join("data.snapshots"), &data));
+        for bad in ["", "../x", "/etc/passwd", "a/../../b"] {
+            assert!(inside(bad).is_err(), "{bad}");
+        }
+        assert!(inside("vectors/workers.lance/data/x.lance").is_ok());
+        let err = restore(&data.join(".snapshots"), "x", &data, false).unwrap_err();
+        assert!(matches!(err, BackupError::NotFound(_)), "{err}");
+    }
 }

@@ -76,9 +76,17 @@ impl Settings {
         match &self.snapshots.dir {
             Some(dir) if !dir.as_os_str().is_empty() => dir.clone(),
             _ => {
-                let mut name = self.data.dir.as_os_str().to_os_string();
-                name.push(".snapshots");
-                PathBuf::from(name)
+                // Beside the data dir, named after it ("/var/lib/lh/" and
+                // "." included): never inside it.
+                let dir = match self.data.dir.file_name() {
+                    Some(_) => self.data.dir.clone(),
+                    None => std::path::absolute(&self.data.dir)
+                        .unwrap_or_else(|_| self.data.dir.clone()),
+                };
+                let name = dir
+                    .file_name()
+                    .map_or_else(|| "data".into(), |n| n.to_string_lossy().to_string());
+                dir.with_file_name(format!("{name}.snapshots"))
             }
         }
     }

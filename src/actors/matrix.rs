@@ -342,7 +342,19 @@ impl Context {
         } else {
             None
         };
-        let exclude = request.exclude_ids.clone().unwrap_or_default();
+        let mut exclude = request.exclude_ids.clone().unwrap_or_default();
+        // The statuses a search leaves out by default, by their workers'
+        // ids (see `PreparedSearch::hidden_statuses`).
+        if !prepared.hidden_statuses.is_empty() {
+            if let Some(reader) = index::reader(&self.directory, WORKERS) {
+                let names = prepared
+                    .hidden_statuses
+                    .iter()
+                    .map(|s| s.as_str().to_string())
+                    .collect();
+                exclude.extend(reader.ids_with("status", names).await?);
+            }
+        }
 
         let playbook = match (&playbook_role, &vector) {
             (Some(role), Some(vector)) => Playbook::weighed(

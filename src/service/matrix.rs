@@ -79,7 +79,18 @@ pub async fn count_workers(
     check_facets(&facets).map_err(IndexError::from)?;
     let prepared = prepare_search(context, &request.as_search())?;
     let filter = Some(prepared.filter).filter(|f| !f.is_empty());
-    let tally = super::vectors::tally(context, WORKERS, filter, facets.clone())
+    let hidden = match crate::actors::vectors::index::reader(&context.directory, WORKERS) {
+        Some(reader) if !prepared.hidden_statuses.is_empty() => {
+            let names = prepared
+                .hidden_statuses
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect();
+            reader.ids_with("status", names).await?
+        }
+        _ => Vec::new(),
+    };
+    let tally = super::vectors::tally(context, WORKERS, filter, facets.clone(), hidden)
         .await
         .map_err(no_workers)?;
     Ok(WorkerCountAnswer {

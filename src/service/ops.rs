@@ -51,15 +51,26 @@ pub fn supervision_tree(context: &Context) -> NodeView {
 /// Takes a snapshot of the data dir into `snapshots.dir` (one at a time:
 /// `409 snapshot_in_progress`), then applies `snapshots.keep`.
 pub async fn take_snapshot(context: &Context) -> Result<crate::backup::SnapshotManifest, ApiError> {
-    static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let _one = ONE.try_lock().map_err(|_| ApiError::SnapshotInProgress)?;
-    let settings = &context.settings;
-    let manifest = crate::backup::take(
-        &settings.data.dir,
-        &settings.snapshot_dir(),
-        settings.snapshots.keep,
-    )
-    .await?;
+    static ONE: std::sync::OnceLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+        std::sync::OnceLock::new();
+    let one = ONE.get_or_init(Default::default).clone();
+    let held = one
+        .try_lock_owned()
+        .map_err(|_| ApiError::SnapshotInProgress)?;
+    let settings = context.settings.clone();
+    // A task of its own, holding the turn: a client that gives up does not
+    // stop a snapshot halfway, nor let another start beside it.
+    let manifest = tokio::spawn(async move {
+        let _held = held;
+        crate::backup::take(
+            &settings.data.dir,
+            &settings.snapshot_dir(),
+            settings.snapshots.keep,
+        )
+        .await
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
     context
         .metrics
         .snapshot_last_success

@@ -222,7 +222,7 @@ pub async fn search_with_facets(
         None
     } else {
         Some(
-            tally(context, name, filter, facets)
+            tally(context, name, filter, facets, Vec::new())
                 .await?
                 .facets
                 .into_iter()
@@ -239,7 +239,7 @@ pub async fn count_items(
     request: CountRequest,
 ) -> Result<CountAnswer, ApiError> {
     let filter = prepare_filter(context, request.filter.as_ref())?;
-    let tally = tally(context, name, filter, Vec::new()).await?;
+    let tally = tally(context, name, filter, Vec::new(), Vec::new()).await?;
     Ok(CountAnswer {
         count: tally.count,
         lance_version: tally.version,
@@ -252,12 +252,14 @@ pub(crate) async fn tally(
     name: &str,
     filter: Option<PreparedFilter>,
     facets: Vec<String>,
+    exclude_ids: Vec<String>,
 ) -> Result<Tally, ApiError> {
     match index::reader(&context.directory, name) {
-        Some(reader) => Ok(reader.tally(filter, facets).await?),
+        Some(reader) => Ok(reader.tally(filter, facets, exclude_ids).await?),
         None => Ok(call_index(context, name, |reply| IndexMessage::Tally {
             filter,
             facets,
+            exclude_ids,
             reply,
         })
         .await??),

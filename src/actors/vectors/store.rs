@@ -542,6 +542,36 @@ pub async fn live_rows(dataset: &Dataset) -> Result<Vec<LiveRow>, StoreError> {
     Ok(live)
 }
 
+/// The seqs of the live rows of `dataset` (its one version), reading only
+/// ids, seqs and delete marks.
+async fn live_seqs(dataset: &Dataset) -> Result<std::collections::HashSet<u64>, StoreError> {
+    let mut scanner = scan(dataset);
+    scanner.project(&["id", "seq", "deleted"])?;
+    let mut stream = scanner.try_into_stream().await?;
+    let mut newest: std::collections::HashMap<String, (u64, bool)> =
+        std::collections::HashMap::new();
+    while let Some(batch) = stream.try_next().await? {
+        let ids = column::<StringArray>(&batch, "id")?;
+        let seqs = column::<UInt64Array>(&batch, "seq")?;
+        let deleted = column::<BooleanArray>(&batch, "deleted")?;
+        for i in 0..batch.num_rows() {
+            let (seq, gone) = (seqs.value(i), deleted.value(i));
+            match newest.get_mut(ids.value(i)) {
+                Some(known) if known.0 >= seq => {}
+                Some(known) => *known = (seq, gone),
+                None => {
+                    newest.insert(ids.value(i).to_string(), (seq, gone));
+                }
+            }
+        }
+    }
+    Ok(newest
+        .into_values()
+        .filter(|(_, gone)| !gone)
+        .map(|(seq, _)| seq)
+        .collect())
+}
+
 /// How an export is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -561,11 +591,7 @@ pub async fn export(
 ) -> Result<BoxStream<'static, Result<bytes::Bytes, StoreError>>, StoreError> {
     use lance::deps::datafusion::arrow::compute::filter_record_batch;
     use lance::deps::datafusion::arrow::ipc::writer::StreamWriter;
-    let live: std::collections::HashSet<u64> = live_rows(&dataset)
-        .await?
-        .into_iter()
-        .map(|r| r.seq)
-        .collect();
+    let live = live_seqs(&dataset).await?;
     let mut scanner = scan(&dataset);
     scanner.project(&["id", "seq", "vector", "metadata", "text"])?;
     scanner.filter("deleted = false")?;

@@ -2219,7 +2219,9 @@ async fn conditional_changes_skip_what_changed_since_it_was_read() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(outcome.version, info.lance_version);
+    // The version that holds the rows; upkeep (the removal of superseded
+    // rows) may commit after it.
+    assert!(outcome.version >= 1 && outcome.version <= info.lance_version);
     assert_eq!(count(&actor).await, 2, "a stays, b is gone, c is kept");
 }
 
@@ -2320,6 +2322,7 @@ async fn a_change_by_filter_merges_keeps_vectors_and_a_tally_agrees() {
             |reply| IndexMessage::Tally {
                 filter: Some(filter(json!({"keep": {"gte": 1}}))),
                 facets: vec!["g".into(), "moved".into()],
+                exclude_ids: Vec::new(),
                 reply,
             },
             Some(TIMEOUT),

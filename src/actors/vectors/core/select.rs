@@ -86,15 +86,43 @@ impl Core {
 
     /// How many live items `filter` selects (all of them without one), and
     /// the Lance version counted.
-    pub fn count(&self, filter: Option<&PreparedFilter>) -> Result<(u64, usize), HnswError> {
+    pub fn count(
+        &self,
+        filter: Option<&PreparedFilter>,
+        exclude_ids: &[String],
+    ) -> Result<(u64, usize), HnswError> {
         let Some(filter) = filter.filter(|f| !f.is_empty()) else {
             let inner = self.inner.read();
-            return Ok((inner.version, inner.rows.len()));
+            let excluded = exclude_ids
+                .iter()
+                .filter(|id| inner.rows.contains_key(*id))
+                .count();
+            return Ok((inner.version, inner.rows.len() - excluded));
         };
         let query = selecting(filter);
         self.prepare_lookups(&query.filter)?;
         let inner = self.inner.read();
-        Ok((inner.version, inner.filtered(&query, &HashSet::new()).len()))
+        let excluded = labels_of(&inner, exclude_ids);
+        Ok((inner.version, inner.filtered(&query, &excluded).len()))
+    }
+
+    /// The ids of the live items whose `field` holds one of `values` (a
+    /// string each), from the field's lookup: no metadata is parsed but
+    /// that of the few items holding a rare field.
+    pub fn ids_with(&self, field: &str, values: &[&str]) -> Result<Vec<String>, HnswError> {
+        let mut ids = Vec::new();
+        for value in values {
+            let filter = PreparedFilter {
+                equalities: vec![(
+                    field.to_string(),
+                    crate::domain::vectors::filter_key(&Value::String(value.to_string()))
+                        .unwrap_or_default(),
+                )],
+                predicate: None,
+            };
+            ids.extend(self.select(&filter)?.1.into_iter().map(|(id, _)| id));
+        }
+        Ok(ids)
     }
 
     /// For each of `fields`, the values the items `filter` selects hold and
@@ -107,11 +135,13 @@ impl Core {
         &self,
         filter: Option<&PreparedFilter>,
         fields: &[String],
+        exclude_ids: &[String],
     ) -> Result<(u64, usize, HashMap<String, Vec<FacetCount>>), HnswError> {
         let query = filter.map_or_else(|| Query::nearest(Vec::new(), 1), selecting);
         self.prepare_lookups(&query.filter)?;
         let inner = self.inner.read();
-        let labels = inner.filtered(&query, &HashSet::new());
+        let excluded = labels_of(&inner, exclude_ids);
+        let labels = inner.filtered(&query, &excluded);
         let (version, count) = (inner.version, labels.len());
         let names: Vec<&str> = fields.iter().map(String::as_str).collect();
         let mut counts: Vec<HashMap<String, usize>> = vec![HashMap::new(); names.len()];
@@ -155,6 +185,13 @@ impl Core {
             .collect();
         Ok((version, count, facets))
     }
+}
+
+/// The labels of those of `ids` that are live.
+fn labels_of(inner: &CoreInner, ids: &[String]) -> HashSet<u64> {
+    ids.iter()
+        .filter_map(|id| inner.rows.get(id).map(|e| e.seq))
+        .collect()
 }
 
 /// The values one field's value counts as: a scalar itself, a list each

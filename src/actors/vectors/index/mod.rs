@@ -142,6 +142,8 @@ pub enum IndexMessage {
     Tally {
         filter: Option<crate::domain::filter::PreparedFilter>,
         facets: Vec<String>,
+        /// Items left out, whatever the filter.
+        exclude_ids: Vec<String>,
         reply: RpcReplyPort<Result<Tally, IndexError>>,
     },
     /// One page of the items a filter selects, in id order, of one version.
@@ -305,8 +307,27 @@ impl IndexReader {
         &self,
         filter: Option<crate::domain::filter::PreparedFilter>,
         facets: Vec<String>,
+        exclude_ids: Vec<String>,
     ) -> Result<Tally, IndexError> {
-        search::tally(&self.pipeline, filter, facets).await
+        search::tally(&self.pipeline, filter, facets, exclude_ids).await
+    }
+
+    /// The ids of the live items whose `field` is one of `values`, on the
+    /// blocking pool (the first call may build the field's lookup).
+    pub async fn ids_with(
+        &self,
+        field: &str,
+        values: Vec<String>,
+    ) -> Result<Vec<String>, IndexError> {
+        let core = self.pipeline.core.clone();
+        let field = field.to_string();
+        tokio::task::spawn_blocking(move || {
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            core.ids_with(&field, &values)
+        })
+        .await
+        .map_err(|e| IndexError::Internal(e.to_string()))?
+        .map_err(IndexError::from)
     }
 }
 
@@ -464,10 +485,11 @@ async fn handle_message(
         IndexMessage::Tally {
             filter,
             facets,
+            exclude_ids,
             reply,
         } => {
             tokio::spawn(async move {
-                let _ = reply.send(search::tally(&pipeline, filter, facets).await);
+                let _ = reply.send(search::tally(&pipeline, filter, facets, exclude_ids).await);
             });
         }
         IndexMessage::Scroll { query, reply } => {

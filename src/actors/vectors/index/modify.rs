@@ -90,7 +90,7 @@ async fn run(
     if let (Target::Filter(filter), false) = (&request.target, request.allow_large) {
         let core = pipeline.core.clone();
         let filter = filter.clone();
-        let (_, matching) = tokio::task::spawn_blocking(move || core.count(Some(&filter)))
+        let (_, matching) = tokio::task::spawn_blocking(move || core.count(Some(&filter), &[]))
             .await
             .map_err(|e| IndexError::Internal(e.to_string()))??;
         if matching > request.max_items {

@@ -164,14 +164,15 @@ pub(super) async fn tally(
     pipeline: &Pipeline,
     filter: Option<crate::domain::filter::PreparedFilter>,
     facets: Vec<String>,
+    exclude_ids: Vec<String>,
 ) -> Result<Tally, IndexError> {
     let core = pipeline.core.clone();
     tokio::task::spawn_blocking(move || {
         let (version, count, facets) = if facets.is_empty() {
-            let (version, count) = core.count(filter.as_ref())?;
+            let (version, count) = core.count(filter.as_ref(), &exclude_ids)?;
             (version, count, HashMap::new())
         } else {
-            core.facets(filter.as_ref(), &facets)?
+            core.facets(filter.as_ref(), &facets, &exclude_ids)?
         };
         Ok(Tally {
             count,
