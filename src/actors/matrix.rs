@@ -552,8 +552,11 @@ impl Context {
             })?;
         let entry = self.playbook_entry(&entry_id).await?;
         let (change, left) = match entry {
-            // An item of one recording, from before entries.
-            None if entry_id == recording_id => (ChangeKind::Delete, 0),
+            // An item of one recording, from before entries (never an
+            // entry's own id).
+            None if entry_id == recording_id && !recording_id.starts_with("pb-") => {
+                (ChangeKind::Delete, 0)
+            }
             None => return Err(not_found()),
             Some(mut entry) => {
                 if !entry.withdraw(&recording_id) {
