@@ -65,6 +65,7 @@ pub enum Op {
     Embed(EmbedRequest),
     Validate(ValidateRequest),
     Record(PlaybookRecord),
+    Withdraw(String),
     Ask(ChatRequest),
     Tree,
 }
@@ -146,6 +147,7 @@ async fn local(context: &Context, op: Op) -> Result<Value, ApiError> {
         Op::Record(request) => {
             to_value(&service::matrix::record_placement(context, request).await?)
         }
+        Op::Withdraw(id) => to_value(&service::matrix::withdraw_recording(context, id).await?),
         Op::Ask(request) => to_value(&service::chat::ask(context, request).await?),
         Op::Tree => to_value(&service::ops::supervision_tree(context)),
     }
@@ -195,6 +197,11 @@ async fn remote(
             Method::POST,
             "/v1/matrix/playbooks/record".into(),
             body(&request)?,
+        ),
+        Op::Withdraw(id) => (
+            Method::DELETE,
+            format!("/v1/matrix/playbooks/recordings/{}", encode(&id)),
+            None,
         ),
         Op::Ask(request) => (Method::POST, "/v1/chat".into(), body(&request)?),
         Op::Tree => (Method::GET, "/v1/supervision".into(), None),

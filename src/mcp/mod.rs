@@ -218,6 +218,19 @@ impl LakehouseMcp {
                     recorded_by: caller.clone(),
                 })
             }
+            "withdraw_recording" => {
+                let args: tools::WithdrawRecording =
+                    serde_json::from_value(arguments).map_err(invalid)?;
+                crate::domain::vectors::validate_id(&args.recording_id, "recording_id")
+                    .map_err(|e| ToolError::new("invalid_id", e.to_string()))?;
+                if matches!(args.recording_id.as_str(), "." | "..") {
+                    return Err(ToolError::new(
+                        "invalid_id",
+                        "recording_id: '.' and '..' cannot be named in a URL path",
+                    ));
+                }
+                Op::Withdraw(args.recording_id)
+            }
             "ask" => {
                 let args: tools::Ask = serde_json::from_value(arguments).map_err(invalid)?;
                 Op::Ask(ChatRequest {

@@ -114,6 +114,14 @@ pub fn all() -> Vec<ToolSpec> {
             schema: schema_of::<RecordPlacement>,
         },
         ToolSpec {
+            name: "withdraw_recording",
+            description: "Withdraw one playbook recording (a mistake, or a placement that fell through) by the recording_id record_placement answered: its boost or demotion is gone from the next search. A write.",
+            role: Role::Write,
+            read_only: false,
+            destructive: true,
+            schema: schema_of::<WithdrawRecording>,
+        },
+        ToolSpec {
             name: "ask",
             description: "Ask a question answered from retrieved records (workers, or any vector index), with citations that pin the Lance version each record was read from. SSNs are redacted before any model sees the records.",
             role: Role::Read,
@@ -320,6 +328,13 @@ pub struct CountWorkers {
     /// Fields whose values to count over the matching workers, e.g.
     /// ["role", "city", "shift"]: at most 8.
     pub facets: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawRecording {
+    /// As record_placement answered it.
+    pub recording_id: String,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
