@@ -2,7 +2,7 @@
 //! supervisor with its children) on a temporary data dir, driven through
 //! its mailbox.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -2340,4 +2340,97 @@ async fn a_change_by_filter_merges_keeps_vectors_and_a_tally_agrees() {
     };
     assert_eq!(shown("g"), [("2".to_string(), 3), ("0".to_string(), 2)]);
     assert_eq!(shown("moved"), [("true".to_string(), 3)]);
+}
+
+/// Facets of fields many items hold are counted from their lookups, the
+/// rest (lists, items without the field) parsed: the same counts as a
+/// brute-force count, with and without a filter and an exclusion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facets_from_lookups_equal_a_brute_force_count() {
+    use crate::domain::filter::prepare;
+    let dir = tempfile::tempdir().unwrap();
+    let actor = spawn_index(dir.path(), definition("many", 4, params())).await;
+    let metadata = |i: usize| {
+        let mut m =
+            json!({"g": format!("g{}", i % 7), "n": i % 3, "tags": [format!("t{}", i % 2), "x"]});
+        if i % 11 == 0 {
+            m.as_object_mut().unwrap().remove("g");
+        }
+        if i % 13 == 0 {
+            m["g"] = json!(["odd", "one"]);
+        }
+        m
+    };
+    let all: Vec<usize> = (0..1500).collect();
+    for chunk in all.chunks(500) {
+        let items = chunk
+            .iter()
+            .map(|&i| item(&format!("i{i}"), axis(4, i % 4), metadata(i)))
+            .collect();
+        upsert(&actor, items).await;
+    }
+    let brute = |keep: &dyn Fn(usize) -> bool, field: &str| {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for i in all.iter().copied().filter(|i| keep(*i)) {
+            let value = metadata(i)[field].clone();
+            let mut seen = BTreeSet::new();
+            let shown: Vec<String> = match value {
+                serde_json::Value::Array(list) => list
+                    .iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect(),
+                serde_json::Value::String(s) => vec![s],
+                serde_json::Value::Number(n) => vec![n.to_string()],
+                _ => vec![],
+            };
+            for s in shown {
+                if seen.insert(s.clone()) {
+                    *counts.entry(s).or_default() += 1;
+                }
+            }
+        }
+        counts
+    };
+    let tally = |filter: Option<serde_json::Value>, exclude: Vec<String>| {
+        let actor = actor.clone();
+        async move {
+            actor
+                .call(
+                    |reply| IndexMessage::Tally {
+                        filter: filter.map(|f| prepare(f.as_object().cloned()).unwrap()),
+                        facets: vec!["g".into(), "n".into(), "tags".into()],
+                        exclude_ids: exclude,
+                        reply,
+                    },
+                    Some(TIMEOUT),
+                )
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let cases: Vec<(
+        Option<serde_json::Value>,
+        Vec<String>,
+        Box<dyn Fn(usize) -> bool>,
+    )> = vec![
+        (None, vec![], Box::new(|_| true)),
+        (Some(json!({"n": 1})), vec![], Box::new(|i| i % 3 == 1)),
+        (
+            None,
+            vec!["i0".into(), "i7".into()],
+            Box::new(|i| i != 0 && i != 7),
+        ),
+    ];
+    for (filter, exclude, keep) in cases {
+        let got = tally(filter.clone(), exclude).await;
+        for field in ["g", "n", "tags"] {
+            let counted: BTreeMap<String, usize> = got.facets[field]
+                .iter()
+                .map(|f| (f.value.clone(), f.count))
+                .collect();
+            assert_eq!(counted, brute(&*keep, field), "{field} with {filter:?}");
+        }
+    }
 }

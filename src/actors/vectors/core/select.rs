@@ -139,22 +139,64 @@ impl Core {
     ) -> Result<(u64, usize, HashMap<String, Vec<FacetCount>>), HnswError> {
         let query = filter.map_or_else(|| Query::nearest(Vec::new(), 1), selecting);
         self.prepare_lookups(&query.filter)?;
+        // The faceted fields' lookups too (for the fields many items hold):
+        // a scalar value is then counted from its set, no metadata parsed.
+        let wanted: Vec<(String, String)> =
+            fields.iter().map(|f| (f.clone(), String::new())).collect();
+        self.prepare_lookups(&wanted)?;
         let inner = self.inner.read();
         let excluded = labels_of(&inner, exclude_ids);
         let labels = inner.filtered(&query, &excluded);
         let (version, count) = (inner.version, labels.len());
-        let names: Vec<&str> = fields.iter().map(String::as_str).collect();
-        let mut counts: Vec<HashMap<String, usize>> = vec![HashMap::new(); names.len()];
-        for label in labels {
-            let Some(entry) = inner.by_label.get(&label).and_then(|id| inner.rows.get(id)) else {
+        // Every live item selected: a set's size is its count.
+        let everything =
+            query.filter.is_empty() && query.predicate.is_none() && excluded.is_empty();
+        let members: Option<HashSet<u64>> = (!everything).then(|| labels.iter().copied().collect());
+        let mut counts: Vec<HashMap<String, usize>> = vec![HashMap::new(); fields.len()];
+        // Per field, the selected items its lookup does not cover (lists,
+        // objects, no value): those are parsed.
+        let mut to_parse: Vec<Vec<u64>> = vec![Vec::new(); fields.len()];
+        for (i, field) in fields.iter().enumerate() {
+            let Some(values) = inner.fields.get(field) else {
+                to_parse[i] = labels.clone();
                 continue;
             };
-            for (value, counted) in Picked::parse(&entry.metadata, &names)
-                .into_iter()
-                .zip(counts.iter_mut())
-            {
+            let mut covered = 0;
+            for (key, set) in values {
+                let n = match &members {
+                    None => set.len(),
+                    Some(members) if set.len() <= members.len() => {
+                        set.iter().filter(|l| members.contains(l)).count()
+                    }
+                    Some(members) => members.iter().filter(|l| set.contains(l)).count(),
+                };
+                if n > 0 && counts[i].len() < MAX_TRACKED_VALUES {
+                    counts[i].insert(shown_key(key), n);
+                }
+                covered += n;
+            }
+            if covered < labels.len() {
+                let held: HashSet<u64> = values.values().flatten().copied().collect();
+                to_parse[i] = labels
+                    .iter()
+                    .copied()
+                    .filter(|l| !held.contains(l))
+                    .collect();
+            }
+        }
+        for (i, field) in fields.iter().enumerate() {
+            let names = [field.as_str()];
+            let counted = &mut counts[i];
+            for label in &to_parse[i] {
+                let Some(entry) = inner.by_label.get(label).and_then(|id| inner.rows.get(id))
+                else {
+                    continue;
+                };
+                let Some(value) = Picked::parse(&entry.metadata, &names).pop().flatten() else {
+                    continue;
+                };
                 let mut seen = HashSet::new();
-                for shown in value.iter().flat_map(facet_values) {
+                for shown in facet_values(&value) {
                     // A list holding a value twice counts its item once.
                     if !seen.insert(shown.clone()) {
                         continue;
@@ -185,6 +227,13 @@ impl Core {
             .collect();
         Ok((version, count, facets))
     }
+}
+
+/// A lookup key as a facet shows it: `s:Welder` → `Welder`, `n:3` → `3`.
+fn shown_key(key: &str) -> String {
+    key.split_once(':')
+        .map_or(key, |(_, value)| value)
+        .to_string()
 }
 
 /// The labels of those of `ids` that are live.
