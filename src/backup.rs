@@ -251,7 +251,9 @@ pub async fn take(
         path: dir.clone(),
         reason: e.to_string(),
     })?;
-    write_atomically(&dir.join(format!("{}.json", manifest.id)), &text)?;
+    let path = dir.join(format!("{}.json", manifest.id));
+    crate::durability::write_atomically(&path, &text, crate::config::Durability::Fsync)
+        .map_err(io("writing", &path))?;
     retain(target, keep)?;
     untag(&data_dir, target).await?;
     Ok(manifest)
@@ -568,7 +570,6 @@ fn relative(base: &Path, path: &Path) -> String {
 }
 
 /// A file's SHA-256 (hex) and size, read in 1 MiB pieces.
-#[allow(dead_code)]
 fn hash_file(path: &Path) -> Result<(String, u64), BackupError> {
     let mut file = std::fs::File::open(path).map_err(io("opening", path))?;
     let mut hash = sha2::Sha256::new();
@@ -649,14 +650,6 @@ fn copy_atomically(from: &Path, to: &Path) -> Result<(), BackupError> {
     std::fs::File::open(&partial)
         .and_then(|f| f.sync_all())
         .map_err(io("syncing", &partial))?;
-    std::fs::rename(&partial, to).map_err(io("renaming", &partial))
-}
-
-fn write_atomically(to: &Path, bytes: &[u8]) -> Result<(), BackupError> {
-    let partial = to.with_extension("partial");
-    let mut file = std::fs::File::create(&partial).map_err(io("creating", &partial))?;
-    file.write_all(bytes).map_err(io("writing", &partial))?;
-    file.sync_all().map_err(io("syncing", &partial))?;
     std::fs::rename(&partial, to).map_err(io("renaming", &partial))
 }
 

@@ -116,6 +116,13 @@ fn starts(worker: &str) -> Vec<Start> {
             })),
         ),
         start(
+            "delete",
+            "/v1/matrix/playbooks/recordings/{id}",
+            &[("id", "not-a-recording")],
+            None,
+        ),
+        start("get", "/v1/vectors/index/{name}/export", INDEX, None),
+        start(
             "patch",
             "/v1/matrix/workers/{id}",
             &[("id", "W0000001")],

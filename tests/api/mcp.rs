@@ -589,3 +589,132 @@ async fn one_request_gives_the_same_answer_through_every_door() {
     http_client.cancel().await.unwrap();
     stdio_client.cancel().await.unwrap();
 }
+
+/// The write tools and the new read tool behave alike through `/mcp` and
+/// through stdio (the binary forwarding to the HTTP API), hostile ids
+/// included: the same counts, the same codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_tools_answer_alike_over_mcp_and_stdio() {
+    let app = spawn_app_with(&[("mcp.read_only", "false")]).await;
+    seed(&app, 60).await;
+    let http_client = over_http(&app, None).await;
+    let stdio_client = over_stdio(&app, &[("LAKEHOUSE__MCP__READ_ONLY", "false")]).await;
+    for (door, client, worker) in [
+        ("/mcp", &http_client, "W0000003"),
+        ("stdio", &stdio_client, "W0000004"),
+    ] {
+        let changed = ok(
+            client,
+            "update_worker",
+            json!({"worker_id": worker, "metadata": {"status": "placed", "note": null}}),
+        )
+        .await;
+        assert_eq!(
+            (changed["matched"].clone(), changed["changed"].clone()),
+            (json!(1), json!(1)),
+            "{door}"
+        );
+        let record = json!({"query": "welder", "role": "Welder", "worker_ids": [worker], "score": 0.5, "outcome": "declined"});
+        let recorded = ok(client, "record_placement", record).await;
+        let withdrawn = ok(
+            client,
+            "withdraw_recording",
+            json!({"recording_id": recorded["recording_id"]}),
+        )
+        .await;
+        assert_eq!(withdrawn["entry_id"], recorded["entry_id"], "{door}");
+    }
+    let counted = ok(
+        &http_client,
+        "count_workers",
+        json!({"status_any": ["placed"]}),
+    )
+    .await;
+    assert_eq!(counted["count"], 2);
+    assert_eq!(
+        ok(
+            &stdio_client,
+            "count_workers",
+            json!({"status_any": ["placed"]})
+        )
+        .await,
+        counted
+    );
+    // Hostile arguments: the same code through both doors.
+    let long = "x".repeat(300);
+    for (tool, arguments, code) in [
+        (
+            "update_worker",
+            json!({"worker_id": "..", "metadata": {"status": "placed"}}),
+            "invalid_id",
+        ),
+        (
+            "update_worker",
+            json!({"worker_id": long, "metadata": {"status": "placed"}}),
+            "invalid_id",
+        ),
+        (
+            "update_worker",
+            json!({"worker_id": "a\nb", "metadata": {"status": "placed"}}),
+            "invalid_id",
+        ),
+        (
+            "update_worker",
+            json!({"worker_id": "W0000001", "metadata": {"status": "retired"}}),
+            "invalid_metadata",
+        ),
+        (
+            "update_worker",
+            json!({"worker_id": "W0000001", "metadata": {}}),
+            "empty_change",
+        ),
+        (
+            "update_worker",
+            json!({"worker_id": "nobody", "metadata": {"status": "placed"}}),
+            "item_not_found",
+        ),
+        (
+            "withdraw_recording",
+            json!({"recording_id": "."}),
+            "invalid_id",
+        ),
+        (
+            "withdraw_recording",
+            json!({"recording_id": "pb-nope"}),
+            "recording_not_found",
+        ),
+        (
+            "count_workers",
+            json!({"facets": ["a", "a"]}),
+            "invalid_facets",
+        ),
+        (
+            "count_workers",
+            json!({"facets": ["1", "2", "3", "4", "5", "6", "7", "8", "9"]}),
+            "invalid_facets",
+        ),
+        (
+            "count_workers",
+            json!({"near": {"city": "Atlantis", "state": "ZZ", "miles": 5}}),
+            "unknown_city",
+        ),
+        (
+            "count_workers",
+            json!({"filter": {"a": {"between": 1}}}),
+            "invalid_filter",
+        ),
+    ] {
+        let over_mcp = fails(&http_client, tool, arguments.clone()).await;
+        let over_stdio = fails(&stdio_client, tool, arguments.clone()).await;
+        assert!(
+            over_mcp.starts_with(&format!("{code}: ")),
+            "{tool} {arguments}: {over_mcp}"
+        );
+        assert!(
+            over_stdio.starts_with(&format!("{code}: ")),
+            "{tool} {arguments} over stdio: {over_stdio}"
+        );
+    }
+    http_client.cancel().await.unwrap();
+    stdio_client.cancel().await.unwrap();
+}

@@ -473,20 +473,23 @@ pub async fn rows_at(
         scanner.filter(&format!("deleted = false AND seq IN ({list})"))?;
         let mut stream = scanner.try_into_stream().await?;
         while let Some(batch) = stream.try_next().await? {
-            let (seqs, vectors) = vectors_of(&batch, dimension)?;
-            let all_seqs = column::<UInt64Array>(&batch, "seq")?;
+            let seqs = column::<UInt64Array>(&batch, "seq")?;
             let texts = column::<StringArray>(&batch, "text")?;
-            let mut vectors = vectors.chunks(dimension.max(1));
-            let mut wanted = seqs.iter().peekable();
-            for i in 0..batch.num_rows() {
-                // `vectors_of` skipped rows without a vector.
-                if wanted.peek() != Some(&&all_seqs.value(i)) {
-                    continue;
-                }
-                let seq = *wanted.next().expect("peeked");
-                let vector = vectors.next().ok_or(StoreError::Column("vector"))?.to_vec();
+            let vectors = column::<FixedSizeListArray>(&batch, "vector")?;
+            let values = vectors
+                .values()
+                .as_any()
+                .downcast_ref::<Float32Array>()
+                .ok_or(StoreError::Column("vector"))?;
+            for i in (0..batch.num_rows()).filter(|&i| !vectors.is_null(i)) {
+                let start = vectors.value_offset(i) as usize;
+                let vector = values
+                    .values()
+                    .get(start..start + dimension)
+                    .ok_or(StoreError::Column("vector"))?
+                    .to_vec();
                 let text = (!texts.is_null(i)).then(|| Arc::from(texts.value(i)));
-                out.insert(seq, StoredRow { vector, text });
+                out.insert(seqs.value(i), StoredRow { vector, text });
             }
         }
     }

@@ -231,12 +231,11 @@ pub(super) async fn scroll(
     })
     .await
     .map_err(|e| IndexError::Internal(e.to_string()))??;
-    let (version, items, more) = match live {
-        Some(page) => page,
-        None => {
-            let version = wanted.expect("a version was asked for");
-            page_at(arguments, &query, version).await?
-        }
+    // `None` only when the cursor names a version the live items are not.
+    let (version, items, more) = match (live, wanted) {
+        (Some(page), _) => page,
+        (None, Some(version)) => page_at(arguments, &query, version).await?,
+        (None, None) => return Err(IndexError::Internal("a scroll page read no version".into())),
     };
     let next_cursor = more.then(|| items.last()).flatten().map(|last| {
         Cursor {
