@@ -76,6 +76,10 @@ pub struct Metrics {
     pub vector_maintenance_duration: HistogramVec,
     pub vector_commit_duration: HistogramVec,
     pub vector_manifest_recoveries: IntCounterVec,
+    /// Keyword indexes loaded, by where from: `snapshot` (the stored one,
+    /// reconciled) or `texts` (every text analysed; a load with no texts
+    /// counts neither).
+    pub keyword_index_loads: IntCounterVec,
     pub lance_commits: IntCounterVec,
     pub chat_requests: IntCounterVec,
     pub chat_tokens: IntCounterVec,
@@ -255,6 +259,13 @@ impl Metrics {
             ),
             &["index"],
         )?;
+        let keyword_index_loads = IntCounterVec::new(
+            Opts::new(
+                "lakehouse_keyword_index_loads_total",
+                "Keyword indexes loaded by an index incarnation, by source: snapshot (read and reconciled) or texts (analysed).",
+            ),
+            &["index", "source"],
+        )?;
         let lance_commits = IntCounterVec::new(
             Opts::new(
                 "lakehouse_lance_commits_total",
@@ -327,6 +338,7 @@ impl Metrics {
         registry.register(Box::new(vector_maintenance_duration.clone()))?;
         registry.register(Box::new(vector_commit_duration.clone()))?;
         registry.register(Box::new(vector_manifest_recoveries.clone()))?;
+        registry.register(Box::new(keyword_index_loads.clone()))?;
         registry.register(Box::new(lance_commits.clone()))?;
 
         Ok(Self {
@@ -349,6 +361,7 @@ impl Metrics {
             vector_maintenance_duration,
             vector_commit_duration,
             vector_manifest_recoveries,
+            keyword_index_loads,
             lance_commits,
             chat_requests,
             chat_tokens,

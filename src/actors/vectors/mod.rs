@@ -5,6 +5,7 @@
 //! On disk, under `data.dir/vectors/`: `<name>.index.json` (the definition),
 //! `<name>.lance` (the truth, see [`store`]), `<name>.faiss` and
 //! `<name>.faiss.json` (the derived graph's snapshot, see [`snapshot`]),
+//! `<name>.keywords` (the derived keyword index, see [`keyword::stored`]),
 //! and `<name>.quarantine/` (torn manifests set aside, see [`store`]).
 //! The `vectors` supervisor derives its children from the definitions on
 //! every start, so after a process restart (or a restart of the supervisor

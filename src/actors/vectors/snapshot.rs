@@ -9,6 +9,12 @@
 //! leaves a new index with old metadata, which fails the size/CRC check and
 //! is ignored. A snapshot is trusted only when every check passes;
 //! otherwise the index is rebuilt from Lance.
+//!
+//! The keyword index taken with the graph goes to a third file,
+//! `<name>.keywords`, installed last. It checks itself and is reconciled
+//! document by document with the live texts at load (see
+//! [`crate::actors::vectors::keyword::stored`]), so it needs no pairing
+//! with the other two: an old one only costs analysis time.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -94,6 +100,10 @@ pub struct SnapshotMeta {
 pub struct SnapshotPaths {
     pub index: PathBuf,
     pub meta: PathBuf,
+    /// The keyword index taken with the graph (see
+    /// [`crate::actors::vectors::keyword::stored`]): one self-checking
+    /// file, installed after the other two.
+    pub keywords: PathBuf,
 }
 
 impl SnapshotPaths {
@@ -101,6 +111,7 @@ impl SnapshotPaths {
         Self {
             index: dir.join(format!("{name}.faiss")),
             meta: dir.join(format!("{name}.faiss.json")),
+            keywords: dir.join(format!("{name}.keywords")),
         }
     }
 
@@ -114,13 +125,14 @@ impl SnapshotPaths {
     pub fn remove(&self) {
         let _ = std::fs::remove_file(&self.index);
         let _ = std::fs::remove_file(&self.meta);
+        let _ = std::fs::remove_file(&self.keywords);
         self.remove_temporary();
     }
 
     /// Removes temporary files left by writers that did not finish (a
     /// crash, or an incarnation that died mid-write).
     pub fn remove_temporary(&self) {
-        for path in [&self.index, &self.meta] {
+        for path in [&self.index, &self.meta, &self.keywords] {
             let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
                 continue;
             };
@@ -150,6 +162,7 @@ pub struct Prepared {
     pub meta: SnapshotMeta,
     tmp_index: PathBuf,
     tmp_meta: PathBuf,
+    tmp_keywords: PathBuf,
 }
 
 impl Prepared {
@@ -157,6 +170,8 @@ impl Prepared {
     pub fn install(self, paths: &SnapshotPaths) -> Result<SnapshotMeta, SnapshotError> {
         std::fs::rename(&self.tmp_index, &paths.index).map_err(io("installing", &paths.index))?;
         std::fs::rename(&self.tmp_meta, &paths.meta).map_err(io("installing", &paths.meta))?;
+        std::fs::rename(&self.tmp_keywords, &paths.keywords)
+            .map_err(io("installing", &paths.keywords))?;
         Ok(self.meta)
     }
 
@@ -164,24 +179,28 @@ impl Prepared {
     pub fn discard(self) {
         let _ = std::fs::remove_file(&self.tmp_index);
         let _ = std::fs::remove_file(&self.tmp_meta);
+        let _ = std::fs::remove_file(&self.tmp_keywords);
     }
 }
 
-/// Writes `hnsw` as a snapshot covering `lance_version` / `max_seq` into
-/// temporary files named with `tag`, so writers of different incarnations
-/// never share one.
+/// Writes `hnsw` as a snapshot covering `lance_version` / `max_seq`, and
+/// the encoded keyword index beside it, into temporary files named with
+/// `tag`, so writers of different incarnations never share one.
 pub fn prepare(
     paths: &SnapshotPaths,
     tag: u64,
     hnsw: &Hnsw,
+    keywords: &[u8],
     definition: &IndexDefinition,
     lance_version: u64,
     max_seq: u64,
 ) -> Result<Prepared, SnapshotError> {
     let tmp_index = SnapshotPaths::tmp_tagged(&paths.index, tag);
     let tmp_meta = SnapshotPaths::tmp_tagged(&paths.meta, tag);
+    let tmp_keywords = SnapshotPaths::tmp_tagged(&paths.keywords, tag);
     let written = (|| {
         hnsw.write(&tmp_index)?;
+        std::fs::write(&tmp_keywords, keywords).map_err(io("writing", &tmp_keywords))?;
         let (file_size, crc32) = checksum(&tmp_index)?;
         let meta = SnapshotMeta {
             format: FORMAT,
@@ -206,10 +225,12 @@ pub fn prepare(
             meta,
             tmp_index,
             tmp_meta,
+            tmp_keywords,
         }),
         Err(err) => {
             let _ = std::fs::remove_file(&tmp_index);
             let _ = std::fs::remove_file(&tmp_meta);
+            let _ = std::fs::remove_file(&tmp_keywords);
             Err(err)
         }
     }
@@ -219,11 +240,12 @@ pub fn prepare(
 pub fn write(
     paths: &SnapshotPaths,
     hnsw: &Hnsw,
+    keywords: &[u8],
     definition: &IndexDefinition,
     lance_version: u64,
     max_seq: u64,
 ) -> Result<SnapshotMeta, SnapshotError> {
-    prepare(paths, 0, hnsw, definition, lance_version, max_seq)?.install(paths)
+    prepare(paths, 0, hnsw, keywords, definition, lance_version, max_seq)?.install(paths)
 }
 
 /// Reads the snapshot and checks it against the index definition and its

@@ -1360,7 +1360,7 @@ fn a_search_with_its_own_ef_search_runs_while_another_reader_holds_the_graph() {
         // search that needed exclusive access would wait for it forever
         // (and this reader would give up and fail the test).
         scope.spawn(move || {
-            core.with_graph(|_, _| {
+            core.with_graph(|_, _, _| {
                 holding_ref.wait();
                 finished
                     .recv_timeout(Duration::from_secs(60))
@@ -1797,6 +1797,124 @@ async fn the_keyword_index_follows_writes_and_survives_a_panic_and_a_restart() {
         .await
         .unwrap();
     assert_eq!((info.count, info.keyword_documents), (39, 39));
+    tree.stop().await;
+}
+
+fn keyword_loads(tree: &Tree, index: &str, source: &str) -> u64 {
+    tree.context
+        .metrics
+        .keyword_index_loads
+        .with_label_values(&[index, source])
+        .get()
+}
+
+fn ids(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_reads_the_stored_keyword_index_and_reconciles_later_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let dimension = 8;
+    let tree = start_tree(dir.path(), definition("kws", dimension, params())).await;
+    running(&tree, "kws").await;
+    let mut rng = Rng(17);
+    let items: Vec<ItemInput> = (0..30)
+        .map(|i| {
+            let text = if i % 10 == 3 {
+                format!("Electrician w{i}, journeyman license")
+            } else {
+                format!("Forklift operator w{i}")
+            };
+            with_text(&format!("w{i}"), rng.unit_vector(dimension), &text)
+        })
+        .collect();
+    tree.call("kws", |reply| IndexMessage::Upsert { items, reply })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        keyword_loads(&tree, "kws", "texts"),
+        0,
+        "an empty index analyses nothing"
+    );
+    tree.stop().await; // a graceful stop writes the snapshots
+    let stored = dir.path().join("vectors/kws.keywords");
+    assert!(
+        stored.exists(),
+        "the keyword index is stored with the graph"
+    );
+
+    let tree = start_tree(dir.path(), definition("kws", dimension, params())).await;
+    running(&tree, "kws").await;
+    assert_eq!(
+        (
+            keyword_loads(&tree, "kws", "snapshot"),
+            keyword_loads(&tree, "kws", "texts")
+        ),
+        (1, 0)
+    );
+    assert_eq!(
+        keyword_ids(&tree, "kws", "electricians").await,
+        ids(&["w3", "w13", "w23"])
+    );
+
+    // Writes the stored index does not cover: a text changed, an item
+    // deleted, one added. A panic: the next incarnation reads a stored
+    // index (this one, or one upkeep wrote since) and reconciles it.
+    let items = vec![
+        with_text("w13", rng.unit_vector(dimension), "Welder w13"),
+        with_text("w31", rng.unit_vector(dimension), "Electrician w31"),
+    ];
+    tree.call("kws", |reply| IndexMessage::Upsert { items, reply })
+        .await
+        .unwrap()
+        .unwrap();
+    tree.call("kws", |reply| IndexMessage::Delete {
+        id: "w23".into(),
+        reply,
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    tree.index("kws")
+        .unwrap()
+        .send_message(IndexMessage::Fault(Fault::panic()))
+        .unwrap();
+    wait_for("kws restarted", || {
+        tree.context.board.restarts(&actor_name("kws")).unwrap_or(0) >= 1
+    })
+    .await;
+    running(&tree, "kws").await;
+    assert_eq!(keyword_loads(&tree, "kws", "snapshot"), 2);
+    assert_eq!(keyword_loads(&tree, "kws", "texts"), 0);
+    assert_eq!(
+        keyword_ids(&tree, "kws", "electrician").await,
+        ids(&["w3", "w31"])
+    );
+    assert_eq!(keyword_ids(&tree, "kws", "welder").await, ids(&["w13"]));
+    assert_eq!(keyword_ids(&tree, "kws", "journeyman").await, ids(&["w3"]));
+    tree.stop().await;
+
+    // A damaged file is refused and removed; the texts answer the same.
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(&stored, bytes).unwrap();
+    let tree = start_tree(dir.path(), definition("kws", dimension, params())).await;
+    running(&tree, "kws").await;
+    assert_eq!(
+        (
+            keyword_loads(&tree, "kws", "snapshot"),
+            keyword_loads(&tree, "kws", "texts")
+        ),
+        (0, 1)
+    );
+    assert_eq!(
+        keyword_ids(&tree, "kws", "electrician").await,
+        ids(&["w3", "w31"])
+    );
+    assert_eq!(keyword_ids(&tree, "kws", "welder").await, ids(&["w13"]));
     tree.stop().await;
 }
 

@@ -14,9 +14,9 @@ pub(super) struct Ranked {
 
 impl Core {
     /// Runs `f` with the graph under the read lock (snapshots).
-    pub fn with_graph<T>(&self, f: impl FnOnce(&Hnsw, u64) -> T) -> T {
+    pub fn with_graph<T>(&self, f: impl FnOnce(&Hnsw, &KeywordIndex, u64) -> T) -> T {
         let inner = self.inner.read();
-        f(&inner.hnsw, inner.max_seq)
+        f(&inner.hnsw, &inner.keywords, inner.max_seq)
     }
 
     /// The k nearest live items passing the filter and not excluded. Every

@@ -13,7 +13,7 @@ use super::write::Writer;
 use super::{upkeep::Upkeep, IndexArguments, IndexMessage, Pipeline, Stats};
 use crate::actors::vectors::core::{Core, Entry};
 use crate::actors::vectors::hnsw::{Hnsw, HnswError};
-use crate::actors::vectors::keyword::KeywordIndex;
+use crate::actors::vectors::keyword::{stored, KeywordIndex};
 use crate::actors::vectors::snapshot::{self, Covering, SnapshotPaths};
 use crate::actors::vectors::store::{StoreError, VectorStore};
 
@@ -56,6 +56,11 @@ pub(super) async fn load(
         let paths = snapshot_paths.clone();
         let definition = definition.clone();
         tokio::task::spawn_blocking(move || snapshot::read(&paths, &definition))
+    };
+    let reading_keywords = {
+        let path = snapshot_paths.keywords.clone();
+        let analysis = definition.analysis;
+        tokio::task::spawn_blocking(move || stored::read(&path, analysis))
     };
 
     let dataset = arguments.dir.join(format!("{name}.lance"));
@@ -114,17 +119,58 @@ pub(super) async fn load(
     }
 
     let scanned_ms = started.elapsed().as_millis() as u64;
-    // The keyword index is built off the runtime, like the graph, and
-    // while the snapshot is still being read: on a 100k index each takes
-    // hundreds of milliseconds, and a restart waits for both.
-    let analysis = definition.analysis;
-    let indexing = tokio::task::spawn_blocking(move || {
-        KeywordIndex::of_texts(&texts.into_iter().collect::<Vec<_>>(), analysis)
-    });
     let covering = Covering {
         lance_version: store.version(),
         lance_max_seq: max_seq,
     };
+    // The keyword index: the stored one reconciled with the live texts, or
+    // built from them. Off the runtime, like the graph, and while the
+    // graph's snapshot is still being read.
+    let analysis = definition.analysis;
+    let stored_keywords = reading_keywords.await?.and_then(|(index, meta)| {
+        if meta.lance_version > covering.lance_version || meta.max_seq > covering.lance_max_seq {
+            return Err(stored::StoredError::Corrupt(
+                "it covers writes Lance does not have",
+            ));
+        }
+        Ok(index)
+    });
+    let keyword_path = snapshot_paths.keywords.clone();
+    let index_name = name.clone();
+    let keyword_loads = arguments.metrics.keyword_index_loads.clone();
+    let indexing = tokio::task::spawn_blocking(move || match stored_keywords {
+        Ok(mut index) => {
+            let outcome = index.reconcile(&texts);
+            tracing::info!(
+                index = %index_name,
+                kept = outcome.kept,
+                dropped = outcome.dropped,
+                analysed = outcome.analysed,
+                "keyword index read from its snapshot"
+            );
+            keyword_loads
+                .with_label_values(&[&index_name, "snapshot"])
+                .inc();
+            (index, false)
+        }
+        Err(reason) => {
+            if !texts.is_empty() {
+                tracing::info!(index = %index_name, %reason, "keyword index built from the texts");
+            }
+            // Like a rejected graph snapshot: never trusted later.
+            if !matches!(reason, stored::StoredError::Missing(_)) {
+                let _ = std::fs::remove_file(&keyword_path);
+            }
+            let analysed = !texts.is_empty();
+            if analysed {
+                keyword_loads
+                    .with_label_values(&[&index_name, "texts"])
+                    .inc();
+            }
+            let index = KeywordIndex::of_texts(&texts.into_iter().collect::<Vec<_>>(), analysis);
+            (index, analysed)
+        }
+    });
     let loaded = reading.await?.and_then(|(hnsw, meta)| {
         snapshot::check_covering(&meta, &covering)?;
         Ok((hnsw, meta))
@@ -164,7 +210,7 @@ pub(super) async fn load(
         tokio::task::spawn_blocking(move || core.add_vectors(&vectors, &seqs)).await??;
     }
     drop(stream);
-    let keywords = indexing.await?;
+    let (keywords, keywords_analysed) = indexing.await?;
     let installing = core.clone();
     let version = store.version();
     tokio::task::spawn_blocking(move || {
@@ -202,8 +248,9 @@ pub(super) async fn load(
     stats
         .snapshot_seq
         .store(after_seq.unwrap_or(0), Ordering::Relaxed);
-    // Anything replayed would be replayed again at the next start: snapshot it.
-    let snapshot_due = replayed > 0;
+    // Anything replayed (or analysed) would be again at the next start:
+    // snapshot it.
+    let snapshot_due = replayed > 0 || keywords_analysed;
     let pipeline = Pipeline {
         name,
         core,

@@ -29,6 +29,7 @@ use tokio::task::AbortHandle;
 use super::write::{observe_commit, Writer};
 use super::{IndexMessage, Pipeline};
 use crate::actors::vectors::hnsw::Hnsw;
+use crate::actors::vectors::keyword::stored::StoredMeta;
 use crate::actors::vectors::snapshot::{self, SnapshotError};
 use crate::actors::vectors::store::{self, PreparedCompaction};
 
@@ -346,8 +347,14 @@ async fn start_snapshot_copy(
     lance_version: u64,
 ) -> Result<(), SnapshotError> {
     let core = pipeline.core.clone();
-    let (copy, max_seq) = tokio::task::spawn_blocking(move || {
-        core.with_graph(|hnsw, max_seq| hnsw.try_clone().map(|copy| (copy, max_seq)))
+    let (copy, keywords, max_seq) = tokio::task::spawn_blocking(move || {
+        core.with_graph(|hnsw, keywords, max_seq| {
+            let keywords = keywords.encode(StoredMeta {
+                lance_version,
+                max_seq,
+            });
+            hnsw.try_clone().map(|copy| (copy, keywords, max_seq))
+        })
     })
     .await
     .map_err(|e| SnapshotError::Io {
@@ -358,7 +365,9 @@ async fn start_snapshot_copy(
     let pipeline = pipeline.clone();
     tokio::spawn(async move {
         let started = Instant::now();
-        if let Err(err) = write_snapshot_copy(&pipeline, copy, lance_version, max_seq).await {
+        if let Err(err) =
+            write_snapshot_copy(&pipeline, copy, keywords, lance_version, max_seq).await
+        {
             tracing::warn!(index = %pipeline.name, %err, "snapshot failed");
             pipeline.stats.snapshot_failed.store(true, Ordering::SeqCst);
         }
@@ -376,6 +385,7 @@ async fn start_snapshot_copy(
 async fn write_snapshot_copy(
     pipeline: &Pipeline,
     copy: Hnsw,
+    keywords: Vec<u8>,
     lance_version: u64,
     max_seq: u64,
 ) -> Result<(), SnapshotError> {
@@ -383,7 +393,15 @@ async fn write_snapshot_copy(
     let definition = pipeline.core.definition.clone();
     let tag = pipeline.generation;
     let prepared = tokio::task::spawn_blocking(move || {
-        snapshot::prepare(&paths, tag, &copy, &definition, lance_version, max_seq)
+        snapshot::prepare(
+            &paths,
+            tag,
+            &copy,
+            &keywords,
+            &definition,
+            lance_version,
+            max_seq,
+        )
     })
     .await
     .map_err(|e| SnapshotError::Io {
@@ -426,8 +444,19 @@ async fn write_snapshot_in_place(
     let core = pipeline.core.clone();
     let paths = pipeline.snapshot_paths.clone();
     let meta = tokio::task::spawn_blocking(move || {
-        core.with_graph(|hnsw, max_seq| {
-            snapshot::write(&paths, hnsw, &core.definition, lance_version, max_seq)
+        core.with_graph(|hnsw, keywords, max_seq| {
+            let keywords = keywords.encode(StoredMeta {
+                lance_version,
+                max_seq,
+            });
+            snapshot::write(
+                &paths,
+                hnsw,
+                &keywords,
+                &core.definition,
+                lance_version,
+                max_seq,
+            )
         })
     })
     .await

@@ -24,6 +24,8 @@ use std::collections::HashMap;
 
 use parking_lot::Mutex;
 
+pub mod stored;
+
 use crate::domain::analysis::Analysis;
 use crate::domain::keyword::{
     idf, term_score, tokens, FormMatch, KeywordQuery, Phrase, PhraseFit, PhraseMatch, Token,
@@ -88,6 +90,9 @@ struct Doc {
     /// The text's term ids in order, [`BREAK`] between segments (for
     /// phrases).
     tokens: Box<[u32]>,
+    /// CRC-32 of the text: a stored index (see [`stored`]) keeps a
+    /// document only while its item's text still has this checksum.
+    text_crc: u32,
 }
 
 /// The token between two segments of a text.
@@ -245,6 +250,7 @@ impl Way {
 /// term's frequency. The costly part of an insert, done without the index.
 pub struct Analysed {
     length: u32,
+    text_crc: u32,
     counts: Vec<(Box<str>, u16)>,
     /// Indexes into `counts` in text order, `None` between segments.
     sequence: Vec<Option<u32>>,
@@ -273,6 +279,7 @@ impl Analysed {
         }
         Self {
             length,
+            text_crc: crc32fast::hash(text.as_bytes()),
             counts,
             sequence,
         }
@@ -456,6 +463,7 @@ impl KeywordIndex {
             terms: ids.iter().map(|&(id, _)| id).collect(),
             frequencies: ids.iter().map(|&(_, tf)| tf).collect(),
             tokens,
+            text_crc: analysed.text_crc,
         }));
         self.slots.insert(label, slot);
         self.total_length += u64::from(length);
