@@ -126,6 +126,11 @@ impl Core {
     /// Builds the lookups of every field filtered on before (by this or an
     /// earlier incarnation), the presence map and the vector arena (load
     /// path).
+    /// Metadata objects lookup builds have parsed (see `parsed_rows`).
+    pub fn parsed_rows(&self) -> u64 {
+        self.parsed_rows.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn prepare_filters(&self) -> Result<(), HnswError> {
         let fields = self.hot_fields.list();
         if fields.is_empty() {
@@ -263,6 +268,8 @@ impl Core {
             let _timer = Timer("filter lookups", started);
             index_fields_of(&snapshot, &wanted, want_presence)
         });
+        self.parsed_rows
+            .fetch_add(snapshot.len() as u64, std::sync::atomic::Ordering::Relaxed);
         drop(snapshot);
 
         let mut inner = self.inner.write();

@@ -110,6 +110,9 @@ pub struct Core {
     /// Held by the one build of lookups and arena running (see
     /// [`Core::build`]).
     building: Mutex<()>,
+    /// Metadata objects parsed by lookup builds, ever: a search that
+    /// finds the lookups it needs parses none.
+    parsed_rows: std::sync::atomic::AtomicU64,
 }
 
 /// One search, validated and with its vector prepared.
@@ -186,6 +189,7 @@ impl Core {
         Self {
             hot_fields,
             building: Mutex::new(()),
+            parsed_rows: Default::default(),
             results: NonZeroUsize::new(cache_entries)
                 .filter(|_| cache_bytes > 0)
                 .map(|n| {
