@@ -422,6 +422,13 @@ pub(super) async fn commit(
     // Durable: now make it visible, then acknowledge.
     publish(pipeline, &mut writer, &rows);
     let version = writer.store.version();
+    // Before the replies: a caller that reads the index's info next sees
+    // at least the version its write answered with (upkeep may commit
+    // more below, and stores again).
+    pipeline
+        .stats
+        .lance_version
+        .store(version, Ordering::Relaxed);
     for (batch, (outcome, skipped)) in group.into_iter().zip(planned) {
         match batch.reply {
             Reply::Upsert(port) => {
