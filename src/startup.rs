@@ -89,6 +89,7 @@ impl Application {
             settings: Arc::new(settings),
             tokens,
             alarms: crate::alarms::AlarmBoard::default(),
+            snapshot_turn: Default::default(),
         };
         let api = ApiContext {
             service: context.clone(),

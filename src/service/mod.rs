@@ -46,6 +46,9 @@ pub struct Context {
     pub tokens: Arc<Tokens>,
     /// Alarms set and cleared by the service (see [`crate::alarms`]).
     pub alarms: crate::alarms::AlarmBoard,
+    /// Held by the one snapshot running in this service (see
+    /// [`ops::take_snapshot`]).
+    pub snapshot_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Context {

@@ -51,10 +51,11 @@ pub fn supervision_tree(context: &Context) -> NodeView {
 /// Takes a snapshot of the data dir into `snapshots.dir` (one at a time:
 /// `409 snapshot_in_progress`), then applies `snapshots.keep`.
 pub async fn take_snapshot(context: &Context) -> Result<crate::backup::SnapshotManifest, ApiError> {
-    static ONE: std::sync::OnceLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
-        std::sync::OnceLock::new();
-    let one = ONE.get_or_init(Default::default).clone();
-    let held = one
+    // One per service, not per process: two services in one process (the
+    // API tests) take theirs independently.
+    let held = context
+        .snapshot_turn
+        .clone()
         .try_lock_owned()
         .map_err(|_| ApiError::SnapshotInProgress)?;
     let settings = context.settings.clone();
